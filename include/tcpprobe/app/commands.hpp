@@ -1,0 +1,55 @@
+// Options of each command and the functions that run them. The CLI binds these structs;
+// the command functions validate them (UsageError), open the I/O edge and run a session.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace tcpprobe::app {
+
+struct GlobalOptions {
+    std::string output = "text";
+    std::string write_pcap;
+    int verbosity = 0;
+    bool quiet = false;
+    bool no_color = false;
+    bool no_rst_guard = false;
+    std::string source;
+    std::string interface;
+};
+
+/// The SYN every probing command sends: options, IP fields, ISN, port.
+struct SynOptions {
+    std::optional<unsigned> mss;
+    bool no_mss = false;
+    std::optional<unsigned> wscale;
+    bool sack = false;
+    bool ts = false;
+    std::vector<std::string> raw_options;
+    std::optional<unsigned> window;
+    unsigned ttl = 64;
+    unsigned tos = 0;
+    bool df = true;
+    std::optional<std::string> ip_id;
+    std::optional<std::string> isn;
+    std::optional<unsigned> sport;
+    std::string flags;
+};
+
+struct HandshakeOptions {
+    std::string target;
+    SynOptions syn;
+    bool half_open = false;
+    unsigned count = 1;
+    std::string interval = "1s";
+    bool stale_syn = false;
+    std::string timeout = "3s";
+    std::string linger = "0s";
+    std::string rto = "1s";
+    unsigned retries = 1;
+};
+
+int run_handshake(const GlobalOptions& g, const HandshakeOptions& o);
+
+}  // namespace tcpprobe::app

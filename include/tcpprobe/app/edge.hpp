@@ -1,0 +1,44 @@
+// Opening the I/O edge for a run, in the order DESIGN §1 asks: check capabilities, pick
+// the route and source ports, open the capture, the raw sender and the RST guard, then
+// drop every capability. Everything is released by destructors (also on Ctrl-C).
+#pragma once
+
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "tcpprobe/app/commands.hpp"
+#include "tcpprobe/app/output.hpp"
+#include "tcpprobe/io/system.hpp"
+
+namespace tcpprobe::app {
+
+inline constexpr std::uint32_t packet_mark = 0x74637070;  // "tcpp"
+
+struct EdgeRequest {
+    wire::Ipv4Addr target;
+    std::vector<std::uint16_t> target_ports;
+    std::size_t flows = 1;            ///< source ports to reserve
+    std::optional<std::uint16_t> sport;
+    bool rst_guard = true;            ///< the command completes connections in userspace
+};
+
+struct Edge {
+    io::Route route;
+    std::vector<std::uint16_t> sports;
+    io::PortReservation ports;
+    std::unique_ptr<io::PcapSource> capture;
+    std::unique_ptr<io::LibnetSender> sender;
+    std::unique_ptr<io::NftGuard> guard;
+    io::SystemClock clock;
+};
+
+std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req);
+
+/// The renderer chosen by -o, --no-color, NO_COLOR and whether stdout is a TTY.
+std::unique_ptr<Renderer> make_renderer(const GlobalOptions& g);
+
+/// Seeded once per run from the OS; the core only ever receives values drawn from it.
+std::mt19937_64& run_rng();
+
+}  // namespace tcpprobe::app

@@ -1,0 +1,52 @@
+// Output renderers: text (tcpdump/packetdrill-like lines, then a summary) and JSON Lines
+// (one object per event, the summary object always last). Results go to stdout only.
+#pragma once
+
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tcpprobe/probe/event.hpp"
+
+namespace tcpprobe::app {
+
+inline constexpr int json_schema_version = 1;
+
+class Renderer {
+public:
+    virtual ~Renderer() = default;
+    /// Events in order; times are shown relative to the first captured packet.
+    void events(const std::vector<probe::Event>& evs);
+    /// The summary; `text` is the human form, `json` the object (type/schema added here).
+    virtual void summary(const std::string& text, nlohmann::json json) = 0;
+    /// The run's time origin (first captured packet), once known.
+    std::optional<Instant> origin() const { return origin_; }
+    /// Prints events held back because no packet had been captured yet.
+    void flush_pending();
+
+protected:
+    virtual void render(const probe::Event& e, std::int64_t t_us) = 0;
+    bool multi_flow_ = false;
+
+public:
+    void set_multi_flow(bool m) { multi_flow_ = m; }
+
+private:
+    std::optional<Instant> origin_;
+    std::vector<probe::Event> pending_;
+};
+
+struct TextStyle {
+    bool color = false;
+};
+
+std::unique_ptr<Renderer> make_text_renderer(std::FILE* out, TextStyle style);
+std::unique_ptr<Renderer> make_json_renderer(std::FILE* out);
+
+/// JSON of an option list: [{"kind":"mss","value":1460}, {"kind":"nop"}, ...].
+nlohmann::json options_json(const wire::OptionList& options);
+
+}  // namespace tcpprobe::app

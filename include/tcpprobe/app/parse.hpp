@@ -1,0 +1,33 @@
+// Parsers for command-line values. Each throws io::UsageError with a one-line message
+// naming the bad value and what is accepted (exit 64).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "tcpprobe/time.hpp"
+#include "tcpprobe/wire/tcp_options.hpp"
+
+namespace tcpprobe::app {
+
+struct Target {
+    std::string host;
+    std::uint16_t port = 0;
+};
+
+/// "host:port" (name or dotted quad). "[v6]:port" is refused: IPv6 is not supported yet.
+Target parse_target(std::string_view text);
+/// Refuses 0.0.0.0, broadcast and multicast (and the 240/4 reserved block).
+void check_target_address(std::uint32_t addr, std::string_view shown);
+/// "250ms", "2s", "1.5s", "100us", "2m"; a bare number is seconds.
+Duration parse_duration(std::string_view text, std::string_view option);
+/// "ece,cwr" or "E,W": the eight classic flag names (or tcpdump letters).
+std::uint16_t parse_flags(std::string_view text);
+/// "KIND:HEX" (KIND 0-255; HEX the bytes after kind and length). Kinds 0 and 1 take no
+/// bytes. A well-formed known kind becomes its typed option (so it is negotiated).
+wire::TcpOption parse_raw_option(std::string_view text);
+/// Decimal or 0x-hex unsigned number within [lo, hi].
+std::uint64_t parse_number(std::string_view text, std::string_view option, std::uint64_t lo, std::uint64_t hi);
+
+}  // namespace tcpprobe::app

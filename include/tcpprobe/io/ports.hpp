@@ -1,0 +1,50 @@
+// The I/O edge as the rest of the program sees it: interfaces only. The core never
+// includes this; the runner (app) connects a scenario to these ports. Tests replace
+// them with fakes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+
+#include "tcpprobe/time.hpp"
+#include "tcpprobe/wire/segment.hpp"
+
+namespace tcpprobe::io {
+
+/// Injects segments. Every outgoing packet is built by libnet in the real implementation.
+class PacketSink {
+public:
+    virtual ~PacketSink() = default;
+    virtual void send(const wire::Segment& segment) = 0;
+};
+
+struct CapturedFrame {
+    Instant timestamp;  ///< capture timestamp (the one time base for every interval)
+    int link_type;
+    std::span<const std::uint8_t> bytes;
+};
+
+/// Yields captured frames. fd() is pollable; drain() hands over everything ready.
+class PacketSource {
+public:
+    virtual ~PacketSource() = default;
+    virtual int fd() const = 0;
+    virtual std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) = 0;
+};
+
+/// The host clock, in the same time base as capture timestamps (CLOCK_REALTIME on Linux,
+/// because that is what pcap's "host" timestamps use).
+class Clock {
+public:
+    virtual ~Clock() = default;
+    virtual Instant now() const = 0;
+};
+
+/// Keeps the local kernel from resetting connections completed in userspace.
+class RstSuppressor {
+public:
+    virtual ~RstSuppressor() = default;
+};
+
+}  // namespace tcpprobe::io

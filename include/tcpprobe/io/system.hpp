@@ -1,0 +1,138 @@
+// Concrete I/O pieces: route and source selection, source-port reservation, the libnet
+// sender, the pcap source, the nftables RST guard, privileges, the clock and signals.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tcpprobe/io/ports.hpp"
+
+struct libnet_context;
+struct pcap;
+struct pcap_dumper;
+struct nft_ctx;
+
+namespace tcpprobe::io {
+
+// --- route ------------------------------------------------------------------
+
+struct Route {
+    wire::Ipv4Addr source;
+    std::string interface;
+};
+
+/// Source address from the routing table (connected UDP socket + getsockname) and the
+/// interface holding it; either may be overridden. Throws EnvironmentError without a route.
+Route select_route(wire::Ipv4Addr target, std::optional<wire::Ipv4Addr> source,
+                   std::optional<std::string> interface);
+
+/// Resolves "host" to one IPv4 address. Throws UsageError.
+wire::Ipv4Addr resolve_ipv4(const std::string& host);
+
+// --- source ports -------------------------------------------------------------
+
+/// Holds a bound (never listening) TCP socket per port so the local stack does not hand
+/// the same port to another connection during the run.
+class PortReservation {
+public:
+    PortReservation() = default;
+    PortReservation(const PortReservation&) = delete;
+    PortReservation& operator=(const PortReservation&) = delete;
+    ~PortReservation();
+    /// A random free ephemeral port on `source` (port 0 = any), or the given one.
+    std::uint16_t reserve(wire::Ipv4Addr source, std::uint16_t port = 0);
+
+private:
+    std::vector<int> fds_;
+};
+
+// --- libnet sender ------------------------------------------------------------
+
+class LibnetSender final : public PacketSink {
+public:
+    /// Opens a LIBNET_RAW4 context and sets SO_MARK on its socket.
+    LibnetSender(const std::string& interface, std::uint32_t mark);
+    ~LibnetSender() override;
+    void send(const wire::Segment& segment) override;
+    std::uint64_t sent() const { return sent_; }
+
+private:
+    libnet_context* l_ = nullptr;
+    std::uint64_t sent_ = 0;
+};
+
+// --- pcap source -----------------------------------------------------------------
+
+class PcapSource final : public PacketSource {
+public:
+    /// One handle: immediate mode, nanosecond timestamps, non-blocking, with `filter`.
+    PcapSource(const std::string& interface, const std::string& filter);
+    ~PcapSource() override;
+    int fd() const override { return fd_; }
+    std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) override;
+    int link_type() const { return link_type_; }
+    /// Writes every captured frame to `path` as well (pcap, nanosecond precision).
+    void dump_to(const std::string& path);
+    void flush();
+    /// Packets the kernel dropped for lack of buffer space (pcap_stats).
+    std::uint64_t kernel_drops() const;
+
+private:
+    pcap* p_ = nullptr;
+    pcap_dumper* dumper_ = nullptr;
+    int fd_ = -1;
+    int link_type_ = 0;
+};
+
+/// Capture filter for the flows between `local` and `remote` ports, both ways, plus ICMP
+/// errors sent to `local`. Pure: tested against golden strings.
+std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t>& local_ports,
+                           wire::Ipv4Addr remote, const std::vector<std::uint16_t>& remote_ports);
+
+// --- nftables RST guard -----------------------------------------------------------
+
+/// Rule text of the guard: a table with `flags owner`, an output chain at priority raw
+/// dropping RSTs from our ports to the target unless they carry our mark. Pure.
+std::string rst_guard_ruleset(const std::string& table, wire::Ipv4Addr local,
+                              const std::vector<std::uint16_t>& local_ports, wire::Ipv4Addr remote,
+                              std::uint32_t mark);
+
+class NftGuard final : public RstSuppressor {
+public:
+    /// Creates the table in one atomic command buffer. Throws EnvironmentError.
+    NftGuard(const std::string& table, const std::string& ruleset);
+    /// Closing the netlink socket makes the kernel delete the owned table.
+    ~NftGuard() override;
+    const std::string& table() const { return table_; }
+
+private:
+    nft_ctx* ctx_ = nullptr;
+    std::string table_;
+};
+
+// --- privileges, clock, signals -----------------------------------------------------
+
+/// Throws PrivilegeError naming the missing capability and the setcap command.
+void require_capabilities(bool need_net_admin);
+/// Drops every capability and sets no_new_privs; open handles keep working.
+void drop_privileges();
+
+class SystemClock final : public Clock {
+public:
+    Instant now() const override;
+};
+
+/// SIGINT/SIGTERM set a flag (and interrupt poll) instead of killing the process, so the
+/// run stops in order and destructors remove what it created.
+void install_stop_signals();
+bool stop_requested();
+int stop_signal();
+
+}  // namespace tcpprobe::io
+
+namespace tcpprobe::io {
+/// MTU of an interface (SIOCGIFMTU); nullopt when it cannot be read.
+std::optional<int> interface_mtu(const std::string& interface);
+}  // namespace tcpprobe::io

@@ -1,0 +1,48 @@
+// Verdicts are lower-case words in every output (DESIGN §1); exit codes follow them.
+#pragma once
+
+#include <string_view>
+
+namespace tcpprobe::probe {
+
+enum class Verdict { Pending, Open, Closed, Filtered, Unreachable };
+
+constexpr std::string_view to_string(Verdict v) {
+    switch (v) {
+        case Verdict::Pending: return "pending";
+        case Verdict::Open: return "open";
+        case Verdict::Closed: return "closed";
+        case Verdict::Filtered: return "filtered";
+        case Verdict::Unreachable: return "unreachable";
+    }
+    return "?";
+}
+
+/// DESIGN §1 exit status: 0 as expected, 1 negative answer, 2 no answer, 3 ICMP error.
+constexpr int exit_code(Verdict v) {
+    switch (v) {
+        case Verdict::Open: return 0;
+        case Verdict::Closed: return 1;
+        case Verdict::Pending:
+        case Verdict::Filtered: return 2;
+        case Verdict::Unreachable: return 3;
+    }
+    return 70;
+}
+
+/// Combining the verdicts of several flows: the most informative answer wins.
+constexpr Verdict combine(Verdict a, Verdict b) {
+    auto rank = [](Verdict v) {
+        switch (v) {
+            case Verdict::Open: return 4;
+            case Verdict::Closed: return 3;
+            case Verdict::Unreachable: return 2;
+            case Verdict::Filtered: return 1;
+            case Verdict::Pending: return 0;
+        }
+        return 0;
+    };
+    return rank(a) >= rank(b) ? a : b;
+}
+
+}  // namespace tcpprobe::probe

@@ -1,0 +1,170 @@
+// The userspace TCB: RFC 9293 connection management, sans-IO.
+//
+// Inputs are (now, segment), (now) for timers, and the user calls of RFC 9293 §3.10
+// (OPEN, SEND, CLOSE, ABORT); outputs are Actions. The TCB owns no clock and no socket,
+// so every behaviour is testable with a simulated clock and a scripted peer.
+//
+// RFC 5961 is applied: RST and SYN in synchronized states are validated by exact
+// sequence number, answered with a challenge ACK when merely in window. Options are
+// negotiated from what our SYN actually carried (the user may send any list), so
+// "window scaling only if both sides offer it" holds even for hand-made option lists.
+#pragma once
+
+#include <deque>
+#include <optional>
+
+#include "tcpprobe/tcb/action.hpp"
+#include "tcpprobe/tcb/state.hpp"
+#include "tcpprobe/time.hpp"
+#include "tcpprobe/wire/format.hpp"
+#include "tcpprobe/wire/segment.hpp"
+
+namespace tcpprobe::tcb {
+
+/// Our own retransmission schedule for SYN, FIN and data (RFC 6298 shape).
+struct RetransmitPolicy {
+    Duration initial_rto = std::chrono::seconds{1};
+    double backoff = 2.0;
+    unsigned max_retries = 3;  ///< retransmissions before giving up
+    Duration max_rto = std::chrono::seconds{60};
+};
+
+struct TcbConfig {
+    wire::FourTuple tuple;
+    wire::Seq iss;
+    std::uint32_t rcv_wnd = 65535;    ///< our receive window in bytes (scaled when WS is on)
+    std::uint16_t syn_window = 0;     ///< window field of our SYN; 0 = min(rcv_wnd, 65535)
+    wire::OptionList syn_options;     ///< what our SYN / SYN-ACK carries, in this order
+    std::uint16_t extra_syn_flags = 0;  ///< e.g. ECE|CWR on our SYN
+    wire::IpFields ip;                ///< TTL, TOS, DF, first IP ID (incremented per packet)
+    RetransmitPolicy rto;
+    Duration time_wait = std::chrono::seconds{60};  ///< 2MSL
+    std::uint32_t ts_offset = 0;      ///< TSval at the TCB's first instant
+    bool rfc1337 = false;             ///< ignore RST in TIME-WAIT (RFC 1337 TIME-WAIT assassination)
+};
+
+/// The linux-like option list: mss, sackOK, TS, nop, wscale (omitting what is off).
+wire::OptionList default_syn_options(std::optional<std::uint16_t> mss, std::optional<std::uint8_t> wscale,
+                                     bool sack, bool timestamps);
+
+struct Negotiated {
+    std::optional<std::uint16_t> our_mss;
+    std::optional<std::uint16_t> peer_mss;
+    std::uint16_t effective_mss = 536;  ///< min(peer MSS or 536, our MSS) — RFC 9293 §3.7.1
+    std::optional<std::uint8_t> our_wscale;
+    std::optional<std::uint8_t> peer_wscale;
+    bool window_scaling = false;  ///< both offered
+    bool sack = false;
+    bool timestamps = false;
+    /// Bytes of payload per full segment once the timestamps option takes its 12 bytes.
+    std::uint16_t payload_per_segment() const { return static_cast<std::uint16_t>(effective_mss - (timestamps ? 12 : 0)); }
+};
+
+class Tcb {
+public:
+    explicit Tcb(TcbConfig config);
+
+    // RFC 9293 §3.10 user calls.
+    Actions open_active(Instant now);
+    Actions open_passive(Instant now);
+    Actions send(Instant now, wire::ByteVec data);
+    Actions close(Instant now);
+    Actions abort(Instant now);
+
+    Actions on_segment(Instant now, const wire::Segment& seg);
+    Actions on_timer(Instant now);
+    std::optional<Instant> next_deadline() const;
+
+    State state() const { return state_; }
+    const TcbConfig& config() const { return cfg_; }
+    const Negotiated& negotiated() const { return neg_; }
+    wire::Seq iss() const { return cfg_.iss; }
+    std::optional<wire::Seq> irs() const { return irs_; }
+    wire::FormatContext format_context(wire::Direction d) const { return {d, cfg_.iss, irs_}; }
+    bool fin_sent() const { return fin_seq_.has_value(); }
+    bool fin_acked() const;
+    bool fin_received() const { return fin_received_; }
+    std::uint32_t ts_recent() const { return ts_recent_; }
+
+    struct SendVars {
+        wire::Seq una, nxt;
+        std::uint32_t wnd = 0;
+        wire::Seq wl1, wl2;
+    } snd;
+    struct RecvVars {
+        wire::Seq nxt;
+        std::uint32_t wnd = 0;
+    } rcv;
+
+    /// A segment from us with the TCB's addresses, window, timestamps and IP fields.
+    /// Probes use it to send segments the state machine would not (stale SYNs, probes).
+    wire::Segment make_segment(Instant now, std::uint16_t flags, wire::Seq seq, wire::Seq ack,
+                               wire::ByteVec payload = {});
+
+private:
+    struct Pending {
+        wire::Seq seq;
+        std::uint16_t flags;  ///< SYN / FIN / PSH, plus ACK when synchronized
+        wire::ByteVec data;
+        wire::Seq end() const { return seq + static_cast<std::uint32_t>(data.size()) +
+                                       ((flags & wire::flag::syn) ? 1u : 0u) +
+                                       ((flags & wire::flag::fin) ? 1u : 0u); }
+    };
+
+    // Segment processing, one handler per RFC 9293 §3.10.7 group.
+    void handle_closed(Instant now, const wire::Segment& seg, Actions& out);
+    void handle_listen(Instant now, const wire::Segment& seg, Actions& out);
+    void handle_syn_sent(Instant now, const wire::Segment& seg, Actions& out);
+    void handle_synchronized(Instant now, const wire::Segment& seg, Actions& out);
+    void handle_time_wait(Instant now, const wire::Segment& seg, Actions& out);
+
+    // The numbered steps of §3.10.7.4; each returns false when the segment is finished with.
+    bool check_sequence(Instant now, const wire::Segment& seg, Actions& out);
+    bool check_rst(Instant now, const wire::Segment& seg, Actions& out);
+    bool check_syn(Instant now, const wire::Segment& seg, Actions& out);
+    bool check_ack(Instant now, const wire::Segment& seg, Actions& out);
+    void check_urg(const wire::Segment& seg, Actions& out);
+    bool process_text(const wire::Segment& seg, Actions& out);
+    bool process_fin(Instant now, const wire::Segment& seg, Actions& out);
+
+    bool acceptable(const wire::Segment& seg) const;
+    void negotiate(const wire::Segment& syn);
+    void update_timestamps(const wire::Segment& seg);
+    bool paws_rejects(const wire::Segment& seg) const;
+    void update_window(const wire::Segment& seg);
+    void on_ack_advanced(Instant now, Actions& out);
+
+    void set_state(State to, std::string cause, Actions& out);
+    void enter_time_wait(Instant now, std::string cause, Actions& out);
+    void emit(Instant now, std::uint16_t flags, wire::Seq seq, wire::Seq ack, SendReason why,
+              Actions& out, wire::ByteVec payload = {});
+    void send_ack(Instant now, SendReason why, Actions& out);
+    void send_reset_reply(Instant now, const wire::Segment& seg, Actions& out);
+    void queue_and_send(Instant now, Pending p, SendReason why, Actions& out);
+    void arm_retransmit(Instant now, Actions& out);
+    void cancel_timers(Actions& out);
+    std::uint32_t ts_now(Instant now) const;
+    std::uint16_t advertised_window(bool syn) const;
+
+    TcbConfig cfg_;
+    State state_ = State::Closed;
+    bool passive_ = false;
+    std::optional<Instant> epoch_;
+    std::optional<wire::Seq> irs_;
+    Negotiated neg_;
+    std::uint8_t snd_wscale_ = 0;
+    std::uint8_t rcv_wscale_ = 0;
+    std::uint32_t ts_recent_ = 0;
+    wire::Seq last_ack_sent_;
+    std::optional<wire::Seq> fin_seq_;
+    bool fin_received_ = false;
+    std::uint16_t next_ip_id_ = 0;
+
+    std::deque<Pending> retransmit_queue_;
+    std::optional<Instant> rto_deadline_;
+    Duration rto_{};
+    unsigned retries_ = 0;
+    std::optional<Instant> time_wait_deadline_;
+};
+
+}  // namespace tcpprobe::tcb

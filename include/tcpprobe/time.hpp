@@ -1,0 +1,33 @@
+// Time vocabulary for the whole project.
+//
+// The core never reads a clock: every function that needs "now" takes an Instant
+// argument. Instants on the wire come from capture timestamps; the runner turns them
+// into this type. ProbeClock is a clock *type* with no now(), so an Instant cannot be
+// produced by accident from the host clock inside the core.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+
+namespace tcpprobe {
+
+struct ProbeClock {
+    using rep = std::int64_t;
+    using period = std::nano;
+    using duration = std::chrono::duration<rep, period>;
+    using time_point = std::chrono::time_point<ProbeClock>;
+    static constexpr bool is_steady = true;
+};
+
+using Duration = std::chrono::nanoseconds;
+using Instant = ProbeClock::time_point;
+
+/// Builds an Instant from nanoseconds since an arbitrary epoch (a capture's clock).
+constexpr Instant instant_from_ns(std::int64_t ns) { return Instant{Duration{ns}}; }
+constexpr std::int64_t to_ns(Instant t) { return t.time_since_epoch().count(); }
+constexpr std::int64_t to_us(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
+constexpr double to_ms_f(Duration d) { return static_cast<double>(d.count()) / 1e6; }
+
+using namespace std::chrono_literals;
+
+}  // namespace tcpprobe

@@ -1,0 +1,136 @@
+// The command line. CLI11 parse errors (its own exit codes 105-109) become one-line
+// errors with exit 64; setup failures thrown at the edge map to 69/77; anything else is
+// an internal error (70).
+#include "tcpprobe/app/cli.hpp"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <fmt/format.h>
+
+#include "tcpprobe/app/commands.hpp"
+#include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/system.hpp"
+
+namespace tcpprobe::app {
+
+struct CommandLine::State {
+    GlobalOptions global;
+    HandshakeOptions handshake;
+    CLI::App* handshake_cmd = nullptr;
+};
+
+namespace {
+
+constexpr const char* exit_help = R"(EXIT STATUS:
+  0 expected behaviour observed (e.g. port open)   1 negative answer (RST, behaviour differs)
+  2 no answer (filtered, timeout)                   3 ICMP error (unreachable, prohibited)
+  64 usage error   69 environment (no route, nft)   70 internal error
+  77 missing privilege (CAP_NET_RAW, CAP_NET_ADMIN) 130 interrupted)";
+
+template <class T>
+void optional_number(CLI::App* cmd, const std::string& name, std::optional<T>& into, const std::string& desc) {
+    cmd->add_option_function<T>(name, [&into](const T& v) { into = v; }, desc);
+}
+
+void add_syn_options(CLI::App* cmd, SynOptions& s) {
+    optional_number(cmd, "--mss", s.mss, "MSS option value (default: interface MTU - 40)");
+    cmd->add_flag("--no-mss", s.no_mss, "send no MSS option");
+    optional_number(cmd, "--wscale", s.wscale, "window scale option, shift 0-14");
+    cmd->add_flag("--sack", s.sack, "SACK-permitted option");
+    cmd->add_flag("--ts", s.ts, "timestamps option");
+    cmd->add_option("--option", s.raw_options, "raw option KIND:HEX (repeatable, kept in order; 1 = NOP, 0 = EOL)")
+        ->allow_extra_args(false);
+    optional_number(cmd, "--window", s.window, "window field of the SYN (default 64240)");
+    cmd->add_option("--ttl", s.ttl, "IP time to live (default 64)");
+    cmd->add_option("--tos", s.tos, "IP type of service / DSCP+ECN byte (default 0)");
+    cmd->add_flag("--df,!--no-df", s.df, "set (default) or clear the IP don't-fragment bit");
+    cmd->add_option_function<std::string>("--ip-id", [&s](const std::string& v) { s.ip_id = v; }, "first IP ID (default random)");
+    cmd->add_option_function<std::string>("--isn", [&s](const std::string& v) { s.isn = v; }, "initial sequence number (default random)");
+    optional_number(cmd, "--sport", s.sport, "source port (default: a free ephemeral port)");
+    cmd->add_option("--flags", s.flags, "extra flags on the SYN, e.g. ece,cwr");
+}
+
+}  // namespace
+
+CommandLine::CommandLine()
+    : state_(std::make_unique<State>()),
+      app_(std::make_unique<CLI::App>("tcpprobe: talk TCP to a remote host by hand", "tcpprobe")) {
+    CLI::App& app = *app_;
+    GlobalOptions& g = state_->global;
+    app.set_version_flag("--version", std::string("tcpprobe ") + TCPPROBE_VERSION);
+    app.require_subcommand(1);
+    app.footer(exit_help);
+    app.add_option("-o,--output", g.output, "output format: text (default) or json (JSON Lines)")
+        ->check(CLI::IsMember({"text", "json"}));
+    app.add_option("-w,--write", g.write_pcap, "write every captured packet to FILE (pcap)");
+    app.add_flag("-v,--verbose", g.verbosity, "more log output on stderr (repeatable)");
+    app.add_flag("-q,--quiet", g.quiet, "only errors on stderr");
+    app.add_flag("--no-color", g.no_color, "no colors (also when NO_COLOR is set or stdout is not a TTY)");
+    app.add_flag("--no-rst-guard", g.no_rst_guard, "do not install the nftables RST guard");
+    app.add_option("--source", g.source, "source address (default: from the routing table)");
+    app.add_option("--interface", g.interface, "interface to send and capture on (default: from the route)");
+
+    HandshakeOptions& h = state_->handshake;
+    CLI::App* hs = app.add_subcommand("handshake", "SYN with the chosen options, observe, complete (or reset)");
+    hs->fallthrough();
+    hs->footer(exit_help);
+    hs->add_option("target", h.target, "HOST:PORT")->required();
+    add_syn_options(hs, h.syn);
+    hs->add_flag("--half-open", h.half_open, "answer the SYN-ACK with RST instead of ACK (no RST guard needed)");
+    hs->add_option("--count", h.count, "number of handshakes, each from its own source port (default 1)");
+    hs->add_option("--interval", h.interval, "time between handshake starts with --count (default 1s)");
+    hs->add_flag("--stale-syn", h.stale_syn, "send a stale SYN first, then the real one (RFC 9293 old duplicate SYN)");
+    hs->add_option("--timeout", h.timeout, "no answer by then: filtered (default 3s)");
+    hs->add_option("--linger", h.linger, "after the handshake, keep receiving and ACKing this long (default 0)");
+    hs->add_option("--rto", h.rto, "our initial SYN retransmission timeout (default 1s)");
+    hs->add_option("--retries", h.retries, "our SYN retransmissions before giving up (default 1)");
+    state_->handshake_cmd = hs;
+}
+
+CommandLine::~CommandLine() = default;
+
+namespace {
+void setup_logging(const GlobalOptions& g) {
+    auto logger = spdlog::stderr_color_mt("tcpprobe");
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("tcpprobe: %^%l%$: %v");
+    if (g.quiet) spdlog::set_level(spdlog::level::err);
+    else if (g.verbosity >= 2) spdlog::set_level(spdlog::level::trace);
+    else if (g.verbosity == 1) spdlog::set_level(spdlog::level::debug);
+    else spdlog::set_level(spdlog::level::warn);
+}
+
+int fail(int code, const std::string& message) {
+    fmt::print(stderr, "tcpprobe: {}\n", message);
+    return code;
+}
+}  // namespace
+
+int CommandLine::run(int argc, char** argv) {
+    try {
+        app_->parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        if (e.get_exit_code() == 0) return app_->exit(e);  // --help, --version
+        std::string what = e.what();
+        if (auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+        return fail(exit_status::usage, what + " (see tcpprobe --help)");
+    }
+    setup_logging(state_->global);
+    io::install_stop_signals();
+    try {
+        if (state_->handshake_cmd->parsed()) return run_handshake(state_->global, state_->handshake);
+        return fail(exit_status::usage, "no command given (see tcpprobe --help)");
+    } catch (const io::UsageError& e) {
+        return fail(exit_status::usage, e.what());
+    } catch (const io::PrivilegeError& e) {
+        return fail(exit_status::privilege, e.what());
+    } catch (const io::EnvironmentError& e) {
+        return fail(exit_status::environment, e.what());
+    } catch (const std::exception& e) {
+        return fail(exit_status::internal, fmt::format("internal error: {}", e.what()));
+    }
+}
+
+}  // namespace tcpprobe::app

@@ -1,0 +1,58 @@
+// Opening the I/O edge (see edge.hpp).
+#include "tcpprobe/app/edge.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "tcpprobe/io/errors.hpp"
+
+namespace tcpprobe::app {
+
+std::mt19937_64& run_rng() {
+    static std::mt19937_64 rng{std::random_device{}()};
+    return rng;
+}
+
+std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) {
+    const bool guard = req.rst_guard && !g.no_rst_guard;
+    io::require_capabilities(true);  // CAP_NET_ADMIN for SO_MARK even without the guard
+
+    auto edge = std::make_unique<Edge>();
+    std::optional<wire::Ipv4Addr> source;
+    if (!g.source.empty()) source = io::resolve_ipv4(g.source);
+    std::optional<std::string> iface;
+    if (!g.interface.empty()) iface = g.interface;
+    edge->route = io::select_route(req.target, source, iface);
+    spdlog::debug("route to {}: source {} interface {}", wire::to_string(req.target),
+                  wire::to_string(edge->route.source), edge->route.interface);
+
+    for (std::size_t i = 0; i < req.flows; ++i)
+        edge->sports.push_back(edge->ports.reserve(edge->route.source, req.sport.value_or(0)));
+
+    edge->capture = std::make_unique<io::PcapSource>(
+        edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.target, req.target_ports));
+    if (!g.write_pcap.empty()) edge->capture->dump_to(g.write_pcap);
+    edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
+    if (guard) {
+        std::string table = fmt::format("tcpprobe_{}", ::getpid());
+        edge->guard = std::make_unique<io::NftGuard>(
+            table, io::rst_guard_ruleset(table, edge->route.source, edge->sports, req.target, packet_mark));
+        spdlog::debug("RST guard: nft table ip {}", table);
+    }
+    io::drop_privileges();
+    return edge;
+}
+
+std::unique_ptr<Renderer> make_renderer(const GlobalOptions& g) {
+    if (g.output == "json") return make_json_renderer(stdout);
+    const char* no_color = std::getenv("NO_COLOR");
+    TextStyle style;
+    style.color = !g.no_color && !(no_color && *no_color) && ::isatty(STDOUT_FILENO);
+    return make_text_renderer(stdout, style);
+}
+
+}  // namespace tcpprobe::app

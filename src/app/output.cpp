@@ -1,0 +1,181 @@
+// Text and JSON Lines renderers. Both print events as they happen; times are relative
+// to the run's first captured packet, so events produced before it (our first state
+// change) are held back until it is known and then shown at 0.
+#include "tcpprobe/app/output.hpp"
+
+#include <fmt/format.h>
+
+#include "tcpprobe/wire/format.hpp"
+
+namespace tcpprobe::app {
+
+using probe::Event;
+
+namespace {
+bool is_capture(const Event& e) {
+    return std::holds_alternative<probe::SegmentEvent>(e.body) || std::holds_alternative<probe::IcmpEvent>(e.body);
+}
+
+struct OptionJson {
+    nlohmann::json operator()(const wire::opt::Eol&) const { return {{"kind", "eol"}}; }
+    nlohmann::json operator()(const wire::opt::Nop&) const { return {{"kind", "nop"}}; }
+    nlohmann::json operator()(const wire::opt::Mss& m) const { return {{"kind", "mss"}, {"value", m.value}}; }
+    nlohmann::json operator()(const wire::opt::WindowScale& w) const { return {{"kind", "wscale"}, {"value", w.shift}}; }
+    nlohmann::json operator()(const wire::opt::SackPermitted&) const { return {{"kind", "sackOK"}}; }
+    nlohmann::json operator()(const wire::opt::Sack& s) const {
+        auto blocks = nlohmann::json::array();
+        for (auto [l, r] : s.blocks) blocks.push_back({l.raw(), r.raw()});
+        return {{"kind", "sack"}, {"blocks", blocks}};
+    }
+    nlohmann::json operator()(const wire::opt::Timestamps& t) const {
+        return {{"kind", "ts"}, {"tsval", t.tsval}, {"tsecr", t.tsecr}};
+    }
+    nlohmann::json operator()(const wire::opt::FastOpen& f) const { return {{"kind", "tfo"}, {"cookie", wire::to_hex(f.cookie)}}; }
+    nlohmann::json operator()(const wire::opt::Md5& m) const { return {{"kind", "md5"}, {"digest", wire::to_hex(m.digest)}}; }
+    nlohmann::json operator()(const wire::opt::Unknown& u) const {
+        return {{"kind", u.kind}, {"data", wire::to_hex(u.data)}};
+    }
+};
+}  // namespace
+
+nlohmann::json options_json(const wire::OptionList& options) {
+    auto a = nlohmann::json::array();
+    for (const auto& o : options) a.push_back(std::visit(OptionJson{}, o));
+    return a;
+}
+
+void Renderer::events(const std::vector<Event>& evs) {
+    for (const auto& e : evs) {
+        if (!origin_) {
+            if (!is_capture(e)) {
+                pending_.push_back(e);
+                continue;
+            }
+            origin_ = e.t;
+            flush_pending();
+        }
+        render(e, std::max<std::int64_t>(0, to_us(e.t - *origin_)));
+    }
+}
+
+void Renderer::flush_pending() {
+    for (const auto& p : pending_) render(p, origin_ ? std::max<std::int64_t>(0, to_us(p.t - *origin_)) : 0);
+    pending_.clear();
+}
+
+namespace {
+
+class TextRenderer final : public Renderer {
+public:
+    TextRenderer(std::FILE* out, TextStyle style) : out_(out), style_(style) {}
+
+    void summary(const std::string& text, nlohmann::json) override {
+        flush_pending();
+        fmt::print(out_, "{}", text);
+        std::fflush(out_);
+    }
+
+protected:
+    void render(const Event& e, std::int64_t t_us) override {
+        std::string when = fmt::format("{}.{:06}", t_us / 1'000'000, t_us % 1'000'000);
+        std::string flow = multi_flow_ ? fmt::format("[{}] ", e.flow) : "";
+        std::string pad(when.size() + 1, ' ');
+        if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body)) {
+            std::string line = s->line;
+            if (!s->ours) line += "  (local kernel)";
+            fmt::print(out_, "{} {}{}\n", when, flow, paint(line, s->dir == wire::Direction::Out ? cyan : green));
+        } else if (const auto* st = std::get_if<probe::StateEvent>(&e.body)) {
+            fmt::print(out_, "{}{}{}\n", pad, flow,
+                       paint(fmt::format("{} {} -> {} ({})", st->side, st->from, st->to, st->cause), bold));
+        } else if (const auto* ic = std::get_if<probe::IcmpEvent>(&e.body)) {
+            fmt::print(out_, "{} {}{}\n", when, flow,
+                       paint(fmt::format("< ICMP {} (type {} code {}) from {} quoting {}:{} > {}:{} seq {}", ic->name,
+                                         ic->error.type, ic->error.code, wire::to_string(ic->error.reporter),
+                                         wire::to_string(ic->error.quoted_src.addr), ic->error.quoted_src.port,
+                                         wire::to_string(ic->error.quoted_dst.addr), ic->error.quoted_dst.port,
+                                         ic->error.quoted_seq.raw()),
+                             red));
+        } else if (const auto* n = std::get_if<probe::NoteEvent>(&e.body)) {
+            if (n->severity == probe::Severity::Anomaly)
+                fmt::print(out_, "{}{}{}\n", pad, flow, paint("! " + n->text, yellow));
+            else
+                fmt::print(out_, "{}{}# {}\n", pad, flow, n->text);
+        }
+        std::fflush(out_);
+    }
+
+private:
+    static constexpr const char* cyan = "\033[36m";
+    static constexpr const char* green = "\033[32m";
+    static constexpr const char* red = "\033[31m";
+    static constexpr const char* yellow = "\033[33m";
+    static constexpr const char* bold = "\033[1m";
+
+    std::string paint(const std::string& s, const char* code) const {
+        return style_.color ? fmt::format("{}{}\033[0m", code, s) : s;
+    }
+
+    std::FILE* out_;
+    TextStyle style_;
+};
+
+class JsonRenderer final : public Renderer {
+public:
+    explicit JsonRenderer(std::FILE* out) : out_(out) {}
+
+    void summary(const std::string&, nlohmann::json json) override {
+        flush_pending();
+        nlohmann::json head = {{"type", "summary"}, {"schema", json_schema_version}};
+        head.update(json);
+        line(head);
+    }
+
+protected:
+    void render(const Event& e, std::int64_t t_us) override {
+        nlohmann::json j;
+        if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body)) {
+            j = {{"type", "segment"},
+                 {"dir", s->dir == wire::Direction::Out ? "out" : "in"},
+                 {"ours", s->ours},
+                 {"flags", wire::format_flags(s->segment.flags)},
+                 {"seq", s->segment.seq.raw()},
+                 {"ack", s->segment.ack.raw()},
+                 {"win", s->segment.window},
+                 {"len", s->segment.payload.size()},
+                 {"ttl", s->segment.ip.ttl},
+                 {"options", options_json(s->segment.options)},
+                 {"line", s->line}};
+        } else if (const auto* st = std::get_if<probe::StateEvent>(&e.body)) {
+            j = {{"type", "state"}, {"side", st->side}, {"from", st->from}, {"to", st->to}, {"cause", st->cause}};
+        } else if (const auto* ic = std::get_if<probe::IcmpEvent>(&e.body)) {
+            j = {{"type", "icmp"},
+                 {"icmp_type", ic->error.type},
+                 {"icmp_code", ic->error.code},
+                 {"name", ic->name},
+                 {"from", wire::to_string(ic->error.reporter)}};
+        } else if (const auto* n = std::get_if<probe::NoteEvent>(&e.body)) {
+            j = {{"type", "note"},
+                 {"severity", n->severity == probe::Severity::Anomaly ? "anomaly" : "info"},
+                 {"text", n->text}};
+        }
+        j["t_us"] = t_us;
+        j["flow"] = e.flow;
+        line(j);
+    }
+
+private:
+    void line(const nlohmann::json& j) {
+        fmt::print(out_, "{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        std::fflush(out_);
+    }
+    std::FILE* out_;
+};
+
+}  // namespace
+
+std::unique_ptr<Renderer> make_text_renderer(std::FILE* out, TextStyle style) {
+    return std::make_unique<TextRenderer>(out, style);
+}
+std::unique_ptr<Renderer> make_json_renderer(std::FILE* out) { return std::make_unique<JsonRenderer>(out); }
+
+}  // namespace tcpprobe::app

@@ -1,0 +1,121 @@
+// Command-line value parsers (see parse.hpp).
+#include "tcpprobe/app/parse.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/wire/tcp_header.hpp"
+
+namespace tcpprobe::app {
+
+using io::UsageError;
+
+std::uint64_t parse_number(std::string_view text, std::string_view option, std::uint64_t lo, std::uint64_t hi) {
+    std::string_view digits = text;
+    int base = 10;
+    if (digits.starts_with("0x") || digits.starts_with("0X")) {
+        digits.remove_prefix(2);
+        base = 16;
+    }
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v, base);
+    if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || v < lo || v > hi)
+        throw UsageError(fmt::format("{}: '{}' is not a number in {}..{}", option, text, lo, hi));
+    return v;
+}
+
+Target parse_target(std::string_view text) {
+    if (text.starts_with("["))
+        throw UsageError(fmt::format("target '{}': IPv6 is not supported yet (use an IPv4 address or name)", text));
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size())
+        throw UsageError(fmt::format("target '{}': expected HOST:PORT, e.g. 192.0.2.1:80 or example.org:443", text));
+    std::string_view host = text.substr(0, colon);
+    if (host.find(':') != std::string_view::npos)
+        throw UsageError(fmt::format("target '{}': IPv6 is not supported yet (use an IPv4 address or name)", text));
+    Target t;
+    t.host = std::string(host);
+    t.port = static_cast<std::uint16_t>(parse_number(text.substr(colon + 1), fmt::format("target '{}': port", text), 1, 65535));
+    return t;
+}
+
+void check_target_address(std::uint32_t a, std::string_view shown) {
+    if (a == 0) throw UsageError(fmt::format("target {}: 0.0.0.0 is not a host", shown));
+    if (a == 0xFFFFFFFFu) throw UsageError(fmt::format("target {}: broadcast addresses are refused", shown));
+    if ((a >> 28) == 0xE) throw UsageError(fmt::format("target {}: multicast addresses are refused", shown));
+    if ((a >> 28) == 0xF) throw UsageError(fmt::format("target {}: reserved (240.0.0.0/4) addresses are refused", shown));
+}
+
+Duration parse_duration(std::string_view text, std::string_view option) {
+    std::size_t split = 0;
+    while (split < text.size() && (std::isdigit(static_cast<unsigned char>(text[split])) || text[split] == '.')) ++split;
+    std::string number(text.substr(0, split));
+    std::string_view unit = text.substr(split);
+    double scale = 0;
+    if (unit.empty() || unit == "s") scale = 1e9;
+    else if (unit == "ms") scale = 1e6;
+    else if (unit == "us") scale = 1e3;
+    else if (unit == "ns") scale = 1;
+    else if (unit == "m" || unit == "min") scale = 60e9;
+    double v = 0;
+    bool ok = !number.empty() && scale > 0 && std::count(number.begin(), number.end(), '.') <= 1;
+    if (ok) {
+        char* end = nullptr;
+        v = std::strtod(number.c_str(), &end);
+        ok = end == number.c_str() + number.size() && std::isfinite(v) && v * scale < 1e18;
+    }
+    if (!ok) throw UsageError(fmt::format("{}: '{}' is not a duration (e.g. 250ms, 2s, 1.5s, 100us, 2m)", option, text));
+    return Duration{static_cast<std::int64_t>(std::llround(v * scale))};
+}
+
+std::uint16_t parse_flags(std::string_view text) {
+    static constexpr std::pair<std::string_view, std::uint16_t> names[] = {
+        {"fin", wire::flag::fin}, {"syn", wire::flag::syn}, {"rst", wire::flag::rst}, {"psh", wire::flag::psh},
+        {"ack", wire::flag::ack}, {"urg", wire::flag::urg}, {"ece", wire::flag::ece}, {"cwr", wire::flag::cwr},
+        {"f", wire::flag::fin},   {"s", wire::flag::syn},   {"r", wire::flag::rst},   {"p", wire::flag::psh},
+        {".", wire::flag::ack},   {"u", wire::flag::urg},   {"e", wire::flag::ece},   {"w", wire::flag::cwr}};
+    std::uint16_t flags = 0;
+    std::size_t at = 0;
+    while (at <= text.size()) {
+        auto comma = text.find_first_of(",|+", at);
+        std::string word(text.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at));
+        std::transform(word.begin(), word.end(), word.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (word == "ae")
+            throw UsageError("--flags: AE cannot be sent (libnet builds only the eight classic flag bits)");
+        auto it = std::find_if(std::begin(names), std::end(names), [&](const auto& n) { return n.first == word; });
+        if (it == std::end(names))
+            throw UsageError(fmt::format("--flags: unknown flag '{}' (accepted: fin,syn,rst,psh,ack,urg,ece,cwr)", word));
+        flags |= it->second;
+        if (comma == std::string_view::npos) break;
+        at = comma + 1;
+    }
+    return flags;
+}
+
+wire::TcpOption parse_raw_option(std::string_view text) {
+    auto colon = text.find(':');
+    std::string_view kind_text = text.substr(0, colon);
+    auto kind = static_cast<std::uint8_t>(parse_number(kind_text, fmt::format("--option '{}': kind", text), 0, 255));
+    wire::ByteVec data;
+    if (colon != std::string_view::npos && !wire::parse_hex(text.substr(colon + 1), data))
+        throw UsageError(fmt::format("--option '{}': expected KIND:HEX, e.g. 30:0102 or 1 for a NOP", text));
+    if (kind == wire::opt::kind_eol || kind == wire::opt::kind_nop) {
+        if (!data.empty()) throw UsageError(fmt::format("--option '{}': kinds 0 and 1 are single bytes", text));
+        return kind == 0 ? wire::TcpOption{wire::opt::Eol{}} : wire::TcpOption{wire::opt::Nop{}};
+    }
+    if (data.size() > wire::max_option_bytes - 2)
+        throw UsageError(fmt::format("--option '{}': {} bytes do not fit in 40 bytes of options", text, data.size() + 2));
+    // A well-formed known kind is decoded to its typed form so that it is negotiated.
+    wire::ByteVec tlv{kind, static_cast<std::uint8_t>(data.size() + 2)};
+    tlv.insert(tlv.end(), data.begin(), data.end());
+    auto decoded = wire::decode_options(tlv);
+    if (decoded && decoded->size() == 1) return decoded->front();
+    return wire::opt::Unknown{kind, std::move(data)};
+}
+
+}  // namespace tcpprobe::app

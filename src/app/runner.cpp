@@ -1,0 +1,80 @@
+// The one loop. ppoll gives nanosecond timeouts, so a deadline is met to the scheduler's
+// precision rather than rounded to a millisecond.
+#include "tcpprobe/app/runner.hpp"
+
+#include <poll.h>
+
+#include <cerrno>
+
+#include <spdlog/spdlog.h>
+
+#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/wire/packet.hpp"
+
+namespace tcpprobe::app {
+
+namespace {
+void carry_out(probe::Outbox& out, io::PacketSink& sink, Renderer& renderer, RunStats& stats) {
+    // Send first: reporting must not delay what goes on the wire.
+    for (const auto& s : out.send) {
+        sink.send(s);
+        ++stats.sent;
+    }
+    for (const auto& e : out.events) {
+        if (const auto* st = std::get_if<probe::StateEvent>(&e.body))
+            spdlog::info("[{}] {} {} -> {} ({})", e.flow, st->side, st->from, st->to, st->cause);
+        else if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body))
+            spdlog::debug("[{}] {}", e.flow, s->line);
+    }
+    renderer.events(out.events);
+    out.send.clear();
+    out.events.clear();
+}
+}  // namespace
+
+RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSource& source,
+                     const io::Clock& clock, Renderer& renderer) {
+    RunStats stats;
+    probe::Outbox out;
+    session.on_timer(clock.now(), out);
+    carry_out(out, sink, renderer, stats);
+
+    auto on_frame = [&](const io::CapturedFrame& f) {
+        ++stats.frames;
+        auto pkt = wire::decode_frame(f.link_type, f.bytes);
+        if (!pkt) {
+            // Hostile or unexpected bytes are data: reported, never fatal.
+            ++stats.undecodable;
+            out.events.push_back({f.timestamp, 0, probe::NoteEvent{probe::Severity::Anomaly,
+                                                             fmt::format("undecodable packet ({} bytes): {}", f.bytes.size(), pkt.error())}});
+            return;
+        }
+        session.on_packet(f.timestamp, *pkt, out);
+    };
+
+    while (!session.done()) {
+        if (io::stop_requested()) {
+            stats.interrupted = true;
+            session.interrupt(clock.now(), out);
+            carry_out(out, sink, renderer, stats);
+            break;
+        }
+        timespec timeout{1, 0};
+        if (auto d = session.next_deadline()) {
+            auto left = std::max<std::int64_t>(0, (*d - clock.now()).count());
+            if (left < 1'000'000'000) timeout = {0, static_cast<long>(left)};
+        }
+        pollfd pfd{source.fd(), POLLIN, 0};
+        int rc = ::ppoll(&pfd, 1, &timeout, nullptr);
+        if (rc < 0 && errno != EINTR) throw std::runtime_error("poll on the capture failed");
+        if (rc > 0) source.drain(on_frame);
+        session.on_timer(clock.now(), out);
+        carry_out(out, sink, renderer, stats);
+    }
+    // Whatever was captured in the last instant (e.g. our final ACK) still belongs to the trace.
+    source.drain(on_frame);
+    carry_out(out, sink, renderer, stats);
+    return stats;
+}
+
+}  // namespace tcpprobe::app

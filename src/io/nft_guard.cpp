@@ -1,0 +1,52 @@
+// The scoped RST guard. One atomic command buffer creates a table with `flags owner`:
+// the kernel deletes an owned table when the netlink socket that created it closes, so
+// nothing is left behind after a normal exit, an error, Ctrl-C or SIGKILL.
+#include <nftables/libnftables.h>
+
+#include <fmt/format.h>
+
+#include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/system.hpp"
+
+namespace tcpprobe::io {
+
+std::string rst_guard_ruleset(const std::string& table, wire::Ipv4Addr local,
+                              const std::vector<std::uint16_t>& local_ports, wire::Ipv4Addr remote,
+                              std::uint32_t mark) {
+    std::string ports;
+    for (auto p : local_ports) ports += fmt::format("{}{}", ports.empty() ? "" : ", ", p);
+    // Priority raw (-300) runs before conntrack and any filter chain a user may have.
+    return fmt::format(
+        "table ip {table} {{\n"
+        "  flags owner\n"
+        "  chain rst_guard {{\n"
+        "    type filter hook output priority raw; policy accept;\n"
+        "    ip saddr {local} ip daddr {remote} tcp sport {{ {ports} }} tcp flags & rst == rst meta mark != {mark:#x} drop\n"
+        "  }}\n"
+        "}}\n",
+        fmt::arg("table", table), fmt::arg("local", wire::to_string(local)),
+        fmt::arg("remote", wire::to_string(remote)), fmt::arg("ports", ports), fmt::arg("mark", mark));
+}
+
+NftGuard::NftGuard(const std::string& table, const std::string& ruleset) : table_(table) {
+    ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
+    if (!ctx_) throw EnvironmentError("nftables: cannot create a context");
+    nft_ctx_buffer_output(ctx_);
+    nft_ctx_buffer_error(ctx_);
+    if (nft_run_cmd_from_buffer(ctx_, ruleset.c_str()) != 0) {
+        std::string why = nft_ctx_get_error_buffer(ctx_);
+        nft_ctx_free(ctx_);
+        ctx_ = nullptr;
+        while (!why.empty() && (why.back() == '\n' || why.back() == '^' || why.back() == ' ')) why.pop_back();
+        if (why.find("Operation not permitted") != std::string::npos)
+            throw PrivilegeError("CAP_NET_ADMIN is required for the nftables RST guard: run as root or `setcap cap_net_raw,cap_net_admin+ep tcpprobe` (or use --no-rst-guard)");
+        auto nl = why.find('\n');
+        throw EnvironmentError(fmt::format("nftables RST guard: {}", why.substr(0, nl)));
+    }
+}
+
+NftGuard::~NftGuard() {
+    if (ctx_) nft_ctx_free(ctx_);
+}
+
+}  // namespace tcpprobe::io

@@ -1,0 +1,133 @@
+// Route and source selection: ask the kernel which source address it would use for the
+// target (a connected UDP socket sends nothing), then find the interface holding it.
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/system.hpp"
+
+namespace tcpprobe::io {
+
+namespace {
+struct Fd {
+    int fd;
+    ~Fd() { if (fd >= 0) ::close(fd); }
+};
+
+sockaddr_in to_sockaddr(wire::Ipv4Addr a, std::uint16_t port) {
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    sa.sin_addr.s_addr = htonl(a.value);
+    return sa;
+}
+
+std::optional<std::string> interface_of(wire::Ipv4Addr addr) {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) return std::nullopt;
+    std::optional<std::string> found;
+    for (ifaddrs* i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET) continue;
+        auto* sa = reinterpret_cast<sockaddr_in*>(i->ifa_addr);
+        if (ntohl(sa->sin_addr.s_addr) == addr.value) {
+            if (!(i->ifa_flags & IFF_UP)) {
+                freeifaddrs(list);
+                throw EnvironmentError(fmt::format("interface {} holding {} is down", i->ifa_name, wire::to_string(addr)));
+            }
+            found = i->ifa_name;
+            break;
+        }
+    }
+    freeifaddrs(list);
+    return found;
+}
+}  // namespace
+
+Route select_route(wire::Ipv4Addr target, std::optional<wire::Ipv4Addr> source,
+                   std::optional<std::string> interface) {
+    Route r;
+    if (source) {
+        r.source = *source;
+    } else {
+        Fd s{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+        if (s.fd < 0) throw EnvironmentError(fmt::format("socket: {}", std::strerror(errno)));
+        auto sa = to_sockaddr(target, 9);
+        if (::connect(s.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+            throw EnvironmentError(fmt::format("no route to {}: {}", wire::to_string(target), std::strerror(errno)));
+        sockaddr_in local{};
+        socklen_t len = sizeof local;
+        if (::getsockname(s.fd, reinterpret_cast<sockaddr*>(&local), &len) != 0)
+            throw EnvironmentError(fmt::format("getsockname: {}", std::strerror(errno)));
+        r.source = {ntohl(local.sin_addr.s_addr)};
+    }
+    if (interface) {
+        if (if_nametoindex(interface->c_str()) == 0)
+            throw EnvironmentError(fmt::format("no such interface: {}", *interface));
+        r.interface = *interface;
+    } else if (auto name = interface_of(r.source)) {
+        r.interface = *name;
+    } else {
+        throw EnvironmentError(fmt::format("source address {} is not on any local interface", wire::to_string(r.source)));
+    }
+    return r;
+}
+
+wire::Ipv4Addr resolve_ipv4(const std::string& host) {
+    in_addr a{};
+    if (inet_pton(AF_INET, host.c_str(), &a) == 1) return {ntohl(a.s_addr)};
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+    if (rc != 0 || !res)
+        throw UsageError(fmt::format("cannot resolve '{}' to an IPv4 address: {}", host, gai_strerror(rc)));
+    auto* sa = reinterpret_cast<sockaddr_in*>(res->ai_addr);
+    wire::Ipv4Addr out{ntohl(sa->sin_addr.s_addr)};
+    freeaddrinfo(res);
+    return out;
+}
+
+std::optional<int> interface_mtu(const std::string& interface) {
+    Fd s{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+    if (s.fd < 0 || interface.size() >= IFNAMSIZ) return std::nullopt;
+    ifreq req{};
+    std::memcpy(req.ifr_name, interface.c_str(), interface.size() + 1);
+    if (::ioctl(s.fd, SIOCGIFMTU, &req) != 0) return std::nullopt;
+    return req.ifr_mtu;
+}
+
+PortReservation::~PortReservation() {
+    for (int fd : fds_) ::close(fd);
+}
+
+std::uint16_t PortReservation::reserve(wire::Ipv4Addr source, std::uint16_t port) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw EnvironmentError(fmt::format("socket: {}", std::strerror(errno)));
+    auto sa = to_sockaddr(source, port);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+        int e = errno;
+        ::close(fd);
+        if (port != 0 && e == EADDRINUSE)
+            throw UsageError(fmt::format("--sport {}: port in use on {}", port, wire::to_string(source)));
+        throw EnvironmentError(fmt::format("bind {}:{}: {}", wire::to_string(source), port, std::strerror(e)));
+    }
+    sockaddr_in bound{};
+    socklen_t len = sizeof bound;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+    fds_.push_back(fd);
+    return ntohs(bound.sin_port);
+}
+
+}  // namespace tcpprobe::io

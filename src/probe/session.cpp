@@ -1,0 +1,76 @@
+// Flow table and scheduling. Lookup is one hash probe per packet whatever the number of
+// flows. Deadlines are gathered by a scan over the flows, fine for the handful a
+// handshake run holds.
+#include "tcpprobe/probe/scenario.hpp"
+
+namespace tcpprobe::probe {
+
+Flow& Session::add(Instant start_at, std::unique_ptr<Flow> flow) {
+    by_tuple_.emplace(flow->tuple(), flows_.size());
+    flows_.push_back({std::move(flow), start_at, false});
+    return *flows_.back().flow;
+}
+
+Session::Entry* Session::find(const wire::FourTuple& t) {
+    auto it = by_tuple_.find(t);
+    return it == by_tuple_.end() ? nullptr : &flows_[it->second];
+}
+
+void Session::on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out) {
+    if (const auto* seg = p.segment()) {
+        // Our segments go local -> remote; answers come back reversed.
+        if (Entry* e = find({seg->src, seg->dst}); e && e->started) {
+            e->flow->on_segment(t, *seg, true, out);
+            return;
+        }
+        if (Entry* e = find({seg->dst, seg->src}); e && e->started) {
+            e->flow->on_segment(t, *seg, false, out);
+            return;
+        }
+    } else if (const auto* icmp = p.icmp()) {
+        if (Entry* e = find({icmp->quoted_src, icmp->quoted_dst}); e && e->started) {
+            e->flow->on_icmp(t, *icmp, out);
+            return;
+        }
+    }
+    ++unmatched_;
+}
+
+void Session::on_timer(Instant now, Outbox& out) {
+    for (auto& e : flows_) {
+        if (!e.started) {
+            if (e.start_at > now) continue;
+            e.started = true;
+            e.flow->start(now, out);
+            continue;
+        }
+        if (e.flow->done()) continue;
+        if (auto d = e.flow->next_deadline(); d && *d <= now) e.flow->on_timer(now, out);
+    }
+}
+
+void Session::interrupt(Instant now, Outbox& out) {
+    for (auto& e : flows_)
+        if (e.started && !e.flow->done()) e.flow->interrupt(now, out);
+}
+
+std::optional<Instant> Session::next_deadline() const {
+    std::optional<Instant> best;
+    auto consider = [&](Instant d) {
+        if (!best || d < *best) best = d;
+    };
+    for (const auto& e : flows_) {
+        if (!e.started) consider(e.start_at);
+        else if (!e.flow->done())
+            if (auto d = e.flow->next_deadline()) consider(*d);
+    }
+    return best;
+}
+
+bool Session::done() const {
+    for (const auto& e : flows_)
+        if (!e.started || !e.flow->done()) return false;
+    return true;
+}
+
+}  // namespace tcpprobe::probe
