@@ -109,6 +109,21 @@ int fail(int code, const std::string& message) {
 }  // namespace
 
 int CommandLine::run(int argc, char** argv) {
+    // CLI11 reports an unknown command as a missing one; name it instead.
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a.empty() || a[0] == '-') {
+            // skip a global option's value
+            if ((a == "-o" || a == "--output" || a == "-w" || a == "--write" || a == "--source" || a == "--interface") && i + 1 < argc) ++i;
+            continue;
+        }
+        if (app_->get_subcommands([&](CLI::App* c) { return c->get_name() == a; }).empty()) {
+            std::string names;
+            for (const auto* c : app_->get_subcommands({})) names += (names.empty() ? "" : ", ") + c->get_name();
+            return fail(exit_status::usage, fmt::format("unknown command '{}' (commands: {}; see tcpprobe --help)", a, names));
+        }
+        break;
+    }
     try {
         app_->parse(argc, argv);
     } catch (const CLI::ParseError& e) {

@@ -94,6 +94,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
         hc.tcb.rto.initial_rto = rto;
         hc.tcb.rto.max_retries = o.retries;
         hc.half_open = o.half_open;
+        hc.rst_guard = edge->guard != nullptr;
         hc.stale_syn = o.stale_syn;
         hc.stale_isn = hc.tcb.iss + 0x40000000u;  // far from the real ISN, either way round
         hc.timeout = timeout;

@@ -63,8 +63,12 @@ Route select_route(wire::Ipv4Addr target, std::optional<wire::Ipv4Addr> source,
         Fd s{::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
         if (s.fd < 0) throw EnvironmentError(fmt::format("socket: {}", std::strerror(errno)));
         auto sa = to_sockaddr(target, 9);
-        if (::connect(s.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+        if (::connect(s.fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
+            // A UDP connect to a (directed) broadcast address fails with EACCES.
+            if (errno == EACCES)
+                throw UsageError(fmt::format("target {}: broadcast addresses are refused", wire::to_string(target)));
             throw EnvironmentError(fmt::format("no route to {}: {}", wire::to_string(target), std::strerror(errno)));
+        }
         sockaddr_in local{};
         socklen_t len = sizeof local;
         if (::getsockname(s.fd, reinterpret_cast<sockaddr*>(&local), &len) != 0)

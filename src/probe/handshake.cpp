@@ -48,6 +48,11 @@ void HandshakeFlow::apply(Instant now, const tcb::Actions& actions, Outbox& out)
     }
 }
 
+bool HandshakeFlow::about_stale(Seq our_seq) const {
+    // Our stale SYN occupies one sequence number; segments around it belong to it.
+    return cfg_.stale_syn && in_window(our_seq, cfg_.stale_isn, 2);
+}
+
 void HandshakeFlow::start(Instant now, Outbox& out) {
     started_ = now;
     if (cfg_.stale_syn) {
@@ -69,15 +74,20 @@ void HandshakeFlow::record_outgoing(Instant t, const Segment& seg, Outbox& out) 
     const bool ours = it != expected_.end();
     if (ours) expected_.erase(it);
     FormatContext ctx = tcb_.format_context(Direction::Out);
-    if (phase_ == Phase::StaleSent || (cfg_.stale_syn && seg.seq == cfg_.stale_isn)) ctx.iss = cfg_.stale_isn;
+    if (about_stale(seg.seq)) {
+        ctx.iss = cfg_.stale_isn;
+        ctx.irs = stale_irs_;
+    }
     event(t, SegmentEvent{Direction::Out, seg, format_segment(seg, ctx), ours}, out);
     if (ours && seg.has(flag::syn) && !seg.has(flag::ack)) {
         auto ts = find_option<opt::Timestamps>(seg.options);
         syns_seen_.push_back({t, seg.seq, ts ? ts->tsval : 0});
     }
     if (!ours) {
-        if (seg.has(flag::rst))
-            anomaly(t, "the local kernel sent a RST on this flow (RST guard off or ineffective)", out);
+        if (seg.has(flag::rst) && !cfg_.rst_guard)
+            event(t, NoteEvent{Severity::Info, "the local kernel sent a RST too (expected: no RST guard in this mode)"}, out);
+        else if (seg.has(flag::rst))
+            anomaly(t, "the local kernel sent a RST on this flow (RST guard ineffective)", out);
         else
             anomaly(t, "an outgoing segment on this flow that tcpprobe did not send", out);
     }
@@ -123,7 +133,11 @@ void HandshakeFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Out
         return;
     }
     FormatContext ctx = tcb_.format_context(Direction::In);
-    if (phase_ == Phase::StaleSent || (cfg_.stale_syn && seg.ack == cfg_.stale_isn + 1)) ctx.iss = cfg_.stale_isn;
+    if (phase_ == Phase::StaleSent && seg.has(flag::syn)) stale_irs_ = seg.seq;
+    if (about_stale(seg.ack - 1)) {
+        ctx.iss = cfg_.stale_isn;
+        ctx.irs = stale_irs_;
+    }
     if (!ctx.irs && seg.has(flag::syn)) ctx.irs = seg.seq;
     event(t, SegmentEvent{Direction::In, seg, format_segment(seg, ctx), true}, out);
     if (seg.checksum_ok == false) anomaly(t, "bad TCP checksum on a received segment", out);

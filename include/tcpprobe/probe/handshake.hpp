@@ -22,6 +22,7 @@ namespace tcpprobe::probe {
 struct HandshakeConfig {
     tcb::TcbConfig tcb;
     bool half_open = false;
+    bool rst_guard = true;                  ///< false: a RST from our own kernel is expected, not an anomaly
     bool stale_syn = false;
     wire::Seq stale_isn;                    ///< ISN of the stale SYN
     Duration timeout = std::chrono::seconds{3};  ///< no verdict by then: filtered
@@ -88,6 +89,8 @@ private:
     Instant started_{};
     std::optional<Instant> linger_until_;
     std::optional<Instant> grace_until_;
+    std::optional<wire::Seq> stale_irs_;   ///< the peer's ISN in its answer to the stale SYN
+    bool about_stale(wire::Seq our_seq) const;
 
     struct Expected {
         std::uint16_t flags;
