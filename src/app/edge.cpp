@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <thread>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -15,6 +16,14 @@ namespace tcpprobe::app {
 std::mt19937_64& run_rng() {
     static std::mt19937_64 rng{std::random_device{}()};
     return rng;
+}
+
+Edge::~Edge() {
+    std::thread capture_closer([c = std::move(capture)]() mutable { c.reset(); });
+    std::thread guard_closer([g = std::move(guard)]() mutable { g.reset(); });
+    sender.reset();
+    capture_closer.join();
+    guard_closer.join();
 }
 
 std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) {

@@ -63,7 +63,9 @@ PcapSource::PcapSource(const std::string& interface, const std::string& filter) 
     if (!p_) throw EnvironmentError(fmt::format("pcap_create {}: {}", interface, err));
     pcap_set_snaplen(p_, 65535);
     pcap_set_immediate_mode(p_, 1);
-    pcap_set_buffer_size(p_, 8 << 20);
+    // The ring is allocated (and faulted in) at activation: its size is start-up latency.
+    // 1 MiB holds thousands of handshake segments; many-flow runs ask for more.
+    pcap_set_buffer_size(p_, 1 << 20);
     pcap_set_tstamp_precision(p_, PCAP_TSTAMP_PRECISION_NANO);
     int rc = pcap_activate(p_);
     if (rc < 0) {

@@ -542,7 +542,9 @@ bool Tcb::check_ack(Instant now, const Segment& seg, Actions& out) {
         snd.una = seg.ack;
         on_ack_advanced(now, out);
     }
-    update_window(seg);
+    // §3.10.7.4 fifth: the window is taken only from SND.UNA =< SEG.ACK =< SND.NXT; an old
+    // ACK (a reordered or duplicated segment) must not move it.
+    if (before_eq(snd.una, seg.ack)) update_window(seg);
     switch (state_) {
         case State::FinWait1:
             if (fin_acked()) set_state(State::FinWait2, rcvd(seg) + ": our FIN acknowledged", out);
@@ -700,6 +702,11 @@ void Tcb::handle_time_wait(Instant now, const Segment& seg, Actions& out) {
 
 void Tcb::negotiate(const Segment& syn) {
     const OptionList& ours = cfg_.syn_options;
+    // A passive SYN-RECEIVED that went back to LISTEN (RST or SYN, §3.10.7.4) negotiates
+    // again with whatever SYN comes next: nothing of the previous peer's SYN may stick.
+    neg_.peer_mss.reset();
+    neg_.peer_wscale.reset();
+    snd_wscale_ = rcv_wscale_ = 0;
     if (auto m = find_option<opt::Mss>(syn.options)) neg_.peer_mss = m->value;
     neg_.effective_mss = std::min<std::uint16_t>(neg_.peer_mss.value_or(default_mss), neg_.our_mss.value_or(0xFFFF));
     auto peer_ws = find_option<opt::WindowScale>(syn.options);

@@ -24,6 +24,13 @@ struct EdgeRequest {
 };
 
 struct Edge {
+    Edge() = default;
+    Edge(const Edge&) = delete;
+    Edge& operator=(const Edge&) = delete;
+    /// Releases the capture and the nft socket in parallel: each release waits for an RCU
+    /// grace period in the kernel (packet_release, netlink), 15-25 ms apiece here.
+    ~Edge();
+
     io::Route route;
     std::vector<std::uint16_t> sports;
     io::PortReservation ports;
