@@ -89,15 +89,15 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
     const Instant start = edge->clock.now();
     for (unsigned i = 0; i < o.count; ++i) {
         probe::HandshakeConfig hc;
-        hc.tcb = make_tcb_config(syn, {{edge->route.source, edge->sports[i]}, {addr, target.port}},
-                                 edge->route.interface, run_rng());
-        hc.tcb.rto.initial_rto = rto;
-        hc.tcb.rto.max_retries = o.retries;
+        hc.connect.tcb = make_tcb_config(syn, {{edge->route.source, edge->sports[i]}, {addr, target.port}},
+                                         edge->route.interface, run_rng());
+        hc.connect.tcb.rto.initial_rto = rto;
+        hc.connect.tcb.rto.max_retries = o.retries;
+        hc.connect.rst_guard = edge->guard != nullptr;
+        hc.connect.timeout = timeout;
         hc.half_open = o.half_open;
-        hc.rst_guard = edge->guard != nullptr;
         hc.stale_syn = o.stale_syn;
-        hc.stale_isn = hc.tcb.iss + 0x40000000u;  // far from the real ISN, either way round
-        hc.timeout = timeout;
+        hc.stale_isn = hc.connect.tcb.iss + 0x40000000u;  // far from the real ISN, either way round
         hc.linger = linger;
         auto flow = std::make_unique<probe::HandshakeFlow>(std::move(hc));
         flows.push_back(flow.get());
@@ -115,7 +115,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
     auto probes = nlohmann::json::array();
     std::string text = fmt::format("\n--- {} handshake ---\n", o.target);
     for (const auto* f : flows) {
-        const auto& r = f->result();
+        const auto& r = f->connect_result();
         verdict = probe::combine(verdict, r.verdict);
         anomalies += r.anomalies.size();
         if (r.verdict == probe::Verdict::Open || r.verdict == probe::Verdict::Closed || r.verdict == probe::Verdict::Unreachable) ++answered;
@@ -138,11 +138,11 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
         if (r.icmp)
             p["icmp"] = {{"type", r.icmp->type}, {"code", r.icmp->code}, {"name", describe_icmp(r.icmp->type, r.icmp->code)},
                          {"from", to_string(r.icmp->reporter)}};
-        if (r.stale)
-            p["stale_syn"] = {{"first_answered", r.stale->first_answered},
-                              {"second_answer", r.stale->second_answer ? nlohmann::json(*r.stale->second_answer) : nlohmann::json(nullptr)},
-                              {"second_answer_acks_old", r.stale->second_answer_acks_old},
-                              {"reset_sent", r.stale->reset_sent}};
+        if (const auto& st = f->stale())
+            p["stale_syn"] = {{"first_answered", st->first_answered},
+                              {"second_answer", st->second_answer ? nlohmann::json(*st->second_answer) : nlohmann::json(nullptr)},
+                              {"second_answer_acks_old", st->second_answer_acks_old},
+                              {"reset_sent", st->reset_sent}};
         probes.push_back(p);
 
         std::string head = o.count > 1 ? fmt::format("[{}] ", f->tuple().local.port) : "";
@@ -155,11 +155,11 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
         if (o.count == 1 && r.answer && r.verdict == probe::Verdict::Open)
             text += fmt::format("peer options: <{}>\n", format_options(r.peer_options));
         if (o.count == 1 && r.negotiated) text += fmt::format("negotiated: {}\n", negotiated_text(*r.negotiated));
-        if (r.stale)
+        if (const auto& st = f->stale())
             text += fmt::format("stale SYN: first answered {}, peer answered the real SYN with {}{}, stale connection reset {}\n",
-                                r.stale->first_answered ? "yes" : "no", r.stale->second_answer.value_or("nothing"),
-                                r.stale->second_answer_acks_old ? " acknowledging the stale ISN" : "",
-                                r.stale->reset_sent ? "yes" : "no");
+                                st->first_answered ? "yes" : "no", st->second_answer.value_or("nothing"),
+                                st->second_answer_acks_old ? " acknowledging the stale ISN" : "",
+                                st->reset_sent ? "yes" : "no");
         for (const auto& a : r.anomalies) text += fmt::format("{}anomaly: {}\n", head, a);
     }
     nlohmann::json summary = {{"command", "handshake"},

@@ -547,7 +547,10 @@ bool Tcb::check_ack(Instant now, const Segment& seg, Actions& out) {
     if (before_eq(snd.una, seg.ack)) update_window(seg);
     switch (state_) {
         case State::FinWait1:
-            if (fin_acked()) set_state(State::FinWait2, rcvd(seg) + ": our FIN acknowledged", out);
+            // A FIN on this segment is the eighth step's: "if our FIN has been ACKed (perhaps
+            // in this segment), then enter TIME-WAIT" -- a 3-way close never shows FIN-WAIT-2.
+            if (fin_acked() && !seg.has(flag::fin))
+                set_state(State::FinWait2, rcvd(seg) + ": our FIN acknowledged", out);
             break;
         case State::Closing:
             if (fin_acked()) {
@@ -622,6 +625,9 @@ bool Tcb::process_fin(Instant now, const Segment& seg, Actions& out) {
     }
     if (fin_at != rcv.nxt) {
         out.push_back(Note{"FIN beyond missing data not processed"});
+        // The ACK on it still counts (the fifth step left this to us).
+        if (state_ == State::FinWait1 && fin_acked())
+            set_state(State::FinWait2, rcvd(seg) + ": our FIN acknowledged", out);
         return true;
     }
     rcv.nxt += 1;
@@ -632,17 +638,16 @@ bool Tcb::process_fin(Instant now, const Segment& seg, Actions& out) {
             set_state(State::CloseWait, rcvd(seg), out);
             break;
         case State::FinWait1:
+            // The caller's one ACK acknowledges the FIN and any data before it.
             if (fin_acked()) {
-                send_ack(now, SendReason::Ack, out);
                 enter_time_wait(now, rcvd(seg) + ": FIN and ACK of our FIN", out);
-                return false;
+                break;
             }
             set_state(State::Closing, rcvd(seg) + ": simultaneous close", out);
             break;
         case State::FinWait2:
-            send_ack(now, SendReason::Ack, out);
             enter_time_wait(now, rcvd(seg), out);
-            return false;
+            break;
         case State::Closed:
         case State::Listen:
         case State::SynSent:

@@ -1,0 +1,131 @@
+// The part every connection-driving scenario shares: open a connection with our TCB,
+// report every captured segment (both directions) and every state change, tell our
+// segments from the local kernel's, time the SYN -> answer at the wire, and settle the
+// connect verdict (open / closed / filtered / unreachable). Scenarios (handshake,
+// teardown, half-close) derive from ConnectionFlow and add what happens once the
+// connection is ESTABLISHED.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tcpprobe/probe/scenario.hpp"
+#include "tcpprobe/probe/verdict.hpp"
+#include "tcpprobe/tcb/tcb.hpp"
+
+namespace tcpprobe::probe {
+
+struct ConnectConfig {
+    tcb::TcbConfig tcb;
+    bool rst_guard = true;        ///< false: a RST from our own kernel is expected, not an anomaly
+    Duration timeout = std::chrono::seconds{3};               ///< no answer to our SYN by then: filtered
+    Duration capture_grace = std::chrono::milliseconds{200};  ///< wait for our last segments' capture
+};
+
+struct ConnectResult {
+    Verdict verdict = Verdict::Pending;
+    std::optional<Duration> rtt;
+    bool rtt_ambiguous = false;   ///< answer came after a retransmitted SYN without timestamps
+    unsigned syns_sent = 0;
+    std::optional<wire::Segment> answer;   ///< the SYN-ACK or RST that decided the verdict
+    std::optional<wire::IcmpError> icmp;
+    wire::OptionList peer_options;
+    std::optional<tcb::Negotiated> negotiated;
+    std::optional<wire::Seq> irs;
+    std::vector<std::string> anomalies;
+    bool interrupted = false;
+    std::string final_state = "CLOSED";
+};
+
+class ConnectionFlow : public Flow {
+public:
+    wire::FourTuple tuple() const override { return ccfg_.tcb.tuple; }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override;
+    void on_timer(Instant now, Outbox& out) override;
+    void interrupt(Instant now, Outbox& out) override;
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return done_; }
+
+    const ConnectResult& connect_result() const { return cres_; }
+    const tcb::Tcb& tcb() const { return tcb_; }
+
+protected:
+    explicit ConnectionFlow(ConnectConfig config);
+
+    enum class Phase { Idle, PreConnect, Connecting, Connected, Draining };
+
+    // --- hooks for scenarios -------------------------------------------------
+    /// First thing at start; the default opens the connection.
+    virtual void begin(Instant now, Outbox& out) { connect(now, out); }
+    /// An incoming segment before the connection opened (PreConnect phase, e.g. a stale SYN's answer).
+    virtual void on_preconnect_segment(Instant, const wire::Segment&, Outbox&) {}
+    /// An incoming segment in SYN-SENT; return true when the scenario handled it itself.
+    virtual bool intercept_connecting(Instant, const wire::Segment&, Outbox&) { return false; }
+    /// The connection reached ESTABLISHED (or CLOSE-WAIT: FIN on the SYN-ACK).
+    virtual void on_established(Instant t, Outbox& out) = 0;
+    /// An incoming segment once connected. The default feeds it to the TCB.
+    virtual void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out);
+    /// Timers once connected. The default runs the TCB's.
+    virtual void on_connected_timer(Instant now, Outbox& out);
+    virtual std::optional<Instant> connected_deadline() const { return tcb_.next_deadline(); }
+    /// Every TCB action passes here after the shared handling (scenarios watch for states).
+    virtual void observe(Instant, const tcb::Action&, Outbox&) {}
+    /// Our own captured segment, after it has been reported.
+    virtual void observe_outgoing(Instant, const wire::Segment&, bool /*ours*/, Outbox&) {}
+    /// Sequence numbers of segments that belong to something other than the TCB (stale SYN).
+    virtual wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const;
+    virtual void on_interrupt(Instant, Outbox&) {}
+
+    // --- helpers ---------------------------------------------------------------
+    void connect(Instant now, Outbox& out);
+    /// Carries out TCB actions: sends, state events, notes; then observe() sees each.
+    void apply(Instant now, const tcb::Actions& actions, Outbox& out);
+    /// Feeds a segment to the TCB and applies the result; true when it reset the connection.
+    bool feed(Instant t, const wire::Segment& seg, Outbox& out);
+    void send(const wire::Segment& s, Outbox& out);
+    void anomaly(Instant t, std::string text, Outbox& out);
+    void note(Instant t, std::string text, Outbox& out) const;
+    void peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const;
+    void event(Instant t, decltype(Event::body) body, Outbox& out) const;
+    /// Stops the scenario: the flow is done once our last segments have been captured.
+    void finish(Instant now, Verdict v, Outbox& out);
+    /// A state change caused by the scenario, not by a segment (close on timeout, ...).
+    void apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out);
+    std::uint16_t port() const { return ccfg_.tcb.tuple.local.port; }
+    Phase phase() const { return phase_; }
+    void set_phase(Phase p) { phase_ = p; }
+    /// Capture time of our last SYN at or before t (for times to an answer).
+    std::optional<Instant> last_syn_before(Instant t) const;
+
+    ConnectConfig ccfg_;
+    tcb::Tcb tcb_;
+    ConnectResult cres_;
+    Instant started_{};
+
+private:
+    void record_outgoing(Instant t, const wire::Segment& seg, Outbox& out);
+    void on_synack(Instant t, const wire::Segment& seg, Outbox& out);
+    void check_established(Instant t, Outbox& out);
+
+    Phase phase_ = Phase::Idle;
+    bool done_ = false;
+    std::optional<Instant> drain_until_;
+
+    struct Expected {
+        std::uint16_t flags;
+        wire::Seq seq;
+        wire::Seq ack;
+    };
+    std::vector<Expected> expected_;  ///< sent, not yet seen in the capture
+    struct SynSeen {
+        Instant t;
+        wire::Seq seq;
+        std::uint32_t tsval;
+    };
+    std::vector<SynSeen> syns_seen_;
+};
+
+}  // namespace tcpprobe::probe

@@ -1,0 +1,277 @@
+// Shared connection handling (see connection.hpp). Every segment is reported when it is
+// *captured*, in both directions, so the trace and every interval come from one time base.
+#include "tcpprobe/probe/connection.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace tcpprobe::probe {
+
+using namespace tcpprobe::wire;
+
+ConnectionFlow::ConnectionFlow(ConnectConfig config) : ccfg_(std::move(config)), tcb_(ccfg_.tcb) {}
+
+void ConnectionFlow::event(Instant t, decltype(Event::body) body, Outbox& out) const {
+    out.events.push_back(Event{t, port(), std::move(body)});
+}
+
+void ConnectionFlow::note(Instant t, std::string text, Outbox& out) const {
+    event(t, NoteEvent{Severity::Info, std::move(text)}, out);
+}
+
+void ConnectionFlow::anomaly(Instant t, std::string text, Outbox& out) {
+    event(t, NoteEvent{Severity::Anomaly, text}, out);
+    cres_.anomalies.push_back(std::move(text));
+}
+
+void ConnectionFlow::peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const {
+    event(t, StateEvent{"peer", std::move(from), std::move(to), std::move(cause)}, out);
+}
+
+void ConnectionFlow::send(const Segment& s, Outbox& out) {
+    expected_.push_back({s.flags, s.seq, s.ack});
+    if (s.has(flag::syn) && !s.has(flag::ack)) ++cres_.syns_sent;
+    out.send.push_back(s);
+}
+
+void ConnectionFlow::apply(Instant now, const tcb::Actions& actions, Outbox& out) {
+    for (const auto& a : actions) {
+        if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
+            send(s->segment, out);
+        } else if (const auto* c = std::get_if<tcb::StateChanged>(&a)) {
+            event(now, StateEvent{"local", std::string(to_string(c->from)), std::string(to_string(c->to)), c->cause}, out);
+            cres_.final_state = std::string(to_string(c->to));
+        } else if (const auto* n = std::get_if<tcb::Note>(&a)) {
+            note(now, n->text, out);
+        } else if (const auto* g = std::get_if<tcb::GaveUp>(&a)) {
+            note(now, fmt::format("no answer after {} retransmissions of our {}", g->retransmissions, g->what), out);
+            if (phase_ == Phase::Connecting) finish(now, Verdict::Filtered, out);
+        } else if (const auto* d = std::get_if<tcb::DataReceived>(&a)) {
+            note(now, fmt::format("received {} bytes of data", d->data.size()), out);
+        }
+        // ArmTimer/CancelTimer: next_deadline() asks the TCB directly.
+        observe(now, a, out);
+    }
+}
+
+void ConnectionFlow::apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out) {
+    for (auto& a : actions)
+        if (auto* c = std::get_if<tcb::StateChanged>(&a)) c->cause = cause;
+    apply(now, actions, out);
+}
+
+bool ConnectionFlow::feed(Instant t, const Segment& seg, Outbox& out) {
+    auto actions = tcb_.on_segment(t, seg);
+    const bool reset = std::any_of(actions.begin(), actions.end(),
+                                   [](const tcb::Action& a) { return std::holds_alternative<tcb::ConnectionReset>(a); });
+    apply(t, actions, out);
+    return reset;
+}
+
+void ConnectionFlow::connect(Instant now, Outbox& out) {
+    phase_ = Phase::Connecting;
+    apply(now, tcb_.open_active(now), out);
+}
+
+void ConnectionFlow::start(Instant now, Outbox& out) {
+    started_ = now;
+    begin(now, out);
+}
+
+FormatContext ConnectionFlow::context_for(Direction d, const Segment& seg) const {
+    FormatContext ctx = tcb_.format_context(d);
+    if (d == Direction::In && !ctx.irs && seg.has(flag::syn)) ctx.irs = seg.seq;
+    return ctx;
+}
+
+std::optional<Instant> ConnectionFlow::last_syn_before(Instant t) const {
+    std::optional<Instant> best;
+    for (const auto& s : syns_seen_)
+        if (s.seq == tcb_.iss() && s.t <= t) best = s.t;
+    return best;
+}
+
+void ConnectionFlow::record_outgoing(Instant t, const Segment& seg, Outbox& out) {
+    auto it = std::find_if(expected_.begin(), expected_.end(), [&](const Expected& e) {
+        return e.flags == seg.flags && e.seq == seg.seq && e.ack == seg.ack;
+    });
+    const bool ours = it != expected_.end();
+    if (ours) expected_.erase(it);
+    event(t, SegmentEvent{Direction::Out, seg, format_segment(seg, context_for(Direction::Out, seg)), ours}, out);
+    if (ours && seg.has(flag::syn) && !seg.has(flag::ack)) {
+        auto ts = find_option<opt::Timestamps>(seg.options);
+        syns_seen_.push_back({t, seg.seq, ts ? ts->tsval : 0});
+    }
+    if (!ours) {
+        if (seg.has(flag::rst) && !ccfg_.rst_guard)
+            note(t, "the local kernel sent a RST too (expected: no RST guard in this mode)", out);
+        else if (seg.has(flag::rst))
+            anomaly(t, "the local kernel sent a RST on this flow (RST guard off or ineffective)", out);
+        else
+            anomaly(t, "an outgoing segment on this flow that tcpprobe did not send", out);
+    }
+    observe_outgoing(t, seg, ours, out);
+}
+
+void ConnectionFlow::on_synack(Instant t, const Segment& seg, Outbox& out) {
+    if (seg.ack != tcb_.iss() + 1) {
+        anomaly(t, fmt::format("SYN-ACK acknowledges {} (relative {}), expected ISS+1", seg.ack.raw(),
+                               static_cast<std::int64_t>(distance(tcb_.iss(), seg.ack))), out);
+        return;
+    }
+    if (cres_.rtt) return;  // a retransmitted SYN-ACK: keep the first
+    cres_.answer = seg;
+    cres_.irs = seg.seq;
+    cres_.peer_options = seg.options;
+    if (!seg.payload.empty()) anomaly(t, fmt::format("SYN-ACK carries {} bytes of data", seg.payload.size()), out);
+    std::uint16_t allowed = flag::syn | flag::ack;
+    if ((ccfg_.tcb.extra_syn_flags & (flag::ece | flag::cwr)) == (flag::ece | flag::cwr)) allowed |= flag::ece;
+    if (seg.flags & ~allowed) anomaly(t, fmt::format("unexpected flags on the SYN-ACK: {}", format_flags(seg.flags)), out);
+
+    // RTT: SYN capture -> SYN-ACK capture. After a retransmitted SYN the SYN-ACK's TSecr
+    // names the SYN it answers; without timestamps the pairing is ambiguous (Karn).
+    const SynSeen* syn = nullptr;
+    auto ts = find_option<opt::Timestamps>(seg.options);
+    if (ts && find_option<opt::Timestamps>(ccfg_.tcb.syn_options))
+        for (const auto& s : syns_seen_)
+            if (s.seq == tcb_.iss() && s.t <= t && s.tsval == ts->tsecr) syn = &s;
+    if (!syn) {
+        for (const auto& s : syns_seen_)
+            if (s.seq == tcb_.iss() && s.t <= t) syn = &s;  // the last SYN before the answer
+        auto real = std::count_if(syns_seen_.begin(), syns_seen_.end(), [&](const SynSeen& s) { return s.seq == tcb_.iss(); });
+        cres_.rtt_ambiguous = real > 1;
+    }
+    if (syn) cres_.rtt = t - syn->t;
+}
+
+void ConnectionFlow::check_established(Instant t, Outbox& out) {
+    if (phase_ != Phase::Connecting) return;
+    if (!tcb::in_state(tcb_.state(), {tcb::State::Established, tcb::State::CloseWait})) return;
+    cres_.negotiated = tcb_.negotiated();
+    cres_.verdict = Verdict::Open;
+    phase_ = Phase::Connected;
+    on_established(t, out);
+}
+
+void ConnectionFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
+    if (outgoing) {
+        record_outgoing(t, seg, out);
+        if (phase_ == Phase::Draining) on_timer(t, out);
+        return;
+    }
+    event(t, SegmentEvent{Direction::In, seg, format_segment(seg, context_for(Direction::In, seg)), true}, out);
+    if (seg.checksum_ok == false) anomaly(t, "bad TCP checksum on a received segment", out);
+    if (seg.options_error) anomaly(t, fmt::format("malformed TCP options: {}", *seg.options_error), out);
+
+    switch (phase_) {
+        case Phase::Idle:
+            return;
+        case Phase::PreConnect:
+            on_preconnect_segment(t, seg, out);
+            return;
+        case Phase::Connected:
+            on_connected_segment(t, seg, out);
+            return;
+        case Phase::Draining:
+            feed(t, seg, out);
+            return;
+        case Phase::Connecting:
+            break;
+    }
+    const bool synack = seg.has(flag::syn | flag::ack) && !seg.has(flag::rst);
+    if (tcb_.state() == tcb::State::SynSent && synack) on_synack(t, seg, out);
+    if (intercept_connecting(t, seg, out)) return;
+    if (feed(t, seg, out)) {
+        cres_.answer = seg;
+        if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;  // time to the RST
+        finish(t, Verdict::Closed, out);
+        return;
+    }
+    check_established(t, out);
+}
+
+void ConnectionFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) { feed(t, seg, out); }
+
+void ConnectionFlow::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
+    event(t, IcmpEvent{err, describe_icmp(err.type, err.code)}, out);
+    if (err.quoted_seq != tcb_.iss() && !in_window(err.quoted_seq, tcb_.snd.una, distance(tcb_.snd.una, tcb_.snd.nxt) + 1u)) {
+        anomaly(t, fmt::format("ICMP error quoting sequence number {} that we did not send", err.quoted_seq.raw()), out);
+        return;
+    }
+    if (phase_ != Phase::Connecting || cres_.verdict != Verdict::Pending) return;
+    cres_.icmp = err;
+    if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;
+    apply_with_cause(t, tcb_.close(t), fmt::format("ICMP {}", describe_icmp(err.type, err.code)), out);
+    finish(t, Verdict::Unreachable, out);
+}
+
+void ConnectionFlow::finish(Instant now, Verdict v, Outbox& out) {
+    (void)out;
+    if (cres_.verdict == Verdict::Pending) cres_.verdict = v;
+    phase_ = Phase::Draining;
+    drain_until_ = now + ccfg_.capture_grace;
+    if (expected_.empty()) done_ = true;
+}
+
+void ConnectionFlow::on_timer(Instant now, Outbox& out) {
+    switch (phase_) {
+        case Phase::Idle:
+            return;
+        case Phase::PreConnect:
+        case Phase::Connecting:
+            if (now >= started_ + ccfg_.timeout) {
+                note(now, fmt::format("no answer within {:.1f} s", to_ms_f(ccfg_.timeout) / 1000), out);
+                if (tcb_.state() != tcb::State::Closed) apply_with_cause(now, tcb_.close(now), "timeout", out);
+                finish(now, Verdict::Filtered, out);
+                return;
+            }
+            if (phase_ == Phase::Connecting) apply(now, tcb_.on_timer(now), out);
+            return;
+        case Phase::Connected:
+            on_connected_timer(now, out);
+            return;
+        case Phase::Draining:
+            if (expected_.empty()) {
+                done_ = true;
+            } else if (drain_until_ && now >= *drain_until_) {
+                anomaly(now, fmt::format("{} segment(s) we sent never appeared in the capture", expected_.size()), out);
+                expected_.clear();
+                done_ = true;
+            }
+            return;
+    }
+}
+
+void ConnectionFlow::on_connected_timer(Instant now, Outbox& out) {
+    if (auto d = tcb_.next_deadline(); d && *d <= now) apply(now, tcb_.on_timer(now), out);
+}
+
+void ConnectionFlow::interrupt(Instant now, Outbox& out) {
+    cres_.interrupted = true;
+    note(now, "interrupted", out);
+    on_interrupt(now, out);
+    phase_ = Phase::Draining;
+    done_ = true;
+}
+
+std::optional<Instant> ConnectionFlow::next_deadline() const {
+    switch (phase_) {
+        case Phase::Idle:
+            return std::nullopt;
+        case Phase::PreConnect:
+            return started_ + ccfg_.timeout;
+        case Phase::Connecting: {
+            Instant d = started_ + ccfg_.timeout;
+            if (auto t = tcb_.next_deadline()) d = std::min(d, *t);
+            return d;
+        }
+        case Phase::Connected:
+            return connected_deadline();
+        case Phase::Draining:
+            return drain_until_;
+    }
+    return std::nullopt;
+}
+
+}  // namespace tcpprobe::probe
