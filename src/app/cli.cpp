@@ -18,7 +18,11 @@ namespace tcpprobe::app {
 struct CommandLine::State {
     GlobalOptions global;
     HandshakeOptions handshake;
+    CloseOptions teardown;
+    CloseOptions half_close;
     CLI::App* handshake_cmd = nullptr;
+    CLI::App* teardown_cmd = nullptr;
+    CLI::App* half_close_cmd = nullptr;
 };
 
 namespace {
@@ -52,6 +56,26 @@ void add_syn_options(CLI::App* cmd, SynOptions& s) {
     cmd->add_option("--flags", s.flags, "extra flags on the SYN, e.g. ece,cwr");
 }
 
+void add_connect_options(CLI::App* cmd, ConnectOptions& c) {
+    cmd->add_option("--timeout", c.timeout, "no answer to our SYN by then: filtered (default 3s)");
+    cmd->add_option("--rto", c.rto, "our initial retransmission timeout for SYN, FIN and data (default 1s)");
+    cmd->add_option("--retries", c.retries, "our retransmissions before giving up (default 1)");
+}
+
+void add_close_options(CLI::App* cmd, CloseOptions& o, bool with_mode) {
+    cmd->add_option("target", o.target, "HOST:PORT")->required();
+    add_syn_options(cmd, o.syn);
+    add_connect_options(cmd, o.conn);
+    if (with_mode) {
+        cmd->add_option("--mode", o.mode, "active (we FIN first, default), passive, simultaneous or abort")
+            ->check(CLI::IsMember({"active", "passive", "simultaneous", "abort"}));
+        cmd->add_option("--idle", o.idle, "quiet time before our FIN or RST; time we stay in CLOSE-WAIT (default 200ms)");
+    }
+    cmd->add_option("--request", o.request, "data to send after the handshake: TEXT with \\r \\n \\t \\xHH escapes, or @FILE");
+    cmd->add_option("--max-wait", o.max_wait, "longest wait for the peer's part of the close (default 10s)");
+    cmd->add_option("--time-wait", o.time_wait, "length of our own TIME-WAIT after an active close (default 2s)");
+}
+
 }  // namespace
 
 CommandLine::CommandLine()
@@ -82,11 +106,21 @@ CommandLine::CommandLine()
     hs->add_option("--count", h.count, "number of handshakes, each from its own source port (default 1)");
     hs->add_option("--interval", h.interval, "time between handshake starts with --count (default 1s)");
     hs->add_flag("--stale-syn", h.stale_syn, "send a stale SYN first, then the real one (RFC 9293 old duplicate SYN)");
-    hs->add_option("--timeout", h.timeout, "no answer by then: filtered (default 3s)");
     hs->add_option("--linger", h.linger, "after the handshake, keep receiving and ACKing this long (default 0)");
-    hs->add_option("--rto", h.rto, "our initial SYN retransmission timeout (default 1s)");
-    hs->add_option("--retries", h.retries, "our SYN retransmissions before giving up (default 1)");
+    add_connect_options(hs, h.conn);
     state_->handshake_cmd = hs;
+
+    CLI::App* td = app.add_subcommand("teardown", "handshake, optional request, then a close sequence (--mode)");
+    td->fallthrough();
+    td->footer(exit_help);
+    add_close_options(td, state_->teardown, true);
+    state_->teardown_cmd = td;
+
+    CLI::App* hc = app.add_subcommand("half-close", "handshake, request, our FIN at once; keep receiving until the peer's FIN");
+    hc->fallthrough();
+    hc->footer(exit_help);
+    add_close_options(hc, state_->half_close, false);
+    state_->half_close_cmd = hc;
 }
 
 CommandLine::~CommandLine() = default;
@@ -136,6 +170,8 @@ int CommandLine::run(int argc, char** argv) {
     io::install_stop_signals();
     try {
         if (state_->handshake_cmd->parsed()) return run_handshake(state_->global, state_->handshake);
+        if (state_->teardown_cmd->parsed()) return run_teardown(state_->global, state_->teardown);
+        if (state_->half_close_cmd->parsed()) return run_half_close(state_->global, state_->half_close);
         return fail(exit_status::usage, "no command given (see tcpprobe --help)");
     } catch (const io::UsageError& e) {
         return fail(exit_status::usage, e.what());

@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -116,6 +117,46 @@ wire::TcpOption parse_raw_option(std::string_view text) {
     auto decoded = wire::decode_options(tlv);
     if (decoded && decoded->size() == 1) return decoded->front();
     return wire::opt::Unknown{kind, std::move(data)};
+}
+
+wire::ByteVec parse_request(std::string_view text) {
+    wire::ByteVec out;
+    if (text.starts_with("@")) {
+        std::string path(text.substr(1));
+        std::FILE* f = std::fopen(path.c_str(), "rb");
+        if (!f) throw UsageError(fmt::format("--request '{}': cannot read {}", text, path));
+        char buf[4096];
+        std::size_t n;
+        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.insert(out.end(), buf, buf + n);
+        std::fclose(f);
+        return out;
+    }
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        char c = text[i];
+        if (c != '\\') {
+            out.push_back(static_cast<std::uint8_t>(c));
+            continue;
+        }
+        if (++i == text.size()) throw UsageError(fmt::format("--request '{}': a lone backslash at the end", text));
+        switch (text[i]) {
+            case 'r': out.push_back('\r'); break;
+            case 'n': out.push_back('\n'); break;
+            case 't': out.push_back('\t'); break;
+            case '0': out.push_back(0); break;
+            case '\\': out.push_back('\\'); break;
+            case 'x': {
+                wire::ByteVec b;
+                if (i + 2 >= text.size() || !wire::parse_hex(text.substr(i + 1, 2), b))
+                    throw UsageError(fmt::format("--request '{}': \\x needs two hex digits", text));
+                out.push_back(b[0]);
+                i += 2;
+                break;
+            }
+            default:
+                throw UsageError(fmt::format("--request '{}': unknown escape \\{} (accepted: \\r \\n \\t \\0 \\\\ \\xHH)", text, text[i]));
+        }
+    }
+    return out;
 }
 
 }  // namespace tcpprobe::app

@@ -37,19 +37,38 @@ struct SynOptions {
     std::string flags;
 };
 
-struct HandshakeOptions {
-    std::string target;
-    SynOptions syn;
-    bool half_open = false;
-    unsigned count = 1;
-    std::string interval = "1s";
-    bool stale_syn = false;
+/// How we open the connection: our SYN schedule and the patience for an answer.
+struct ConnectOptions {
     std::string timeout = "3s";
-    std::string linger = "0s";
     std::string rto = "1s";
     unsigned retries = 1;
 };
 
+struct HandshakeOptions {
+    std::string target;
+    SynOptions syn;
+    ConnectOptions conn;
+    bool half_open = false;
+    unsigned count = 1;
+    std::string interval = "1s";
+    bool stale_syn = false;
+    std::string linger = "0s";
+};
+
+/// teardown and half-close share these.
+struct CloseOptions {
+    std::string target;
+    SynOptions syn;
+    ConnectOptions conn;
+    std::string mode = "active";  ///< teardown only
+    std::string request;          ///< TEXT with \r \n \t \\ \xHH escapes, or @FILE
+    std::string idle = "200ms";
+    std::string max_wait = "10s";
+    std::string time_wait = "2s";
+};
+
 int run_handshake(const GlobalOptions& g, const HandshakeOptions& o);
+int run_teardown(const GlobalOptions& g, const CloseOptions& o);
+int run_half_close(const GlobalOptions& g, const CloseOptions& o);
 
 }  // namespace tcpprobe::app

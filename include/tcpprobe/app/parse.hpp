@@ -27,6 +27,8 @@ std::uint16_t parse_flags(std::string_view text);
 /// "KIND:HEX" (KIND 0-255; HEX the bytes after kind and length). Kinds 0 and 1 take no
 /// bytes. A well-formed known kind becomes its typed option (so it is negotiated).
 wire::TcpOption parse_raw_option(std::string_view text);
+/// --request: "TEXT" with escapes (\r \n \t \\ \0 \xHH) or "@FILE" (read verbatim).
+wire::ByteVec parse_request(std::string_view text);
 /// Decimal or 0x-hex unsigned number within [lo, hi].
 std::uint64_t parse_number(std::string_view text, std::string_view option, std::uint64_t lo, std::uint64_t hi);
 

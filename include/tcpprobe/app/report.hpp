@@ -1,0 +1,49 @@
+// Pieces of a summary that several commands print the same way: the connect part of a
+// flow (verdict, RTT, peer options, negotiation, ICMP, anomalies) and RTT statistics.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tcpprobe/app/commands.hpp"
+#include "tcpprobe/app/edge.hpp"
+#include "tcpprobe/app/parse.hpp"
+#include "tcpprobe/app/syn.hpp"
+#include "tcpprobe/probe/connection.hpp"
+
+namespace tcpprobe::app {
+
+std::string negotiated_text(const tcb::Negotiated& n);
+nlohmann::json negotiated_json(const tcb::Negotiated& n);
+
+/// JSON of a flow's connect result (sport, verdict, rtt_us, negotiated, peer options, ...).
+nlohmann::json connect_json(const probe::ConnectionFlow& f);
+/// "verdict open, rtt 0.042 ms" plus ICMP and filtered details, one line.
+std::string connect_line(const probe::ConnectResult& r);
+
+struct RttStats {
+    double min_us = 0, avg_us = 0, max_us = 0, mdev_us = 0;
+};
+RttStats rtt_stats(const std::vector<double>& us);
+
+/// A target and SYN plan validated before anything is opened (bad input sends nothing).
+struct PreparedTarget {
+    Target target;
+    wire::Ipv4Addr addr;
+    SynPlan syn;
+    Duration timeout{};
+    Duration rto{};
+    unsigned retries = 1;
+};
+PreparedTarget prepare_target(const std::string& target, const SynOptions& syn, const ConnectOptions& conn);
+
+/// The connect configuration of flow `i` of a run.
+probe::ConnectConfig make_connect_config(const PreparedTarget& p, const Edge& edge, std::size_t i);
+
+/// The summary object's common head: command, target, address, source, interface, guard.
+nlohmann::json summary_head(const std::string& command, const std::string& target_text, const PreparedTarget& p,
+                            const Edge& edge);
+
+}  // namespace tcpprobe::app

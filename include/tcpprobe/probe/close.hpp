@@ -1,0 +1,102 @@
+// Close sequences, on one established connection (RFC 9293 §3.6):
+//
+//   active        we FIN first (after the request and a quiet --idle); the peer answers
+//                 with an ACK then its FIN (4-way) or a combined FIN/ACK (3-way)
+//   passive       the peer FINs first; we sit in CLOSE-WAIT for --idle, then FIN (LAST-ACK)
+//   simultaneous  when the peer's FIN arrives we send our FIN *before* ACKing theirs,
+//                 so both sides pass through CLOSING
+//   abort         an in-window RST, then an ACK on the same 4-tuple: a peer that dropped
+//                 the connection answers it with a RST
+//   half-close    our FIN right after the request (shutdown(SHUT_WR)); we keep receiving
+//                 and ACKing until the peer's FIN, a RST or --max-wait
+//
+// Our states are observed (the TCB); the peer's are inferred from what it sends, and
+// every interval is taken from capture timestamps.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tcpprobe/probe/connection.hpp"
+
+namespace tcpprobe::probe {
+
+enum class CloseMode { Active, Passive, Simultaneous, Abort, HalfClose };
+std::string_view to_string(CloseMode m);
+
+struct CloseConfig {
+    ConnectConfig connect;
+    CloseMode mode = CloseMode::Active;
+    wire::ByteVec request;
+    Duration idle = std::chrono::milliseconds{200};   ///< quiet time before our FIN / RST, time in CLOSE-WAIT
+    Duration max_wait = std::chrono::seconds{10};     ///< for the peer's part of the close
+    Duration abort_probe_delay = std::chrono::milliseconds{100};
+};
+
+/// A state and when it was entered (capture time or timer instant).
+struct StateSpan {
+    std::string state;
+    Instant since;
+};
+
+/// The outcome words: clean (exit 0), differs (1), incomplete (2).
+enum class CloseOutcome { Pending, Clean, Differs, Incomplete };
+std::string_view to_string(CloseOutcome o);
+
+struct CloseReport {
+    CloseOutcome outcome = CloseOutcome::Pending;
+    std::string pattern = "none";   ///< 4-way, 3-way, simultaneous, passive, reset, abort, peer-closed-first, incomplete
+    std::vector<std::string> findings;
+    std::optional<Instant> our_fin;          ///< capture time of our first FIN
+    std::optional<Instant> peer_ack_of_fin;  ///< first segment acknowledging our FIN
+    std::optional<Instant> peer_fin;         ///< capture time of the peer's FIN
+    std::optional<Instant> our_ack_of_peer_fin;
+    bool combined_fin_ack = false;           ///< the peer's FIN also acknowledged our FIN
+    bool peer_reset = false;
+    bool peer_passed_closing = false;
+    std::optional<bool> abort_confirmed;     ///< abort: the probe ACK got a RST (true) or an ACK (false)
+    std::uint64_t bytes_before_our_fin = 0, bytes_after_our_fin = 0;
+    std::uint64_t segments_after_our_fin = 0;
+    std::uint64_t bytes_before_peer_fin = 0, bytes_after_peer_fin = 0;
+    std::vector<StateSpan> local_states;
+    std::vector<StateSpan> peer_states;
+    std::optional<Instant> end;
+};
+
+class CloseFlow final : public ConnectionFlow {
+public:
+    explicit CloseFlow(CloseConfig config);
+    const CloseReport& report() const { return report_; }
+    /// Time from the peer's ACK of our FIN to its FIN (its CLOSE-WAIT), when both were seen.
+    std::optional<Duration> peer_close_wait() const;
+
+protected:
+    void on_established(Instant t, Outbox& out) override;
+    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
+    void on_connected_timer(Instant now, Outbox& out) override;
+    std::optional<Instant> connected_deadline() const override;
+    void observe(Instant t, const tcb::Action& a, Outbox& out) override;
+    void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
+
+private:
+    void send_fin(Instant now, Outbox& out);
+    void peer_goes(Instant t, std::string to, std::string cause, Outbox& out);
+    std::string peer_now() const;
+    void conclude(Instant now, CloseOutcome o, std::string pattern, Outbox& out);
+    void give_up(Instant now, std::string why, Outbox& out);
+    void finding(Instant t, std::string text, bool is_anomaly, Outbox& out);
+
+    CloseConfig cfg_;
+    CloseReport report_;
+    std::optional<wire::Seq> our_fin_seq_;
+    std::optional<wire::Seq> peer_fin_seq_;
+    std::optional<Instant> quiet_until_;      ///< active/abort: when to act; passive: when to FIN
+    std::optional<Instant> max_wait_until_;
+    std::optional<Instant> probe_at_;         ///< abort: when to send the probe ACK
+    bool probe_sent_ = false;
+    bool aborted_ = false;
+    bool concluded_ = false;
+};
+
+}  // namespace tcpprobe::probe

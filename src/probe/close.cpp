@@ -1,0 +1,261 @@
+// Close sequences (see close.hpp). The TCB does the RFC work (FIN-WAIT-1/2, CLOSING,
+// TIME-WAIT, LAST-ACK); this flow decides *when* to close, watches what the peer sends
+// in answer, infers the peer's states from it and names the pattern.
+#include "tcpprobe/probe/close.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace tcpprobe::probe {
+
+using namespace tcpprobe::wire;
+using tcb::State;
+
+std::string_view to_string(CloseMode m) {
+    switch (m) {
+        case CloseMode::Active: return "active";
+        case CloseMode::Passive: return "passive";
+        case CloseMode::Simultaneous: return "simultaneous";
+        case CloseMode::Abort: return "abort";
+        case CloseMode::HalfClose: return "half-close";
+    }
+    return "?";
+}
+
+std::string_view to_string(CloseOutcome o) {
+    switch (o) {
+        case CloseOutcome::Pending: return "pending";
+        case CloseOutcome::Clean: return "clean";
+        case CloseOutcome::Differs: return "differs";
+        case CloseOutcome::Incomplete: return "incomplete";
+    }
+    return "?";
+}
+
+CloseFlow::CloseFlow(CloseConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {}
+
+std::optional<Duration> CloseFlow::peer_close_wait() const {
+    // Only meaningful when the peer closed after us: our FIN, its ACK, later its FIN.
+    if (!report_.our_fin || !report_.peer_ack_of_fin || !report_.peer_fin) return std::nullopt;
+    if (*report_.peer_fin < *report_.our_fin || report_.combined_fin_ack) return std::nullopt;
+    return *report_.peer_fin - *report_.peer_ack_of_fin;
+}
+
+void CloseFlow::finding(Instant t, std::string text, bool is_anomaly, Outbox& out) {
+    report_.findings.push_back(text);
+    if (is_anomaly) anomaly(t, std::move(text), out);
+    else note(t, std::move(text), out);
+}
+
+std::string CloseFlow::peer_now() const {
+    return report_.peer_states.empty() ? "CLOSED" : report_.peer_states.back().state;
+}
+
+void CloseFlow::peer_goes(Instant t, std::string to, std::string cause, Outbox& out) {
+    std::string from = peer_now();
+    if (from == to) return;
+    report_.peer_states.push_back({to, t});
+    peer_state(t, std::move(from), std::move(to), std::move(cause), out);
+}
+
+void CloseFlow::send_fin(Instant now, Outbox& out) {
+    apply(now, tcb_.close(now), out);
+    if (tcb_.fin_sent()) our_fin_seq_ = tcb_.snd.nxt - 1;
+}
+
+void CloseFlow::conclude(Instant now, CloseOutcome o, std::string pattern, Outbox& out) {
+    if (concluded_) return;
+    concluded_ = true;
+    report_.outcome = o;
+    report_.pattern = std::move(pattern);
+    report_.end = now;
+    finish(now, Verdict::Open, out);
+}
+
+void CloseFlow::on_established(Instant t, Outbox& out) {
+    report_.local_states.push_back({std::string(tcb::to_string(tcb_.state())), t});
+    peer_goes(t, "ESTABLISHED", "our ACK completed the handshake", out);
+    max_wait_until_ = t + cfg_.max_wait;
+    if (!cfg_.request.empty()) apply(t, tcb_.send(t, cfg_.request), out);
+    switch (cfg_.mode) {
+        case CloseMode::Active:
+        case CloseMode::Abort:
+            quiet_until_ = t + cfg_.idle;
+            break;
+        case CloseMode::HalfClose:
+            send_fin(t, out);  // like shutdown(SHUT_WR) right after the request
+            break;
+        case CloseMode::Passive:
+        case CloseMode::Simultaneous:
+            break;
+    }
+}
+
+void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) {
+    if (aborted_) {
+        // After our RST the TCB is CLOSED: it must not answer; we only judge the answer.
+        if (!probe_sent_) return;
+        if (seg.has(flag::rst)) {
+            report_.abort_confirmed = true;
+            peer_goes(t, "CLOSED", "answered our probe ACK with RST: the connection is gone", out);
+            conclude(t, CloseOutcome::Clean, "abort", out);
+        } else {
+            report_.abort_confirmed = false;
+            finding(t, "the peer still answers on the 4-tuple after our RST: it did not drop the connection", true, out);
+            conclude(t, CloseOutcome::Differs, "abort", out);
+        }
+        return;
+    }
+    if (seg.has(flag::rst)) report_.peer_reset = true;
+    const bool acks_our_fin = our_fin_seq_ && seg.has(flag::ack) && !seg.has(flag::rst) && !report_.peer_ack_of_fin &&
+                              after_eq(seg.ack, *our_fin_seq_ + 1);
+    const bool first_fin = seg.has(flag::fin) && !report_.peer_fin;
+    if (acks_our_fin) {
+        report_.peer_ack_of_fin = t;
+        report_.combined_fin_ack = first_fin;
+        // Its ACK of our FIN proves the peer got our FIN; if that was while its own FIN
+        // was unacknowledged, it passed through CLOSING.
+        report_.peer_passed_closing = std::any_of(report_.peer_states.begin(), report_.peer_states.end(),
+                                                  [](const StateSpan& s) { return s.state == "CLOSING"; }) ||
+                                      peer_now() == "FIN-WAIT-1";
+        // The peer's state follows from where it was when our FIN reached it.
+        const std::string now_in = peer_now();
+        if (now_in == "ESTABLISHED") {
+            peer_goes(t, "CLOSE-WAIT", "acknowledged our FIN", out);
+        } else if (now_in == "FIN-WAIT-1") {
+            peer_goes(t, "CLOSING", "acknowledged our FIN before our ACK of its FIN", out);
+        } else if (now_in == "FIN-WAIT-2") {
+            peer_goes(t, "TIME-WAIT", "acknowledged our FIN", out);
+        }
+    }
+    if (first_fin) {
+        report_.peer_fin = t;
+        peer_fin_seq_ = seg.seq + static_cast<std::uint32_t>(seg.payload.size());
+        if (our_fin_seq_ && report_.peer_ack_of_fin) {
+            peer_goes(t, "LAST-ACK", "sent its FIN", out);
+        } else {
+            peer_goes(t, "FIN-WAIT-1", "sent its FIN first", out);
+            if (cfg_.mode == CloseMode::Active || cfg_.mode == CloseMode::Abort)
+                finding(t, "the peer closed first, before our FIN", cfg_.mode == CloseMode::Active, out);
+            if (cfg_.mode == CloseMode::Simultaneous && tcb_.state() == State::Established) {
+                // Our FIN goes out before we ACK theirs: both ends pass through CLOSING.
+                send_fin(t, out);
+            } else if (cfg_.mode != CloseMode::Abort && !our_fin_seq_) {
+                quiet_until_ = t + cfg_.idle;  // time we spend in CLOSE-WAIT
+            }
+        }
+    }
+    const State before_feed = tcb_.state();
+    if (feed(t, seg, out)) {
+        finding(t, fmt::format("the peer reset the connection (RST) while we were in {}", before_feed), true, out);
+        peer_goes(t, "CLOSED", "sent RST", out);
+        conclude(t, CloseOutcome::Differs, "reset", out);
+    }
+}
+
+void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
+    if (const auto* d = std::get_if<tcb::DataReceived>(&a)) {
+        const auto n = d->data.size();
+        (our_fin_seq_ ? report_.bytes_after_our_fin : report_.bytes_before_our_fin) += n;
+        if (our_fin_seq_) ++report_.segments_after_our_fin;
+        (report_.peer_fin ? report_.bytes_after_peer_fin : report_.bytes_before_peer_fin) += n;
+        if (!our_fin_seq_ && (cfg_.mode == CloseMode::Active || cfg_.mode == CloseMode::Abort)) quiet_until_ = t + cfg_.idle;
+        return;
+    }
+    if (const auto* g = std::get_if<tcb::GaveUp>(&a)) {
+        finding(t, fmt::format("our {} was never acknowledged ({} retransmissions)", g->what, g->retransmissions), true, out);
+        conclude(t, CloseOutcome::Incomplete, "incomplete", out);
+        return;
+    }
+    const auto* c = std::get_if<tcb::StateChanged>(&a);
+    if (!c || phase() != Phase::Connected) return;
+    report_.local_states.push_back({std::string(tcb::to_string(c->to)), t});
+    if (c->to != State::Closed || concluded_ || aborted_) return;
+    // The TCB closed normally (TIME-WAIT expired or LAST-ACK acknowledged): name the pattern.
+    if (report_.peer_reset) return;
+    switch (cfg_.mode) {
+        case CloseMode::Active:
+        case CloseMode::HalfClose: {
+            const bool peer_first = report_.peer_fin && report_.our_fin && *report_.peer_fin < *report_.our_fin;
+            if (peer_first && cfg_.mode == CloseMode::Active)
+                conclude(t, CloseOutcome::Differs, "peer-closed-first", out);
+            else
+                conclude(t, CloseOutcome::Clean, report_.combined_fin_ack ? "3-way" : "4-way", out);
+            break;
+        }
+        case CloseMode::Passive:
+            note(t, "the peer closed first, so it now holds the TIME-WAIT state (2MSL)", out);
+            conclude(t, CloseOutcome::Clean, "passive", out);
+            break;
+        case CloseMode::Simultaneous:
+            conclude(t, report_.peer_passed_closing ? CloseOutcome::Clean : CloseOutcome::Differs, "simultaneous", out);
+            break;
+        case CloseMode::Abort:
+            break;
+    }
+}
+
+void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbox& out) {
+    if (!ours) return;
+    if (seg.has(flag::fin) && !report_.our_fin) {
+        report_.our_fin = t;
+        if (peer_now() == "FIN-WAIT-1") peer_goes(t, "CLOSING", "gets our FIN before our ACK of its FIN", out);
+    }
+    if (seg.has(flag::ack) && peer_fin_seq_ && seg.ack == *peer_fin_seq_ + 1 && !report_.our_ack_of_peer_fin) {
+        report_.our_ack_of_peer_fin = t;
+        const std::string now_in = peer_now();
+        if (now_in == "FIN-WAIT-1") peer_goes(t, "FIN-WAIT-2", "gets our ACK of its FIN", out);
+        else if (now_in == "CLOSING") peer_goes(t, "TIME-WAIT", "gets our ACK of its FIN", out);
+        else if (now_in == "LAST-ACK") peer_goes(t, "CLOSED", "gets our ACK of its FIN", out);
+    }
+    if (seg.has(flag::rst) && aborted_ && !probe_sent_) peer_goes(t, "CLOSED", "gets our in-window RST (to be confirmed)", out);
+}
+
+void CloseFlow::give_up(Instant now, std::string why, Outbox& out) {
+    finding(now, std::move(why), true, out);
+    conclude(now, CloseOutcome::Incomplete, "incomplete", out);
+    // Leave nothing half-open on the peer: reset what is left of the connection.
+    if (!aborted_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait})) {
+        apply_with_cause(now, tcb_.abort(now), "cleanup after --max-wait (RST)", out);
+        peer_goes(now, "CLOSED", "gets our cleanup RST", out);
+    }
+}
+
+void CloseFlow::on_connected_timer(Instant now, Outbox& out) {
+    ConnectionFlow::on_connected_timer(now, out);
+    if (concluded_) return;
+    if (quiet_until_ && now >= *quiet_until_) {
+        quiet_until_.reset();
+        if (cfg_.mode == CloseMode::Abort && tcb_.state() == State::Established) {
+            apply_with_cause(now, tcb_.abort(now), "abort: sent an in-window RST", out);
+            aborted_ = true;
+            probe_at_ = now + cfg_.abort_probe_delay;
+        } else if (tcb::in_state(tcb_.state(), {State::Established, State::CloseWait})) {
+            send_fin(now, out);
+        }
+    }
+    if (probe_at_ && !probe_sent_ && now >= *probe_at_) {
+        probe_sent_ = true;
+        note(now, "probe: an ACK on the same 4-tuple (a dropped connection answers with RST)", out);
+        send(tcb_.make_segment(now, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt), out);
+        max_wait_until_ = now + std::min<Duration>(cfg_.max_wait, std::chrono::seconds{2});
+    }
+    if (max_wait_until_ && now >= *max_wait_until_ && tcb_.state() != State::TimeWait) {
+        if (aborted_) give_up(now, "no answer to the probe ACK after our RST", out);
+        else give_up(now, fmt::format("the close did not complete within --max-wait (we are in {})", tcb_.state()), out);
+    }
+}
+
+std::optional<Instant> CloseFlow::connected_deadline() const {
+    std::optional<Instant> d = aborted_ ? std::nullopt : ConnectionFlow::connected_deadline();
+    auto consider = [&](std::optional<Instant> x) {
+        if (x && (!d || *x < *d)) d = x;
+    };
+    consider(quiet_until_);
+    if (!probe_sent_) consider(probe_at_);
+    if (tcb_.state() != State::TimeWait) consider(max_wait_until_);
+    return d;
+}
+
+}  // namespace tcpprobe::probe
