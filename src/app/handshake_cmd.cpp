@@ -33,6 +33,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
         probe::HandshakeConfig hc;
         hc.connect = make_connect_config(prep, *edge, i);
         hc.half_open = o.half_open;
+        hc.connect.kernel_rst_expected = o.half_open && !edge->guard;
         hc.stale_syn = o.stale_syn;
         hc.stale_isn = hc.connect.tcb.iss + 0x40000000u;  // far from the real ISN, either way round
         hc.linger = linger;
@@ -55,7 +56,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
         verdict = probe::combine(verdict, r.verdict);
         anomalies += r.anomalies.size();
         if (r.verdict == probe::Verdict::Open || r.verdict == probe::Verdict::Closed || r.verdict == probe::Verdict::Unreachable) ++answered;
-        if (r.rtt && r.verdict == probe::Verdict::Open) rtts.push_back(static_cast<double>(r.rtt->count()) / 1e3);
+        if (r.rtt && r.verdict == probe::Verdict::Open) rtts.push_back(static_cast<double>(to_us(*r.rtt)));
         nlohmann::json p = connect_json(*f);
         if (const auto& st = f->stale())
             p["stale_syn"] = {{"first_answered", st->first_answered},

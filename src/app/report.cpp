@@ -90,6 +90,7 @@ PreparedTarget prepare_target(const std::string& target, const SynOptions& syn, 
     p.target = parse_target(target);
     p.addr = io::resolve_ipv4(p.target.host);
     check_target_address(p.addr.value, target);
+    if (io::is_local_broadcast(p.addr)) throw io::UsageError(fmt::format("target {}: broadcast addresses are refused", target));
     p.syn = plan_syn(syn);
     p.timeout = parse_duration(conn.timeout, "--timeout");
     p.rto = parse_duration(conn.rto, "--rto");
@@ -105,7 +106,6 @@ probe::ConnectConfig make_connect_config(const PreparedTarget& p, const Edge& ed
                             run_rng());
     c.tcb.rto.initial_rto = p.rto;
     c.tcb.rto.max_retries = p.retries;
-    c.rst_guard = edge.guard != nullptr;
     c.timeout = p.timeout;
     return c;
 }

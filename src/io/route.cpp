@@ -87,6 +87,18 @@ Route select_route(wire::Ipv4Addr target, std::optional<wire::Ipv4Addr> source,
     return r;
 }
 
+bool is_local_broadcast(wire::Ipv4Addr addr) {
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) return false;
+    bool found = false;
+    for (ifaddrs* i = list; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || !(i->ifa_flags & IFF_BROADCAST) || !i->ifa_broadaddr) continue;
+        found = ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_broadaddr)->sin_addr.s_addr) == addr.value;
+    }
+    freeifaddrs(list);
+    return found;
+}
+
 wire::Ipv4Addr resolve_ipv4(const std::string& host) {
     in_addr a{};
     if (inet_pton(AF_INET, host.c_str(), &a) == 1) return {ntohl(a.s_addr)};

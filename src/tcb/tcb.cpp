@@ -161,9 +161,14 @@ Actions Tcb::open_active(Instant now) {
         out.push_back(Note{"open: connection already exists"});
         return out;
     }
+    // §3.10.1: OPEN creates a new TCB. On an object reused after CLOSED, nothing of the
+    // last connection (backed-off RTO, retry count, FIN, IRS, negotiation) may survive;
+    // only the IP ID keeps counting, as it is the sender's.
+    const std::uint16_t ip_id = next_ip_id_;
+    *this = Tcb{cfg_};
+    next_ip_id_ = ip_id;
     epoch_ = now;
     passive_ = false;
-    snd.una = snd.nxt = cfg_.iss;
     set_state(State::SynSent, "open (active)", out);
     queue_and_send(now, {cfg_.iss, static_cast<std::uint16_t>(flag::syn | cfg_.extra_syn_flags), {}}, SendReason::Syn, out);
     return out;
@@ -175,6 +180,9 @@ Actions Tcb::open_passive(Instant now) {
         out.push_back(Note{"open: connection already exists"});
         return out;
     }
+    const std::uint16_t ip_id = next_ip_id_;  // a new TCB, as in open_active
+    *this = Tcb{cfg_};
+    next_ip_id_ = ip_id;
     epoch_ = now;
     passive_ = true;
     set_state(State::Listen, "open (passive)", out);

@@ -28,6 +28,9 @@ struct Route {
 Route select_route(wire::Ipv4Addr target, std::optional<wire::Ipv4Addr> source,
                    std::optional<std::string> interface);
 
+/// True when `addr` is the broadcast address of a local interface (directed broadcast).
+bool is_local_broadcast(wire::Ipv4Addr addr);
+
 /// Resolves "host" to one IPv4 address. Throws UsageError.
 wire::Ipv4Addr resolve_ipv4(const std::string& host);
 

@@ -18,7 +18,9 @@ namespace tcpprobe::probe {
 
 struct ConnectConfig {
     tcb::TcbConfig tcb;
-    bool rst_guard = true;        ///< false: a RST from our own kernel is expected, not an anomaly
+    /// The scenario deliberately runs without the RST guard (half-open probes): a RST from
+    /// our own kernel is then expected, not an anomaly.
+    bool kernel_rst_expected = false;
     Duration timeout = std::chrono::seconds{3};               ///< no answer to our SYN by then: filtered
     Duration capture_grace = std::chrono::milliseconds{200};  ///< wait for our last segments' capture
 };

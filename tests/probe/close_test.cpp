@@ -1,0 +1,220 @@
+// Close sequences against a peer played by our own TCB, with peer applications that
+// behave like the lab's servers: close late after our FIN (4-way), close at once with a
+// delayed ACK (3-way), close first after a request (passive / simultaneous), send data
+// after our FIN (half-close), reset, or never answer.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "sim.hpp"
+#include "tcpprobe/probe/close.hpp"
+
+using namespace tcpprobe;
+using namespace tcpprobe::sim;
+using probe::CloseMode;
+using probe::CloseOutcome;
+using tcb::State;
+
+namespace {
+
+probe::CloseConfig config(CloseMode mode) {
+    probe::CloseConfig c;
+    c.connect.tcb = client_tcb();
+    c.mode = mode;
+    c.idle = 200ms;
+    c.max_wait = 10s;
+    return c;
+}
+
+bool has(const tcb::Actions& a, State to) {
+    return std::any_of(a.begin(), a.end(), [&](const tcb::Action& x) {
+        const auto* c = std::get_if<tcb::StateChanged>(&x);
+        return c && c->to == to;
+    });
+}
+
+bool got_data(const tcb::Actions& a) {
+    return std::any_of(a.begin(), a.end(), [](const tcb::Action& x) { return std::holds_alternative<tcb::DataReceived>(x); });
+}
+
+/// Closes `delay` after our FIN puts the peer in CLOSE-WAIT.
+PeerApp close_after_fin(Duration delay) {
+    return [delay](Sim& s, Instant t, const tcb::Actions& a) {
+        if (has(a, State::CloseWait))
+            s.at(t + delay, [](Sim& later, Instant now) { later.peer_actions(now, later.peer().close(now)); });
+    };
+}
+
+/// An HTTP/1.0-like server: answers the request and closes first.
+PeerApp answer_and_close() {
+    return [](Sim& s, Instant t, const tcb::Actions& a) {
+        if (!got_data(a) || s.peer().state() != State::Established) return;
+        s.peer_actions(t, s.peer().send(t, wire::ByteVec(100, 'r')));
+        s.peer_actions(t, s.peer().close(t));
+    };
+}
+
+std::vector<std::string> states(const std::vector<probe::StateSpan>& spans) {
+    std::vector<std::string> out;
+    for (const auto& s : spans) out.push_back(s.state);
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("teardown active: the peer ACKs our FIN, closes 500 ms later: 4-way, its CLOSE-WAIT measured") {
+    probe::CloseFlow flow(config(CloseMode::Active));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app(close_after_fin(500ms));
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(r.pattern == "4-way");
+    CHECK_FALSE(r.combined_fin_ack);
+    REQUIRE(flow.peer_close_wait());
+    CHECK(*flow.peer_close_wait() == 500ms);
+    CHECK(states(r.local_states) == std::vector<std::string>{"ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT", "CLOSED"});
+    CHECK(states(r.peer_states) == std::vector<std::string>{"ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"});
+    // Our TIME-WAIT lasted the configured 2 s, measured between state entries.
+    auto tw = std::find_if(r.local_states.begin(), r.local_states.end(), [](const auto& s) { return s.state == "TIME-WAIT"; });
+    REQUIRE(tw != r.local_states.end());
+    CHECK((tw + 1)->since - tw->since == 2s);
+    CHECK(sim.peer().state() == State::Closed);
+}
+
+TEST_CASE("teardown active: a peer that delays its ACK and closes at once sends a combined FIN/ACK: 3-way") {
+    probe::CloseFlow flow(config(CloseMode::Active));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app(close_after_fin(0ms));
+    // Delayed-ACK model: the pure ACK of our FIN never leaves; the FIN/ACK carries it.
+    sim.set_peer_filter([](const wire::Segment& s) { return s.flags == wire::flag::ack && s.payload.empty() && s.ack == wire::Seq{1002}; });
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.pattern == "3-way");
+    CHECK(r.combined_fin_ack);
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(states(r.local_states) == std::vector<std::string>{"ESTABLISHED", "FIN-WAIT-1", "TIME-WAIT", "CLOSED"});
+    CHECK_FALSE(flow.peer_close_wait());
+}
+
+TEST_CASE("teardown passive: the peer closes first after the request; we walk CLOSE-WAIT, LAST-ACK; it holds TIME-WAIT") {
+    auto c = config(CloseMode::Passive);
+    c.request = {'G', 'E', 'T', '\n'};
+    probe::CloseFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app(answer_and_close());
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(r.pattern == "passive");
+    CHECK(r.bytes_before_peer_fin == 100);
+    CHECK(states(r.local_states) == std::vector<std::string>{"ESTABLISHED", "CLOSE-WAIT", "LAST-ACK", "CLOSED"});
+    CHECK(states(r.peer_states) == std::vector<std::string>{"ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2", "TIME-WAIT"});
+    CHECK(sim.peer().state() == State::TimeWait);  // the inference matches the real peer TCB
+}
+
+TEST_CASE("teardown simultaneous: our FIN goes before our ACK, both ends pass through CLOSING") {
+    auto c = config(CloseMode::Simultaneous);
+    c.request = {'G', 'E', 'T', '\n'};
+    probe::CloseFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app(answer_and_close());
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.pattern == "simultaneous");
+    CHECK(r.peer_passed_closing);
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(states(r.local_states) == std::vector<std::string>{"ESTABLISHED", "FIN-WAIT-1", "CLOSING", "TIME-WAIT", "CLOSED"});
+    auto peer = sim.peer_states();
+    CHECK(std::find(peer.begin(), peer.end(), State::Closing) != peer.end());
+    CHECK(sim.peer().state() == State::TimeWait);
+    // On the wire: the peer's FIN, then our FIN, then our ACK of its FIN.
+    auto ours = flags_of(sim.sent_by_flow());
+    auto fin = std::find(ours.begin(), ours.end(), "F.");
+    REQUIRE(fin != ours.end());
+    CHECK(*(fin + 1) == ".");
+}
+
+TEST_CASE("teardown abort: an in-window RST; the probe ACK is answered with RST: the peer dropped it") {
+    probe::CloseFlow flow(config(CloseMode::Abort));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.run();
+    const auto& r = flow.report();
+    REQUIRE(r.abort_confirmed);
+    CHECK(*r.abort_confirmed);
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(r.pattern == "abort");
+    CHECK(sim.peer().state() == State::Closed);
+    INFO(fmt::format("{}", fmt::join(sim.wire_log(), " ")));
+    CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> .", "> R", "> .", "< R"});
+}
+
+TEST_CASE("teardown active: a peer that resets instead of closing gives pattern reset") {
+    probe::CloseFlow flow(config(CloseMode::Active));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app([](Sim& s, Instant t, const tcb::Actions& a) {
+        if (has(a, State::CloseWait)) s.peer_actions(t, s.peer().abort(t));
+    });
+    sim.run();
+    CHECK(flow.report().pattern == "reset");
+    CHECK(flow.report().outcome == CloseOutcome::Differs);
+    CHECK(flow.report().peer_reset);
+}
+
+TEST_CASE("teardown active: a peer that never ACKs our FIN: it retransmits, gives up, incomplete") {
+    auto c = config(CloseMode::Active);
+    c.connect.tcb.rto.max_retries = 2;
+    probe::CloseFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    // After the handshake the peer goes silent.
+    sim.set_peer_filter([&](const wire::Segment& s) { return !s.has(wire::flag::syn); });
+    sim.run();
+    CHECK(flow.report().outcome == CloseOutcome::Incomplete);
+    auto flags = flags_of(sim.sent_by_flow());
+    CHECK(std::count(flags.begin(), flags.end(), "F.") == 3);  // FIN + 2 retransmissions
+    // Retransmissions 1 s and then 2 s apart (initial RTO 1 s, backoff 2), at the capture.
+    std::vector<Instant> fins;
+    for (const auto& e : sim.events())
+        if (const auto* seg = std::get_if<probe::SegmentEvent>(&e.body); seg && seg->dir == wire::Direction::Out && seg->segment.has(wire::flag::fin))
+            fins.push_back(e.t);
+    REQUIRE(fins.size() == 3);
+    CHECK(fins[1] - fins[0] == 1s);
+    CHECK(fins[2] - fins[1] == 2s);
+    auto found = std::find_if(flow.report().findings.begin(), flow.report().findings.end(),
+                              [](const std::string& f) { return f.find("never acknowledged") != std::string::npos; });
+    CHECK(found != flow.report().findings.end());
+}
+
+TEST_CASE("half-close: the peer keeps sending 5000 bytes after our FIN, then closes") {
+    auto c = config(CloseMode::HalfClose);
+    c.request = {'h', 'i', '\n'};
+    probe::CloseFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app([](Sim& s, Instant t, const tcb::Actions& a) {
+        if (!has(a, State::CloseWait)) return;
+        s.peer_actions(t, s.peer().send(t, wire::ByteVec(5000, 'x')));
+        s.at(t + 10ms, [](Sim& later, Instant now) { later.peer_actions(now, later.peer().close(now)); });
+    });
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(r.bytes_after_our_fin == 5000);
+    CHECK(r.segments_after_our_fin == 4);  // 1400-byte MSS minus 12 for timestamps: 1388 x 3 + 836
+    CHECK(r.bytes_before_our_fin == 0);
+    REQUIRE(flow.peer_close_wait());
+    CHECK(*flow.peer_close_wait() == 10ms);
+}
+
+TEST_CASE("half-close: a peer that never closes: incomplete at --max-wait, and our RST cleans up") {
+    auto c = config(CloseMode::HalfClose);
+    c.max_wait = 2s;
+    probe::CloseFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.run();
+    CHECK(flow.report().outcome == CloseOutcome::Incomplete);
+    CHECK(flags_of(sim.sent_by_flow()).back() == "R");
+    CHECK(sim.peer().state() == State::Closed);  // nothing left on the peer
+}

@@ -1,0 +1,180 @@
+// The handshake scenario against simulated peers: a listening peer (our own TCB in
+// LISTEN), a closed port, a silent peer, an ICMP-rejecting peer and misbehaving peers.
+#include <doctest/doctest.h>
+
+#include "sim.hpp"
+#include "tcpprobe/probe/handshake.hpp"
+
+using namespace tcpprobe;
+using namespace tcpprobe::sim;
+using probe::Verdict;
+
+namespace {
+probe::HandshakeConfig config() {
+    probe::HandshakeConfig c;
+    c.connect.tcb = client_tcb();
+    c.connect.timeout = 3s;
+    return c;
+}
+
+std::size_t count_anomalies(const std::vector<probe::Event>& evs, const std::string& needle) {
+    std::size_t n = 0;
+    for (const auto& e : evs)
+        if (const auto* note = std::get_if<probe::NoteEvent>(&e.body))
+            if (note->severity == probe::Severity::Anomaly && note->text.find(needle) != std::string::npos) ++n;
+    return n;
+}
+}  // namespace
+
+TEST_CASE("handshake: a listening peer completes the handshake and the RTT is the capture interval") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Listening, 250us);
+    sim.run();
+    const auto& r = flow.connect_result();
+    CHECK(r.verdict == Verdict::Open);
+    REQUIRE(r.rtt);
+    CHECK(*r.rtt == 500us);  // SYN captured at t0, SYN-ACK captured at t0 + 2 x 250 us
+    CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> ."});
+    CHECK(flow.tcb().state() == tcb::State::Established);
+    CHECK(sim.peer().state() == tcb::State::Established);
+    REQUIRE(r.negotiated);
+    CHECK(r.negotiated->peer_mss == 1400);
+    CHECK(r.negotiated->effective_mss == 1400);
+    CHECK(r.negotiated->window_scaling);
+    CHECK(r.negotiated->peer_wscale == 9);
+    CHECK(r.negotiated->sack);
+    CHECK(r.negotiated->timestamps);
+    CHECK(r.syns_sent == 1);
+    CHECK(r.anomalies.empty());
+    CHECK(flow.done());
+}
+
+TEST_CASE("handshake: a closed port answers RST/ACK and the verdict is closed") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Closed, 100us);
+    sim.run();
+    CHECK(flow.connect_result().verdict == Verdict::Closed);
+    CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< R."});
+    REQUIRE(flow.connect_result().rtt);
+    CHECK(*flow.connect_result().rtt == 200us);
+    CHECK(flow.tcb().state() == tcb::State::Closed);
+}
+
+TEST_CASE("handshake: a silent peer is filtered after our own SYN retransmission, at the timeout") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Silent);
+    sim.run();
+    const auto& r = flow.connect_result();
+    CHECK(r.verdict == Verdict::Filtered);
+    CHECK(r.syns_sent == 2);  // the SYN and one retransmission after the 1 s RTO
+    CHECK(sim.wire_log() == std::vector<std::string>{"> S", "> S"});
+    CHECK(sim.now() - sim.start() == 3s);
+    CHECK_FALSE(r.rtt);
+}
+
+TEST_CASE("handshake: an ICMP admin-prohibited answer gives unreachable with type and code") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::IcmpUnreachable, 100us);
+    sim.run();
+    const auto& r = flow.connect_result();
+    CHECK(r.verdict == Verdict::Unreachable);
+    REQUIRE(r.icmp);
+    CHECK(r.icmp->type == 3);
+    CHECK(r.icmp->code == 13);
+    CHECK(flow.tcb().state() == tcb::State::Closed);
+}
+
+TEST_CASE("handshake: --half-open resets instead of ACKing, and the peer returns to LISTEN") {
+    auto c = config();
+    c.half_open = true;
+    probe::HandshakeFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.run();
+    CHECK(flow.connect_result().verdict == Verdict::Open);
+    CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> R"});
+    REQUIRE(sim.sent_by_flow().size() == 2);
+    CHECK(sim.sent_by_flow()[1].seq == wire::Seq{1001});  // RST at the ACK number of the SYN-ACK
+    CHECK(sim.peer().state() == tcb::State::Listen);
+    REQUIRE(flow.connect_result().negotiated);  // what would have been negotiated is still reported
+    CHECK(flow.connect_result().negotiated->timestamps);
+}
+
+TEST_CASE("handshake: --stale-syn plays the old duplicate SYN recovery of RFC 9293 against a peer TCB") {
+    auto c = config();
+    c.stale_syn = true;
+    c.stale_isn = wire::Seq{1000 + 0x40000000u};
+    probe::HandshakeFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.run();
+    REQUIRE(flow.stale());
+    const auto& st = *flow.stale();
+    CHECK(st.first_answered);
+    REQUIRE(st.second_answer);
+    CHECK(*st.second_answer == ".");       // the peer answered the new SYN with an ACK...
+    CHECK(st.second_answer_acks_old);      // ...carrying the old acknowledgment number
+    CHECK(st.reset_sent);                  // we reset the stale half-open connection
+    CHECK(flow.connect_result().verdict == Verdict::Open);  // and the retransmitted SYN completed
+    CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> S", "< .", "> R", "> S", "< S.", "> ."});
+    CHECK(sim.peer().state() == tcb::State::Established);
+}
+
+TEST_CASE("handshake: a SYN-ACK with a wrong ack number is an anomaly and the SYN is retried") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Silent);
+    // A hostile peer: SYN-ACK acknowledging something we never sent.
+    sim.at(sim.start() + 1ms, [](Sim& s, Instant t) {
+        wire::Segment bad;
+        bad.src = server;
+        bad.dst = client;
+        bad.seq = wire::Seq{77};
+        bad.ack = wire::Seq{5};
+        bad.flags = wire::flag::syn | wire::flag::ack;
+        bad.window = 100;
+        s.capture(t, bad, false);
+    });
+    sim.run();
+    CHECK(count_anomalies(sim.events(), "SYN-ACK acknowledges") == 1);
+    CHECK(flow.connect_result().verdict == Verdict::Filtered);
+    // Our TCB answered the bogus SYN-ACK with a RST at its ack number (RFC 9293 §3.10.7.3).
+    auto flags = flags_of(sim.sent_by_flow());
+    CHECK(std::count(flags.begin(), flags.end(), "R") == 1);
+}
+
+TEST_CASE("handshake: a SYN-ACK carrying data and unexpected flags is reported") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Silent);
+    sim.at(sim.start() + 1ms, [](Sim& s, Instant t) {
+        wire::Segment synack;
+        synack.src = server;
+        synack.dst = client;
+        synack.seq = wire::Seq{500};
+        synack.ack = wire::Seq{1001};
+        synack.flags = wire::flag::syn | wire::flag::ack | wire::flag::psh | wire::flag::urg;
+        synack.window = 1000;
+        synack.payload = {'h', 'i'};
+        s.capture(t, synack, false);
+    });
+    sim.run();
+    CHECK(count_anomalies(sim.events(), "SYN-ACK carries 2 bytes") == 1);
+    CHECK(count_anomalies(sim.events(), "unexpected flags") == 1);
+    CHECK(flow.connect_result().verdict == Verdict::Open);
+    CHECK(flow.tcb().rcv.nxt == wire::Seq{503});  // the data was accepted and ACKed
+}
+
+TEST_CASE("handshake: an outgoing RST we did not send is the local kernel's") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app([](Sim& s, Instant t, const tcb::Actions& a) {
+        for (const auto& x : a)
+            if (const auto* send = std::get_if<tcb::SendSegment>(&x); send && send->segment.has(wire::flag::syn)) {
+                wire::Segment rst;
+                rst.src = client;
+                rst.dst = server;
+                rst.seq = wire::Seq{1001};
+                rst.flags = wire::flag::rst;
+                s.capture(t + 150us, rst, true);  // the kernel answers the SYN-ACK
+            }
+    });
+    sim.run();
+    CHECK(count_anomalies(sim.events(), "local kernel sent a RST") == 1);
+}

@@ -1,0 +1,157 @@
+// The simulated network (see sim.hpp).
+#include "sim.hpp"
+
+#include <algorithm>
+
+namespace tcpprobe::sim {
+
+tcb::TcbConfig client_tcb(bool timestamps) {
+    tcb::TcbConfig c;
+    c.tuple = {client, server};
+    c.iss = wire::Seq{1000};
+    c.syn_options = tcb::default_syn_options(1460, 7, true, timestamps);
+    c.rcv_wnd = 64240u << 7;
+    c.syn_window = 64240;
+    c.rto.initial_rto = 1s;
+    c.rto.max_retries = 1;
+    c.time_wait = 2s;
+    c.ts_offset = 5000;
+    return c;
+}
+
+tcb::TcbConfig server_tcb(bool timestamps) {
+    tcb::TcbConfig c;
+    c.tuple = {server, client};
+    c.iss = wire::Seq{0xFFFFFF00u};  // wraps during the test, on purpose
+    c.syn_options = tcb::default_syn_options(1400, 9, true, timestamps);
+    c.rcv_wnd = 65160;
+    c.rto.initial_rto = 200ms;
+    c.rto.max_retries = 5;
+    c.time_wait = 60s;
+    c.ts_offset = 90000;
+    return c;
+}
+
+std::vector<std::string> flags_of(const std::vector<wire::Segment>& segs) {
+    std::vector<std::string> out;
+    for (const auto& s : segs) out.push_back(wire::format_flags(s.flags));
+    return out;
+}
+
+Sim::Sim(probe::Flow& flow, PeerKind kind, Duration one_way) : flow_(flow), kind_(kind), delay_(one_way) {
+    peer_.emplace(server_tcb());
+    if (kind_ == PeerKind::Listening) peer_actions(now_, peer_->open_passive(now_));
+}
+
+void Sim::peer_actions(Instant t, const tcb::Actions& actions) {
+    for (const auto& a : actions) {
+        if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
+            if (drop_peer_ && drop_peer_(s->segment)) continue;
+            in_flight_.push_back({t + delay_, s->segment, false});
+        } else if (const auto* c = std::get_if<tcb::StateChanged>(&a)) {
+            peer_states_.push_back(c->to);
+        }
+    }
+    if (app_) app_(*this, t, actions);
+}
+
+void Sim::capture(Instant t, const wire::Segment& seg, bool outgoing) {
+    probe::Outbox out;
+    wire_.push_back(std::string(outgoing ? "> " : "< ") + wire::format_flags(seg.flags));
+    flow_.on_segment(t, seg, outgoing, out);
+    flush(out);
+}
+
+void Sim::flush(probe::Outbox& out) {
+    for (auto& e : out.events) events_.push_back(std::move(e));
+    out.events.clear();
+    auto sends = std::move(out.send);
+    out.send.clear();
+    for (auto& s : sends) {
+        from_flow_.push_back(s);
+        in_flight_.push_back({now_ + delay_, s, true});
+        capture(now_, s, true);  // our own segment shows up in the capture at once
+    }
+}
+
+void Sim::deliver(const InFlight& f) {
+    if (f.to_peer) {
+        switch (kind_) {
+            case PeerKind::Silent:
+                return;
+            case PeerKind::IcmpUnreachable: {
+                if (!f.seg.has(wire::flag::syn)) return;
+                wire::DecodedPacket p;
+                wire::IcmpError e;
+                e.reporter = server.addr;
+                e.type = 3;
+                e.code = 13;
+                e.quoted_src = f.seg.src;
+                e.quoted_dst = f.seg.dst;
+                e.quoted_seq = f.seg.seq;
+                probe::Outbox out;
+                flow_.on_icmp(now_ + delay_, e, out);
+                flush(out);
+                return;
+            }
+            case PeerKind::Closed:
+            case PeerKind::Listening:
+                peer_actions(now_, peer_->on_segment(now_, f.seg));
+                return;
+        }
+    }
+    from_peer_.push_back(f.seg);
+    capture(now_, f.seg, false);
+}
+
+void Sim::run(Duration limit) {
+    probe::Outbox out;
+    flow_.start(now_, out);
+    flush(out);
+    const Instant end = start_ + limit;
+    while (!flow_.done() && now_ < end) {
+        // The next thing to happen: a segment arriving, a flow timer, a peer timer, an app action.
+        std::optional<Instant> next;
+        auto consider = [&](std::optional<Instant> t) {
+            if (t && (!next || *t < *next)) next = t;
+        };
+        for (const auto& f : in_flight_) consider(f.at);
+        consider(flow_.next_deadline());
+        if (peer_) consider(peer_->next_deadline());
+        for (const auto& s : scheduled_) consider(s.first);
+        if (!next) break;
+        now_ = std::max(now_, *next);
+        // Arrivals first (in order), then timers.
+        std::stable_sort(in_flight_.begin(), in_flight_.end(), [](const InFlight& a, const InFlight& b) { return a.at < b.at; });
+        while (!in_flight_.empty() && in_flight_.front().at <= now_) {
+            InFlight f = in_flight_.front();
+            in_flight_.pop_front();
+            deliver(f);
+        }
+        for (std::size_t i = 0; i < scheduled_.size();) {
+            if (scheduled_[i].first <= now_) {
+                auto fn = std::move(scheduled_[i].second);
+                scheduled_.erase(scheduled_.begin() + static_cast<std::ptrdiff_t>(i));
+                fn(*this, now_);
+            } else {
+                ++i;
+            }
+        }
+        if (peer_ && peer_->next_deadline() && *peer_->next_deadline() <= now_) peer_actions(now_, peer_->on_timer(now_));
+        if (auto d = flow_.next_deadline(); d && *d <= now_) {
+            flow_.on_timer(now_, out);
+            flush(out);
+        }
+    }
+    // Segments still on the wire when the flow finished still arrive (bounded: the
+    // exchange they start is at most a few segments long).
+    for (int rounds = 0; rounds < 16 && !in_flight_.empty(); ++rounds) {
+        std::stable_sort(in_flight_.begin(), in_flight_.end(), [](const InFlight& a, const InFlight& b) { return a.at < b.at; });
+        InFlight f = in_flight_.front();
+        in_flight_.pop_front();
+        now_ = std::max(now_, f.at);
+        deliver(f);
+    }
+}
+
+}  // namespace tcpprobe::sim

@@ -1,0 +1,93 @@
+// A simulated network for scenario tests: a flow under test, a peer played by a real
+// tcb::Tcb (so the peer follows RFC 9293 too), a link with a fixed one-way delay, and a
+// simulated clock. Segments the flow sends are "captured" at once (outgoing) and reach
+// the peer after the delay; the peer's answers are captured by the flow after the delay.
+// A peer "application" reacts to the peer TCB's actions (answer a request, close late,
+// reset, stay silent). No sleeps: time is data.
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "tcpprobe/probe/scenario.hpp"
+#include "tcpprobe/tcb/tcb.hpp"
+#include "tcpprobe/wire/format.hpp"
+
+namespace tcpprobe::sim {
+
+using namespace std::chrono_literals;
+
+inline const wire::Endpoint client{{0xC6120001}, 40000};  // 198.18.0.1:40000
+inline const wire::Endpoint server{{0xC6120002}, 80};     // 198.18.0.2:80
+
+/// The client's TCB configuration used by scenario tests.
+tcb::TcbConfig client_tcb(bool timestamps = true);
+/// A peer TCB (server side) with Linux-like options.
+tcb::TcbConfig server_tcb(bool timestamps = true);
+
+class Sim;
+
+/// What the peer application does; called with every batch of the peer TCB's actions.
+using PeerApp = std::function<void(Sim&, Instant, const tcb::Actions&)>;
+
+class Sim {
+public:
+    enum class PeerKind { Listening, Closed, Silent, IcmpUnreachable };
+
+    Sim(probe::Flow& flow, PeerKind kind, Duration one_way = 100us);
+
+    Instant now() const { return now_; }
+    Instant start() const { return start_; }
+    tcb::Tcb& peer() { return *peer_; }
+    /// Every segment on the wire, in capture order, as "> ..." / "< ..." lines.
+    const std::vector<std::string>& wire_log() const { return wire_; }
+    const std::vector<wire::Segment>& sent_by_flow() const { return from_flow_; }
+    const std::vector<wire::Segment>& sent_by_peer() const { return from_peer_; }
+    /// Every state the peer TCB went through.
+    const std::vector<tcb::State>& peer_states() const { return peer_states_; }
+    std::vector<probe::Event>& events() { return events_; }
+
+    void set_app(PeerApp app) { app_ = std::move(app); }
+    /// Drop the peer's segments for which this returns true (loss, delayed ACK model).
+    void set_peer_filter(std::function<bool(const wire::Segment&)> drop) { drop_peer_ = std::move(drop); }
+    /// Runs the peer TCB's user calls at `at` (used by apps to act later).
+    void at(Instant when, std::function<void(Sim&, Instant)> fn) { scheduled_.push_back({when, std::move(fn)}); }
+    /// Carries out a batch of the peer TCB's actions (apps call this after peer().close() etc.).
+    void peer_actions(Instant t, const tcb::Actions& a);
+    /// Injects a segment as if captured at `t` (hostile input, kernel RSTs).
+    void capture(Instant t, const wire::Segment& seg, bool outgoing);
+
+    /// Runs until the flow is done or `limit` of simulated time has passed.
+    void run(Duration limit = 120s);
+
+private:
+    struct InFlight {
+        Instant at;
+        wire::Segment seg;
+        bool to_peer;
+    };
+    void flush(probe::Outbox& out);
+    void deliver(const InFlight& f);
+
+    probe::Flow& flow_;
+    PeerKind kind_;
+    Duration delay_;
+    Instant start_ = instant_from_ns(1'000'000'000'000);
+    Instant now_ = start_;
+    std::optional<tcb::Tcb> peer_;
+    PeerApp app_;
+    std::function<bool(const wire::Segment&)> drop_peer_;
+    std::deque<InFlight> in_flight_;
+    std::vector<std::pair<Instant, std::function<void(Sim&, Instant)>>> scheduled_;
+    std::vector<std::string> wire_;
+    std::vector<wire::Segment> from_flow_, from_peer_;
+    std::vector<tcb::State> peer_states_;
+    std::vector<probe::Event> events_;
+};
+
+/// Flags of the segments in order, e.g. {"S", "S.", "."}.
+std::vector<std::string> flags_of(const std::vector<wire::Segment>& segs);
+
+}  // namespace tcpprobe::sim
