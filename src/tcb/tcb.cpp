@@ -81,6 +81,23 @@ Segment Tcb::make_segment(Instant now, std::uint16_t flags, Seq seq, Seq ack, By
     s.window = (flags & flag::rst) ? 0 : advertised_window(syn);
     if (syn) {
         s.options = cfg_.syn_options;
+        if (flags & flag::ack) {
+            // RFC 7323 §2.2, §3.2 and RFC 2018 §2: a SYN-ACK carries window scale,
+            // timestamps and SACK-permitted only when the peer's SYN offered them.
+            // The NOPs that aligned a dropped option go with it.
+            OptionList kept;
+            for (const auto& o : s.options) {
+                const bool drop = (std::holds_alternative<opt::WindowScale>(o) && !neg_.peer_wscale) ||
+                                  (std::holds_alternative<opt::Timestamps>(o) && !neg_.timestamps) ||
+                                  (std::holds_alternative<opt::SackPermitted>(o) && !neg_.sack);
+                if (!drop) {
+                    kept.push_back(o);
+                    continue;
+                }
+                while (!kept.empty() && std::holds_alternative<opt::Nop>(kept.back())) kept.pop_back();
+            }
+            s.options = std::move(kept);
+        }
         // Our TSval is refreshed per send; TSecr echoes the peer only on a SYN-ACK.
         if (find_option<opt::Timestamps>(s.options))
             replace_option(s.options, opt::Timestamps{ts_now(now), (flags & flag::ack) ? ts_recent_ : 0});
@@ -401,6 +418,14 @@ void Tcb::handle_synchronized(Instant now, const Segment& seg, Actions& out) {
         update_window(seg);
         on_ack_advanced(now, out);
         set_state(State::Established, rcvd(seg) + " (simultaneous open)", out);
+        return;
+    }
+    // Linux (tcp_check_req) answers a retransmission of the peer's SYN in SYN-RECEIVED
+    // with its SYN-ACK again, instead of RFC 9293's bare ACK: a client whose first
+    // SYN-ACK was lost then completes without waiting for our RTO.
+    if (state_ == State::SynReceived && passive_ && seg.flags == flag::syn && irs_ && seg.seq == *irs_) {
+        out.push_back(Note{"retransmitted SYN: SYN-ACK sent again"});
+        emit(now, flag::syn | flag::ack, cfg_.iss, rcv.nxt, SendReason::SynAck, out);
         return;
     }
     if (!check_sequence(now, seg, out)) return;    // first

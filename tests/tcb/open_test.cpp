@@ -555,13 +555,17 @@ TEST_CASE("SYN-RECEIVED (simultaneous open): an exact RST refuses the connection
     CHECK_FALSE(c.tcb.next_deadline().has_value());
 }
 
-TEST_CASE("SYN-RECEIVED (passive): the peer's retransmitted SYN is an old duplicate: ACKed, state kept") {
-    // RFC 9293 §3.10.7.4 first: SEG.SEQ = IRS is left of the window. (Linux would resend
-    // its SYN-ACK instead; the RFC's ACK carries the same numbers minus the SYN.)
+TEST_CASE("SYN-RECEIVED (passive): the peer's retransmitted SYN gets our SYN-ACK again, state kept") {
+    // RFC 9293 §3.10.7.4 would send a bare ACK (SEG.SEQ = IRS is left of the window);
+    // like Linux (tcp_check_req) we resend the SYN-ACK so the client completes at once.
     Connection c = tcb_in_syn_received();
     auto out = inject(c.tcb, c.now() + 1s - 1ms, c.seg("S").seq(0).mss(1460));
-    expect_sent(out, {sent(".", 1, 1).why(SendReason::Ack)});
+    expect_sent(out, {sent("S.", 0, 1).why(SendReason::SynAck)});
     expect_state(c.tcb, State::SynReceived);
+    SUBCASE("a SYN with another sequence number is still an unacceptable segment: ACK") {
+        auto other = inject(c.tcb, c.now() + 1s, c.seg("S").seq(100000).mss(1460));
+        expect_sent(other, {sent(".", 1, 1).why(SendReason::Ack)});
+    }
 }
 
 TEST_CASE("ESTABLISHED: a retransmitted SYN-ACK (our ACK was lost) is ACKed again") {
@@ -617,3 +621,32 @@ TEST_CASE("SEND before the connection is established is refused with a note") {
 }
 
 TEST_SUITE_END();
+
+TEST_CASE("LISTEN: the SYN-ACK offers window scale, timestamps and SACK only when the peer's SYN did (RFC 7323, RFC 2018)") {
+    tcb::TcbConfig cfg;
+    cfg.tuple = {{{0xC6120002}, 80}, {{0xC6120001}, 40000}};
+    cfg.iss = wire::Seq{500};
+    cfg.syn_options = tcb::default_syn_options(1460, 7, true, true);
+    auto synack_options = [&](wire::OptionList peer_syn_options) {
+        tcb::Tcb t(cfg);
+        const Instant at = instant_from_ns(1'000'000'000);
+        (void)t.open_passive(at);
+        wire::Segment syn;
+        syn.src = cfg.tuple.remote;
+        syn.dst = cfg.tuple.local;
+        syn.seq = wire::Seq{9000};
+        syn.flags = wire::flag::syn;
+        syn.window = 1000;
+        syn.options = std::move(peer_syn_options);
+        for (const auto& a : t.on_segment(at, syn))
+            if (const auto* s = std::get_if<tcb::SendSegment>(&a)) return wire::format_options(s->segment.options);
+        return std::string("nothing sent");
+    };
+    SUBCASE("a bare SYN with only an MSS: the SYN-ACK carries only our MSS") {
+        CHECK(synack_options({wire::opt::Mss{1400}}) == "mss 1460");
+    }
+    SUBCASE("a SYN offering everything: the SYN-ACK offers everything, echoing the TSval") {
+        CHECK(synack_options(tcb::default_syn_options(1400, 5, true, true)) ==
+              "mss 1460,sackOK,TS val 0 ecr 0,nop,wscale 7");
+    }
+}
