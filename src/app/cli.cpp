@@ -33,9 +33,26 @@ constexpr const char* exit_help = R"(EXIT STATUS:
   64 usage error   69 environment (no route, nft)   70 internal error
   77 missing privilege (CAP_NET_RAW, CAP_NET_ADMIN) 130 interrupted)";
 
+// CLI11 reads integers with base 0, so "010" would be octal 8; numbers here are
+// decimal (or 0x-hex), as the man page says.
+const CLI::Validator decimal(
+    [](std::string& v) {
+        if (v.size() > 1 && v[0] == '0' && v[1] != 'x' && v[1] != 'X') {
+            v.erase(0, v.find_first_not_of('0'));
+            if (v.empty()) v = "0";
+        }
+        return std::string();
+    },
+    "", "decimal");
+
 template <class T>
 void optional_number(CLI::App* cmd, const std::string& name, std::optional<T>& into, const std::string& desc) {
-    cmd->add_option_function<T>(name, [&into](const T& v) { into = v; }, desc);
+    cmd->add_option_function<T>(name, [&into](const T& v) { into = v; }, desc)->transform(decimal)->type_name("N");
+}
+
+template <class T>
+CLI::Option* number(CLI::App* cmd, const std::string& name, T& into, const std::string& desc) {
+    return cmd->add_option(name, into, desc)->transform(decimal)->type_name("N");
 }
 
 void add_syn_options(CLI::App* cmd, SynOptions& s) {
@@ -45,35 +62,39 @@ void add_syn_options(CLI::App* cmd, SynOptions& s) {
     cmd->add_flag("--sack", s.sack, "SACK-permitted option");
     cmd->add_flag("--ts", s.ts, "timestamps option");
     cmd->add_option("--option", s.raw_options, "raw option KIND:HEX (repeatable, kept in order; 1 = NOP, 0 = EOL)")
-        ->allow_extra_args(false);
+        ->allow_extra_args(false)
+        ->type_name("KIND:HEX");
     optional_number(cmd, "--window", s.window, "window field of the SYN (default 64240)");
-    cmd->add_option("--ttl", s.ttl, "IP time to live (default 64)");
-    cmd->add_option("--tos", s.tos, "IP type of service / DSCP+ECN byte (default 0)");
+    number(cmd, "--ttl", s.ttl, "IP time to live (default 64)");
+    number(cmd, "--tos", s.tos, "IP type of service / DSCP+ECN byte (default 0)");
     cmd->add_flag("--df,!--no-df", s.df, "set (default) or clear the IP don't-fragment bit");
-    cmd->add_option_function<std::string>("--ip-id", [&s](const std::string& v) { s.ip_id = v; }, "first IP ID (default random)");
-    cmd->add_option_function<std::string>("--isn", [&s](const std::string& v) { s.isn = v; }, "initial sequence number (default random)");
+    cmd->add_option_function<std::string>("--ip-id", [&s](const std::string& v) { s.ip_id = v; }, "first IP ID (default random)")->type_name("N");
+    cmd->add_option_function<std::string>("--isn", [&s](const std::string& v) { s.isn = v; }, "initial sequence number (default random)")->type_name("N");
     optional_number(cmd, "--sport", s.sport, "source port (default: a free ephemeral port)");
-    cmd->add_option("--flags", s.flags, "extra flags on the SYN, e.g. ece,cwr");
+    cmd->add_option("--flags", s.flags, "extra flags on the SYN, e.g. ece,cwr")->type_name("FLAGS");
 }
 
 void add_connect_options(CLI::App* cmd, ConnectOptions& c) {
-    cmd->add_option("--timeout", c.timeout, "no answer to our SYN by then: filtered (default 3s)");
-    cmd->add_option("--rto", c.rto, "our initial retransmission timeout for SYN, FIN and data (default 1s)");
-    cmd->add_option("--retries", c.retries, "our retransmissions before giving up (default 1)");
+    cmd->add_option("--timeout", c.timeout, "no answer to our SYN by then: filtered (default 3s)")->type_name("DURATION");
+    cmd->add_option("--rto", c.rto, "our initial retransmission timeout for SYN, FIN and data (default 1s)")->type_name("DURATION");
+    number(cmd, "--retries", c.retries, "our retransmissions before giving up (default 1)");
 }
 
 void add_close_options(CLI::App* cmd, CloseOptions& o, bool with_mode) {
-    cmd->add_option("target", o.target, "HOST:PORT")->required();
+    cmd->add_option("target", o.target, "HOST:PORT")->required()->type_name("HOST:PORT");
     add_syn_options(cmd, o.syn);
     add_connect_options(cmd, o.conn);
     if (with_mode) {
         cmd->add_option("--mode", o.mode, "active (we FIN first, default), passive, simultaneous or abort")
             ->check(CLI::IsMember({"active", "passive", "simultaneous", "abort"}));
-        cmd->add_option("--idle", o.idle, "quiet time before our FIN or RST; time we stay in CLOSE-WAIT (default 200ms)");
+        cmd->add_option("--idle", o.idle, "quiet time before our FIN or RST; time we stay in CLOSE-WAIT (default 200ms)")
+            ->type_name("DURATION");
     }
-    cmd->add_option("--request", o.request, "data to send after the handshake: TEXT with \\r \\n \\t \\xHH escapes, or @FILE");
-    cmd->add_option("--max-wait", o.max_wait, "longest wait for the peer's part of the close (default 10s)");
-    cmd->add_option("--time-wait", o.time_wait, "length of our own TIME-WAIT after an active close (default 2s)");
+    cmd->add_option("--request", o.request,
+                    "data to send after the handshake: TEXT with \\r \\n \\t \\0 \\\\ \\xHH escapes, or @FILE")
+        ->type_name("TEXT|@FILE");
+    cmd->add_option("--max-wait", o.max_wait, "longest wait for the peer's part of the close (default 10s)")->type_name("DURATION");
+    cmd->add_option("--time-wait", o.time_wait, "length of our own TIME-WAIT after an active close (default 2s)")->type_name("DURATION");
 }
 
 }  // namespace
@@ -88,25 +109,25 @@ CommandLine::CommandLine()
     app.footer(exit_help);
     app.add_option("-o,--output", g.output, "output format: text (default) or json (JSON Lines)")
         ->check(CLI::IsMember({"text", "json"}));
-    app.add_option("-w,--write", g.write_pcap, "write every captured packet to FILE (pcap)");
+    app.add_option("-w,--write", g.write_pcap, "write every captured packet to FILE (pcap)")->type_name("FILE");
     app.add_flag("-v,--verbose", g.verbosity, "more log output on stderr (repeatable)");
     app.add_flag("-q,--quiet", g.quiet, "only errors on stderr");
     app.add_flag("--no-color", g.no_color, "no colors (also when NO_COLOR is set or stdout is not a TTY)");
     app.add_flag("--no-rst-guard", g.no_rst_guard, "do not install the nftables RST guard");
-    app.add_option("--source", g.source, "source address (default: from the routing table)");
-    app.add_option("--interface", g.interface, "interface to send and capture on (default: from the route)");
+    app.add_option("--source", g.source, "source address (default: from the routing table)")->type_name("ADDR");
+    app.add_option("--interface", g.interface, "interface to send and capture on (default: from the route)")->type_name("IFACE");
 
     HandshakeOptions& h = state_->handshake;
     CLI::App* hs = app.add_subcommand("handshake", "SYN with the chosen options, observe, complete (or reset)");
     hs->fallthrough();
     hs->footer(exit_help);
-    hs->add_option("target", h.target, "HOST:PORT")->required();
+    hs->add_option("target", h.target, "HOST:PORT")->required()->type_name("HOST:PORT");
     add_syn_options(hs, h.syn);
     hs->add_flag("--half-open", h.half_open, "answer the SYN-ACK with RST instead of ACK (no RST guard needed)");
-    hs->add_option("--count", h.count, "number of handshakes, each from its own source port (default 1)");
-    hs->add_option("--interval", h.interval, "time between handshake starts with --count (default 1s)");
+    number(hs, "--count", h.count, "number of handshakes, each from its own source port (default 1)");
+    hs->add_option("--interval", h.interval, "time between handshake starts with --count (default 1s)")->type_name("DURATION");
     hs->add_flag("--stale-syn", h.stale_syn, "send a stale SYN first, then the real one (RFC 9293 old duplicate SYN)");
-    hs->add_option("--linger", h.linger, "after the handshake, keep receiving and ACKing this long (default 0)");
+    hs->add_option("--linger", h.linger, "after the handshake, keep receiving and ACKing this long (default 0)")->type_name("DURATION");
     add_connect_options(hs, h.conn);
     state_->handshake_cmd = hs;
 

@@ -89,7 +89,9 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
     auto local = spans(r.local_states);
     auto peer = spans(r.peer_states);
 
-    std::string text = fmt::format("\n--- {} {} ({}) ---\n", o.target, command, probe::to_string(mode));
+    std::string text = mode == probe::CloseMode::HalfClose
+                           ? fmt::format("\n--- {} {} ---\n", o.target, command)
+                           : fmt::format("\n--- {} {} ({}) ---\n", o.target, command, probe::to_string(mode));
     text += fmt::format("connect: {}\n", connect_line(c));
     if (connected) {
         text += fmt::format("verdict {}: {}\n", verdict, r.pattern);
@@ -119,7 +121,7 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
                     {"interrupted", stats.interrupted},
                     {"connect", connect_json(flow)},
                     {"findings", r.findings},
-                    {"anomalies", c.anomalies.size()},
+                    {"anomaly_count", c.anomalies.size()},
                     {"our_fin_to_peer_ack_us", opt_us(between(r.our_fin, r.peer_ack_of_fin))},
                     {"our_fin_to_peer_fin_us", opt_us(between(r.our_fin, r.peer_fin))},
                     {"peer_close_wait_us", opt_us(flow.peer_close_wait())},

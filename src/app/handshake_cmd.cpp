@@ -83,7 +83,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
                     {"sent", o.count},
                     {"answered", answered},
                     {"loss_pct", 100.0 * (o.count - answered) / o.count},
-                    {"anomalies", anomalies},
+                    {"anomaly_count", anomalies},
                     {"probes", probes}});
     if (o.count > 1) {
         text += fmt::format("{} probes, {} answered, {:.1f}% loss\n", o.count, answered, 100.0 * (o.count - answered) / o.count);

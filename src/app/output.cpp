@@ -136,7 +136,6 @@ protected:
         if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body)) {
             j = {{"type", "segment"},
                  {"dir", s->dir == wire::Direction::Out ? "out" : "in"},
-                 {"ours", s->ours},
                  {"flags", wire::format_flags(s->segment.flags)},
                  {"seq", s->segment.seq.raw()},
                  {"ack", s->segment.ack.raw()},
@@ -145,6 +144,8 @@ protected:
                  {"ttl", s->segment.ip.ttl},
                  {"options", options_json(s->segment.options)},
                  {"line", s->line}};
+            // Only outgoing segments can be someone else's: the local kernel's.
+            if (s->dir == wire::Direction::Out) j["ours"] = s->ours;
         } else if (const auto* st = std::get_if<probe::StateEvent>(&e.body)) {
             j = {{"type", "state"}, {"side", st->side}, {"from", st->from}, {"to", st->to}, {"cause", st->cause}};
         } else if (const auto* ic = std::get_if<probe::IcmpEvent>(&e.body)) {

@@ -1,0 +1,149 @@
+# bash completion for tcpprobe(8)
+#
+# Installed as ${datadir}/bash-completion/completions/tcpprobe. Works with the
+# bash-completion package's helpers when they are loaded, and without them.
+# Every command and option of the CLI must be listed here, per command:
+# tests/app/cli_docs_test.cpp checks it.
+
+_tcpprobe_commands='handshake teardown half-close'
+
+_tcpprobe_global_opts='-o --output -w --write -v --verbose -q --quiet --no-color
+    --no-rst-guard --source --interface --version -h --help'
+
+# The SYN and connection options every command takes.
+_tcpprobe_syn_opts='--mss --no-mss --wscale --sack --ts --option --window --ttl
+    --tos --df --no-df --ip-id --isn --sport --flags --timeout --rto --retries
+    -h --help'
+
+_tcpprobe_handshake_opts="$_tcpprobe_syn_opts"'
+    --half-open --stale-syn --count --interval --linger'
+
+_tcpprobe_teardown_opts="$_tcpprobe_syn_opts"'
+    --mode --idle --request --max-wait --time-wait'
+
+_tcpprobe_half_close_opts="$_tcpprobe_syn_opts"'
+    --request --max-wait --time-wait'
+
+# Options that take a value (the next word is that value, not a command or target).
+_tcpprobe_value_opts='-o --output -w --write --source --interface --mss --wscale
+    --option --window --ttl --tos --ip-id --isn --sport --flags --timeout --rto
+    --retries --count --interval --linger --mode --idle --request --max-wait
+    --time-wait'
+
+_tcpprobe_interfaces() {
+    local d
+    for d in /sys/class/net/*; do
+        [[ -e $d ]] && printf '%s\n' "${d##*/}"
+    done
+}
+
+_tcpprobe() {
+    local cur prev words cword
+    if declare -F _init_completion >/dev/null 2>&1; then
+        # Keep HOST:PORT and --opt=value in one word.
+        _init_completion -n :=, || return
+    else
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD-1]}
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+        # Without bash-completion, "--opt=value" arrives as three words.
+        if [[ $cur == = ]]; then
+            cur=""
+        elif [[ $prev == = ]] && ((cword >= 2)); then
+            prev=${words[cword-2]}
+        fi
+    fi
+
+    # --opt=value: complete the value part.
+    local opt=$prev
+    if [[ $cur == --*=* ]]; then
+        opt=${cur%%=*}
+        cur=${cur#*=}
+    fi
+
+    case $opt in
+        -o | --output)
+            mapfile -t COMPREPLY < <(compgen -W 'text json' -- "$cur")
+            return
+            ;;
+        -w | --write)
+            compopt -o filenames 2>/dev/null
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+            return
+            ;;
+        --interface)
+            mapfile -t COMPREPLY < <(compgen -W "$(_tcpprobe_interfaces)" -- "$cur")
+            return
+            ;;
+        --mode)
+            mapfile -t COMPREPLY < <(compgen -W 'active passive simultaneous abort' -- "$cur")
+            return
+            ;;
+        --request)
+            # @FILE sends a file; anything else is the text itself.
+            if [[ $cur == @* ]]; then
+                compopt -o filenames 2>/dev/null
+                mapfile -t COMPREPLY < <(compgen -f -P @ -- "${cur#@}")
+            fi
+            return
+            ;;
+        --flags)
+            # A comma-separated list: complete the last element.
+            local head="" last=$cur
+            if [[ $cur == *,* ]]; then
+                head=${cur%,*},
+                last=${cur##*,}
+            fi
+            mapfile -t COMPREPLY < <(compgen -P "$head" -W 'fin syn rst psh ack urg ece cwr' -- "$last")
+            compopt -o nospace 2>/dev/null
+            return
+            ;;
+        --source | --mss | --wscale | --option | --window | --ttl | --tos | --ip-id | \
+            --isn | --sport | --count | --interval | --linger | --timeout | --rto | \
+            --retries | --idle | --max-wait | --time-wait)
+            # A free-form value: nothing sensible to offer.
+            return
+            ;;
+    esac
+    [[ $cur == --*=* ]] && return
+
+    # Find the command, skipping options and their values.
+    local i w command=""
+    for ((i = 1; i < cword; i++)); do
+        w=${words[i]}
+        if [[ " ${_tcpprobe_value_opts//$'\n'/ } " == *" $w "* ]]; then
+            ((i++))
+            continue
+        fi
+        [[ $w == -* ]] && continue
+        command=$w
+        break
+    done
+
+    local opts
+    case $command in
+        "")
+            if [[ $cur == -* ]]; then
+                mapfile -t COMPREPLY < <(compgen -W "$_tcpprobe_global_opts" -- "$cur")
+            else
+                mapfile -t COMPREPLY < <(compgen -W "$_tcpprobe_commands" -- "$cur")
+            fi
+            return
+            ;;
+        handshake) opts=$_tcpprobe_handshake_opts ;;
+        teardown) opts=$_tcpprobe_teardown_opts ;;
+        half-close) opts=$_tcpprobe_half_close_opts ;;
+        *) return ;;
+    esac
+    if [[ $cur == -* ]]; then
+        # Global options are accepted after the command too.
+        mapfile -t COMPREPLY < <(compgen -W "$opts $_tcpprobe_global_opts" -- "$cur")
+    elif [[ $cur != *:* ]]; then
+        # The target: a host, then ":PORT".
+        mapfile -t COMPREPLY < <(compgen -A hostname -S : -- "$cur")
+        compopt -o nospace 2>/dev/null
+    fi
+}
+
+complete -F _tcpprobe tcpprobe

@@ -1,0 +1,81 @@
+# fish completion for tcpprobe(8)
+#
+# Installed as ${datadir}/fish/vendor_completions.d/tcpprobe.fish.
+# Every command and option of the CLI must be listed here, per command:
+# tests/app/cli_docs_test.cpp checks it.
+
+set -l commands handshake teardown half-close
+# Conditions: after any command, after one of them.
+set -l any "__fish_seen_subcommand_from handshake teardown half-close"
+set -l hs "__fish_seen_subcommand_from handshake"
+set -l close "__fish_seen_subcommand_from teardown half-close"
+set -l td "__fish_seen_subcommand_from teardown"
+
+complete -c tcpprobe -f
+
+# --request @FILE: complete the file name after the @.
+function __tcpprobe_request_file
+    set -l tok (string replace -r -- '^--request=' '' (commandline -ct))
+    if string match -q -- '@*' $tok
+        __fish_complete_path (string sub -s 2 -- $tok) | string replace -r '^' '@'
+    end
+end
+
+# Commands
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a handshake \
+    -d 'SYN with chosen options, observe the answer, complete or reset'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a teardown \
+    -d 'Open a connection, then play a close sequence (--mode)'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a half-close \
+    -d 'Open a connection, send the request and our FIN, keep receiving'
+
+# Global options (accepted after the command too)
+complete -c tcpprobe -s o -l output -x -a 'text json' -d 'Output format'
+complete -c tcpprobe -s w -l write -r -F -d 'Write every captured packet to a pcap file'
+complete -c tcpprobe -s v -l verbose -d 'More log output on stderr (repeatable)'
+complete -c tcpprobe -s q -l quiet -d 'Log only errors'
+complete -c tcpprobe -l no-color -d 'Never color the text output'
+complete -c tcpprobe -l no-rst-guard -d 'Do not install the nftables RST guard'
+complete -c tcpprobe -l source -x -a '(__fish_print_hostnames)' -d 'Source address instead of the routed one'
+complete -c tcpprobe -l interface -x -a '(__fish_print_interfaces)' -d 'Send and capture on this interface'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -l version -d 'Show the version and exit'
+complete -c tcpprobe -s h -l help -d 'Show help and exit'
+
+# Every command: the target, SYN options and connection options
+complete -c tcpprobe -n $any -x -a '(__fish_print_hostnames | string replace -r \'$\' :)' -d 'Target HOST:PORT'
+complete -c tcpprobe -n $any -l mss -x -d 'MSS option value'
+complete -c tcpprobe -n $any -l no-mss -d 'Send no MSS option'
+complete -c tcpprobe -n $any -l wscale -x -a '(seq 0 14)' -d 'Window scale option, shift 0-14'
+complete -c tcpprobe -n $any -l sack -d 'Send the SACK-permitted option'
+complete -c tcpprobe -n $any -l ts -d 'Send the timestamps option'
+complete -c tcpprobe -n $any -l option -x -d 'Raw option KIND:HEX (repeatable, kept in order)'
+complete -c tcpprobe -n $any -l window -x -d 'Window field of the SYN'
+complete -c tcpprobe -n $any -l ttl -x -d 'IP time to live'
+complete -c tcpprobe -n $any -l tos -x -d 'IP type-of-service byte'
+complete -c tcpprobe -n $any -l df -d 'Set the IP do-not-fragment bit (default)'
+complete -c tcpprobe -n $any -l no-df -d 'Clear the IP do-not-fragment bit'
+complete -c tcpprobe -n $any -l ip-id -x -d 'IP identification of the first packet'
+complete -c tcpprobe -n $any -l isn -x -d 'Initial sequence number'
+complete -c tcpprobe -n $any -l sport -x -d 'Source port'
+complete -c tcpprobe -n $any -l flags -x -a 'fin syn rst psh ack urg ece cwr ece,cwr' -d 'Extra TCP flags on the SYN'
+complete -c tcpprobe -n $any -l timeout -x -d 'No answer to our SYN by then means filtered (e.g. 3s)'
+complete -c tcpprobe -n $any -l rto -x -d 'Initial retransmission timeout (e.g. 1s)'
+complete -c tcpprobe -n $any -l retries -x -d 'Retransmissions before giving up'
+
+# handshake
+complete -c tcpprobe -n $hs -l half-open -d 'Answer the SYN-ACK with RST instead of ACK'
+complete -c tcpprobe -n $hs -l stale-syn -d 'Send a stale SYN first (old duplicate SYN)'
+complete -c tcpprobe -n $hs -l count -x -d 'Number of handshakes'
+complete -c tcpprobe -n $hs -l interval -x -d 'Time between handshake starts (e.g. 200ms)'
+complete -c tcpprobe -n $hs -l linger -x -d 'Keep receiving and ACKing after the handshake'
+
+# teardown and half-close
+complete -c tcpprobe -n $td -l mode -x -d 'Close sequence' -a '
+    active\t"We FIN first (default)"
+    passive\t"The peer FINs first"
+    simultaneous\t"Both FIN, through CLOSING"
+    abort\t"RST, then check the peer dropped it"'
+complete -c tcpprobe -n $td -l idle -x -d 'Quiet time before our FIN or RST; time in CLOSE-WAIT'
+complete -c tcpprobe -n $close -l request -x -a '(__tcpprobe_request_file)' -d 'Data to send: TEXT with escapes, or @FILE'
+complete -c tcpprobe -n $close -l max-wait -x -d 'Longest wait for the peer\'s part of the close'
+complete -c tcpprobe -n $close -l time-wait -x -d 'Our own TIME-WAIT after an active close'

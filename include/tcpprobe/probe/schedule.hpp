@@ -1,0 +1,51 @@
+// Retransmission schedules: fitting the capture times of a segment and its
+// retransmissions to an exponential-backoff model (RFC 6298 §5.5; Linux's SYN-ACK, FIN
+// and SYN timers) and inferring the retry setting when the end was seen.
+//
+// Gaps are judged against a tolerance, never by equality: the larger of an absolute
+// floor and a percentage of the expected gap (packetdrill's --tolerance_usecs and
+// --tolerance_percent). Linux's timer granularity (HZ=250 here) turns a 1 s RTO into
+// 1000-1032 ms and a 2 s one into 2016 ms (DESIGN §3).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tcpprobe/time.hpp"
+
+namespace tcpprobe::probe {
+
+struct Tolerance {
+    Duration floor = std::chrono::milliseconds{50};
+    double percent = 10.0;
+    Duration for_gap(Duration expected) const;
+};
+
+/// Parses "50ms" (floor only), "10%" (percent only) or "50ms,10%". Returns nullopt when malformed.
+std::optional<Tolerance> parse_tolerance(const std::string& text);
+
+struct ScheduleFit {
+    std::vector<Duration> gaps;             ///< between consecutive transmissions
+    std::vector<Duration> expected;         ///< the model's gap for each (rto0 * 2^i, capped)
+    std::vector<bool> within_tolerance;     ///< per gap
+    std::optional<Duration> initial_rto;    ///< the first gap
+    std::optional<double> backoff;          ///< median ratio of consecutive gaps
+    bool exponential = false;               ///< every gap within tolerance of the doubling model
+    unsigned retransmissions = 0;
+    bool ended = false;                     ///< silence past the next expected gap, or a RST
+    std::optional<Duration> next_gap;       ///< what the model expects next
+    std::optional<unsigned> inferred_retries;   ///< when ended and exponential
+    std::optional<Duration> give_up_after;  ///< first transmission to the peer giving up (model)
+};
+
+/// `times`: the original transmission and every retransmission, in capture order.
+ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended,
+                         Duration max_rto = std::chrono::seconds{120});
+
+/// When silence means the peer has stopped: the last transmission plus the next expected
+/// gap plus its tolerance; with a single transmission, `first_wait` after it.
+Instant silence_deadline(const std::vector<Instant>& times, const Tolerance& tol, Duration first_wait,
+                         Duration max_rto = std::chrono::seconds{120});
+
+}  // namespace tcpprobe::probe

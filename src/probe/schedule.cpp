@@ -1,0 +1,103 @@
+// Schedule fitting (see schedule.hpp).
+#include "tcpprobe/probe/schedule.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+
+namespace tcpprobe::probe {
+
+Duration Tolerance::for_gap(Duration expected) const {
+    auto pct = Duration{static_cast<std::int64_t>(static_cast<double>(expected.count()) * percent / 100.0)};
+    return std::max(floor, pct);
+}
+
+std::optional<Tolerance> parse_tolerance(const std::string& text) {
+    Tolerance t{Duration::zero(), 0.0};
+    bool any = false;
+    std::size_t at = 0;
+    while (at <= text.size()) {
+        auto comma = text.find(',', at);
+        std::string part = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        if (part.empty()) return std::nullopt;
+        if (part.back() == '%') {
+            double v = 0;
+            auto [end, ec] = std::from_chars(part.data(), part.data() + part.size() - 1, v);
+            if (ec != std::errc{} || end != part.data() + part.size() - 1 || v < 0 || v > 1000) return std::nullopt;
+            t.percent = v;
+        } else {
+            double scale = 0;
+            std::size_t digits = part.size();
+            if (part.ends_with("ms")) scale = 1e6, digits -= 2;
+            else if (part.ends_with("us")) scale = 1e3, digits -= 2;
+            else if (part.ends_with("s")) scale = 1e9, digits -= 1;
+            else return std::nullopt;
+            double v = 0;
+            auto [end, ec] = std::from_chars(part.data(), part.data() + digits, v);
+            if (ec != std::errc{} || end != part.data() + digits || v < 0 || v * scale > 1e13) return std::nullopt;
+            t.floor = Duration{static_cast<std::int64_t>(v * scale)};
+        }
+        any = true;
+        if (comma == std::string::npos) break;
+        at = comma + 1;
+    }
+    if (!any) return std::nullopt;
+    return t;
+}
+
+namespace {
+Duration model_gap(Duration rto0, std::size_t i, Duration max_rto) {
+    // rto0 * 2^i without overflow, capped at the maximum RTO.
+    Duration g = rto0;
+    for (std::size_t k = 0; k < i && g < max_rto; ++k) g *= 2;
+    return std::min(g, max_rto);
+}
+}  // namespace
+
+ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended, Duration max_rto) {
+    ScheduleFit f;
+    f.ended = ended;
+    if (times.size() < 2) {
+        f.retransmissions = 0;
+        return f;
+    }
+    for (std::size_t i = 1; i < times.size(); ++i) f.gaps.push_back(times[i] - times[i - 1]);
+    f.retransmissions = static_cast<unsigned>(f.gaps.size());
+    f.initial_rto = f.gaps.front();
+    std::vector<double> ratios;
+    for (std::size_t i = 1; i < f.gaps.size(); ++i)
+        if (f.gaps[i - 1] > Duration::zero())
+            ratios.push_back(static_cast<double>(f.gaps[i].count()) / static_cast<double>(f.gaps[i - 1].count()));
+    if (!ratios.empty()) {
+        std::sort(ratios.begin(), ratios.end());
+        std::size_t n = ratios.size();
+        f.backoff = n % 2 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
+    }
+    f.exponential = true;
+    for (std::size_t i = 0; i < f.gaps.size(); ++i) {
+        Duration want = model_gap(*f.initial_rto, i, max_rto);
+        f.expected.push_back(want);
+        Duration off = f.gaps[i] > want ? f.gaps[i] - want : want - f.gaps[i];
+        bool ok = off <= tol.for_gap(want);
+        f.within_tolerance.push_back(ok);
+        f.exponential = f.exponential && ok;
+    }
+    f.next_gap = model_gap(*f.initial_rto, f.gaps.size(), max_rto);
+    if (ended && f.exponential) {
+        f.inferred_retries = f.retransmissions;
+        Duration total = *f.next_gap;
+        for (auto g : f.expected) total += g;
+        f.give_up_after = total;
+    }
+    return f;
+}
+
+Instant silence_deadline(const std::vector<Instant>& times, const Tolerance& tol, Duration first_wait, Duration max_rto) {
+    if (times.empty()) return Instant{};
+    if (times.size() == 1) return times.front() + first_wait;
+    Duration rto0 = times[1] - times[0];
+    Duration next = model_gap(rto0, times.size() - 1, max_rto);
+    return times.back() + next + tol.for_gap(next);
+}
+
+}  // namespace tcpprobe::probe
