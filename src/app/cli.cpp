@@ -20,6 +20,8 @@ struct CommandLine::State {
     HandshakeOptions handshake;
     CloseOptions teardown;
     CloseOptions half_close;
+    RetransmitOptions retransmit;
+    CLI::App* retransmit_cmd = nullptr;
     CLI::App* handshake_cmd = nullptr;
     CLI::App* teardown_cmd = nullptr;
     CLI::App* half_close_cmd = nullptr;
@@ -142,6 +144,24 @@ CommandLine::CommandLine()
     hc->footer(exit_help);
     add_close_options(hc, state_->half_close, false);
     state_->half_close_cmd = hc;
+
+    RetransmitOptions& r = state_->retransmit;
+    CLI::App* rt = app.add_subcommand("retransmit", "the peer's SYN-ACK or FIN retransmission schedule, never ACKed");
+    rt->fallthrough();
+    rt->footer(exit_help);
+    rt->add_option("target", r.target, "HOST:PORT")->required()->type_name("HOST:PORT");
+    add_syn_options(rt, r.syn);
+    add_connect_options(rt, r.conn);
+    rt->add_option("--segment", r.segment, "synack (default): one SYN, never ACK the SYN-ACK; fin: never ACK the peer's FIN")
+        ->check(CLI::IsMember({"synack", "fin"}));
+    rt->add_flag("--peer-closes-first", r.peer_closes_first, "fin: the peer closes first (after --request) and sits in FIN-WAIT-1");
+    rt->add_option("--request", r.request, "data to send after the handshake (fin): TEXT with escapes, or @FILE")->type_name("TEXT|@FILE");
+    rt->add_option("--idle", r.idle, "fin: quiet time before our FIN (default 200ms)")->type_name("DURATION");
+    rt->add_option("--max-wait", r.max_wait, "longest measurement (default 75s)")->type_name("DURATION");
+    rt->add_option("--tolerance", r.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
+    rt->add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");
+    number(rt, "--count", r.count, "measure N times, each on a fresh source port, and summarise the spread (default 1)");
+    state_->retransmit_cmd = rt;
 }
 
 CommandLine::~CommandLine() = default;
@@ -193,6 +213,7 @@ int CommandLine::run(int argc, char** argv) {
         if (state_->handshake_cmd->parsed()) return run_handshake(state_->global, state_->handshake);
         if (state_->teardown_cmd->parsed()) return run_teardown(state_->global, state_->teardown);
         if (state_->half_close_cmd->parsed()) return run_half_close(state_->global, state_->half_close);
+        if (state_->retransmit_cmd->parsed()) return run_retransmit(state_->global, state_->retransmit);
         return fail(exit_status::usage, "no command given (see tcpprobe --help)");
     } catch (const io::UsageError& e) {
         return fail(exit_status::usage, e.what());

@@ -3,9 +3,13 @@
 #include "tcpprobe/app/runner.hpp"
 
 #include <poll.h>
+#include <unistd.h>
+
+#include <cstdio>
 
 #include <cerrno>
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "tcpprobe/io/system.hpp"
@@ -32,9 +36,39 @@ void carry_out(probe::Outbox& out, io::PacketSink& sink, Renderer& renderer, Run
 }
 }  // namespace
 
+namespace {
+/// The live status line on stderr: only on a TTY, never on stdout, redrawn in place.
+class ProgressLine {
+public:
+    explicit ProgressLine(Instant start) : start_(start), on_(::isatty(STDERR_FILENO) == 1) {}
+    ~ProgressLine() { clear(); }
+    static constexpr Duration period = std::chrono::milliseconds{250};
+    bool on() const { return on_; }
+    void draw(Instant now, const std::string& status) {
+        if (!on_ || status.empty()) return;
+        fmt::print(stderr, "\r\033[K[{:.1f} s] {}", to_ms_f(now - start_) / 1000, status);
+        std::fflush(stderr);
+        shown_ = true;
+    }
+    void clear() {
+        if (!shown_) return;
+        fmt::print(stderr, "\r\033[K");
+        std::fflush(stderr);
+        shown_ = false;
+    }
+
+private:
+    Instant start_;
+    bool on_;
+    bool shown_ = false;
+};
+}  // namespace
+
 RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSource& source,
                      const io::Clock& clock, Renderer& renderer) {
     RunStats stats;
+    ProgressLine progress(clock.now());
+    Instant next_progress = clock.now() + std::chrono::seconds{1};
     probe::Outbox out;
     session.on_timer(clock.now(), out);
     carry_out(out, sink, renderer, stats);
@@ -60,7 +94,9 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
             break;
         }
         timespec timeout{1, 0};
-        if (auto d = session.next_deadline()) {
+        auto wake = session.next_deadline();
+        if (progress.on() && (!wake || next_progress < *wake)) wake = next_progress;
+        if (auto d = wake) {
             auto left = std::max<std::int64_t>(0, (*d - clock.now()).count());
             if (left < 1'000'000'000) timeout = {0, static_cast<long>(left)};
         }
@@ -69,8 +105,14 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
         if (rc < 0 && errno != EINTR) throw std::runtime_error("poll on the capture failed");
         if (rc > 0) source.drain(on_frame);
         session.on_timer(clock.now(), out);
+        if (!out.events.empty()) progress.clear();  // never interleave with results
         carry_out(out, sink, renderer, stats);
+        if (Instant now = clock.now(); progress.on() && now >= next_progress) {
+            progress.draw(now, session.progress(now));
+            next_progress = now + ProgressLine::period;
+        }
     }
+    progress.clear();
     // Whatever was captured in the last instant (e.g. our final ACK) still belongs to the trace.
     source.drain(on_frame);
     carry_out(out, sink, renderer, stats);

@@ -54,7 +54,36 @@ Duration model_gap(Duration rto0, std::size_t i, Duration max_rto) {
 }
 }  // namespace
 
-ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended, Duration max_rto) {
+namespace {
+/// (2^(n+1) - 1) x base: Linux's tcp_model_timeout() below the linear-backoff threshold.
+Duration model_timeout(unsigned n, Duration base) { return base * ((std::int64_t{2} << n) - 1); }
+
+std::optional<unsigned> infer(RetryRule rule, const std::vector<Instant>& times, const ScheduleFit& f) {
+    const unsigned n = f.retransmissions;
+    switch (rule) {
+        case RetryRule::Count:
+            return n;
+        case RetryRule::SynTime:
+            // Retransmission k happens at (2^k - 1) s while that is below (2^(N+1) - 1) s: k <= N.
+            return n;
+        case RetryRule::OrphanTime: {
+            if (n == 0 || !f.next_gap) return std::nullopt;
+            constexpr Duration rto_min = std::chrono::milliseconds{200};
+            const Duration last = times.back() - times[1];            // since the first retransmission
+            const Duration next_expiry = last + *f.next_gap;            // when the peer gave up
+            for (unsigned b = 0; b < 16; ++b) {
+                Duration limit = model_timeout(b, rto_min);
+                if (limit > last) return limit <= next_expiry ? std::optional<unsigned>(b) : std::nullopt;
+            }
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;
+}
+}  // namespace
+
+ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended, RetryRule rule,
+                         Duration max_rto) {
     ScheduleFit f;
     f.ended = ended;
     if (times.size() < 2) {
@@ -84,7 +113,7 @@ ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol
     }
     f.next_gap = model_gap(*f.initial_rto, f.gaps.size(), max_rto);
     if (ended && f.exponential) {
-        f.inferred_retries = f.retransmissions;
+        f.inferred_retries = infer(rule, times, f);
         Duration total = *f.next_gap;
         for (auto g : f.expected) total += g;
         f.give_up_after = total;

@@ -37,9 +37,11 @@ void Session::on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out) {
 }
 
 void Session::on_timer(Instant now, Outbox& out) {
-    for (auto& e : flows_) {
+    for (std::size_t i = 0; i < flows_.size(); ++i) {
+        Entry& e = flows_[i];
         if (!e.started) {
             if (e.start_at > now) continue;
+            if (sequential_ && i > 0 && !(flows_[i - 1].started && flows_[i - 1].flow->done())) continue;
             e.started = true;
             e.flow->start(now, out);
             continue;
@@ -59,9 +61,12 @@ std::optional<Instant> Session::next_deadline() const {
     auto consider = [&](Instant d) {
         if (!best || d < *best) best = d;
     };
-    for (const auto& e : flows_) {
-        if (!e.started) consider(e.start_at);
-        else if (!e.flow->done())
+    for (std::size_t i = 0; i < flows_.size(); ++i) {
+        const Entry& e = flows_[i];
+        if (!e.started) {
+            // A sequential flow waits for its predecessor, whose deadline is considered.
+            if (!sequential_ || i == 0 || (flows_[i - 1].started && flows_[i - 1].flow->done())) consider(e.start_at);
+        } else if (!e.flow->done())
             if (auto d = e.flow->next_deadline()) consider(*d);
     }
     return best;
@@ -71,6 +76,23 @@ bool Session::done() const {
     for (const auto& e : flows_)
         if (!e.started || !e.flow->done()) return false;
     return true;
+}
+
+}  // namespace tcpprobe::probe
+
+namespace tcpprobe::probe {
+
+std::string Session::progress(Instant now) const {
+    std::size_t running = 0, finished = 0;
+    std::string first;
+    for (const auto& e : flows_) {
+        if (e.started && e.flow->done()) ++finished;
+        if (!e.started || e.flow->done()) continue;
+        ++running;
+        if (first.empty()) first = e.flow->progress(now);
+    }
+    if (flows_.size() <= 1) return first;
+    return first.empty() ? std::string() : first + " [" + std::to_string(finished + 1) + "/" + std::to_string(flows_.size()) + "]";
 }
 
 }  // namespace tcpprobe::probe

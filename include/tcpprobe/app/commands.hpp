@@ -67,7 +67,22 @@ struct CloseOptions {
     std::string time_wait = "2s";
 };
 
+struct RetransmitOptions {
+    std::string target;
+    SynOptions syn;
+    ConnectOptions conn;
+    std::string segment = "synack";
+    bool peer_closes_first = false;
+    std::string request;
+    std::string idle = "200ms";
+    std::string max_wait = "75s";
+    std::string tolerance = "50ms,10%";
+    bool no_cleanup = false;
+    unsigned count = 1;
+};
+
 int run_handshake(const GlobalOptions& g, const HandshakeOptions& o);
+int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o);
 int run_teardown(const GlobalOptions& g, const CloseOptions& o);
 int run_half_close(const GlobalOptions& g, const CloseOptions& o);
 

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -26,17 +27,23 @@ public:
     virtual void interrupt(Instant now, Outbox& out) = 0;
     virtual std::optional<Instant> next_deadline() const = 0;
     virtual bool done() const = 0;
+    /// A short live status for long waits ("3 retransmissions, ..."); empty when none.
+    virtual std::string progress(Instant) const { return {}; }
 };
 
 class Session {
 public:
     /// Adds a flow that starts at `start_at`. Its 4-tuple must be unique in the session.
     Flow& add(Instant start_at, std::unique_ptr<Flow> flow);
+    /// Each flow starts only once the one before it is done (measurements that must not overlap).
+    void set_sequential(bool s) { sequential_ = s; }
     void on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out);
     void on_timer(Instant now, Outbox& out);
     void interrupt(Instant now, Outbox& out);
     std::optional<Instant> next_deadline() const;
     bool done() const;
+    /// The progress of the flows still running, for a live status line.
+    std::string progress(Instant now) const;
     std::size_t size() const { return flows_.size(); }
     const Flow& flow(std::size_t i) const { return *flows_[i].flow; }
     /// Captured packets that belonged to no flow (a narrow capture filter keeps this at 0).
@@ -53,6 +60,7 @@ private:
     std::vector<Entry> flows_;
     std::unordered_map<wire::FourTuple, std::size_t, wire::FourTupleHash> by_tuple_;
     std::uint64_t unmatched_ = 0;
+    bool sequential_ = false;
 };
 
 }  // namespace tcpprobe::probe

@@ -25,6 +25,20 @@ struct Tolerance {
 /// Parses "50ms" (floor only), "10%" (percent only) or "50ms,10%". Returns nullopt when malformed.
 std::optional<Tolerance> parse_tolerance(const std::string& text);
 
+/// How a Linux peer decides to stop retransmitting, which decides what its setting is.
+enum class RetryRule {
+    /// Counts retransmissions: SYN-ACK (req->num_timeout >= tcp_synack_retries).
+    Count,
+    /// Time-based (retransmits_timed_out): stops once the time since the first
+    /// retransmission reaches (2^(N+1) - 1) x 200 ms (TCP_RTO_MIN): orphaned FIN
+    /// retransmissions, tcp_orphan_retries = N. With the 200 ms RTO of a short path that
+    /// is N + 1 retransmissions.
+    OrphanTime,
+    /// Time-based from the original SYN with a 1 s base (TCP_TIMEOUT_INIT): a client's
+    /// SYN retransmissions, tcp_syn_retries = N, which is N retransmissions.
+    SynTime,
+};
+
 struct ScheduleFit {
     std::vector<Duration> gaps;             ///< between consecutive transmissions
     std::vector<Duration> expected;         ///< the model's gap for each (rto0 * 2^i, capped)
@@ -41,7 +55,7 @@ struct ScheduleFit {
 
 /// `times`: the original transmission and every retransmission, in capture order.
 ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended,
-                         Duration max_rto = std::chrono::seconds{120});
+                         RetryRule rule = RetryRule::Count, Duration max_rto = std::chrono::seconds{120});
 
 /// When silence means the peer has stopped: the last transmission plus the next expected
 /// gap plus its tolerance; with a single transmission, `first_wait` after it.

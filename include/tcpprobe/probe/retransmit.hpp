@@ -1,0 +1,74 @@
+// Measuring a peer's retransmission schedule at the wire.
+//
+//   synack  one SYN, never ACKed: the peer retransmits its SYN-ACK (Linux:
+//           tcp_synack_retries times, 1 s doubling) and then drops the half-open request.
+//   fin     the peer's FIN, never ACKed: by default we close first, so the peer sits in
+//           LAST-ACK; with peer_closes_first it closes first and sits in FIN-WAIT-1. Its
+//           FIN is retransmitted (Linux: tcp_orphan_retries for an orphaned socket).
+//
+// The end is seen as a RST, or as silence past the next gap the model expects; then our
+// own RST clears what the peer still holds (unless cleanup is off).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "tcpprobe/probe/connection.hpp"
+#include "tcpprobe/probe/schedule.hpp"
+
+namespace tcpprobe::probe {
+
+enum class RetxSegment { SynAck, Fin };
+
+struct RetransmitConfig {
+    ConnectConfig connect;
+    RetxSegment segment = RetxSegment::SynAck;
+    bool peer_closes_first = false;
+    wire::ByteVec request;
+    Duration idle = std::chrono::milliseconds{200};      ///< fin: quiet time before our FIN
+    Duration max_wait = std::chrono::seconds{75};
+    Duration quiet_first = std::chrono::seconds{3};      ///< one transmission and this much silence: none
+    Tolerance tolerance;
+    bool cleanup = true;
+};
+
+struct RetransmitReport {
+    std::vector<Instant> times;       ///< original transmission, then each retransmission (capture)
+    std::optional<Instant> rst_at;    ///< a RST from the peer ended it
+    std::string end = "pending";      ///< rst, silence, max-wait, interrupted, no-fin, not-connected
+    ScheduleFit fit;
+    bool cleanup_sent = false;
+    std::optional<Duration> fin_after_request;  ///< fin mode: first FIN relative to our FIN or request
+};
+
+class RetransmitFlow final : public ConnectionFlow {
+public:
+    explicit RetransmitFlow(RetransmitConfig config);
+    const RetransmitReport& report() const { return report_; }
+    const RetransmitConfig& config() const { return cfg_; }
+    /// "3 retransmissions, next expected in ~4.0 s" for the live progress line.
+    std::string progress(Instant now) const override;
+
+protected:
+    bool intercept_connecting(Instant t, const wire::Segment& seg, Outbox& out) override;
+    void on_established(Instant t, Outbox& out) override;
+    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
+    void on_connected_timer(Instant now, Outbox& out) override;
+    std::optional<Instant> connected_deadline() const override;
+    void on_interrupt(Instant now, Outbox& out) override;
+
+private:
+    void record(Instant t, Outbox& out);
+    void conclude(Instant now, std::string end, Outbox& out);
+    std::optional<Instant> silence_at() const;
+
+    RetransmitConfig cfg_;
+    RetransmitReport report_;
+    std::optional<Instant> measuring_since_;
+    std::optional<Instant> fin_at_;
+    std::optional<wire::Seq> peer_fin_seq_;
+    bool concluded_ = false;
+};
+
+}  // namespace tcpprobe::probe
