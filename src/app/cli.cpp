@@ -21,7 +21,9 @@ struct CommandLine::State {
     CloseOptions teardown;
     CloseOptions half_close;
     RetransmitOptions retransmit;
+    ListenOptions listen;
     CLI::App* retransmit_cmd = nullptr;
+    CLI::App* listen_cmd = nullptr;
     CLI::App* handshake_cmd = nullptr;
     CLI::App* teardown_cmd = nullptr;
     CLI::App* half_close_cmd = nullptr;
@@ -162,6 +164,21 @@ CommandLine::CommandLine()
     rt->add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");
     number(rt, "--count", r.count, "measure N times, each on a fresh source port, and summarise the spread (default 1)");
     state_->retransmit_cmd = rt;
+
+    ListenOptions& l = state_->listen;
+    CLI::App* ls = app.add_subcommand("listen", "time a remote client's SYN retransmissions to a local port nothing answers");
+    ls->fallthrough();
+    ls->footer(exit_help);
+    ls->add_option("endpoint", l.endpoint, "[ADDR:]PORT to watch (no ADDR: any local address)")->required()->type_name("[ADDR:]PORT");
+    add_syn_options(ls, l.syn);
+    ls->add_option("--rto", l.conn.rto, "our retransmission timeout when answering (default 1s)")->type_name("DURATION");
+    number(ls, "--retries", l.conn.retries, "our retransmissions when answering (default 1)");
+    ls->add_option("--answer", l.answer, "none (default): only time the SYNs; synack: answer the first SYN; syn: answer with a bare SYN")
+        ->check(CLI::IsMember({"none", "synack", "syn"}));
+    ls->add_option("--max-wait", l.max_wait, "stop after this long (default 60s)")->type_name("DURATION");
+    ls->add_option("--tolerance", l.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
+    number(ls, "--count", l.count, "stop once this many clients are done (default 1)");
+    state_->listen_cmd = ls;
 }
 
 CommandLine::~CommandLine() = default;
@@ -214,6 +231,7 @@ int CommandLine::run(int argc, char** argv) {
         if (state_->teardown_cmd->parsed()) return run_teardown(state_->global, state_->teardown);
         if (state_->half_close_cmd->parsed()) return run_half_close(state_->global, state_->half_close);
         if (state_->retransmit_cmd->parsed()) return run_retransmit(state_->global, state_->retransmit);
+        if (state_->listen_cmd->parsed()) return run_listen(state_->global, state_->listen);
         return fail(exit_status::usage, "no command given (see tcpprobe --help)");
     } catch (const io::UsageError& e) {
         return fail(exit_status::usage, e.what());

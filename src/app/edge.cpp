@@ -56,6 +56,24 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     return edge;
 }
 
+std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wire::Ipv4Addr> local, std::uint16_t port) {
+    io::require_capabilities(true);
+    auto edge = std::make_unique<Edge>();
+    if (!g.interface.empty()) edge->route.interface = g.interface;
+    else if (local) edge->route = io::select_route(*local, local, std::nullopt);
+    else edge->route.interface = "any";
+    if (local) edge->route.source = *local;
+    std::string filter = fmt::format("tcp port {}", port);
+    if (local) filter += fmt::format(" and host {}", wire::to_string(*local));
+    edge->capture = std::make_unique<io::PcapSource>(edge->route.interface, filter);
+    if (!g.write_pcap.empty()) edge->capture->dump_to(g.write_pcap);
+    edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface == "any" ? "" : edge->route.interface, packet_mark);
+    std::string table = fmt::format("tcpprobe_{}", ::getpid());
+    edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));
+    io::drop_privileges();
+    return edge;
+}
+
 std::unique_ptr<Renderer> make_renderer(const GlobalOptions& g) {
     if (g.output == "json") return make_json_renderer(stdout);
     const char* no_color = std::getenv("NO_COLOR");

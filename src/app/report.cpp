@@ -69,6 +69,57 @@ std::string connect_line(const probe::ConnectResult& r) {
     return text;
 }
 
+nlohmann::json schedule_json(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl) {
+    auto us = [](const std::vector<Duration>& v) {
+        auto a = nlohmann::json::array();
+        for (auto d : v) a.push_back(to_us(d));
+        return a;
+    };
+    auto rel = nlohmann::json::array();
+    for (auto t : times) rel.push_back(to_us(t - times.front()));
+    auto opt_us = [](std::optional<Duration> d) { return d ? nlohmann::json(to_us(*d)) : nlohmann::json(nullptr); };
+    return {{"transmissions", times.size()},
+            {"times_us", rel},
+            {"gaps_us", us(fit.gaps)},
+            {"expected_gaps_us", us(fit.expected)},
+            {"within_tolerance", fit.within_tolerance},
+            {"initial_rto_us", opt_us(fit.initial_rto)},
+            {"backoff", fit.backoff ? nlohmann::json(*fit.backoff) : nlohmann::json(nullptr)},
+            {"linear_gaps", fit.linear_gaps},
+            {"retransmissions", fit.retransmissions},
+            {"exponential", fit.exponential},
+            {"give_up_after_us", opt_us(fit.give_up_after)},
+            {"inferred", fit.inferred_retries ? nlohmann::json{{"sysctl", sysctl}, {"value", *fit.inferred_retries}}
+                                              : nlohmann::json(nullptr)}};
+}
+
+std::string schedule_text(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl,
+                          const std::string& what, const std::string& end) {
+    std::string t;
+    for (std::size_t i = 0; i < times.size(); ++i) {
+        t += fmt::format("  {:>2}  +{:10.3f} ms", i, to_ms_f(times[i] - times.front()));
+        if (i > 0)
+            t += fmt::format("  gap {:9.3f} ms  (model {:9.3f} ms, {})", to_ms_f(fit.gaps[i - 1]), to_ms_f(fit.expected[i - 1]),
+                             fit.within_tolerance[i - 1] ? "within tolerance" : "OUT of tolerance");
+        t += '\n';
+    }
+    if (fit.retransmissions == 0) return t;
+    t += fmt::format("initial RTO {:.3f} ms", to_ms_f(*fit.initial_rto));
+    if (fit.backoff) t += fmt::format(", backoff x{:.2f}", *fit.backoff);
+    t += fmt::format(", {} retransmission(s), ended by {}\n", fit.retransmissions, end);
+    if (fit.linear_gaps > 1)
+        t += fmt::format("the first {} gaps are linear, then doubling (Linux 6.7+ spaces early SYN retransmissions linearly)\n",
+                         fit.linear_gaps);
+    if (fit.inferred_retries)
+        t += fmt::format("inferred: {} = {} (Linux-like doubling), the peer gives up {:.3f} s after its first {}\n", sysctl,
+                         *fit.inferred_retries, to_ms_f(*fit.give_up_after) / 1000, what);
+    else if (!fit.exponential)
+        t += "not a doubling schedule within the tolerance: no setting inferred\n";
+    else
+        t += "the end was not seen (max-wait or interrupted): no setting inferred\n";
+    return t;
+}
+
 RttStats rtt_stats(const std::vector<double>& us) {
     RttStats s;
     if (us.empty()) return s;

@@ -31,69 +31,30 @@ std::vector<std::string> no_retransmission_causes(const probe::RetransmitConfig&
             "a middlebox acknowledged the FIN on our behalf"};
 }
 
-nlohmann::json schedule_json(const probe::RetransmitFlow& f) {
+nlohmann::json run_json(const probe::RetransmitFlow& f) {
     const auto& r = f.report();
-    const auto& fit = r.fit;
-    auto us = [](const std::vector<Duration>& v) {
-        auto a = nlohmann::json::array();
-        for (auto d : v) a.push_back(to_us(d));
-        return a;
-    };
-    auto times = nlohmann::json::array();
-    for (auto t : r.times) times.push_back(to_us(t - r.times.front()));
-    nlohmann::json j = {{"sport", f.tuple().local.port},
-                        {"transmissions", r.times.size()},
-                        {"times_us", times},
-                        {"gaps_us", us(fit.gaps)},
-                        {"expected_gaps_us", us(fit.expected)},
-                        {"within_tolerance", fit.within_tolerance},
-                        {"initial_rto_us", fit.initial_rto ? nlohmann::json(to_us(*fit.initial_rto)) : nlohmann::json(nullptr)},
-                        {"backoff", fit.backoff ? nlohmann::json(*fit.backoff) : nlohmann::json(nullptr)},
-                        {"retransmissions", fit.retransmissions},
-                        {"exponential", fit.exponential},
-                        {"end", r.end},
-                        {"trailing_rst", r.rst_at.has_value()},
-                        {"cleanup_sent", r.cleanup_sent},
-                        {"give_up_after_us", fit.give_up_after ? nlohmann::json(to_us(*fit.give_up_after)) : nlohmann::json(nullptr)}};
-    j["inferred"] = fit.inferred_retries ? nlohmann::json{{"sysctl", sysctl_for(f.config())}, {"value", *fit.inferred_retries}}
-                                         : nlohmann::json(nullptr);
-    if (!r.times.empty() && fit.retransmissions == 0 && r.end == "silence")
+    nlohmann::json j = schedule_json(r.times, r.fit, sysctl_for(f.config()));
+    j.update({{"sport", f.tuple().local.port},
+              {"end", r.end},
+              {"trailing_rst", r.rst_at.has_value()},
+              {"cleanup_sent", r.cleanup_sent}});
+    if (!r.times.empty() && r.fit.retransmissions == 0 && r.end == "silence")
         j["no_retransmission_causes"] = no_retransmission_causes(f.config());
     return j;
 }
 
-std::string schedule_text(const probe::RetransmitFlow& f) {
+std::string run_text(const probe::RetransmitFlow& f) {
     const auto& r = f.report();
-    const auto& fit = r.fit;
-    const char* what = f.config().segment == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN";
+    const std::string what = f.config().segment == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN";
     if (r.times.empty()) return fmt::format("no {} seen ({})\n", what, r.end);
-    std::string t;
-    for (std::size_t i = 0; i < r.times.size(); ++i) {
-        t += fmt::format("  {:>2}  +{:10.3f} ms", i, to_ms_f(r.times[i] - r.times.front()));
-        if (i > 0) {
-            t += fmt::format("  gap {:9.3f} ms  (model {:9.3f} ms, {})", to_ms_f(fit.gaps[i - 1]), to_ms_f(fit.expected[i - 1]),
-                             fit.within_tolerance[i - 1] ? "within tolerance" : "OUT of tolerance");
-        }
-        t += '\n';
-    }
+    std::string t = schedule_text(r.times, r.fit, sysctl_for(f.config()), what, r.end);
     if (r.rst_at) t += fmt::format("  RST +{:.3f} ms after the first {}\n", to_ms_f(*r.rst_at - r.times.front()), what);
-    if (fit.retransmissions == 0) {
+    if (r.fit.retransmissions == 0) {
         t += fmt::format("no retransmission of the {} ({}). Likely causes:\n", what, r.end);
         for (const auto& c : no_retransmission_causes(f.config())) t += fmt::format("  - {}\n", c);
-        return t;
     }
-    t += fmt::format("initial RTO {:.3f} ms", to_ms_f(*fit.initial_rto));
-    if (fit.backoff) t += fmt::format(", backoff x{:.2f}", *fit.backoff);
-    t += fmt::format(", {} retransmission(s), ended by {}\n", fit.retransmissions, r.end);
-    if (fit.inferred_retries)
-        t += fmt::format("inferred: {} = {} (Linux-like doubling{}), the peer gives up {:.3f} s after its first {}\n",
-                         sysctl_for(f.config()), *fit.inferred_retries,
-                         f.config().segment == probe::RetxSegment::Fin ? ", time-based limit from the first retransmission" : "",
-                         to_ms_f(*fit.give_up_after) / 1000, what);
-    else if (!fit.exponential)
-        t += "not a doubling schedule within the tolerance: no setting inferred\n";
-    else
-        t += "the end was not seen (max-wait or interrupted): no setting inferred\n";
+    if (f.config().segment == probe::RetxSegment::Fin && r.fit.inferred_retries)
+        t += "  (orphaned sockets stop on time, not count: (2^(N+1)-1) x 200 ms after the first retransmission)\n";
     return t;
 }
 
@@ -147,9 +108,9 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
         if (f->connect_result().verdict != probe::Verdict::Open) {
             text += fmt::format("connect: {}\n", connect_line(f->connect_result()));
         } else {
-            text += schedule_text(*f);
+            text += run_text(*f);
         }
-        nlohmann::json run = schedule_json(*f);
+        nlohmann::json run = run_json(*f);
         run["connect"] = connect_json(*f);
         runs.push_back(run);
         any_inferred |= f->report().fit.inferred_retries.has_value();

@@ -28,6 +28,26 @@ std::string rst_guard_ruleset(const std::string& table, wire::Ipv4Addr local,
         fmt::arg("remote", wire::to_string(remote)), fmt::arg("ports", ports), fmt::arg("mark", mark));
 }
 
+std::string listen_ruleset(const std::string& table, std::optional<wire::Ipv4Addr> local, std::uint16_t port,
+                           std::uint32_t mark) {
+    std::string daddr = local ? fmt::format("ip daddr {} ", wire::to_string(*local)) : "";
+    std::string saddr = local ? fmt::format("ip saddr {} ", wire::to_string(*local)) : "";
+    return fmt::format(
+        "table ip {table} {{\n"
+        "  flags owner\n"
+        "  chain syn_drop {{\n"
+        "    type filter hook prerouting priority raw; policy accept;\n"
+        "    {daddr}tcp dport {port} tcp flags & (syn | ack | rst) == syn drop\n"
+        "  }}\n"
+        "  chain rst_guard {{\n"
+        "    type filter hook output priority raw; policy accept;\n"
+        "    {saddr}tcp sport {port} tcp flags & rst == rst meta mark != {mark:#x} drop\n"
+        "  }}\n"
+        "}}\n",
+        fmt::arg("table", table), fmt::arg("daddr", daddr), fmt::arg("saddr", saddr), fmt::arg("port", port),
+        fmt::arg("mark", mark));
+}
+
 NftGuard::NftGuard(const std::string& table, const std::string& ruleset) : table_(table) {
     ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
     if (!ctx_) throw EnvironmentError("nftables: cannot create a context");

@@ -63,9 +63,15 @@ std::optional<unsigned> infer(RetryRule rule, const std::vector<Instant>& times,
     switch (rule) {
         case RetryRule::Count:
             return n;
-        case RetryRule::SynTime:
-            // Retransmission k happens at (2^k - 1) s while that is below (2^(N+1) - 1) s: k <= N.
-            return n;
+        case RetryRule::SynTime: {
+            // The client gives up at the first timer expiry at least (2^(N+1) - 1) s after its
+            // first SYN (TCP_TIMEOUT_INIT = 1 s), however its gaps were spaced (Linux 6.7+
+            // spaces the first tcp_syn_linear_timeouts + 1 of them linearly).
+            const Duration last = times.back() - times.front();
+            for (unsigned b = 0; b < 16; ++b)
+                if (model_timeout(b, std::chrono::seconds{1}) > last) return b;
+            return std::nullopt;
+        }
         case RetryRule::OrphanTime: {
             if (n == 0 || !f.next_gap) return std::nullopt;
             constexpr Duration rto_min = std::chrono::milliseconds{200};
@@ -102,16 +108,28 @@ ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol
         std::size_t n = ratios.size();
         f.backoff = n % 2 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
     }
+    // Leading gaps equal to the first (a linear phase, as Linux 6.7+ does for SYNs), then
+    // doubling: model gap i is rto0 for i < linear, rto0 * 2^(i - linear + 1) after.
+    f.linear_gaps = 1;
+    while (f.linear_gaps < f.gaps.size()) {
+        Duration g = f.gaps[f.linear_gaps];
+        Duration off = g > *f.initial_rto ? g - *f.initial_rto : *f.initial_rto - g;
+        if (off > tol.for_gap(*f.initial_rto)) break;
+        ++f.linear_gaps;
+    }
+    auto gap_model = [&](std::size_t i) {
+        return i < f.linear_gaps ? *f.initial_rto : model_gap(*f.initial_rto, i - f.linear_gaps + 1, max_rto);
+    };
     f.exponential = true;
     for (std::size_t i = 0; i < f.gaps.size(); ++i) {
-        Duration want = model_gap(*f.initial_rto, i, max_rto);
+        Duration want = gap_model(i);
         f.expected.push_back(want);
         Duration off = f.gaps[i] > want ? f.gaps[i] - want : want - f.gaps[i];
         bool ok = off <= tol.for_gap(want);
         f.within_tolerance.push_back(ok);
         f.exponential = f.exponential && ok;
     }
-    f.next_gap = model_gap(*f.initial_rto, f.gaps.size(), max_rto);
+    f.next_gap = gap_model(f.gaps.size());
     if (ended && f.exponential) {
         f.inferred_retries = infer(rule, times, f);
         Duration total = *f.next_gap;
@@ -124,9 +142,8 @@ ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol
 Instant silence_deadline(const std::vector<Instant>& times, const Tolerance& tol, Duration first_wait, Duration max_rto) {
     if (times.empty()) return Instant{};
     if (times.size() == 1) return times.front() + first_wait;
-    Duration rto0 = times[1] - times[0];
-    Duration next = model_gap(rto0, times.size() - 1, max_rto);
-    return times.back() + next + tol.for_gap(next);
+    ScheduleFit f = fit_schedule(times, tol, false, RetryRule::Count, max_rto);
+    return times.back() + *f.next_gap + tol.for_gap(*f.next_gap);
 }
 
 }  // namespace tcpprobe::probe

@@ -27,6 +27,15 @@ void Session::on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out) {
             e->flow->on_segment(t, *seg, false, out);
             return;
         }
+        if (acceptor_) {
+            if (auto flow = acceptor_(t, *seg)) {
+                Flow& f = add(t, std::move(flow));
+                flows_.back().started = true;
+                f.start(t, out);
+                f.on_segment(t, *seg, false, out);
+                return;
+            }
+        }
     } else if (const auto* icmp = p.icmp()) {
         if (Entry* e = find({icmp->quoted_src, icmp->quoted_dst}); e && e->started) {
             e->flow->on_icmp(t, *icmp, out);
@@ -37,6 +46,12 @@ void Session::on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out) {
 }
 
 void Session::on_timer(Instant now, Outbox& out) {
+    if (end_ && !ended_ && now >= *end_) {
+        ended_ = true;
+        for (auto& e : flows_)
+            if (e.started && !e.flow->done()) e.flow->stop(now, out);
+        return;
+    }
     for (std::size_t i = 0; i < flows_.size(); ++i) {
         Entry& e = flows_[i];
         if (!e.started) {
@@ -61,6 +76,7 @@ std::optional<Instant> Session::next_deadline() const {
     auto consider = [&](Instant d) {
         if (!best || d < *best) best = d;
     };
+    if (end_ && !ended_) consider(*end_);
     for (std::size_t i = 0; i < flows_.size(); ++i) {
         const Entry& e = flows_[i];
         if (!e.started) {
@@ -73,6 +89,12 @@ std::optional<Instant> Session::next_deadline() const {
 }
 
 bool Session::done() const {
+    if (ended_) return true;
+    if (stop_when_) {
+        if (!stop_when_()) return false;
+    } else if (acceptor_) {
+        return false;  // a passive session runs until it is told to stop
+    }
     for (const auto& e : flows_)
         if (!e.started || !e.flow->done()) return false;
     return true;

@@ -81,7 +81,18 @@ struct RetransmitOptions {
     unsigned count = 1;
 };
 
+struct ListenOptions {
+    std::string endpoint;          ///< [ADDR:]PORT or :PORT
+    SynOptions syn;                ///< the options of our SYN-ACK / SYN when answering
+    ConnectOptions conn;
+    std::string answer = "none";
+    std::string max_wait = "60s";
+    std::string tolerance = "50ms,10%";
+    unsigned count = 1;
+};
+
 int run_handshake(const GlobalOptions& g, const HandshakeOptions& o);
+int run_listen(const GlobalOptions& g, const ListenOptions& o);
 int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o);
 int run_teardown(const GlobalOptions& g, const CloseOptions& o);
 int run_half_close(const GlobalOptions& g, const CloseOptions& o);

@@ -42,6 +42,10 @@ struct Edge {
 
 std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req);
 
+/// The passive side's edge: capture on the interface holding `local` (or "any"), the
+/// listen table (SYN drop + RST guard) for `port`, then privileges dropped.
+std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wire::Ipv4Addr> local, std::uint16_t port);
+
 /// The renderer chosen by -o, --no-color, NO_COLOR and whether stdout is a TTY.
 std::unique_ptr<Renderer> make_renderer(const GlobalOptions& g);
 

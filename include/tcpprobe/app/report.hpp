@@ -12,6 +12,7 @@
 #include "tcpprobe/app/parse.hpp"
 #include "tcpprobe/app/syn.hpp"
 #include "tcpprobe/probe/connection.hpp"
+#include "tcpprobe/probe/schedule.hpp"
 
 namespace tcpprobe::app {
 
@@ -22,6 +23,13 @@ nlohmann::json negotiated_json(const tcb::Negotiated& n);
 nlohmann::json connect_json(const probe::ConnectionFlow& f);
 /// "verdict open, rtt 0.042 ms" plus ICMP and filtered details, one line.
 std::string connect_line(const probe::ConnectResult& r);
+
+/// A retransmission schedule as JSON: times_us (from the first), gaps_us, the model's
+/// gaps, per-gap tolerance verdicts, initial RTO, backoff, and the inferred setting.
+nlohmann::json schedule_json(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl);
+/// The same as text: one line per transmission, then the fit and the inference.
+std::string schedule_text(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl,
+                          const std::string& what, const std::string& end);
 
 struct RttStats {
     double min_us = 0, avg_us = 0, max_us = 0, mdev_us = 0;

@@ -102,6 +102,12 @@ std::string rst_guard_ruleset(const std::string& table, wire::Ipv4Addr local,
                               const std::vector<std::uint16_t>& local_ports, wire::Ipv4Addr remote,
                               std::uint32_t mark);
 
+/// The passive side's table: SYNs to `port` (on `local`, or any address) are dropped
+/// before the local stack (the capture still sees them), and our kernel's RSTs from that
+/// port are dropped unless they carry our mark. Pure.
+std::string listen_ruleset(const std::string& table, std::optional<wire::Ipv4Addr> local, std::uint16_t port,
+                           std::uint32_t mark);
+
 class NftGuard final : public RstSuppressor {
 public:
     /// Creates the table in one atomic command buffer. Throws EnvironmentError.

@@ -3,6 +3,7 @@
 // a schedule. Both are sans-IO: the runner feeds (capture time, packet) and (now).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,8 @@ public:
     virtual void on_timer(Instant now, Outbox& out) = 0;
     /// Stop now (Ctrl-C): settle the verdict from what was seen.
     virtual void interrupt(Instant now, Outbox& out) = 0;
+    /// The session's time is up (--max-wait of a passive run): by default like an interrupt.
+    virtual void stop(Instant now, Outbox& out) { interrupt(now, out); }
     virtual std::optional<Instant> next_deadline() const = 0;
     virtual bool done() const = 0;
     /// A short live status for long waits ("3 retransmissions, ..."); empty when none.
@@ -37,6 +40,15 @@ public:
     Flow& add(Instant start_at, std::unique_ptr<Flow> flow);
     /// Each flow starts only once the one before it is done (measurements that must not overlap).
     void set_sequential(bool s) { sequential_ = s; }
+    /// For passive scenarios: a segment that belongs to no flow is offered to the acceptor,
+    /// which may return a new flow for it (keyed by the segment's dst -> src); the flow
+    /// starts at once and receives the segment.
+    using Acceptor = std::function<std::unique_ptr<Flow>(Instant, const wire::Segment&)>;
+    void set_acceptor(Acceptor a) { acceptor_ = std::move(a); }
+    /// Passive sessions end when this returns true (e.g. enough clients seen), or never.
+    void set_stop_when(std::function<bool()> f) { stop_when_ = std::move(f); }
+    /// At `end` every running flow is stopped (interrupt) and the session is done.
+    void set_end(Instant end) { end_ = end; }
     void on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out);
     void on_timer(Instant now, Outbox& out);
     void interrupt(Instant now, Outbox& out);
@@ -61,6 +73,10 @@ private:
     std::unordered_map<wire::FourTuple, std::size_t, wire::FourTupleHash> by_tuple_;
     std::uint64_t unmatched_ = 0;
     bool sequential_ = false;
+    Acceptor acceptor_;
+    std::function<bool()> stop_when_;
+    std::optional<Instant> end_;
+    bool ended_ = false;
 };
 
 }  // namespace tcpprobe::probe

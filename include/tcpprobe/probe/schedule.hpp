@@ -35,7 +35,8 @@ enum class RetryRule {
     /// is N + 1 retransmissions.
     OrphanTime,
     /// Time-based from the original SYN with a 1 s base (TCP_TIMEOUT_INIT): a client's
-    /// SYN retransmissions, tcp_syn_retries = N, which is N retransmissions.
+    /// SYN retransmissions stop at the first expiry (2^(N+1) - 1) s after the first SYN,
+    /// tcp_syn_retries = N (with Linux 6.7+'s linear first gaps that is more than N).
     SynTime,
 };
 
@@ -45,6 +46,7 @@ struct ScheduleFit {
     std::vector<bool> within_tolerance;     ///< per gap
     std::optional<Duration> initial_rto;    ///< the first gap
     std::optional<double> backoff;          ///< median ratio of consecutive gaps
+    std::size_t linear_gaps = 0;            ///< leading gaps equal to the first (then doubling)
     bool exponential = false;               ///< every gap within tolerance of the doubling model
     unsigned retransmissions = 0;
     bool ended = false;                     ///< silence past the next expected gap, or a RST
