@@ -56,8 +56,9 @@ nlohmann::json spans_json(const std::vector<Span>& s) {
 
 nlohmann::json opt_us(std::optional<Duration> d) { return d ? nlohmann::json(to_us(*d)) : nlohmann::json(nullptr); }
 
+/// b - a when both were seen and b came after a.
 std::optional<Duration> between(std::optional<Instant> a, std::optional<Instant> b) {
-    if (!a || !b) return std::nullopt;
+    if (!a || !b || *b < *a) return std::nullopt;
     return *b - *a;
 }
 

@@ -157,8 +157,9 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
 void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
     if (const auto* d = std::get_if<tcb::DataReceived>(&a)) {
         const auto n = d->data.size();
-        (our_fin_seq_ ? report_.bytes_after_our_fin : report_.bytes_before_our_fin) += n;
-        if (our_fin_seq_) ++report_.segments_after_our_fin;
+        // "After our FIN" in wire order: our FIN was captured before this data.
+        (report_.our_fin ? report_.bytes_after_our_fin : report_.bytes_before_our_fin) += n;
+        if (report_.our_fin) ++report_.segments_after_our_fin;
         (report_.peer_fin ? report_.bytes_after_peer_fin : report_.bytes_before_peer_fin) += n;
         if (!our_fin_seq_ && (cfg_.mode == CloseMode::Active || cfg_.mode == CloseMode::Abort)) quiet_until_ = t + cfg_.idle;
         return;
@@ -171,17 +172,23 @@ void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
     const auto* c = std::get_if<tcb::StateChanged>(&a);
     if (!c || phase() != Phase::Connected) return;
     report_.local_states.push_back({std::string(tcb::to_string(c->to)), t});
-    if (c->to != State::Closed || concluded_ || aborted_) return;
+    if (c->to != State::Closed || concluded_ || aborted_ || giving_up_) return;
     // The TCB closed normally (TIME-WAIT expired or LAST-ACK acknowledged): name the pattern.
     if (report_.peer_reset) return;
     switch (cfg_.mode) {
         case CloseMode::Active:
         case CloseMode::HalfClose: {
             const bool peer_first = report_.peer_fin && report_.our_fin && *report_.peer_fin < *report_.our_fin;
-            if (peer_first && cfg_.mode == CloseMode::Active)
+            const bool crossed = std::any_of(report_.local_states.begin(), report_.local_states.end(),
+                                             [](const StateSpan& x) { return x.state == "CLOSING"; });
+            if (crossed) {
+                finding(t, "the peer's FIN crossed ours: a simultaneous close, not the sequence under test", true, out);
+                conclude(t, CloseOutcome::Differs, "simultaneous", out);
+            } else if (peer_first) {
                 conclude(t, CloseOutcome::Differs, "peer-closed-first", out);
-            else
+            } else {
                 conclude(t, CloseOutcome::Clean, report_.combined_fin_ack ? "3-way" : "4-way", out);
+            }
             break;
         }
         case CloseMode::Passive:
@@ -200,6 +207,14 @@ void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbo
     if (!ours) return;
     if (seg.has(flag::fin) && !report_.our_fin) {
         report_.our_fin = t;
+        // The state our FIN put us in starts when the FIN is on the wire, not when we
+        // decided to send it (one time base for every interval).
+        for (auto it = report_.local_states.rbegin(); it != report_.local_states.rend(); ++it) {
+            if (it->state != "FIN-WAIT-1" && it->state != "LAST-ACK") continue;
+            auto next = it.base();  // the entry after *it
+            if (it->since < t && (next == report_.local_states.end() || t <= next->since)) it->since = t;
+            break;
+        }
         if (peer_now() == "FIN-WAIT-1") peer_goes(t, "CLOSING", "gets our FIN before our ACK of its FIN", out);
     }
     if (seg.has(flag::ack) && peer_fin_seq_ && seg.ack == *peer_fin_seq_ + 1 && !report_.our_ack_of_peer_fin) {
@@ -214,12 +229,14 @@ void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbo
 
 void CloseFlow::give_up(Instant now, std::string why, Outbox& out) {
     finding(now, std::move(why), true, out);
-    conclude(now, CloseOutcome::Incomplete, "incomplete", out);
-    // Leave nothing half-open on the peer: reset what is left of the connection.
+    // Leave nothing half-open on the peer: reset what is left of the connection. The
+    // resulting CLOSED is recorded but is not a normal end (giving_up_).
+    giving_up_ = true;
     if (!aborted_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait})) {
         apply_with_cause(now, tcb_.abort(now), "cleanup after --max-wait (RST)", out);
         peer_goes(now, "CLOSED", "gets our cleanup RST", out);
     }
+    conclude(now, CloseOutcome::Incomplete, "incomplete", out);
 }
 
 void CloseFlow::on_connected_timer(Instant now, Outbox& out) {

@@ -403,3 +403,103 @@ def wait_until(pred, timeout, interval=0.05):
 
 def tempdir():
     return tempfile.mkdtemp(prefix="tcpprobe-it-")
+
+
+# --------------------------------------------------------------------------
+# socket tables over time, JSON state spans (used by test_close.py)
+
+def sockets_matching(ns, local_port=None, peer_port=None, peer_ip=None):
+    """[(state, local, peer)] from `ss -Htan` in NS, filtered by the server-side
+    local port and/or the peer's address and port."""
+    out = []
+    for st, local, peer in ss_sockets(ns):
+        lport = int(local.rsplit(":", 1)[1]) if ":" in local else None
+        pip, _, pport = peer.rpartition(":")
+        if local_port is not None and lport != local_port:
+            continue
+        if peer_ip is not None and pip != peer_ip:
+            continue
+        if peer_port is not None and (not pport.isdigit() or int(pport) != peer_port):
+            continue
+        out.append((st, local, peer))
+    return out
+
+
+def watch_sockets(ns, proc, local_port, max_seconds, interval=0.02):
+    """Sample `ss -tan` in NS every `interval` s while `proc` runs (at most
+    max_seconds). Returns [(seconds since start, state, local, peer)] for the
+    sockets on local_port. Bounded: stops at max_seconds even if proc runs on."""
+    samples = []
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < max_seconds:
+        t = time.monotonic() - t0
+        for st, local, peer in sockets_matching(ns, local_port=local_port):
+            samples.append((t, st, local, peer))
+        time.sleep(interval)
+    return samples
+
+
+def state_names(spans):
+    """["ESTABLISHED", "FIN-WAIT-1", …] from a summary's local_states/peer_states."""
+    return [s.get("state") for s in spans or [] if isinstance(s, dict)]
+
+
+def state_duration_us(spans, state):
+    """duration_us of the first span named `state` (None if absent or open-ended)."""
+    for s in spans or []:
+        if isinstance(s, dict) and s.get("state") == state:
+            return s.get("duration_us")
+    return None
+
+
+# --------------------------------------------------------------------------
+# a test script's command line (shared by the test_*.py files that use it)
+
+def main(tests, argv=None):
+    """`SCRIPT --list` prints "NAME TIMEOUT" lines; `SCRIPT --tcpprobe BIN
+    --source-dir DIR NAME` runs test NAME: fn(checker, Tcpprobe, tmpdir).
+    tests: {name: (fn, timeout)}. Exit 0 pass, 1 fail, 77 skipped."""
+    import argparse
+    import traceback
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--tcpprobe")
+    ap.add_argument("--source-dir")
+    ap.add_argument("name", nargs="?")
+    a = ap.parse_args(argv)
+    if a.list:
+        for name, (_, timeout) in tests.items():
+            print(name, timeout)
+        return 0
+    if a.name not in tests or not a.tcpprobe:
+        ap.error("need --tcpprobe BIN and a test name, one of: " + ", ".join(tests))
+    require_environment()
+    if not os.access(a.tcpprobe, os.X_OK):
+        print("FAIL: tcpprobe binary %s does not exist or is not executable (build it first)"
+              % a.tcpprobe)
+        return 1
+    fn, _ = tests[a.name]
+    c = Checker(a.name)
+    tp = Tcpprobe(os.path.abspath(a.tcpprobe))
+    tmp = tempdir()
+    c.source_dir = a.source_dir
+    print("test %s (lab %s: %s %s <-> %s %s)" % (a.name, LAB, CLI_NS, CLI_IP, SRV_NS, SRV_IP),
+          flush=True)
+    try:
+        fn(c, tp, tmp)
+    except TestFailure as e:
+        if str(e) not in c.failures:
+            c.failures.append(str(e))
+    except Exception:
+        c.failures.append("exception:\n" + traceback.format_exc())
+    finally:
+        subprocess.run(["rm", "-rf", tmp])
+    if c.failures:
+        print("\nFAIL %s: %d failed check(s):" % (a.name, len(c.failures)))
+        for f in c.failures:
+            print("  - " + f)
+        for ctx in c.context:
+            print("\ncontext: " + ctx)
+        return 1
+    print("PASS %s" % a.name)
+    return 0

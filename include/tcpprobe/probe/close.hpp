@@ -97,6 +97,7 @@ private:
     bool probe_sent_ = false;
     bool aborted_ = false;
     bool concluded_ = false;
+    bool giving_up_ = false;
 };
 
 }  // namespace tcpprobe::probe
