@@ -22,6 +22,8 @@ struct CommandLine::State {
     CloseOptions half_close;
     RetransmitOptions retransmit;
     ListenOptions listen;
+    TimeWaitOptions time_wait;
+    CLI::App* time_wait_cmd = nullptr;
     CLI::App* retransmit_cmd = nullptr;
     CLI::App* listen_cmd = nullptr;
     CLI::App* handshake_cmd = nullptr;
@@ -59,12 +61,14 @@ CLI::Option* number(CLI::App* cmd, const std::string& name, T& into, const std::
     return cmd->add_option(name, into, desc)->transform(decimal)->type_name("N");
 }
 
-void add_syn_options(CLI::App* cmd, SynOptions& s) {
+/// The SYN options; `isn_and_ts` is false for time-wait, where --isn and --ts name the
+/// reuse test's choices instead.
+void add_syn_options(CLI::App* cmd, SynOptions& s, bool isn_and_ts = true) {
     optional_number(cmd, "--mss", s.mss, "MSS option value (default: interface MTU - 40)");
     cmd->add_flag("--no-mss", s.no_mss, "send no MSS option");
     optional_number(cmd, "--wscale", s.wscale, "window scale option, shift 0-14");
     cmd->add_flag("--sack", s.sack, "SACK-permitted option");
-    cmd->add_flag("--ts", s.ts, "timestamps option");
+    if (isn_and_ts) cmd->add_flag("--ts", s.ts, "timestamps option");
     cmd->add_option("--option", s.raw_options, "raw option KIND:HEX (repeatable, kept in order; 1 = NOP, 0 = EOL)")
         ->allow_extra_args(false)
         ->type_name("KIND:HEX");
@@ -73,7 +77,9 @@ void add_syn_options(CLI::App* cmd, SynOptions& s) {
     number(cmd, "--tos", s.tos, "IP type of service / DSCP+ECN byte (default 0)");
     cmd->add_flag("--df,!--no-df", s.df, "set (default) or clear the IP don't-fragment bit");
     cmd->add_option_function<std::string>("--ip-id", [&s](const std::string& v) { s.ip_id = v; }, "first IP ID (default random)")->type_name("N");
-    cmd->add_option_function<std::string>("--isn", [&s](const std::string& v) { s.isn = v; }, "initial sequence number (default random)")->type_name("N");
+    if (isn_and_ts)
+        cmd->add_option_function<std::string>("--isn", [&s](const std::string& v) { s.isn = v; }, "initial sequence number (default random)")
+            ->type_name("N");
     optional_number(cmd, "--sport", s.sport, "source port (default: a free ephemeral port)");
     cmd->add_option("--flags", s.flags, "extra flags on the SYN, e.g. ece,cwr")->type_name("FLAGS");
 }
@@ -179,6 +185,26 @@ CommandLine::CommandLine()
     ls->add_option("--tolerance", l.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
     number(ls, "--count", l.count, "stop once this many clients are done (default 1)");
     state_->listen_cmd = ls;
+
+    TimeWaitOptions& w = state_->time_wait;
+    CLI::App* tw = app.add_subcommand("time-wait", "make the peer close first, then probe its TIME-WAIT on the same 4-tuple");
+    tw->fallthrough();
+    tw->footer(exit_help);
+    tw->add_option("target", w.target, "HOST:PORT")->required()->type_name("HOST:PORT");
+    add_syn_options(tw, w.syn, false);
+    add_connect_options(tw, w.conn);
+    tw->add_option("--test", w.test, "duration (default), reuse, rst, fin, or all (each on its own connection)")
+        ->check(CLI::IsMember({"duration", "reuse", "rst", "fin", "all"}));
+    tw->add_option("--isn", w.isn, "reuse: the new SYN's ISN higher (default) or lower than the old connection's SND.NXT")
+        ->check(CLI::IsMember({"higher", "lower"}));
+    tw->add_option("--ts", w.ts, "timestamps on both connections; reuse: the new SYN's TSval newer (default) or older; none: no timestamps")
+        ->check(CLI::IsMember({"newer", "older", "none"}));
+    tw->add_option("--request", w.request, "what makes the peer close first (default an HTTP/1.0 GET): TEXT with escapes, or @FILE")
+        ->type_name("TEXT|@FILE");
+    tw->add_option("--max-wait", w.max_wait, "longest wait for the peer to close first (default 10s)")->type_name("DURATION");
+    tw->add_option("--probe-interval", w.probe_interval, "duration: time between probes, at least 600ms (default 1s)")->type_name("DURATION");
+    tw->add_option("--max-duration", w.max_duration, "duration: stop probing a TIME-WAIT longer than this (default 90s)")->type_name("DURATION");
+    state_->time_wait_cmd = tw;
 }
 
 CommandLine::~CommandLine() = default;
@@ -232,6 +258,7 @@ int CommandLine::run(int argc, char** argv) {
         if (state_->half_close_cmd->parsed()) return run_half_close(state_->global, state_->half_close);
         if (state_->retransmit_cmd->parsed()) return run_retransmit(state_->global, state_->retransmit);
         if (state_->listen_cmd->parsed()) return run_listen(state_->global, state_->listen);
+        if (state_->time_wait_cmd->parsed()) return run_time_wait(state_->global, state_->time_wait);
         return fail(exit_status::usage, "no command given (see tcpprobe --help)");
     } catch (const io::UsageError& e) {
         return fail(exit_status::usage, e.what());

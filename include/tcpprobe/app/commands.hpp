@@ -91,7 +91,21 @@ struct ListenOptions {
     unsigned count = 1;
 };
 
+struct TimeWaitOptions {
+    std::string target;
+    SynOptions syn;
+    ConnectOptions conn;
+    std::string test = "duration";
+    std::string isn = "higher";
+    std::string ts = "newer";
+    std::string request = "GET / HTTP/1.0\\r\\n\\r\\n";
+    std::string max_wait = "10s";
+    std::string probe_interval = "1s";
+    std::string max_duration = "90s";
+};
+
 int run_handshake(const GlobalOptions& g, const HandshakeOptions& o);
+int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o);
 int run_listen(const GlobalOptions& g, const ListenOptions& o);
 int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o);
 int run_teardown(const GlobalOptions& g, const CloseOptions& o);
