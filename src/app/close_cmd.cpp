@@ -112,6 +112,17 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
         text += fmt::format("data received: {} bytes before our FIN, {} after; {} bytes before the peer's FIN, {} after\n",
                             r.bytes_before_our_fin, r.bytes_after_our_fin, r.bytes_before_peer_fin, r.bytes_after_peer_fin);
     }
+    // Who holds TIME-WAIT, described the same way as `tcpprobe time-wait` describes the peer's.
+    nlohmann::json tw_json = {{"side", nullptr}, {"observed", false}, {"duration_us", nullptr}};
+    for (const auto& sp : local)
+        if (sp.state == "TIME-WAIT") {
+            tw_json = {{"side", "local"}, {"observed", true}, {"duration_us", sp.lasted ? nlohmann::json(to_us(*sp.lasted)) : nlohmann::json(nullptr)}};
+            if (connected) text += fmt::format("TIME-WAIT: ours, {}\n", sp.lasted ? fmt::format("{:.3f} ms (--time-wait)", to_ms_f(*sp.lasted)) : std::string("cut short"));
+        }
+    if (!peer.empty() && peer.back().state == "TIME-WAIT") {
+        tw_json = {{"side", "peer"}, {"observed", true}, {"duration_us", nullptr}};
+        if (connected) text += "TIME-WAIT: held by the peer (inferred; `tcpprobe time-wait` measures it)\n";
+    }
     for (const auto& a : c.anomalies) text += fmt::format("anomaly: {}\n", a);
     if (stats.interrupted) text += "interrupted\n";
 
@@ -136,7 +147,8 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
                     {"bytes_before_peer_fin", r.bytes_before_peer_fin},
                     {"bytes_after_peer_fin", r.bytes_after_peer_fin},
                     {"local_states", spans_json(local)},
-                    {"peer_states", spans_json(peer)}});
+                    {"peer_states", spans_json(peer)},
+                    {"time_wait", tw_json}});
     renderer->summary(text, summary);
     if (stats.interrupted) return exit_status::interrupted;
     if (!connected) return probe::exit_code(c.verdict);
