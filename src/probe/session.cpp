@@ -1,14 +1,30 @@
-// Flow table and scheduling. Lookup is one hash probe per packet whatever the number of
-// flows. Deadlines are gathered by a scan over the flows, fine for the handful a
-// handshake run holds.
+// Flow table and timer heap (see scenario.hpp).
+#include <algorithm>
+#include <functional>
+#include <limits>
+
 #include "tcpprobe/probe/scenario.hpp"
 
 namespace tcpprobe::probe {
 
+namespace {
+constexpr std::size_t end_marker = std::numeric_limits<std::size_t>::max();
+}
+
 Flow& Session::add(Instant start_at, std::unique_ptr<Flow> flow) {
-    by_tuple_.emplace(flow->tuple(), flows_.size());
-    flows_.push_back({std::move(flow), start_at, false});
+    flows_.push_back({std::move(flow), start_at});
+    const std::size_t i = flows_.size() - 1;
+    if (!sequential_ || i == 0) {
+        heap_.push_back({start_at, i, 0});
+        std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
+    }
     return *flows_.back().flow;
+}
+
+void Session::set_end(Instant end) {
+    end_ = end;
+    heap_.push_back({end, end_marker, 0});
+    std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
 }
 
 Session::Entry* Session::find(const wire::FourTuple& t) {
@@ -16,76 +32,124 @@ Session::Entry* Session::find(const wire::FourTuple& t) {
     return it == by_tuple_.end() ? nullptr : &flows_[it->second];
 }
 
+void Session::touch(std::size_t i) {
+    Entry& e = flows_[i];
+    ++e.generation;
+    if (e.flow->done()) {
+        if (!e.counted_done) {
+            e.counted_done = true;
+            ++done_count_;
+            if (sequential_ && i + 1 < flows_.size() && next_sequential_ == i + 1) {
+                heap_.push_back({flows_[i + 1].start_at, i + 1, flows_[i + 1].generation});
+                std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
+            }
+        }
+        return;
+    }
+    if (auto d = e.flow->next_deadline()) {
+        heap_.push_back({*d, i, e.generation});
+        std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
+    }
+}
+
+void Session::start(std::size_t i, Instant now, Outbox& out) {
+    Entry& e = flows_[i];
+    e.started = true;
+    by_tuple_[e.flow->tuple()] = i;  // a later flow may take over a finished flow's tuple
+    if (sequential_) next_sequential_ = i + 1;
+    e.flow->start(now, out);
+    touch(i);
+}
+
 void Session::on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out) {
+    auto deliver = [&](Entry* e, auto&& call) {
+        call(*e->flow);
+        touch(static_cast<std::size_t>(e - flows_.data()));
+    };
     if (const auto* seg = p.segment()) {
         // Our segments go local -> remote; answers come back reversed.
         if (Entry* e = find({seg->src, seg->dst}); e && e->started) {
-            e->flow->on_segment(t, *seg, true, out);
+            deliver(e, [&](Flow& f) { f.on_segment(t, *seg, true, out); });
             return;
         }
         if (Entry* e = find({seg->dst, seg->src}); e && e->started) {
-            e->flow->on_segment(t, *seg, false, out);
+            deliver(e, [&](Flow& f) { f.on_segment(t, *seg, false, out); });
             return;
         }
         if (acceptor_) {
             if (auto flow = acceptor_(t, *seg)) {
-                Flow& f = add(t, std::move(flow));
-                flows_.back().started = true;
-                f.start(t, out);
-                f.on_segment(t, *seg, false, out);
+                flows_.push_back({std::move(flow), t});
+                const std::size_t i = flows_.size() - 1;
+                start(i, t, out);
+                flows_[i].flow->on_segment(t, *seg, false, out);
+                touch(i);
                 return;
             }
         }
     } else if (const auto* icmp = p.icmp()) {
         if (Entry* e = find({icmp->quoted_src, icmp->quoted_dst}); e && e->started) {
-            e->flow->on_icmp(t, *icmp, out);
+            deliver(e, [&](Flow& f) { f.on_icmp(t, *icmp, out); });
             return;
         }
     }
     ++unmatched_;
 }
 
-void Session::on_timer(Instant now, Outbox& out) {
-    if (end_ && !ended_ && now >= *end_) {
-        ended_ = true;
-        for (auto& e : flows_)
-            if (e.started && !e.flow->done()) e.flow->stop(now, out);
-        return;
+void Session::drop_stale() const {
+    while (!heap_.empty()) {
+        const Timer& top = heap_.front();
+        const bool stale = top.index == end_marker
+                               ? ended_
+                               : (flows_[top.index].started
+                                      ? (top.generation != flows_[top.index].generation || flows_[top.index].flow->done())
+                                      : false);
+        if (!stale) return;
+        std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
+        heap_.pop_back();
     }
-    for (std::size_t i = 0; i < flows_.size(); ++i) {
-        Entry& e = flows_[i];
+}
+
+void Session::on_timer(Instant now, Outbox& out) {
+    // Bounded: a flow that keeps asking for a past deadline is served again on the next
+    // call, after the runner has had a chance to read the capture.
+    std::size_t budget = 2 * heap_.size() + 16;
+    for (; budget > 0; --budget) {
+        drop_stale();
+        if (heap_.empty() || heap_.front().at > now) return;
+        Timer top = heap_.front();
+        std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
+        heap_.pop_back();
+        if (top.index == end_marker) {
+            ended_ = true;
+            for (std::size_t i = 0; i < flows_.size(); ++i)
+                if (flows_[i].started && !flows_[i].flow->done()) {
+                    flows_[i].flow->stop(now, out);
+                    touch(i);
+                }
+            return;
+        }
+        Entry& e = flows_[top.index];
         if (!e.started) {
-            if (e.start_at > now) continue;
-            if (sequential_ && i > 0 && !(flows_[i - 1].started && flows_[i - 1].flow->done())) continue;
-            e.started = true;
-            e.flow->start(now, out);
+            start(top.index, now, out);
             continue;
         }
-        if (e.flow->done()) continue;
-        if (auto d = e.flow->next_deadline(); d && *d <= now) e.flow->on_timer(now, out);
+        e.flow->on_timer(now, out);
+        touch(top.index);
     }
 }
 
 void Session::interrupt(Instant now, Outbox& out) {
-    for (auto& e : flows_)
-        if (e.started && !e.flow->done()) e.flow->interrupt(now, out);
+    for (std::size_t i = 0; i < flows_.size(); ++i)
+        if (flows_[i].started && !flows_[i].flow->done()) {
+            flows_[i].flow->interrupt(now, out);
+            touch(i);
+        }
 }
 
 std::optional<Instant> Session::next_deadline() const {
-    std::optional<Instant> best;
-    auto consider = [&](Instant d) {
-        if (!best || d < *best) best = d;
-    };
-    if (end_ && !ended_) consider(*end_);
-    for (std::size_t i = 0; i < flows_.size(); ++i) {
-        const Entry& e = flows_[i];
-        if (!e.started) {
-            // A sequential flow waits for its predecessor, whose deadline is considered.
-            if (!sequential_ || i == 0 || (flows_[i - 1].started && flows_[i - 1].flow->done())) consider(e.start_at);
-        } else if (!e.flow->done())
-            if (auto d = e.flow->next_deadline()) consider(*d);
-    }
-    return best;
+    drop_stale();
+    if (heap_.empty()) return std::nullopt;
+    return heap_.front().at;
 }
 
 bool Session::done() const {
@@ -95,26 +159,18 @@ bool Session::done() const {
     } else if (acceptor_) {
         return false;  // a passive session runs until it is told to stop
     }
-    for (const auto& e : flows_)
-        if (!e.started || !e.flow->done()) return false;
-    return true;
+    return done_count_ == flows_.size();
 }
 
-}  // namespace tcpprobe::probe
-
-namespace tcpprobe::probe {
-
 std::string Session::progress(Instant now) const {
-    std::size_t running = 0, finished = 0;
-    std::string first;
+    // Called a few times a second on a TTY only; it looks for the first running flow.
     for (const auto& e : flows_) {
-        if (e.started && e.flow->done()) ++finished;
         if (!e.started || e.flow->done()) continue;
-        ++running;
-        if (first.empty()) first = e.flow->progress(now);
+        std::string first = e.flow->progress(now);
+        if (flows_.size() <= 1 || first.empty()) return first;
+        return first + " [" + std::to_string(done_count_ + 1) + "/" + std::to_string(flows_.size()) + "]";
     }
-    if (flows_.size() <= 1) return first;
-    return first.empty() ? std::string() : first + " [" + std::to_string(finished + 1) + "/" + std::to_string(flows_.size()) + "]";
+    return {};
 }
 
 }  // namespace tcpprobe::probe

@@ -34,9 +34,15 @@ public:
     virtual std::string progress(Instant) const { return {}; }
 };
 
+/// The flow table and the one timer structure of a run.
+///
+/// Lookup is one hash probe per packet; timers live in one binary heap with lazy
+/// deletion (a flow's entry is replaced whenever the flow is touched), so neither a
+/// packet nor a timer costs anything per other flow. A flow's 4-tuple is registered
+/// when it starts, so a later flow may reuse the tuple of one that is done.
 class Session {
 public:
-    /// Adds a flow that starts at `start_at`. Its 4-tuple must be unique in the session.
+    /// Adds a flow that starts at `start_at`.
     Flow& add(Instant start_at, std::unique_ptr<Flow> flow);
     /// Each flow starts only once the one before it is done (measurements that must not overlap).
     void set_sequential(bool s) { sequential_ = s; }
@@ -47,16 +53,17 @@ public:
     void set_acceptor(Acceptor a) { acceptor_ = std::move(a); }
     /// Passive sessions end when this returns true (e.g. enough clients seen), or never.
     void set_stop_when(std::function<bool()> f) { stop_when_ = std::move(f); }
-    /// At `end` every running flow is stopped (interrupt) and the session is done.
-    void set_end(Instant end) { end_ = end; }
+    /// At `end` every running flow is stopped (Flow::stop) and the session is done.
+    void set_end(Instant end);
     void on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out);
     void on_timer(Instant now, Outbox& out);
     void interrupt(Instant now, Outbox& out);
     std::optional<Instant> next_deadline() const;
     bool done() const;
-    /// The progress of the flows still running, for a live status line.
+    /// The progress of a flow still running, for a live status line.
     std::string progress(Instant now) const;
     std::size_t size() const { return flows_.size(); }
+    std::size_t finished() const { return done_count_; }
     const Flow& flow(std::size_t i) const { return *flows_[i].flow; }
     /// Captured packets that belonged to no flow (a narrow capture filter keeps this at 0).
     std::uint64_t unmatched() const { return unmatched_; }
@@ -66,11 +73,26 @@ private:
         std::unique_ptr<Flow> flow;
         Instant start_at;
         bool started = false;
+        bool counted_done = false;
+        std::uint32_t generation = 0;  ///< heap entries with an older generation are stale
+    };
+    struct Timer {
+        Instant at;
+        std::size_t index;
+        std::uint32_t generation;
+        bool operator>(const Timer& o) const { return at > o.at; }
     };
     Entry* find(const wire::FourTuple& t);
+    void start(std::size_t i, Instant now, Outbox& out);
+    /// After any call into flow i: count it done, or queue its next deadline.
+    void touch(std::size_t i);
+    void drop_stale() const;
 
     std::vector<Entry> flows_;
     std::unordered_map<wire::FourTuple, std::size_t, wire::FourTupleHash> by_tuple_;
+    mutable std::vector<Timer> heap_;  ///< min-heap on `at` (std::push_heap with greater)
+    std::size_t done_count_ = 0;
+    std::size_t next_sequential_ = 0;
     std::uint64_t unmatched_ = 0;
     bool sequential_ = false;
     Acceptor acceptor_;
