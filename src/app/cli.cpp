@@ -23,6 +23,8 @@ struct CommandLine::State {
     RetransmitOptions retransmit;
     ListenOptions listen;
     TimeWaitOptions time_wait;
+    PingOptions ping;
+    CLI::App* ping_cmd = nullptr;
     CLI::App* time_wait_cmd = nullptr;
     CLI::App* retransmit_cmd = nullptr;
     CLI::App* listen_cmd = nullptr;
@@ -205,6 +207,22 @@ CommandLine::CommandLine()
     tw->add_option("--probe-interval", w.probe_interval, "duration: time between probes, at least 600ms (default 1s)")->type_name("DURATION");
     tw->add_option("--max-duration", w.max_duration, "duration: stop probing a TIME-WAIT longer than this (default 90s)")->type_name("DURATION");
     state_->time_wait_cmd = tw;
+
+    PingOptions& pg = state_->ping;
+    CLI::App* pc = app.add_subcommand("ping", "half-open SYN probes timed at the wire, to one or many HOST:PORTS");
+    pc->fallthrough();
+    pc->footer(exit_help);
+    pc->add_option("targets", pg.targets, "HOST:PORTS, e.g. host:80, host:80,443, host:8000-8100 (several allowed)")
+        ->required()
+        ->type_name("HOST:PORTS");
+    add_syn_options(pc, pg.syn);
+    number(pc, "--count", pg.count, "probes per destination (default 5)");
+    pc->add_option("--interval", pg.interval, "time between probes over the whole run (default 1s)")->type_name("DURATION");
+    pc->add_option_function<double>("--rate", [&pg](const double& v) { pg.rate = v; }, "probes per second over the whole run")
+        ->type_name("PPS");
+    pc->add_flag("--flood", pg.flood, "as fast as the sender allows (bounded by --count); no per-probe lines");
+    pc->add_option("--timeout", pg.timeout, "a probe unanswered this long is lost (default 1s)")->type_name("DURATION");
+    state_->ping_cmd = pc;
 }
 
 CommandLine::~CommandLine() = default;
@@ -259,6 +277,7 @@ int CommandLine::run(int argc, char** argv) {
         if (state_->retransmit_cmd->parsed()) return run_retransmit(state_->global, state_->retransmit);
         if (state_->listen_cmd->parsed()) return run_listen(state_->global, state_->listen);
         if (state_->time_wait_cmd->parsed()) return run_time_wait(state_->global, state_->time_wait);
+        if (state_->ping_cmd->parsed()) return run_ping(state_->global, state_->ping);
         return fail(exit_status::usage, "no command given (see tcpprobe --help)");
     } catch (const io::UsageError& e) {
         return fail(exit_status::usage, e.what());

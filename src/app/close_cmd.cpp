@@ -71,7 +71,7 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
     cc.max_wait = parse_duration(o.max_wait, "--max-wait");
     const Duration time_wait = parse_duration(o.time_wait, "--time-wait");
 
-    auto edge = open_edge(g, {prep.addr, {prep.target.port}, 1, prep.syn.sport, true});
+    auto edge = open_edge(g, {{prep.addr}, {prep.target.port}, 1, prep.syn.sport, true});
     auto renderer = make_renderer(g);
     cc.connect = make_connect_config(prep, *edge, 0);
     cc.connect.tcb.time_wait = time_wait;

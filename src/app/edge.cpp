@@ -35,21 +35,29 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     if (!g.source.empty()) source = io::resolve_ipv4(g.source);
     std::optional<std::string> iface;
     if (!g.interface.empty()) iface = g.interface;
-    edge->route = io::select_route(req.target, source, iface);
-    spdlog::debug("route to {}: source {} interface {}", wire::to_string(req.target),
+    edge->route = io::select_route(req.targets.at(0), source, iface);
+    for (auto t : req.targets) {
+        // One capture and one sender: every target must be reached the same way.
+        io::Route r = io::select_route(t, source, iface);
+        if (r.interface != edge->route.interface || !(r.source == edge->route.source))
+            throw io::UsageError(fmt::format("targets {} and {} are reached through different interfaces or sources; "
+                                             "probe them in separate runs", wire::to_string(req.targets[0]), wire::to_string(t)));
+    }
+    spdlog::debug("route to {}: source {} interface {}", wire::to_string(req.targets[0]),
                   wire::to_string(edge->route.source), edge->route.interface);
 
+    if (req.flows > 512) io::raise_fd_limit();
     for (std::size_t i = 0; i < req.flows; ++i)
         edge->sports.push_back(edge->ports.reserve(edge->route.source, req.sport.value_or(0)));
 
     edge->capture = std::make_unique<io::PcapSource>(
-        edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.target, req.target_ports));
+        edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports));
     if (!g.write_pcap.empty()) edge->capture->dump_to(g.write_pcap);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
     if (guard) {
         std::string table = fmt::format("tcpprobe_{}", ::getpid());
         edge->guard = std::make_unique<io::NftGuard>(
-            table, io::rst_guard_ruleset(table, edge->route.source, edge->sports, req.target, packet_mark));
+            table, io::rst_guard_ruleset(table, edge->route.source, edge->sports, req.targets, packet_mark));
         spdlog::debug("RST guard: nft table ip {}", table);
     }
     io::drop_privileges();

@@ -22,7 +22,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
     if (o.count > 1 && o.syn.sport) throw io::UsageError("--sport cannot be combined with --count > 1 (each probe needs its own port)");
     if (o.half_open && o.stale_syn) throw io::UsageError("--half-open and --stale-syn cannot be combined");
 
-    auto edge = open_edge(g, {prep.addr, {prep.target.port}, o.count, prep.syn.sport, !o.half_open});
+    auto edge = open_edge(g, {{prep.addr}, {prep.target.port}, o.count, prep.syn.sport, !o.half_open});
     auto renderer = make_renderer(g);
     renderer->set_multi_flow(o.count > 1);
 

@@ -45,6 +45,44 @@ Target parse_target(std::string_view text) {
     return t;
 }
 
+TargetSpec parse_target_spec(std::string_view text) {
+    if (text.starts_with("["))
+        throw UsageError(fmt::format("target '{}': IPv6 is not supported yet (use an IPv4 address or name)", text));
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size())
+        throw UsageError(fmt::format("target '{}': expected HOST:PORTS, e.g. 192.0.2.1:80, host:80,443 or host:8000-8100", text));
+    std::string_view host = text.substr(0, colon);
+    if (host.find(':') != std::string_view::npos)
+        throw UsageError(fmt::format("target '{}': IPv6 is not supported yet (use an IPv4 address or name)", text));
+    TargetSpec t;
+    t.host = std::string(host);
+    std::vector<bool> seen(65536, false);
+    std::string_view list = text.substr(colon + 1);
+    std::size_t at = 0;
+    while (at <= list.size()) {
+        auto comma = list.find(',', at);
+        std::string_view item = list.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+        const std::string what = fmt::format("target '{}': port", text);
+        auto dash = item.find('-');
+        std::uint64_t lo, hi;
+        if (dash == std::string_view::npos) {
+            lo = hi = parse_number(item, what, 1, 65535);
+        } else {
+            lo = parse_number(item.substr(0, dash), what, 1, 65535);
+            hi = parse_number(item.substr(dash + 1), what, 1, 65535);
+            if (hi < lo) throw UsageError(fmt::format("target '{}': port range {} runs backwards", text, item));
+        }
+        for (std::uint64_t p = lo; p <= hi; ++p)
+            if (!seen[p]) {
+                seen[p] = true;
+                t.ports.push_back(static_cast<std::uint16_t>(p));
+            }
+        if (comma == std::string_view::npos) break;
+        at = comma + 1;
+    }
+    return t;
+}
+
 void check_target_address(std::uint32_t a, std::string_view shown) {
     if (a == 0) throw UsageError(fmt::format("target {}: 0.0.0.0 is not a host", shown));
     if (a == 0xFFFFFFFFu) throw UsageError(fmt::format("target {}: broadcast addresses are refused", shown));

@@ -81,7 +81,7 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
     if (o.count < 1) throw io::UsageError("--count: must be at least 1");
     if (o.count > 1 && o.syn.sport) throw io::UsageError("--sport cannot be combined with --count > 1");
 
-    auto edge = open_edge(g, {prep.addr, {prep.target.port}, o.count, prep.syn.sport, true});
+    auto edge = open_edge(g, {{prep.addr}, {prep.target.port}, o.count, prep.syn.sport, true});
     auto renderer = make_renderer(g);
     renderer->set_multi_flow(o.count > 1);
     probe::Session session;

@@ -105,7 +105,7 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
     if (o.test != "reuse" && o.test != "all" && o.isn != "higher")
         throw io::UsageError("--isn higher|lower goes with --test reuse");
 
-    auto edge = open_edge(g, {prep.addr, {prep.target.port}, todo.size(), prep.syn.sport, true});
+    auto edge = open_edge(g, {{prep.addr}, {prep.target.port}, todo.size(), prep.syn.sport, true});
     auto renderer = make_renderer(g);
     renderer->set_multi_flow(todo.size() > 1);
     probe::Session session;

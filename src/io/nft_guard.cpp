@@ -11,21 +11,22 @@
 namespace tcpprobe::io {
 
 std::string rst_guard_ruleset(const std::string& table, wire::Ipv4Addr local,
-                              const std::vector<std::uint16_t>& local_ports, wire::Ipv4Addr remote,
+                              const std::vector<std::uint16_t>& local_ports, const std::vector<wire::Ipv4Addr>& remotes,
                               std::uint32_t mark) {
-    std::string ports;
+    std::string ports, daddrs;
     for (auto p : local_ports) ports += fmt::format("{}{}", ports.empty() ? "" : ", ", p);
+    for (auto r : remotes) daddrs += fmt::format("{}{}", daddrs.empty() ? "" : ", ", wire::to_string(r));
     // Priority raw (-300) runs before conntrack and any filter chain a user may have.
     return fmt::format(
         "table ip {table} {{\n"
         "  flags owner\n"
         "  chain rst_guard {{\n"
         "    type filter hook output priority raw; policy accept;\n"
-        "    ip saddr {local} ip daddr {remote} tcp sport {{ {ports} }} tcp flags & rst == rst meta mark != {mark:#x} drop\n"
+        "    ip saddr {local} ip daddr {{ {remotes} }} tcp sport {{ {ports} }} tcp flags & rst == rst meta mark != {mark:#x} drop\n"
         "  }}\n"
         "}}\n",
-        fmt::arg("table", table), fmt::arg("local", wire::to_string(local)),
-        fmt::arg("remote", wire::to_string(remote)), fmt::arg("ports", ports), fmt::arg("mark", mark));
+        fmt::arg("table", table), fmt::arg("local", wire::to_string(local)), fmt::arg("remotes", daddrs),
+        fmt::arg("ports", ports), fmt::arg("mark", mark));
 }
 
 std::string listen_ruleset(const std::string& table, std::optional<wire::Ipv4Addr> local, std::uint16_t port,

@@ -34,13 +34,18 @@ std::string join_ports(const char* dir, const std::vector<std::uint16_t>& ports)
 }  // namespace
 
 std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t>& local_ports,
-                           wire::Ipv4Addr remote, const std::vector<std::uint16_t>& remote_ports) {
-    const std::string l = wire::to_string(local), r = wire::to_string(remote);
-    // Long port lists make the BPF program long; beyond a few dozen ports the host pair is
-    // filter enough and the flow table discards the rest.
+                           const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports) {
+    const std::string l = wire::to_string(local);
+    // Long lists make the BPF program long; beyond a few dozen entries the local address
+    // is filter enough and the flow table discards the rest.
     constexpr std::size_t max_listed = 32;
-    std::string out_dir = fmt::format("src host {} and dst host {}", l, r);
-    std::string in_dir = fmt::format("src host {} and dst host {}", r, l);
+    auto hosts = [&](const char* dir) {
+        std::string h;
+        for (auto r : remotes) h += fmt::format("{}{}", h.empty() ? "" : " or ", wire::to_string(r));
+        return remotes.size() <= max_listed && !remotes.empty() ? fmt::format(" and {} host ({})", dir, h) : std::string();
+    };
+    std::string out_dir = fmt::format("src host {}{}", l, hosts("dst"));
+    std::string in_dir = fmt::format("dst host {}{}", l, hosts("src"));
     if (!local_ports.empty() && local_ports.size() <= max_listed) {
         out_dir += " and " + join_ports("src", local_ports);
         in_dir += " and " + join_ports("dst", local_ports);

@@ -2,6 +2,7 @@
 // all dropped, with no_new_privs, once the raw socket, capture and nft table are open.
 #include <sys/capability.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 
 #include <fmt/format.h>
 
@@ -37,6 +38,14 @@ void require_capabilities(bool need_net_admin) {
         throw;
     }
     cap_free(caps);
+}
+
+void raise_fd_limit() {
+    rlimit r{};
+    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+        r.rlim_cur = r.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &r);
+    }
 }
 
 void drop_privileges() {

@@ -104,7 +104,18 @@ struct TimeWaitOptions {
     std::string max_duration = "90s";
 };
 
+struct PingOptions {
+    std::vector<std::string> targets;   ///< HOST:PORTS, e.g. host:80,443 or host:8000-8100
+    SynOptions syn;
+    unsigned count = 5;                 ///< probes per destination (host and port)
+    std::string interval = "1s";
+    std::optional<double> rate;         ///< probes per second over the whole run
+    bool flood = false;
+    std::string timeout = "1s";
+};
+
 int run_handshake(const GlobalOptions& g, const HandshakeOptions& o);
+int run_ping(const GlobalOptions& g, const PingOptions& o);
 int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o);
 int run_listen(const GlobalOptions& g, const ListenOptions& o);
 int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o);

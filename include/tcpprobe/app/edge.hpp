@@ -16,7 +16,7 @@ namespace tcpprobe::app {
 inline constexpr std::uint32_t packet_mark = 0x74637070;  // "tcpp"
 
 struct EdgeRequest {
-    wire::Ipv4Addr target;
+    std::vector<wire::Ipv4Addr> targets;     ///< all reached through one interface
     std::vector<std::uint16_t> target_ports;
     std::size_t flows = 1;            ///< source ports to reserve
     std::optional<std::uint16_t> sport;

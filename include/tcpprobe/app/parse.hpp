@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tcpprobe/time.hpp"
 #include "tcpprobe/wire/tcp_options.hpp"
@@ -15,6 +16,14 @@ struct Target {
     std::string host;
     std::uint16_t port = 0;
 };
+
+/// A host and a list of ports: "host:80", "host:80,443", "host:8000-8100", "host:22,8000-8010".
+struct TargetSpec {
+    std::string host;
+    std::vector<std::uint16_t> ports;  ///< in the order given, duplicates removed
+};
+inline constexpr std::size_t max_ports_per_target = 65535;
+TargetSpec parse_target_spec(std::string_view text);
 
 /// "host:port" (name or dotted quad). "[v6]:port" is refused: IPv6 is not supported yet.
 Target parse_target(std::string_view text);

@@ -92,14 +92,14 @@ private:
 /// Capture filter for the flows between `local` and `remote` ports, both ways, plus ICMP
 /// errors sent to `local`. Pure: tested against golden strings.
 std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t>& local_ports,
-                           wire::Ipv4Addr remote, const std::vector<std::uint16_t>& remote_ports);
+                           const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports);
 
 // --- nftables RST guard -----------------------------------------------------------
 
 /// Rule text of the guard: a table with `flags owner`, an output chain at priority raw
 /// dropping RSTs from our ports to the target unless they carry our mark. Pure.
 std::string rst_guard_ruleset(const std::string& table, wire::Ipv4Addr local,
-                              const std::vector<std::uint16_t>& local_ports, wire::Ipv4Addr remote,
+                              const std::vector<std::uint16_t>& local_ports, const std::vector<wire::Ipv4Addr>& remotes,
                               std::uint32_t mark);
 
 /// The passive side's table: SYNs to `port` (on `local`, or any address) are dropped
@@ -127,6 +127,8 @@ private:
 void require_capabilities(bool need_net_admin);
 /// Drops every capability and sets no_new_privs; open handles keep working.
 void drop_privileges();
+/// Raises the open-file limit to its hard maximum (one reserved socket per source port).
+void raise_fd_limit();
 
 class SystemClock final : public Clock {
 public:

@@ -1,0 +1,98 @@
+// TCP ping: repeated half-open SYN probes, timed at the wire.
+//
+// Probes to one destination go out on "lanes": a lane is one source port (one 4-tuple,
+// one flow) that carries one probe at a time, each with its own ISN, so an answer is
+// matched to its probe by the acknowledgment number without ambiguity. A SYN-ACK is
+// answered with our RST (the local kernel, which knows nothing of the connection,
+// sends one too; it is recognised and not counted as ours). The global pace (--interval,
+// --rate, --flood) is a ticket schedule shared by every lane of the run.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "tcpprobe/probe/scenario.hpp"
+#include "tcpprobe/tcb/tcb.hpp"
+
+namespace tcpprobe::probe {
+
+/// The run's pace: ticket k may go at start + k * spacing (spacing 0: as fast as possible),
+/// and each destination gets `per_destination` probes.
+class PingPlan {
+public:
+    PingPlan(Instant start, Duration spacing, std::size_t destinations, std::uint32_t per_destination);
+    struct Ticket {
+        Instant at;            ///< when it may go
+        std::uint32_t seq_no;  ///< the probe's number for its destination
+    };
+    /// Takes the next ticket for destination d, or nullopt when d is served.
+    std::optional<Ticket> take(std::size_t d);
+    std::uint32_t per_destination() const { return per_destination_; }
+
+private:
+    Instant start_;
+    Duration spacing_;
+    std::uint64_t issued_ = 0;
+    std::uint32_t per_destination_;
+    std::vector<std::uint32_t> taken_;
+};
+
+enum class ProbeResult : std::uint8_t { Pending, SynAck, Rst, Icmp, Silence };
+
+struct ProbeRecord {
+    Instant sent{};        ///< capture time of the SYN
+    std::int64_t rtt_ns = -1;
+    std::uint32_t seq_no = 0;  ///< probe number within its destination
+    ProbeResult result = ProbeResult::Pending;
+    std::uint8_t icmp_type = 0, icmp_code = 0;
+};
+
+struct PingLaneConfig {
+    tcb::TcbConfig tcb;        ///< tuple, SYN options, IP fields; iss seeds the lane's ISNs
+    std::size_t destination = 0;
+    Duration timeout = std::chrono::seconds{1};
+    bool events = true;        ///< per-probe lines (off under --flood)
+};
+
+class PingLane final : public Flow {
+public:
+    PingLane(PingLaneConfig config, std::shared_ptr<PingPlan> plan);
+
+    wire::FourTuple tuple() const override { return cfg_.tcb.tuple; }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override;
+    void on_timer(Instant now, Outbox& out) override;
+    void interrupt(Instant now, Outbox& out) override;
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return done_; }
+
+    const std::vector<ProbeRecord>& probes() const { return probes_; }
+    std::size_t destination() const { return cfg_.destination; }
+    std::uint64_t kernel_rsts() const { return kernel_rsts_; }
+    std::uint64_t late() const { return late_; }
+
+private:
+    void next_ticket(Instant now);
+    void send_probe(Instant now, Outbox& out);
+    void finish_probe(Instant t, ProbeResult r, Outbox& out, const char* what);
+
+    PingLaneConfig cfg_;
+    std::shared_ptr<PingPlan> plan_;
+    tcb::Tcb tcb_;                     ///< builds our segments (options, timestamps, IP fields)
+    std::vector<ProbeRecord> probes_;
+    std::optional<Instant> send_at_;   ///< our next ticket
+    std::uint32_t next_seq_no_ = 0;
+    std::optional<Instant> give_up_at_;
+    bool outstanding_ = false;
+    bool captured_ = false;            ///< the outstanding SYN has been seen in the capture
+    std::optional<std::uint16_t> our_rst_id_;  ///< IP ID of our RST not yet seen in the capture
+    wire::Seq isn_;
+    std::uint64_t kernel_rsts_ = 0;
+    std::uint64_t late_ = 0;
+    bool done_ = false;
+};
+
+}  // namespace tcpprobe::probe
