@@ -133,7 +133,9 @@ CommandLine::CommandLine()
     CLI::App* hs = app.add_subcommand("handshake", "SYN with the chosen options, observe, complete (or reset)");
     hs->fallthrough();
     hs->footer(exit_help);
-    hs->add_option("target", h.target, "HOST:PORT")->required()->type_name("HOST:PORT");
+    hs->add_option("targets", h.targets, "HOST:PORTS, e.g. host:443, host:80,443, host:8000-8100 (several allowed)")
+        ->required()
+        ->type_name("HOST:PORTS");
     add_syn_options(hs, h.syn);
     hs->add_flag("--half-open", h.half_open, "answer the SYN-ACK with RST instead of ACK (no RST guard needed)");
     number(hs, "--count", h.count, "number of handshakes, each from its own source port (default 1)");

@@ -179,7 +179,8 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                     conclude(t, "inconsistent", out);
                     return;
                 }
-                conclude(t, "observed", out);
+                // A closed socket from the very first probe: there was no TIME-WAIT to see.
+                conclude(t, report_.last_alive ? "observed" : "no-time-wait", out);
                 return;
             }
             if (seg.has(flag::rst)) {
@@ -246,7 +247,9 @@ void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
             begin_confirm(now, out);
             return;
         }
-        conclude(now, step_ == Step::Confirming ? "inconsistent" : "no-answer", out);
+        // Silence to the ACK probe after a TIME-WAIT had answered: it is still there (and
+        // the ACK restarted it); silence from the start: the peer answers nothing at all.
+        conclude(now, step_ == Step::Confirming && report_.last_alive ? "inconsistent" : "no-answer", out);
         return;
     }
     if (!next_at_ || now < *next_at_) return;

@@ -45,7 +45,7 @@ struct ConnectOptions {
 };
 
 struct HandshakeOptions {
-    std::string target;
+    std::vector<std::string> targets;  ///< HOST:PORTS, several allowed
     SynOptions syn;
     ConnectOptions conn;
     bool half_open = false;
