@@ -31,6 +31,11 @@ class Sim;
 
 /// What the peer application does; called with every batch of the peer TCB's actions.
 using PeerApp = std::function<void(Sim&, Instant, const tcb::Actions&)>;
+/// A custom peer: sees every segment delivered to the peer (Listening / Closed kinds).
+/// Returning the answers (possibly none) takes the segment away from the peer TCB;
+/// returning nullopt lets the TCB handle it as usual. Answers go through the peer
+/// filter and the link delay like the TCB's own segments.
+using PeerHook = std::function<std::optional<std::vector<wire::Segment>>(Sim&, Instant, const wire::Segment&)>;
 
 class Sim {
 public:
@@ -38,6 +43,7 @@ public:
 
     Sim(probe::Flow& flow, PeerKind kind, Duration one_way = 100us);
 
+    static Instant default_start() { return instant_from_ns(1'000'000'000'000); }
     Instant now() const { return now_; }
     Instant start() const { return start_; }
     tcb::Tcb& peer() { return *peer_; }
@@ -50,6 +56,7 @@ public:
     std::vector<probe::Event>& events() { return events_; }
 
     void set_app(PeerApp app) { app_ = std::move(app); }
+    void set_peer_hook(PeerHook hook) { hook_ = std::move(hook); }
     /// Drop the peer's segments for which this returns true (loss, delayed ACK model).
     void set_peer_filter(std::function<bool(const wire::Segment&)> drop) { drop_peer_ = std::move(drop); }
     /// Runs the peer TCB's user calls at `at` (used by apps to act later).
@@ -78,6 +85,7 @@ private:
     Instant now_ = start_;
     std::optional<tcb::Tcb> peer_;
     PeerApp app_;
+    PeerHook hook_;
     std::function<bool(const wire::Segment&)> drop_peer_;
     std::deque<InFlight> in_flight_;
     std::vector<std::pair<Instant, std::function<void(Sim&, Instant)>>> scheduled_;

@@ -1,0 +1,102 @@
+// Ping lanes against simulated peers: RTT from capture times, our RST after a SYN-ACK,
+// closed and silent destinations, ICMP, late answers, and the shared pace.
+#include <doctest/doctest.h>
+
+#include "sim.hpp"
+#include "tcpprobe/probe/ping.hpp"
+
+using namespace tcpprobe;
+using namespace tcpprobe::sim;
+
+namespace {
+probe::PingLaneConfig lane_config(Duration timeout = 1s) {
+    probe::PingLaneConfig c;
+    c.tcb = client_tcb(false);
+    c.timeout = timeout;
+    return c;
+}
+}  // namespace
+
+TEST_CASE("ping: the pace hands out tickets spaced evenly over the run and a fixed count per destination") {
+    const Instant t0 = instant_from_ns(5'000'000'000);
+    probe::PingPlan plan(t0, 10ms, 2, 3);
+    auto a = plan.take(0), b = plan.take(1), c = plan.take(0);
+    REQUIRE(a);
+    REQUIRE(b);
+    REQUIRE(c);
+    CHECK(a->at == t0);
+    CHECK(b->at == t0 + 10ms);
+    CHECK(c->at == t0 + 20ms);
+    CHECK(a->seq_no == 0);
+    CHECK(b->seq_no == 0);  // numbering is per destination
+    CHECK(c->seq_no == 1);
+    CHECK(plan.take(0));
+    CHECK_FALSE(plan.take(0));  // destination 0 has had its 3
+    CHECK(plan.take(1));
+}
+
+TEST_CASE("ping: a listening peer: each probe's RTT is the capture interval, and each SYN-ACK gets our RST") {
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 100ms, 1, 3);
+    probe::PingLane lane(lane_config(), plan);
+    Sim sim(lane, Sim::PeerKind::Listening, 150us);
+    sim.run();
+    REQUIRE(lane.probes().size() == 3);
+    for (const auto& p : lane.probes()) {
+        CHECK(p.result == probe::ProbeResult::SynAck);
+        CHECK(p.rtt_ns == 300'000);  // 2 x 150 us
+    }
+    // Three SYNs with three different ISNs, each followed by a RST at its ack number.
+    CHECK(flags_of(sim.sent_by_flow()) == std::vector<std::string>{"S", "R", "S", "R", "S", "R"});
+    const auto& sent = sim.sent_by_flow();
+    CHECK(sent[0].seq != sent[2].seq);
+    CHECK(sent[1].seq == sent[0].seq + 1);
+    CHECK(sim.peer().state() == tcb::State::Listen);  // every half-open connection was reset
+    // The pace: SYNs 100 ms apart, at the capture.
+    CHECK(lane.probes()[1].sent - lane.probes()[0].sent == 100ms);
+    CHECK(lane.probes()[2].sent - lane.probes()[1].sent == 100ms);
+    CHECK(lane.done());
+}
+
+TEST_CASE("ping: a closed port answers each probe with RST/ACK") {
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 10ms, 1, 2);
+    probe::PingLane lane(lane_config(), plan);
+    Sim sim(lane, Sim::PeerKind::Closed, 100us);
+    sim.run();
+    REQUIRE(lane.probes().size() == 2);
+    CHECK(lane.probes()[0].result == probe::ProbeResult::Rst);
+    CHECK(lane.probes()[1].rtt_ns == 200'000);
+    CHECK(flags_of(sim.sent_by_flow()) == std::vector<std::string>{"S", "S"});  // no RST of ours to a RST
+}
+
+TEST_CASE("ping: a silent destination loses every probe after the timeout, and the lane moves on") {
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 3);
+    probe::PingLane lane(lane_config(500ms), plan);
+    Sim sim(lane, Sim::PeerKind::Silent);
+    sim.run();
+    REQUIRE(lane.probes().size() == 3);
+    for (const auto& p : lane.probes()) {
+        CHECK(p.result == probe::ProbeResult::Silence);
+        CHECK(p.rtt_ns == -1);
+    }
+    CHECK(sim.now() - sim.start() == 1500ms);  // one probe at a time on a lane: 3 x 500 ms
+}
+
+TEST_CASE("ping: an ICMP error quoting the probe is its answer") {
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 1);
+    probe::PingLane lane(lane_config(), plan);
+    Sim sim(lane, Sim::PeerKind::IcmpUnreachable, 100us);
+    sim.run();
+    REQUIRE(lane.probes().size() == 1);
+    CHECK(lane.probes()[0].result == probe::ProbeResult::Icmp);
+    CHECK(lane.probes()[0].icmp_code == 13);
+}
+
+TEST_CASE("ping: an answer to an earlier, timed-out probe is late and not counted") {
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 2);
+    probe::PingLane lane(lane_config(200ms), plan);
+    Sim sim(lane, Sim::PeerKind::Listening, 150ms);  // RTT 300 ms > timeout 200 ms
+    sim.run(10s);
+    REQUIRE(lane.probes().size() == 2);
+    CHECK(lane.probes()[0].result == probe::ProbeResult::Silence);
+    CHECK(lane.late() >= 1);
+}
