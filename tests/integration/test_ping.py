@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Privileged integration tests of `tcpprobe ping` and multi-target `handshake`.
+
+    test_ping.py --tcpprobe BIN --source-dir DIR NAME     run one test
+    test_ping.py --list                                   "NAME TIMEOUT" lines (for CMake)
+
+Mixed open / closed / filtered / ICMP-rejecting ports in one run, through one capture
+and one flow table; each destination's verdict and counts are checked against the wire
+(a capture on the client veth). Traffic stays inside the lab namespaces.
+"""
+
+import os
+import sys
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tplab  # noqa: E402
+from tplab import (CLI_IF, CLI_IP, CLI_NS, SRV_IP, PORT_CLOSED, PORT_DROP, PORT_OPEN,  # noqa: E402
+                   PORT_REJECT, Capture)
+
+TESTS = {}
+MIXED = "%s:%d-%d" % (SRV_IP, PORT_OPEN, PORT_REJECT)  # 80 open, 81 closed, 82 dropped, 83 rejected
+EXPECTED = {PORT_OPEN: "open", PORT_CLOSED: "closed", PORT_DROP: "filtered", PORT_REJECT: "unreachable"}
+
+
+def test(timeout):
+    def deco(fn):
+        TESTS[fn.__name__] = (fn, timeout)
+        return fn
+    return deco
+
+
+def summary_of(c, r, rc):
+    c.note(r.describe())
+    c.require(r.parse_error is None, r.parse_error or "")
+    s = r.summary()
+    c.require(s is not None, "the last stdout line is not a summary object")
+    c.eq(r.returncode, rc, "exit code")
+    return s
+
+
+@test(timeout=40)
+def ping_mixed_ports(c, tp, tmp):
+    """One run, four destinations: each verdict and count matches the capture."""
+    cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "c.pcap"))
+    with cap:
+        r = tp.run(["-o", "json", "ping", MIXED, "--count", "4", "--interval", "50ms", "--timeout", "500ms"], timeout=30)
+    s = summary_of(c, r, 0)
+    c.eq(s.get("command"), "ping", "command")
+    c.eq(s.get("verdict"), "open", "combined verdict (the most informative)")
+    dests = {d["port"]: d for d in s.get("destinations", [])}
+    c.eq(sorted(dests), sorted(EXPECTED), "one entry per destination port")
+    for port, verdict in EXPECTED.items():
+        d = dests.get(port, {})
+        c.eq(d.get("verdict"), verdict, "verdict of port %d" % port)
+        c.eq(d.get("sent"), 4, "probes sent to port %d" % port)
+    c.eq(dests[PORT_OPEN].get("syn_ack"), 4, "SYN-ACKs from the open port")
+    c.eq(dests[PORT_CLOSED].get("rst"), 4, "RSTs from the closed port")
+    c.eq(dests[PORT_DROP].get("silence"), 4, "silent probes to the dropped port")
+    c.eq(dests[PORT_REJECT].get("icmp"), 4, "ICMP errors from the rejecting port")
+    c.eq(s.get("sent"), 16, "all probes")
+    pkts = cap.packets()
+    syns = [p for p in pkts if p.src == CLI_IP and p.has("S") and not p.has(".")]
+    c.eq(len(syns), 16, "SYNs on the wire")
+    c.eq(len({(p.sport, p.seq) for p in syns}), 16, "every probe has its own (source port, ISN)")
+    synacks = [p for p in pkts if p.src == SRV_IP and p.sport == PORT_OPEN and p.has("S") and p.has(".")]
+    for sa in synacks:
+        ours = [p for p in pkts if p.src == CLI_IP and p.dport == PORT_OPEN and p.sport == sa.dport and p.has("R")]
+        c.check(len(ours) >= 1, "a RST answered the SYN-ACK to port %d" % sa.dport)
+    rtt = dests[PORT_OPEN].get("rtt") or {}
+    for k in ("min_us", "avg_us", "max_us", "mdev_us", "p50_us", "p90_us", "p99_us"):
+        c.check(isinstance(rtt.get(k), (int, float)), "rtt.%s is a number" % k)
+    c.check(rtt.get("min_us", 0) <= rtt.get("p50_us", -1) <= rtt.get("max_us", -1), "min <= p50 <= max")
+    c.eq(tplab.tcpprobe_tables(), [], "no nft table (ping runs without the RST guard)")
+
+
+@test(timeout=40)
+def ping_pace(c, tp, tmp):
+    """--interval spaces the SYNs at the wire; --rate does the same in probes per second."""
+    cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "p.pcap"))
+    with cap:
+        r = tp.run(["-o", "json", "ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--count", "6", "--rate", "10"], timeout=30)
+    s = summary_of(c, r, 0)
+    c.eq(s.get("syn_ack"), 6, "all answered")
+    syns = sorted(p.time for p in cap.packets() if p.src == CLI_IP and p.has("S") and not p.has("."))
+    c.eq(len(syns), 6, "SYNs on the wire")
+    gaps = [b - a for a, b in zip(syns, syns[1:])]
+    for g in gaps:
+        c.check(0.08 <= g <= 0.15, "SYNs 100 ms apart at 10/s (gap %.3f s)" % g)
+
+
+@test(timeout=60)
+def ping_flood_correlates(c, tp, tmp):
+    """--flood: every probe is sent and matched to its answer; no per-probe lines."""
+    r = tp.run(["-o", "json", "ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--flood", "--count", "3000"], timeout=50)
+    s = summary_of(c, r, 0)
+    c.eq(s.get("sent"), 3000, "probes sent")
+    c.check(s.get("syn_ack", 0) >= 2997, "at least 99.9%% of the probes matched to a SYN-ACK (%s)" % s.get("syn_ack"))
+    c.eq([e for e in r.events("note") if "seq=" in e.get("text", "")], [], "no per-probe lines under --flood")
+
+
+@test(timeout=40)
+def handshake_multi_target(c, tp, tmp):
+    """handshake over a port range: one flow per destination, each with its own verdict."""
+    r = tp.run(["-o", "json", "handshake", MIXED, "%s:%d" % (SRV_IP, 8001), "--timeout", "1s"], timeout=30)
+    s = summary_of(c, r, 0)
+    probes = {int(p["target"].rsplit(":", 1)[1]): p for p in s.get("probes", [])}
+    c.eq(sorted(probes), sorted(list(EXPECTED) + [8001]), "one probe per destination")
+    for port, verdict in EXPECTED.items():
+        c.eq(probes[port].get("verdict"), verdict, "verdict of port %d" % port)
+    c.eq(probes[8001].get("verdict"), "open", "verdict of port 8001")
+    c.eq(probes[PORT_REJECT].get("icmp", {}).get("code"), 13, "ICMP code of port 83")
+    c.eq(len({p["sport"] for p in probes.values()}), 5, "distinct source ports")
+    c.eq(tplab.tcpprobe_tables(), [], "no nft table left")
+
+
+@test(timeout=20)
+def bad_targets(c, tp, tmp):
+    for args in (["ping", "%s:90-80" % SRV_IP], ["ping", "%s:0" % SRV_IP], ["ping", "%s:80" % SRV_IP, "--rate", "0"],
+                 ["handshake", "%s:80,,81" % SRV_IP], ["ping", "[::1]:80"]):
+        r = tp.run(args, timeout=10)
+        c.eq(r.returncode, 64, "exit code of %s" % " ".join(args))
+        c.eq(len(r.stderr.strip().splitlines()), 1, "one stderr line for %s" % " ".join(args))
+
+
+if __name__ == "__main__":
+    sys.exit(tplab.main(TESTS))
