@@ -5,15 +5,18 @@
 # Every command and option of the CLI must be listed here, per command:
 # tests/app/cli_docs_test.cpp checks it.
 
-_tcpprobe_commands='handshake teardown half-close'
+_tcpprobe_commands='handshake teardown half-close retransmit listen'
 
 _tcpprobe_global_opts='-o --output -w --write -v --verbose -q --quiet --no-color
     --no-rst-guard --source --interface --version -h --help'
 
-# The SYN and connection options every command takes.
-_tcpprobe_syn_opts='--mss --no-mss --wscale --sack --ts --option --window --ttl
-    --tos --df --no-df --ip-id --isn --sport --flags --timeout --rto --retries
-    -h --help'
+# The SYN options every command takes (for listen: the options of our answer).
+_tcpprobe_synonly_opts='--mss --no-mss --wscale --sack --ts --option --window
+    --ttl --tos --df --no-df --ip-id --isn --sport --flags -h --help'
+
+# ... and the connection options of every command that connects.
+_tcpprobe_syn_opts="$_tcpprobe_synonly_opts"'
+    --timeout --rto --retries'
 
 _tcpprobe_handshake_opts="$_tcpprobe_syn_opts"'
     --half-open --stale-syn --count --interval --linger'
@@ -24,11 +27,18 @@ _tcpprobe_teardown_opts="$_tcpprobe_syn_opts"'
 _tcpprobe_half_close_opts="$_tcpprobe_syn_opts"'
     --request --max-wait --time-wait'
 
+_tcpprobe_retransmit_opts="$_tcpprobe_syn_opts"'
+    --segment --peer-closes-first --request --idle --max-wait --tolerance
+    --no-cleanup --count'
+
+_tcpprobe_listen_opts="$_tcpprobe_synonly_opts"'
+    --rto --retries --answer --max-wait --tolerance --count'
+
 # Options that take a value (the next word is that value, not a command or target).
 _tcpprobe_value_opts='-o --output -w --write --source --interface --mss --wscale
     --option --window --ttl --tos --ip-id --isn --sport --flags --timeout --rto
     --retries --count --interval --linger --mode --idle --request --max-wait
-    --time-wait'
+    --time-wait --segment --tolerance --answer'
 
 _tcpprobe_interfaces() {
     local d
@@ -80,6 +90,14 @@ _tcpprobe() {
             mapfile -t COMPREPLY < <(compgen -W 'active passive simultaneous abort' -- "$cur")
             return
             ;;
+        --segment)
+            mapfile -t COMPREPLY < <(compgen -W 'synack fin' -- "$cur")
+            return
+            ;;
+        --answer)
+            mapfile -t COMPREPLY < <(compgen -W 'none synack syn' -- "$cur")
+            return
+            ;;
         --request)
             # @FILE sends a file; anything else is the text itself.
             if [[ $cur == @* ]]; then
@@ -101,7 +119,7 @@ _tcpprobe() {
             ;;
         --source | --mss | --wscale | --option | --window | --ttl | --tos | --ip-id | \
             --isn | --sport | --count | --interval | --linger | --timeout | --rto | \
-            --retries | --idle | --max-wait | --time-wait)
+            --retries | --idle | --max-wait | --time-wait | --tolerance)
             # A free-form value: nothing sensible to offer.
             return
             ;;
@@ -134,11 +152,16 @@ _tcpprobe() {
         handshake) opts=$_tcpprobe_handshake_opts ;;
         teardown) opts=$_tcpprobe_teardown_opts ;;
         half-close) opts=$_tcpprobe_half_close_opts ;;
+        retransmit) opts=$_tcpprobe_retransmit_opts ;;
+        listen) opts=$_tcpprobe_listen_opts ;;
         *) return ;;
     esac
     if [[ $cur == -* ]]; then
         # Global options are accepted after the command too.
         mapfile -t COMPREPLY < <(compgen -W "$opts $_tcpprobe_global_opts" -- "$cur")
+    elif [[ $command == listen ]]; then
+        # [ADDR:]PORT: a local port, optionally after one of this host's addresses.
+        return
     elif [[ $cur != *:* ]]; then
         # The target: a host, then ":PORT".
         mapfile -t COMPREPLY < <(compgen -A hostname -S : -- "$cur")

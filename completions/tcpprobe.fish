@@ -4,10 +4,13 @@
 # Every command and option of the CLI must be listed here, per command:
 # tests/app/cli_docs_test.cpp checks it.
 
-set -l commands handshake teardown half-close
-# Conditions: after any command, after one of them.
-set -l any "__fish_seen_subcommand_from handshake teardown half-close"
+set -l commands handshake teardown half-close retransmit listen
+# Conditions: after any command, after a command that connects, after one of them.
+set -l any "__fish_seen_subcommand_from handshake teardown half-close retransmit listen"
+set -l conn "__fish_seen_subcommand_from handshake teardown half-close retransmit"
 set -l hs "__fish_seen_subcommand_from handshake"
+set -l retx "__fish_seen_subcommand_from retransmit"
+set -l listen "__fish_seen_subcommand_from listen"
 set -l close "__fish_seen_subcommand_from teardown half-close"
 set -l td "__fish_seen_subcommand_from teardown"
 
@@ -28,6 +31,10 @@ complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a teardown 
     -d 'Open a connection, then play a close sequence (--mode)'
 complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a half-close \
     -d 'Open a connection, send the request and our FIN, keep receiving'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a retransmit \
+    -d 'Time the peer\'s SYN-ACK or FIN retransmissions, never ACKed'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a listen \
+    -d 'Time a remote client\'s SYN retransmissions to a local port'
 
 # Global options (accepted after the command too)
 complete -c tcpprobe -s o -l output -x -a 'text json' -d 'Output format'
@@ -41,8 +48,9 @@ complete -c tcpprobe -l interface -x -a '(__fish_print_interfaces)' -d 'Send and
 complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -l version -d 'Show the version and exit'
 complete -c tcpprobe -s h -l help -d 'Show help and exit'
 
-# Every command: the target, SYN options and connection options
-complete -c tcpprobe -n $any -x -a '(__fish_print_hostnames | string replace -r \'$\' :)' -d 'Target HOST:PORT'
+# Every command: the SYN options (for listen: those of our answer).
+# Every command but listen: the target HOST:PORT and the connection options.
+complete -c tcpprobe -n $conn -x -a '(__fish_print_hostnames | string replace -r \'$\' :)' -d 'Target HOST:PORT'
 complete -c tcpprobe -n $any -l mss -x -d 'MSS option value'
 complete -c tcpprobe -n $any -l no-mss -d 'Send no MSS option'
 complete -c tcpprobe -n $any -l wscale -x -a '(seq 0 14)' -d 'Window scale option, shift 0-14'
@@ -58,9 +66,9 @@ complete -c tcpprobe -n $any -l ip-id -x -d 'IP identification of the first pack
 complete -c tcpprobe -n $any -l isn -x -d 'Initial sequence number'
 complete -c tcpprobe -n $any -l sport -x -d 'Source port'
 complete -c tcpprobe -n $any -l flags -x -a 'fin syn rst psh ack urg ece cwr ece,cwr' -d 'Extra TCP flags on the SYN'
-complete -c tcpprobe -n $any -l timeout -x -d 'No answer to our SYN by then means filtered (e.g. 3s)'
-complete -c tcpprobe -n $any -l rto -x -d 'Initial retransmission timeout (e.g. 1s)'
-complete -c tcpprobe -n $any -l retries -x -d 'Retransmissions before giving up'
+complete -c tcpprobe -n $conn -l timeout -x -d 'No answer to our SYN by then means filtered (e.g. 3s)'
+complete -c tcpprobe -n $conn -l rto -x -d 'Initial retransmission timeout (e.g. 1s)'
+complete -c tcpprobe -n $conn -l retries -x -d 'Retransmissions before giving up'
 
 # handshake
 complete -c tcpprobe -n $hs -l half-open -d 'Answer the SYN-ACK with RST instead of ACK'
@@ -79,3 +87,26 @@ complete -c tcpprobe -n $td -l idle -x -d 'Quiet time before our FIN or RST; tim
 complete -c tcpprobe -n $close -l request -x -a '(__tcpprobe_request_file)' -d 'Data to send: TEXT with escapes, or @FILE'
 complete -c tcpprobe -n $close -l max-wait -x -d 'Longest wait for the peer\'s part of the close'
 complete -c tcpprobe -n $close -l time-wait -x -d 'Our own TIME-WAIT after an active close'
+
+# retransmit
+complete -c tcpprobe -n $retx -l segment -x -d 'Segment of the peer never acknowledged' -a '
+    synack\t"One SYN, the SYN-ACK never ACKed (default)"
+    fin\t"The peer\'s FIN never ACKed"'
+complete -c tcpprobe -n $retx -l peer-closes-first -d 'fin: the peer closes first (after --request)'
+complete -c tcpprobe -n $retx -l request -x -a '(__tcpprobe_request_file)' -d 'fin: data to send: TEXT with escapes, or @FILE'
+complete -c tcpprobe -n $retx -l idle -x -d 'fin: time before our FIN (e.g. 200ms)'
+complete -c tcpprobe -n $retx -l max-wait -x -d 'Longest measurement (e.g. 75s)'
+complete -c tcpprobe -n $retx -l tolerance -x -d 'Gap tolerance FLOOR,PCT% (e.g. 50ms,10%)'
+complete -c tcpprobe -n $retx -l no-cleanup -d 'Do not send the final RST that clears the peer\'s state'
+complete -c tcpprobe -n $retx -l count -x -d 'Measure N times, each on a fresh source port'
+
+# listen: [ADDR:]PORT, then how to answer
+complete -c tcpprobe -n $listen -l answer -x -d 'How to answer a client\'s first SYN' -a '
+    none\t"Only time its SYNs (default)"
+    synack\t"Answer with a SYN-ACK"
+    syn\t"Answer with a bare SYN (simultaneous open)"'
+complete -c tcpprobe -n $listen -l rto -x -d 'Our retransmission timeout when answering (e.g. 1s)'
+complete -c tcpprobe -n $listen -l retries -x -d 'Our retransmissions when answering'
+complete -c tcpprobe -n $listen -l max-wait -x -d 'Stop after this long (e.g. 60s)'
+complete -c tcpprobe -n $listen -l tolerance -x -d 'Gap tolerance FLOOR,PCT% (e.g. 50ms,10%)'
+complete -c tcpprobe -n $listen -l count -x -d 'Stop once this many clients are done'

@@ -3,7 +3,8 @@
 // when a command or an option is missing from man/tcpprobe.8 or from one of the three
 // completion files (STYLE.md §4). It also checks the man page's sections, its exit
 // status list against the codes the program returns, and its JSON OUTPUT section against
-// the members the JSON renderer actually writes.
+// the members the JSON renderer actually writes and the summary members every command
+// writes (read from the command sources, and from the shared schedule writer itself).
 //
 // The checks look where a reader (or a shell) would look, not just anywhere in the file:
 // a man page option must be the tag of a `.TP` paragraph in the right section, a bash
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <regex>
@@ -28,6 +30,8 @@
 
 #include "tcpprobe/app/cli.hpp"
 #include "tcpprobe/app/output.hpp"
+#include "tcpprobe/app/report.hpp"
+#include "tcpprobe/probe/schedule.hpp"
 #include "tcpprobe/probe/verdict.hpp"
 #include "tcpprobe/wire/tcp_header.hpp"
 
@@ -162,6 +166,42 @@ std::string man_text(const ManPage& m, const std::string& section) {
     if (auto it = m.body.find(section); it != m.body.end())
         for (const auto& l : it->second) text += l + "\n";
     return text;
+}
+
+/// The lines of a section set in bold (`.B`, `.BR`, `.RB`, `.BI`, `.IB`): where the man
+/// page names a JSON member, as opposed to using the same word in prose.
+std::string man_bold(const ManPage& m, const std::string& section) {
+    std::string text;
+    if (auto it = m.body.find(section); it != m.body.end())
+        for (const auto& l : it->second)
+            if (l.starts_with(".B ") || l.starts_with(".BR ") || l.starts_with(".RB ") || l.starts_with(".BI ") ||
+                l.starts_with(".IB "))
+                text += l + "\n";
+    return text;
+}
+
+// ---------------------------------------------------------------------------------------
+// The summary members the commands write, read from their sources: every key of a JSON
+// object literal (`{"key", value}`) and every member assigned by name (`j["key"] = `).
+
+std::set<std::string> json_keys_in(const std::string& source) {
+    static const std::regex pair(R"re(\{\s*"([a-z][a-z0-9_]*)"\s*,)re");
+    static const std::regex assign(R"re(\[\s*"([a-z][a-z0-9_]*)"\s*\]\s*=[^=])re");
+    std::set<std::string> keys;
+    for (const auto* re : {&pair, &assign})
+        for (std::sregex_iterator m(source.begin(), source.end(), *re), e; m != e; ++m) keys.insert((*m)[1]);
+    return keys;
+}
+
+/// src/app/*_cmd.cpp (one file per command, or per family of commands) and report.cpp.
+std::vector<std::string> summary_sources() {
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::directory_iterator(std::string(TCPPROBE_SOURCE_DIR) + "/src/app")) {
+        const std::string name = entry.path().filename().string();
+        if (name.ends_with("_cmd.cpp") || name == "report.cpp") files.push_back("src/app/" + name);
+    }
+    std::sort(files.begin(), files.end());
+    return files;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -477,4 +517,77 @@ TEST_CASE("cli docs: fish completion: every command and option is offered") {
                   "completions/tcpprobe.fish: -o/--output does not offer text and json");
     CHECK_MESSAGE(std::regex_search(file, std::regex(R"(-s w -l write -r -F)")),
                   "completions/tcpprobe.fish: -w/--write does not complete file names");
+}
+
+TEST_CASE("cli docs: man page: JSON OUTPUT names every summary member the commands write") {
+    ManPage m = read_man();
+    const std::string named = man_bold(m, "JSON OUTPUT");
+    const std::vector<std::string> files = summary_sources();
+    // A guard against a scan that silently finds nothing (and so checks nothing).
+    for (std::string expected : {"src/app/report.cpp", "src/app/handshake_cmd.cpp", "src/app/retransmit_cmd.cpp",
+                                 "src/app/listen_cmd.cpp"})
+        REQUIRE_MESSAGE(std::find(files.begin(), files.end(), expected) != files.end(), "no " << expected);
+    for (const auto& file : files) {
+        const std::set<std::string> keys = json_keys_in(read_source(file));
+        if (file.ends_with("_cmd.cpp"))
+            CHECK_MESSAGE(keys.contains("verdict"), file << ": the scan found no \"verdict\" member; is the pattern stale?");
+        for (const auto& key : keys)
+            CHECK_MESSAGE(has_token(named, key),
+                          "man/tcpprobe.8: JSON OUTPUT does not name member " << key << " (written in " << file << ")");
+    }
+    // The members retransmit and listen summaries must carry (DESIGN §2, the man page).
+    const std::set<std::string> retransmit = json_keys_in(read_source("src/app/retransmit_cmd.cpp"));
+    for (std::string key : {"segment", "peer_closes_first", "tolerance", "floor_us", "percent", "runs", "spread", "end",
+                            "trailing_rst", "cleanup_sent", "no_retransmission_causes", "connect", "inferred"})
+        CHECK_MESSAGE(retransmit.contains(key), "src/app/retransmit_cmd.cpp: the scan did not find member " << key);
+    const std::set<std::string> listen = json_keys_in(read_source("src/app/listen_cmd.cpp"));
+    for (std::string key : {"endpoint", "interface", "answer", "clients", "client", "syn_options", "syn_options_text",
+                            "syn_window", "syn_ttl", "end", "final_state", "anomalies", "inferred"})
+        CHECK_MESSAGE(listen.contains(key), "src/app/listen_cmd.cpp: the scan did not find member " << key);
+}
+
+TEST_CASE("cli docs: man page: JSON OUTPUT names every member of a retransmission schedule") {
+    using namespace tcpprobe;
+    // A Linux-like SYN-ACK schedule (1 s, 2 s), ended: every member, the inference included, is filled.
+    const Instant t0 = instant_from_ns(1'000'000'000);
+    const std::vector<Instant> times = {t0, t0 + std::chrono::milliseconds{1012}, t0 + std::chrono::milliseconds{3028}};
+    const probe::ScheduleFit fit = probe::fit_schedule(times, probe::Tolerance{}, true);
+    REQUIRE(fit.inferred_retries.has_value());
+    const nlohmann::json j = app::schedule_json(times, fit, "tcp_synack_retries");
+    REQUIRE(j.is_object());
+    REQUIRE(j.at("inferred").is_object());
+
+    ManPage m = read_man();
+    const std::string named = man_bold(m, "JSON OUTPUT");
+    for (const auto& [key, value] : j.items())
+        CHECK_MESSAGE(has_token(named, key), "man/tcpprobe.8: JSON OUTPUT does not name schedule member " << key);
+    for (const auto& [key, value] : j.at("inferred").items())
+        CHECK_MESSAGE(has_token(named, key), "man/tcpprobe.8: JSON OUTPUT does not name member inferred." << key);
+    // The sysctls the inference names.
+    for (std::string sysctl : {"tcp_synack_retries", "tcp_orphan_retries"})
+        CHECK_MESSAGE(man_text(m, "JSON OUTPUT").find(sysctl) != std::string::npos,
+                      "man/tcpprobe.8: JSON OUTPUT does not name " << sysctl);
+    for (std::string sysctl : {"tcp_synack_retries", "tcp_orphan_retries", "tcp_syn_retries", "tcp_syn_linear_timeouts"})
+        CHECK_MESSAGE(man_text(m, "COMMANDS").find(sysctl) != std::string::npos,
+                      "man/tcpprobe.8: COMMANDS does not explain " << sysctl);
+}
+
+TEST_CASE("cli docs: completions offer the values of --segment and --answer") {
+    const std::string bash = read_source("completions/tcpprobe.bash");
+    CHECK_MESSAGE(std::regex_search(bash, std::regex(R"(--segment\)\s*\n\s*mapfile[^\n]*compgen -W 'synack fin')")),
+                  "completions/tcpprobe.bash: --segment does not offer synack and fin");
+    CHECK_MESSAGE(std::regex_search(bash, std::regex(R"(--answer\)\s*\n\s*mapfile[^\n]*compgen -W 'none synack syn')")),
+                  "completions/tcpprobe.bash: --answer does not offer none, synack and syn");
+    const std::string zsh = read_source("completions/_tcpprobe");
+    CHECK_MESSAGE(std::regex_search(zsh_function(zsh, "_tcpprobe_retransmit"),
+                                    std::regex(R"(--segment=\[[^\]]*\]:[^:]*:\(\(synack\\:[^\n]*fin\\:)")),
+                  "completions/_tcpprobe: --segment does not offer synack and fin");
+    CHECK_MESSAGE(std::regex_search(zsh_function(zsh, "_tcpprobe_listen"),
+                                    std::regex(R"(--answer=\[[^\]]*\]:[^:]*:\(\(none\\:[^\n]*synack\\:[^\n]*syn\\:)")),
+                  "completions/_tcpprobe: --answer does not offer none, synack and syn");
+    const std::string fish = read_source("completions/tcpprobe.fish");
+    CHECK_MESSAGE(std::regex_search(fish, std::regex(R"(-l segment -x[^\n]*-a '\s*synack\\t[^']*fin\\t)")),
+                  "completions/tcpprobe.fish: --segment does not offer synack and fin");
+    CHECK_MESSAGE(std::regex_search(fish, std::regex(R"(-l answer -x[^\n]*-a '\s*none\\t[^']*synack\\t[^']*syn\\t)")),
+                  "completions/tcpprobe.fish: --answer does not offer none, synack and syn");
 }
