@@ -168,7 +168,7 @@ CommandLine::CommandLine()
         ->check(CLI::IsMember({"synack", "fin"}));
     rt->add_flag("--peer-closes-first", r.peer_closes_first, "fin: the peer closes first (after --request) and sits in FIN-WAIT-1");
     rt->add_option("--request", r.request, "data to send after the handshake (fin): TEXT with escapes, or @FILE")->type_name("TEXT|@FILE");
-    rt->add_option("--idle", r.idle, "fin: quiet time before our FIN (default 200ms)")->type_name("DURATION");
+    rt->add_option("--idle", r.idle, "fin: delay from the open connection (and request) to our FIN (default 200ms)")->type_name("DURATION");
     rt->add_option("--max-wait", r.max_wait, "longest measurement (default 75s)")->type_name("DURATION");
     rt->add_option("--tolerance", r.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
     rt->add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");

@@ -66,8 +66,16 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
         if (!seg.has(flag::syn) || seg.has_any(flag::ack | flag::rst)) return nullptr;
         if (clients.size() >= std::max<std::size_t>(o.count, 1) || clients.size() >= max_clients) return nullptr;
         probe::ListenConfig lc;
-        lc.connect.tcb = make_tcb_config(syn, {seg.dst, seg.src}, edge->route.interface == "any" ? "lo" : edge->route.interface,
-                                         run_rng());
+        // Our answers' MSS comes from the interface that reaches the client.
+        std::string via = edge->route.interface;
+        if (via == "any") {
+            try {
+                via = io::select_route(seg.src.addr, seg.dst.addr, std::nullopt).interface;
+            } catch (const std::exception&) {
+                via = "";
+            }
+        }
+        lc.connect.tcb = make_tcb_config(syn, {seg.dst, seg.src}, via, run_rng());
         lc.connect.tcb.rto.initial_rto = rto;
         lc.connect.tcb.rto.max_retries = o.conn.retries;
         lc.connect.timeout = max_wait;
@@ -119,6 +127,7 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
     text += fmt::format("verdict {}\n", verdict);
     if (stats.interrupted) text += "interrupted\n";
     nlohmann::json summary = {{"command", "listen"},
+                              {"target", o.endpoint},
                               {"endpoint", o.endpoint},
                               {"interface", edge->route.interface},
                               {"answer", o.answer},

@@ -49,7 +49,7 @@ std::string run_text(const probe::RetransmitFlow& f) {
     if (r.times.empty()) return fmt::format("no {} seen ({})\n", what, r.end);
     std::string t = schedule_text(r.times, r.fit, sysctl_for(f.config()), what, r.end);
     if (r.rst_at) t += fmt::format("  RST +{:.3f} ms after the first {}\n", to_ms_f(*r.rst_at - r.times.front()), what);
-    if (r.fit.retransmissions == 0) {
+    if (r.fit.retransmissions == 0 && r.end == "silence") {
         t += fmt::format("no retransmission of the {} ({}). Likely causes:\n", what, r.end);
         for (const auto& c : no_retransmission_causes(f.config())) t += fmt::format("  - {}\n", c);
     }

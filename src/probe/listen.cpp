@@ -8,7 +8,9 @@ namespace tcpprobe::probe {
 using namespace tcpprobe::wire;
 using tcb::State;
 
-ListenFlow::ListenFlow(ListenConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {}
+ListenFlow::ListenFlow(ListenConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {
+    flow_tag_ = tuple().remote.port;  // every client shares our port: tell them apart by theirs
+}
 
 void ListenFlow::begin(Instant now, Outbox& out) {
     (void)now;
@@ -99,7 +101,7 @@ void ListenFlow::on_interrupt(Instant now, Outbox& out) {
     if (answered_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait, State::Listen}))
         apply_with_cause(now, tcb_.abort(now), "stopped: RST to the client", out);
     concluded_ = true;
-    report_.end = "stopped";
+    report_.end = "interrupted";
     report_.fit = fit_schedule(report_.syn_times, cfg_.tolerance, false, RetryRule::SynTime);
 }
 

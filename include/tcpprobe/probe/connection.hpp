@@ -96,13 +96,14 @@ protected:
     void finish(Instant now, Verdict v, Outbox& out);
     /// A state change caused by the scenario, not by a segment (close on timeout, ...).
     void apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out);
-    std::uint16_t port() const { return ccfg_.tcb.tuple.local.port; }
+    std::uint16_t port() const { return flow_tag_; }
     Phase phase() const { return phase_; }
     void set_phase(Phase p) { phase_ = p; }
     /// Capture time of our last SYN at or before t (for times to an answer).
     std::optional<Instant> last_syn_before(Instant t) const;
 
     ConnectConfig ccfg_;
+    std::uint16_t flow_tag_ = ccfg_.tcb.tuple.local.port;  ///< the `flow` of our events
     tcb::Tcb tcb_;
     ConnectResult cres_;
     Instant started_{};

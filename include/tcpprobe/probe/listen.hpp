@@ -33,7 +33,7 @@ struct ListenReport {
     wire::OptionList syn_options;       ///< options of its first SYN
     std::uint16_t syn_window = 0;
     std::uint8_t syn_ttl = 0;
-    std::string end = "pending";        ///< silence, rst, closed, stopped
+    std::string end = "pending";        ///< silence, rst, closed, max-wait, interrupted
     ScheduleFit fit;
 };
 

@@ -36,7 +36,7 @@ struct RetransmitConfig {
 struct RetransmitReport {
     std::vector<Instant> times;       ///< original transmission, then each retransmission (capture)
     std::optional<Instant> rst_at;    ///< a RST from the peer ended it
-    std::string end = "pending";      ///< rst, silence, max-wait, interrupted, no-fin, not-connected
+    std::string end = "pending";      ///< rst, silence, max-wait, interrupted, no-fin (pending: never connected)
     ScheduleFit fit;
     bool cleanup_sent = false;
     std::optional<Duration> fin_after_request;  ///< fin mode: first FIN relative to our FIN or request
