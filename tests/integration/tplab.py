@@ -503,3 +503,74 @@ def main(tests, argv=None):
         return 1
     print("PASS %s" % a.name)
     return 0
+
+
+# --------------------------------------------------------------------------
+# per-namespace sysctls, set for the duration of a block (used by test_retransmit.py)
+
+def ns_sysctl(ns, key, value=None):
+    """Read (value None) or write net.ipv4.KEY in namespace NS."""
+    name = key if key.startswith("net.") else "net.ipv4." + key
+    if value is None:
+        return run(ns_cmd(ns, ["sysctl", "-n", name]), timeout=10, check=True).stdout.strip()
+    run(ns_cmd(ns, ["sysctl", "-q", "-w", "%s=%s" % (name, value)]), timeout=10, check=True)
+    return str(value)
+
+
+class Sysctl:
+    """`with Sysctl(SRV_NS, "tcp_synack_retries", 1):` sets the value for the
+    block and restores the previous one afterwards, also when the block fails."""
+
+    def __init__(self, ns, key, value):
+        self.ns, self.key, self.value = ns, key, value
+        self.old = None
+
+    def __enter__(self):
+        self.old = ns_sysctl(self.ns, self.key)
+        ns_sysctl(self.ns, self.key, self.value)
+        return self
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            ns_sysctl(self.ns, self.key, self.old)
+        return False
+
+
+# --------------------------------------------------------------------------
+# TIME-WAIT sockets and kernel counters of a namespace (used by test_time_wait.py)
+
+def time_wait_sockets(ns, local_port=None):
+    """[(local, peer)] from `ss -Htan state time-wait` in NS (with a state
+    filter ss prints no State column), optionally only those on local_port."""
+    r = run(ns_cmd(ns, ["ss", "-Htan", "state", "time-wait"]), timeout=10, check=True)
+    out = []
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        local, peer = parts[2], parts[3]
+        if local_port is None or local.rsplit(":", 1)[-1] == str(local_port):
+            out.append((local, peer))
+    return out
+
+
+def watch_time_wait(ns, proc, local_port, max_seconds, interval=0.25):
+    """Sample `ss -tan state time-wait` in NS every `interval` s while `proc`
+    runs (at most max_seconds). Returns [(seconds since start, local, peer)]."""
+    samples = []
+    t0 = time.monotonic()
+    while proc.poll() is None and time.monotonic() - t0 < max_seconds:
+        t = time.monotonic() - t0
+        for local, peer in time_wait_sockets(ns, local_port):
+            samples.append((t, local, peer))
+        time.sleep(interval)
+    return samples
+
+
+def netstat_counters(ns, section="TcpExt"):
+    """{name: value} of one section of /proc/net/netstat in NS (per namespace)."""
+    r = run(ns_cmd(ns, ["cat", "/proc/net/netstat"]), timeout=10, check=True)
+    rows = [l.split() for l in r.stdout.splitlines() if l.startswith(section + ":")]
+    if len(rows) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(rows[0][1:], rows[1][1:])}
