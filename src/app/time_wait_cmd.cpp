@@ -101,7 +101,8 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
     const Duration interval = parse_duration(o.probe_interval, "--probe-interval");
     const Duration max_duration = parse_duration(o.max_duration, "--max-duration");
     if (interval < std::chrono::milliseconds{600})
-        throw io::UsageError("--probe-interval: at least 600ms (Linux answers at most one such segment per 500 ms)");
+        throw io::UsageError(fmt::format("--probe-interval: '{}' is below 600ms (Linux rate-limits its answers to one per 500 ms)",
+                                         o.probe_interval));
     if (o.test != "reuse" && o.test != "all" && o.isn != "higher")
         throw io::UsageError("--isn higher|lower goes with --test reuse");
 

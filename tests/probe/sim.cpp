@@ -96,6 +96,13 @@ void Sim::deliver(const InFlight& f) {
             }
             case PeerKind::Closed:
             case PeerKind::Listening:
+                if (hook_) {
+                    if (auto answers = hook_(*this, now_, f.seg)) {
+                        for (auto& a : *answers)
+                            if (!(drop_peer_ && drop_peer_(a))) in_flight_.push_back({now_ + delay_, std::move(a), false});
+                        return;
+                    }
+                }
                 peer_actions(now_, peer_->on_segment(now_, f.seg));
                 return;
         }
