@@ -30,21 +30,6 @@ std::uint64_t parse_number(std::string_view text, std::string_view option, std::
     return v;
 }
 
-Target parse_target(std::string_view text) {
-    if (text.starts_with("["))
-        throw UsageError(fmt::format("target '{}': IPv6 is not supported yet (use an IPv4 address or name)", text));
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size())
-        throw UsageError(fmt::format("target '{}': expected HOST:PORT, e.g. 192.0.2.1:80 or example.org:443", text));
-    std::string_view host = text.substr(0, colon);
-    if (host.find(':') != std::string_view::npos)
-        throw UsageError(fmt::format("target '{}': IPv6 is not supported yet (use an IPv4 address or name)", text));
-    Target t;
-    t.host = std::string(host);
-    t.port = static_cast<std::uint16_t>(parse_number(text.substr(colon + 1), fmt::format("target '{}': port", text), 1, 65535));
-    return t;
-}
-
 TargetSpec parse_target_spec(std::string_view text) {
     if (text.starts_with("["))
         throw UsageError(fmt::format("target '{}': IPv6 is not supported yet (use an IPv4 address or name)", text));
@@ -81,6 +66,13 @@ TargetSpec parse_target_spec(std::string_view text) {
         at = comma + 1;
     }
     return t;
+}
+
+Target parse_target(std::string_view text) {
+    TargetSpec spec = parse_target_spec(text);
+    if (spec.ports.size() != 1)
+        throw UsageError(fmt::format("target '{}': this command takes one HOST:PORT, e.g. 192.0.2.1:80", text));
+    return {std::move(spec.host), spec.ports.front()};
 }
 
 void check_target_address(std::uint32_t a, std::string_view shown) {
