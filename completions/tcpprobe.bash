@@ -5,12 +5,14 @@
 # Every command and option of the CLI must be listed here, per command:
 # tests/app/cli_docs_test.cpp checks it.
 
-_tcpprobe_commands='handshake teardown half-close retransmit listen'
+_tcpprobe_commands='handshake teardown half-close retransmit listen time-wait
+    ping'
 
 _tcpprobe_global_opts='-o --output -w --write -v --verbose -q --quiet --no-color
     --no-rst-guard --source --interface --version -h --help'
 
-# The SYN options every command takes (for listen: the options of our answer).
+# The SYN options every command takes (for listen: the options of our answer;
+# for time-wait, --isn and --ts take words instead of a number and a flag).
 _tcpprobe_synonly_opts='--mss --no-mss --wscale --sack --ts --option --window
     --ttl --tos --df --no-df --ip-id --isn --sport --flags -h --help'
 
@@ -34,11 +36,18 @@ _tcpprobe_retransmit_opts="$_tcpprobe_syn_opts"'
 _tcpprobe_listen_opts="$_tcpprobe_synonly_opts"'
     --rto --retries --answer --max-wait --tolerance --count'
 
+_tcpprobe_time_wait_opts="$_tcpprobe_syn_opts"'
+    --test --request --max-wait --probe-interval --max-duration'
+
+_tcpprobe_ping_opts="$_tcpprobe_synonly_opts"'
+    --count --interval --rate --flood --timeout'
+
 # Options that take a value (the next word is that value, not a command or target).
 _tcpprobe_value_opts='-o --output -w --write --source --interface --mss --wscale
     --option --window --ttl --tos --ip-id --isn --sport --flags --timeout --rto
     --retries --count --interval --linger --mode --idle --request --max-wait
-    --time-wait --segment --tolerance --answer'
+    --time-wait --segment --tolerance --answer --test --probe-interval
+    --max-duration --rate'
 
 _tcpprobe_interfaces() {
     local d
@@ -64,6 +73,20 @@ _tcpprobe() {
             prev=${words[cword-2]}
         fi
     fi
+
+    # Find the command, skipping options and their values: it decides what some
+    # options take (--isn and --ts of time-wait).
+    local i w command=""
+    for ((i = 1; i < cword; i++)); do
+        w=${words[i]}
+        if [[ " ${_tcpprobe_value_opts//$'\n'/ } " == *" $w "* ]]; then
+            ((i++))
+            continue
+        fi
+        [[ $w == -* ]] && continue
+        command=$w
+        break
+    done
 
     # --opt=value: complete the value part.
     local opt=$prev
@@ -98,6 +121,24 @@ _tcpprobe() {
             mapfile -t COMPREPLY < <(compgen -W 'none synack syn' -- "$cur")
             return
             ;;
+        --test)
+            mapfile -t COMPREPLY < <(compgen -W 'duration reuse rst fin all' -- "$cur")
+            return
+            ;;
+        --isn)
+            # time-wait: the reuse test's ISN; any other command: a number.
+            [[ $command == time-wait ]] &&
+                mapfile -t COMPREPLY < <(compgen -W 'higher lower' -- "$cur")
+            return
+            ;;
+        --ts)
+            # time-wait: the reuse test's timestamp; any other command: a flag,
+            # so the word after it is completed as usual.
+            if [[ $command == time-wait ]]; then
+                mapfile -t COMPREPLY < <(compgen -W 'newer older none' -- "$cur")
+                return
+            fi
+            ;;
         --request)
             # @FILE sends a file; anything else is the text itself.
             if [[ $cur == @* ]]; then
@@ -118,26 +159,14 @@ _tcpprobe() {
             return
             ;;
         --source | --mss | --wscale | --option | --window | --ttl | --tos | --ip-id | \
-            --isn | --sport | --count | --interval | --linger | --timeout | --rto | \
-            --retries | --idle | --max-wait | --time-wait | --tolerance)
+            --sport | --count | --interval | --linger | --timeout | --rto | \
+            --retries | --idle | --max-wait | --time-wait | --tolerance | \
+            --probe-interval | --max-duration | --rate)
             # A free-form value: nothing sensible to offer.
             return
             ;;
     esac
     [[ $cur == --*=* ]] && return
-
-    # Find the command, skipping options and their values.
-    local i w command=""
-    for ((i = 1; i < cword; i++)); do
-        w=${words[i]}
-        if [[ " ${_tcpprobe_value_opts//$'\n'/ } " == *" $w "* ]]; then
-            ((i++))
-            continue
-        fi
-        [[ $w == -* ]] && continue
-        command=$w
-        break
-    done
 
     local opts
     case $command in
@@ -154,6 +183,8 @@ _tcpprobe() {
         half-close) opts=$_tcpprobe_half_close_opts ;;
         retransmit) opts=$_tcpprobe_retransmit_opts ;;
         listen) opts=$_tcpprobe_listen_opts ;;
+        time-wait) opts=$_tcpprobe_time_wait_opts ;;
+        ping) opts=$_tcpprobe_ping_opts ;;
         *) return ;;
     esac
     if [[ $cur == -* ]]; then

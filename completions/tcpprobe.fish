@@ -4,11 +4,16 @@
 # Every command and option of the CLI must be listed here, per command:
 # tests/app/cli_docs_test.cpp checks it.
 
-set -l commands handshake teardown half-close retransmit listen
+set -l commands handshake teardown half-close retransmit listen time-wait ping
 # Conditions: after any command, after a command that connects, after one of them.
-set -l any "__fish_seen_subcommand_from handshake teardown half-close retransmit listen"
-set -l conn "__fish_seen_subcommand_from handshake teardown half-close retransmit"
+set -l any "__fish_seen_subcommand_from handshake teardown half-close retransmit listen time-wait ping"
+# --isn N and the flag --ts (time-wait gives both words of its own)
+set -l num "__fish_seen_subcommand_from handshake teardown half-close retransmit listen ping"
+set -l conn "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait"
+set -l targets "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait ping"
 set -l hs "__fish_seen_subcommand_from handshake"
+set -l tw "__fish_seen_subcommand_from time-wait"
+set -l ping "__fish_seen_subcommand_from ping"
 set -l retx "__fish_seen_subcommand_from retransmit"
 set -l listen "__fish_seen_subcommand_from listen"
 set -l close "__fish_seen_subcommand_from teardown half-close"
@@ -35,6 +40,10 @@ complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a retransmi
     -d 'Time the peer\'s SYN-ACK or FIN retransmissions, never ACKed'
 complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a listen \
     -d 'Time a remote client\'s SYN retransmissions to a local port'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a time-wait \
+    -d 'Make the peer close first, then probe its TIME-WAIT'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a ping \
+    -d 'Half-open SYN probes timed at the wire, to one or many HOST:PORTS'
 
 # Global options (accepted after the command too)
 complete -c tcpprobe -s o -l output -x -a 'text json' -d 'Output format'
@@ -49,13 +58,14 @@ complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -l version -
 complete -c tcpprobe -s h -l help -d 'Show help and exit'
 
 # Every command: the SYN options (for listen: those of our answer).
-# Every command but listen: the target HOST:PORT and the connection options.
-complete -c tcpprobe -n $conn -x -a '(__fish_print_hostnames | string replace -r \'$\' :)' -d 'Target HOST:PORT'
+# Every command but listen: the target HOST:PORT (handshake, ping: HOST:PORTS, several).
+# Every command that connects: the connection options.
+complete -c tcpprobe -n $targets -x -a '(__fish_print_hostnames | string replace -r \'$\' :)' -d 'Target HOST:PORT'
 complete -c tcpprobe -n $any -l mss -x -d 'MSS option value'
 complete -c tcpprobe -n $any -l no-mss -d 'Send no MSS option'
 complete -c tcpprobe -n $any -l wscale -x -a '(seq 0 14)' -d 'Window scale option, shift 0-14'
 complete -c tcpprobe -n $any -l sack -d 'Send the SACK-permitted option'
-complete -c tcpprobe -n $any -l ts -d 'Send the timestamps option'
+complete -c tcpprobe -n $num -l ts -d 'Send the timestamps option'
 complete -c tcpprobe -n $any -l option -x -d 'Raw option KIND:HEX (repeatable, kept in order)'
 complete -c tcpprobe -n $any -l window -x -d 'Window field of the SYN'
 complete -c tcpprobe -n $any -l ttl -x -d 'IP time to live'
@@ -63,7 +73,7 @@ complete -c tcpprobe -n $any -l tos -x -d 'IP type-of-service byte'
 complete -c tcpprobe -n $any -l df -d 'Set the IP do-not-fragment bit (default)'
 complete -c tcpprobe -n $any -l no-df -d 'Clear the IP do-not-fragment bit'
 complete -c tcpprobe -n $any -l ip-id -x -d 'IP identification of the first packet'
-complete -c tcpprobe -n $any -l isn -x -d 'Initial sequence number'
+complete -c tcpprobe -n $num -l isn -x -d 'Initial sequence number'
 complete -c tcpprobe -n $any -l sport -x -d 'Source port'
 complete -c tcpprobe -n $any -l flags -x -a 'fin syn rst psh ack urg ece cwr ece,cwr' -d 'Extra TCP flags on the SYN'
 complete -c tcpprobe -n $conn -l timeout -x -d 'No answer to our SYN by then means filtered (e.g. 3s)'
@@ -110,3 +120,29 @@ complete -c tcpprobe -n $listen -l retries -x -d 'Our retransmissions when answe
 complete -c tcpprobe -n $listen -l max-wait -x -d 'Stop after this long (e.g. 60s)'
 complete -c tcpprobe -n $listen -l tolerance -x -d 'Gap tolerance FLOOR,PCT% (e.g. 50ms,10%)'
 complete -c tcpprobe -n $listen -l count -x -d 'Stop once this many clients are done'
+
+# time-wait
+complete -c tcpprobe -n $tw -l test -x -d 'What to ask the peer\'s TIME-WAIT' -a '
+    duration\t"Its length (default)"
+    reuse\t"A new SYN on the same 4-tuple"
+    rst\t"Does an in-window RST kill it"
+    fin\t"Our FIN again: is it re-ACKed"
+    all\t"Every test, each on its own connection"'
+complete -c tcpprobe -n $tw -l isn -x -d 'reuse: the new SYN\'s ISN against the old SND.NXT' -a '
+    higher\t"Above the old SND.NXT (default)"
+    lower\t"Below the old SND.NXT"'
+complete -c tcpprobe -n $tw -l ts -x -d 'Timestamps; reuse: the new SYN\'s TSval' -a '
+    newer\t"Newer than ours on the old connection (default)"
+    older\t"Older (PAWS)"
+    none\t"No timestamps at all"'
+complete -c tcpprobe -n $tw -l request -x -a '(__tcpprobe_request_file)' -d 'What makes the peer close first: TEXT with escapes, or @FILE'
+complete -c tcpprobe -n $tw -l max-wait -x -d 'Longest wait for the peer to close first (e.g. 10s)'
+complete -c tcpprobe -n $tw -l probe-interval -x -d 'duration: time between probes, at least 600ms (e.g. 1s)'
+complete -c tcpprobe -n $tw -l max-duration -x -d 'duration: stop probing a TIME-WAIT longer than this (e.g. 90s)'
+
+# ping
+complete -c tcpprobe -n $ping -l count -x -d 'Probes per destination'
+complete -c tcpprobe -n $ping -l interval -x -d 'Time between probes over the whole run (e.g. 200ms)'
+complete -c tcpprobe -n $ping -l rate -x -d 'Probes per second over the whole run'
+complete -c tcpprobe -n $ping -l flood -d 'As fast as answers come back, no per-probe lines'
+complete -c tcpprobe -n $ping -l timeout -x -d 'A probe unanswered this long is lost (e.g. 1s)'

@@ -4,7 +4,11 @@
 // completion files (STYLE.md §4). It also checks the man page's sections, its exit
 // status list against the codes the program returns, and its JSON OUTPUT section against
 // the members the JSON renderer actually writes and the summary members every command
-// writes (read from the command sources, and from the shared schedule writer itself).
+// writes (read from the command sources, and from the shared schedule writer itself), and
+// the outcomes of time-wait (read from the probe) against JSON OUTPUT and EXIT STATUS.
+// An option checked against a set of words (CLI::IsMember) must have those words offered
+// by every completion, for the commands that take them only (time-wait's --isn and --ts
+// are words, elsewhere a number and a flag).
 //
 // The checks look where a reader (or a shell) would look, not just anywhere in the file:
 // a man page option must be the tag of a `.TP` paragraph in the right section, a bash
@@ -80,6 +84,9 @@ bool has_token(const std::string& text, const std::string& token) {
 struct OptionNames {
     std::vector<std::string> longs;   ///< "--output"
     std::vector<std::string> shorts;  ///< "-o"
+    /// The words an option accepts, when it is checked against a set (CLI::IsMember):
+    /// "--output" -> {"text", "json"}. Read from the type name CLI11 builds, "TEXT:{text,json}".
+    std::map<std::string, std::vector<std::string>> choices;
 };
 
 struct Command {
@@ -87,10 +94,23 @@ struct Command {
     OptionNames options;
 };
 
+std::vector<std::string> choices_of(const CLI::Option& o) {
+    const std::string type = o.get_type_name();
+    const auto open = type.find('{'), close = type.find('}', open == std::string::npos ? 0 : open);
+    std::vector<std::string> words;
+    if (open == std::string::npos || close == std::string::npos) return words;
+    std::istringstream in(type.substr(open + 1, close - open - 1));
+    for (std::string w; std::getline(in, w, ',');) words.push_back(w);
+    return words;
+}
+
 OptionNames names_of(const CLI::App& app) {
     OptionNames n;
     for (const CLI::Option* o : app.get_options()) {
-        for (const auto& l : o->get_lnames()) n.longs.push_back("--" + l);
+        for (const auto& l : o->get_lnames()) {
+            n.longs.push_back("--" + l);
+            if (auto words = choices_of(*o); !words.empty()) n.choices["--" + l] = words;
+        }
         for (const auto& s : o->get_snames()) n.shorts.push_back("-" + s);
     }
     return n;
@@ -282,11 +302,30 @@ bool zsh_has_spec(const std::string& body, const std::string& option) {
     return false;
 }
 
-/// fish: lines of `complete -c tcpprobe ...` that define `option` (`-l name` / `-s n`)
-/// and apply to `command` ("" = the global scope): either unconditional, or conditioned
-/// on that command directly or through a variable set to a condition naming it
+/// fish: the `complete -c tcpprobe ...` statements of the file, each with the indented
+/// lines that continue it (a quoted `-a` list of words and descriptions, or a line after
+/// a trailing backslash).
+std::vector<std::string> fish_statements(const std::string& file) {
+    std::vector<std::string> out;
+    bool in_complete = false;
+    for (const auto& l : lines_of(file)) {
+        if (l.starts_with("complete -c tcpprobe")) {
+            out.push_back(l);
+            in_complete = true;
+        } else if (in_complete && !l.empty() && (l[0] == ' ' || l[0] == '\t')) {
+            out.back() += "\n" + l;
+        } else {
+            in_complete = false;
+        }
+    }
+    return out;
+}
+
+/// fish: the statements that define `option` (`-l name` / `-s n`) and apply to `command`
+/// ("" = the global scope): either unconditional, or conditioned on that command directly
+/// or through a variable set to a condition naming it
 /// (`set -l close "__fish_seen_subcommand_from teardown half-close"`).
-bool fish_has(const std::string& file, const std::string& option, const std::string& command) {
+std::vector<std::string> fish_statements_for(const std::string& file, const std::string& option, const std::string& command) {
     const bool is_long = option.starts_with("--");
     const std::string spec = (is_long ? "-l " : "-s ") + option.substr(is_long ? 2 : 1);
     // Variables holding "__fish_seen_subcommand_from CMD".
@@ -296,17 +335,54 @@ bool fish_has(const std::string& file, const std::string& option, const std::str
         std::smatch m;
         if (std::regex_search(l, m, set_var)) condition_vars[m[1]] = " " + std::string(m[2]) + " ";
     }
-    for (const auto& l : lines_of(file)) {
-        if (!l.starts_with("complete -c tcpprobe") || !has_token(l, spec)) continue;
+    std::vector<std::string> found;
+    for (const auto& st : fish_statements(file)) {
+        const std::string l = st.substr(0, st.find('\n'));  // options and conditions are on the first line
+        if (!has_token(l, spec)) continue;
         const bool conditional = has_token(l, "-n");
-        if (command.empty() || !conditional) return true;
+        bool applies = command.empty() || !conditional;
         if (l.find("__fish_seen_subcommand_from " + command) != std::string::npos &&
             l.find("not __fish_seen_subcommand_from") == std::string::npos)
-            return true;
+            applies = true;
         for (const auto& [var, cmds] : condition_vars)
-            if (cmds.find(" " + command + " ") != std::string::npos && has_token(l, "$" + var)) return true;
+            if (cmds.find(" " + command + " ") != std::string::npos && has_token(l, "$" + var)) applies = true;
+        if (applies) found.push_back(st);
     }
-    return false;
+    return found;
+}
+
+bool fish_has(const std::string& file, const std::string& option, const std::string& command) {
+    return !fish_statements_for(file, option, command).empty();
+}
+
+/// bash: the body of the `case` branch whose pattern list (`-o | --output)`) names
+/// `option`, up to its `;;`.
+std::string bash_branch(const std::string& file, const std::string& option) {
+    const auto ls = lines_of(file);
+    for (std::size_t i = 0; i < ls.size(); ++i) {
+        std::string l = ls[i];
+        l.erase(0, l.find_first_not_of(" \t"));
+        if (l.empty() || l.back() != ')' || l.find('(') != std::string::npos) continue;
+        // A pattern list may continue over lines ending in a backslash: only one-line
+        // lists are searched here, which is how value-taking options are written.
+        std::istringstream alts(l.substr(0, l.size() - 1));
+        bool match = false;
+        for (std::string a; std::getline(alts, a, '|');) {
+            a.erase(0, a.find_first_not_of(" \t"));
+            a.erase(a.find_last_not_of(" \t") + 1);
+            match |= a == option;
+        }
+        if (!match) continue;
+        std::string body;
+        for (std::size_t j = i + 1; j < ls.size(); ++j) {
+            std::string t = ls[j];
+            t.erase(0, t.find_first_not_of(" \t"));
+            if (t == ";;") break;
+            body += ls[j] + "\n";
+        }
+        return body;
+    }
+    return {};
 }
 
 }  // namespace
@@ -524,8 +600,9 @@ TEST_CASE("cli docs: man page: JSON OUTPUT names every summary member the comman
     const std::string named = man_bold(m, "JSON OUTPUT");
     const std::vector<std::string> files = summary_sources();
     // A guard against a scan that silently finds nothing (and so checks nothing).
-    for (std::string expected : {"src/app/report.cpp", "src/app/handshake_cmd.cpp", "src/app/retransmit_cmd.cpp",
-                                 "src/app/listen_cmd.cpp"})
+    for (std::string expected : {"src/app/report.cpp", "src/app/handshake_cmd.cpp", "src/app/close_cmd.cpp",
+                                 "src/app/retransmit_cmd.cpp", "src/app/listen_cmd.cpp", "src/app/time_wait_cmd.cpp",
+                                 "src/app/ping_cmd.cpp"})
         REQUIRE_MESSAGE(std::find(files.begin(), files.end(), expected) != files.end(), "no " << expected);
     for (const auto& file : files) {
         const std::set<std::string> keys = json_keys_in(read_source(file));
@@ -544,6 +621,118 @@ TEST_CASE("cli docs: man page: JSON OUTPUT names every summary member the comman
     for (std::string key : {"endpoint", "interface", "answer", "clients", "client", "syn_options", "syn_options_text",
                             "syn_window", "syn_ttl", "end", "final_state", "anomalies", "inferred"})
         CHECK_MESSAGE(listen.contains(key), "src/app/listen_cmd.cpp: the scan did not find member " << key);
+    // ... and those of handshake's probes, the close commands' TIME-WAIT, time-wait and ping.
+    CHECK_MESSAGE(json_keys_in(read_source("src/app/handshake_cmd.cpp")).contains("target"),
+                  "src/app/handshake_cmd.cpp: the scan did not find member target");
+    const std::set<std::string> close = json_keys_in(read_source("src/app/close_cmd.cpp"));
+    for (std::string key : {"time_wait", "side", "observed", "duration_us"})
+        CHECK_MESSAGE(close.contains(key), "src/app/close_cmd.cpp: the scan did not find member " << key);
+    const std::set<std::string> time_wait = json_keys_in(read_source("src/app/time_wait_cmd.cpp"));
+    for (std::string key : {"test", "tests", "outcome", "isn", "ts", "answer", "peer_closed_first", "duration_us",
+                            "resolution_us", "probes", "unanswered", "end_confirmed", "new_isn", "isn_distance",
+                            "time_wait_alive_after", "connect", "time_wait", "side", "observed"})
+        CHECK_MESSAGE(time_wait.contains(key), "src/app/time_wait_cmd.cpp: the scan did not find member " << key);
+    const std::set<std::string> ping = json_keys_in(read_source("src/app/ping_cmd.cpp"));
+    for (std::string key : {"target", "source", "interface", "lanes", "kernel_rsts", "late", "undecodable", "capture_drops",
+                            "elapsed_us", "destinations", "address", "port", "sent", "answered", "syn_ack", "rst", "icmp",
+                            "silence", "loss_pct", "rtt", "min_us", "avg_us", "max_us", "mdev_us", "p50_us", "p90_us",
+                            "p99_us"})
+        CHECK_MESSAGE(ping.contains(key), "src/app/ping_cmd.cpp: the scan did not find member " << key);
+}
+
+TEST_CASE("cli docs: man page: every outcome of time-wait is explained, with its exit status") {
+    // The outcomes a TIME-WAIT test concludes with, read from the probe: every string
+    // literal on a line that concludes a test or sets its outcome.
+    std::set<std::string> outcomes;
+    static const std::regex literal(R"re("([a-z][a-z-]*)")re");
+    for (const auto& l : lines_of(read_source("src/probe/time_wait.cpp"))) {
+        if (l.find("conclude(") == std::string::npos && l.find("outcome = ") == std::string::npos) continue;
+        for (std::sregex_iterator m(l.begin(), l.end(), literal), e; m != e; ++m) outcomes.insert((*m)[1]);
+    }
+    // A guard against a scan that silently finds nothing.
+    for (std::string expected : {"observed", "accepted", "refused", "killed", "ignored", "re-acked", "no-time-wait"})
+        REQUIRE_MESSAGE(outcomes.contains(expected), "src/probe/time_wait.cpp: the scan did not find outcome " << expected);
+    ManPage m = read_man();
+    const std::string json = man_text(m, "JSON OUTPUT");
+    const std::string exits = man_text(m, "EXIT STATUS");
+    for (const auto& o : outcomes) {
+        CHECK_MESSAGE(json.find("\"" + o + "\"") != std::string::npos,
+                      "man/tcpprobe.8: JSON OUTPUT does not list the time-wait outcome \"" << o << "\"");
+        // Interruption has an exit status of its own (130), listed under EXIT STATUS anyway.
+        if (o != "interrupted")
+            CHECK_MESSAGE(has_token(exits, o), "man/tcpprobe.8: EXIT STATUS does not say what outcome " << o << " returns");
+    }
+}
+
+TEST_CASE("cli docs: man page: EXIT STATUS speaks of every command") {
+    Cli cli = walk_cli();
+    ManPage m = read_man();
+    const std::string exits = man_text(m, "EXIT STATUS");
+    for (const auto& c : cli.commands)
+        CHECK_MESSAGE(has_token(exits, c.name), "man/tcpprobe.8: EXIT STATUS does not mention " << c.name);
+}
+
+TEST_CASE("cli docs: completions offer every word of an option that takes a fixed set") {
+    Cli cli = walk_cli();
+    const std::string bash = read_source("completions/tcpprobe.bash");
+    const std::string zsh = read_source("completions/_tcpprobe");
+    const std::string fish = read_source("completions/tcpprobe.fish");
+    auto has_all = [](const std::string& text, const std::vector<std::string>& words) {
+        return std::all_of(words.begin(), words.end(), [&](const std::string& w) { return has_token(text, w); });
+    };
+    // Whether `option` means something else (other words, a number, a flag) in another command.
+    auto shared = [&](const std::string& option, const std::string& command, const std::vector<std::string>& words) {
+        for (const auto& c : cli.commands) {
+            if (c.name == command) continue;
+            const auto& l = c.options.longs;
+            if (std::find(l.begin(), l.end(), option) == l.end()) continue;
+            auto it = c.options.choices.find(option);
+            if (it == c.options.choices.end() || it->second != words) return true;
+        }
+        return false;
+    };
+    // The scan itself: the sets this CLI is known to have.
+    REQUIRE(cli.global.choices.contains("--output"));
+    bool found_time_wait_isn = false;
+    for (const auto& c : cli.commands)
+        if (c.name == "time-wait") found_time_wait_isn = c.options.choices.contains("--isn");
+    REQUIRE(found_time_wait_isn);
+
+    auto check = [&](const std::string& option, const std::vector<std::string>& words, const std::string& command,
+                     const std::string& zsh_body, const std::string& zsh_own) {
+        const std::string where = command.empty() ? std::string("global option ") + option
+                                                  : "option " + option + " of " + command;
+        const bool is_shared = !command.empty() && shared(option, command, words);
+        // bash: the case branch of the option offers the words (and, when the name is
+        // shared, only for this command).
+        const std::string branch = bash_branch(bash, option);
+        CHECK_MESSAGE((branch.find("compgen -W") != std::string::npos && has_all(branch, words)),
+                      "completions/tcpprobe.bash: " << where << " does not offer " << joined(words));
+        if (is_shared)
+            CHECK_MESSAGE((branch.find("$command == " + command) != std::string::npos),
+                          "completions/tcpprobe.bash: " << where << " offers its words without checking the command");
+        // zsh: a spec of the option lists the words; a shared spec from a helper is
+        // removed from the command's list (`${reply:#--isn=*}`).
+        bool zsh_ok = false;
+        for (const auto& l : lines_of(zsh_body)) zsh_ok |= zsh_has_spec(l, option) && has_all(l, words);
+        CHECK_MESSAGE(zsh_ok, "completions/_tcpprobe: " << where << " does not offer " << joined(words));
+        if (is_shared)
+            CHECK_MESSAGE(zsh_own.find(":#" + option) != std::string::npos,
+                          "completions/_tcpprobe: " << where << ": the shared spec is not removed from the command's list");
+        // fish: every statement that applies offers the words.
+        const auto statements = fish_statements_for(fish, option, command);
+        CHECK_MESSAGE(!statements.empty(), "completions/tcpprobe.fish: " << where << " is missing");
+        for (const auto& st : statements)
+            CHECK_MESSAGE((st.find(" -a ") != std::string::npos && has_all(st, words)),
+                          "completions/tcpprobe.fish: " << where << " has a completion without " << joined(words) << ": "
+                                                        << st.substr(0, st.find('\n')));
+    };
+    const std::string zsh_global = zsh_function(zsh, "_tcpprobe_global_args") + zsh_function(zsh, "_tcpprobe");
+    for (const auto& [option, words] : cli.global.choices) check(option, words, "", zsh_global, zsh_global);
+    for (const auto& c : cli.commands)
+        for (const auto& [option, words] : c.options.choices)
+            check(option, words, c.name, zsh_function_with_helpers(zsh, "_tcpprobe_" + ident(c.name)),
+                  zsh_function(zsh, "_tcpprobe_" + ident(c.name)));
 }
 
 TEST_CASE("cli docs: man page: JSON OUTPUT names every member of a retransmission schedule") {
