@@ -65,7 +65,7 @@ CLI::Option* number(CLI::App* cmd, const std::string& name, T& into, const std::
 
 /// The SYN options; `isn_and_ts` is false for time-wait, where --isn and --ts name the
 /// reuse test's choices instead.
-void add_syn_options(CLI::App* cmd, SynOptions& s, bool isn_and_ts = true) {
+void add_syn_options(CLI::App* cmd, SynOptions& s, bool isn_and_ts = true, bool sport = true) {
     optional_number(cmd, "--mss", s.mss, "MSS option value (default: interface MTU - 40)");
     cmd->add_flag("--no-mss", s.no_mss, "send no MSS option");
     optional_number(cmd, "--wscale", s.wscale, "window scale option, shift 0-14");
@@ -82,7 +82,7 @@ void add_syn_options(CLI::App* cmd, SynOptions& s, bool isn_and_ts = true) {
     if (isn_and_ts)
         cmd->add_option_function<std::string>("--isn", [&s](const std::string& v) { s.isn = v; }, "initial sequence number (default random)")
             ->type_name("N");
-    optional_number(cmd, "--sport", s.sport, "source port (default: a free ephemeral port)");
+    if (sport) optional_number(cmd, "--sport", s.sport, "source port (default: a free ephemeral port)");
     cmd->add_option("--flags", s.flags, "extra flags on the SYN, e.g. ece,cwr")->type_name("FLAGS");
 }
 
@@ -217,7 +217,7 @@ CommandLine::CommandLine()
     pc->add_option("targets", pg.targets, "HOST:PORTS, e.g. host:80, host:80,443, host:8000-8100 (several allowed)")
         ->required()
         ->type_name("HOST:PORTS");
-    add_syn_options(pc, pg.syn);
+    add_syn_options(pc, pg.syn, true, false);  // ping picks a source port per lane
     number(pc, "--count", pg.count, "probes per destination (default 5)");
     pc->add_option("--interval", pg.interval, "time between probes over the whole run (default 1s)")->type_name("DURATION");
     pc->add_option_function<double>("--rate", [&pg](const double& v) { pg.rate = v; }, "probes per second over the whole run")

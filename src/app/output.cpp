@@ -58,6 +58,12 @@ void Renderer::events(const std::vector<Event>& evs) {
     }
 }
 
+void Renderer::captured(Instant t) {
+    if (origin_) return;
+    origin_ = t;
+    flush_pending();
+}
+
 void Renderer::flush_pending() {
     for (const auto& p : pending_) render(p, origin_ ? std::max<std::int64_t>(0, to_us(p.t - *origin_)) : 0);
     pending_.clear();

@@ -127,8 +127,9 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
                             {"icmp", t.icmp}, {"silence", t.silence},
                             {"loss_pct", t.sent ? 100.0 * static_cast<double>(t.silence) / static_cast<double>(t.sent) : 0.0}};
         if (!t.rtt_us.empty())
-            j["rtt"] = {{"min_us", s.min_us}, {"avg_us", s.avg_us}, {"max_us", s.max_us}, {"mdev_us", s.mdev_us},
-                        {"p50_us", percentile(t.rtt_us, 50)}, {"p90_us", percentile(t.rtt_us, 90)}, {"p99_us", percentile(t.rtt_us, 99)}};
+            j["rtt"] = {{"min_us", std::llround(s.min_us)}, {"avg_us", std::llround(s.avg_us)}, {"max_us", std::llround(s.max_us)},
+                        {"mdev_us", std::llround(s.mdev_us)}, {"p50_us", std::llround(percentile(t.rtt_us, 50))},
+                        {"p90_us", std::llround(percentile(t.rtt_us, 90))}, {"p99_us", std::llround(percentile(t.rtt_us, 99))}};
         return j;
     };
     auto stats_text = [](const Tally& t) {

@@ -75,6 +75,7 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
 
     auto on_frame = [&](const io::CapturedFrame& f) {
         ++stats.frames;
+        renderer.captured(f.timestamp);
         auto pkt = wire::decode_frame(f.link_type, f.bytes);
         if (!pkt) {
             // Hostile or unexpected bytes are data: reported, never fatal.

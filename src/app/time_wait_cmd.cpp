@@ -103,6 +103,7 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
     if (interval < std::chrono::milliseconds{600})
         throw io::UsageError(fmt::format("--probe-interval: '{}' is below 600ms (Linux rate-limits its answers to one per 500 ms)",
                                          o.probe_interval));
+    if (todo.size() > 1 && o.syn.sport) throw io::UsageError("--sport goes with one test (--test all uses a port per test)");
     if (o.test != "reuse" && o.test != "all" && o.isn != "higher")
         throw io::UsageError("--isn higher|lower goes with --test reuse");
 
@@ -138,7 +139,7 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
         const auto& r = f->report();
         const auto& c = f->connect_result();
         std::string outcome = c.verdict == probe::Verdict::Open ? r.outcome : std::string(probe::to_string(c.verdict));
-        text += fmt::format("{:<22} {:<7} {:<14} {}\n", name_of(*f), r.answer.value_or(r.first_dead ? "R" : "-"), outcome,
+        text += fmt::format("{:<22} {:<7} {:<14} {}\n", name_of(*f), r.answer.value_or(r.end_confirmed ? "R" : "-"), outcome,
                             c.verdict == probe::Verdict::Open ? detail_of(*f) : connect_line(c));
         code = std::max(code, c.verdict == probe::Verdict::Open ? exit_for(outcome) : probe::exit_code(c.verdict));
         observed |= r.tw_start.has_value() && r.outcome != "no-time-wait";
@@ -169,7 +170,7 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
                     {"test", o.test},
                     {"interrupted", stats.interrupted},
                     {"tests", tests},
-                    {"time_wait", {{"side", "peer"},
+                    {"time_wait", {{"side", observed ? nlohmann::json("peer") : nlohmann::json(nullptr)},
                                    {"observed", observed},
                                    {"duration_us", measured ? nlohmann::json(to_us(*measured)) : nlohmann::json(nullptr)}}}});
     renderer->summary(text, summary);

@@ -26,6 +26,9 @@ public:
     std::optional<Instant> origin() const { return origin_; }
     /// Prints events held back because no packet had been captured yet.
     void flush_pending();
+    /// A packet was captured at t: the first one sets the time origin (scenarios that
+    /// report only notes, like ping, still get live lines).
+    void captured(Instant t);
 
 protected:
     virtual void render(const probe::Event& e, std::int64_t t_us) = 0;
