@@ -25,7 +25,8 @@ using Instant = ProbeClock::time_point;
 /// Builds an Instant from nanoseconds since an arbitrary epoch (a capture's clock).
 constexpr Instant instant_from_ns(std::int64_t ns) { return Instant{Duration{ns}}; }
 constexpr std::int64_t to_ns(Instant t) { return t.time_since_epoch().count(); }
-constexpr std::int64_t to_us(Duration d) { return std::chrono::duration_cast<std::chrono::microseconds>(d).count(); }
+/// Whole microseconds, rounded to the nearest (JSON's *_us fields).
+constexpr std::int64_t to_us(Duration d) { return std::chrono::round<std::chrono::microseconds>(d).count(); }
 constexpr double to_ms_f(Duration d) { return static_cast<double>(d.count()) / 1e6; }
 
 using namespace std::chrono_literals;

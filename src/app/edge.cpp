@@ -50,8 +50,14 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     for (std::size_t i = 0; i < req.flows; ++i)
         edge->sports.push_back(edge->ports.reserve(edge->route.source, req.sport.value_or(0)));
 
+    // Many flows: a ring that holds their answers while we are still sending: 2 KiB
+    // frames (a whole 1500-byte packet), or 256 bytes when only headers matter (every
+    // header with options fits; ping reads no payload). One connection: full frames in
+    // a small ring (start-up is faster).
+    const bool wide = req.headers_only || req.flows > 16;
     edge->capture = std::make_unique<io::PcapSource>(
-        edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports));
+        edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports),
+        req.headers_only ? 256 : wide ? 2048 : 65535, wide ? 32 << 20 : 1 << 20);
     if (!g.write_pcap.empty()) edge->capture->dump_to(g.write_pcap);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
     if (guard) {

@@ -101,6 +101,10 @@ protected:
                                          wire::to_string(ic->error.quoted_dst.addr), ic->error.quoted_dst.port,
                                          ic->error.quoted_seq.raw()),
                              red));
+        } else if (const auto* pr = std::get_if<probe::ProbeEvent>(&e.body)) {
+            std::string line = fmt::format("{} seq={} {}", pr->target, pr->seq, pr->result);
+            if (pr->rtt) line += fmt::format(" rtt={:.3f} ms", to_ms_f(*pr->rtt));
+            fmt::print(out_, "{} {}{}\n", when, flow, paint(line, pr->result == "no answer" ? yellow : green));
         } else if (const auto* n = std::get_if<probe::NoteEvent>(&e.body)) {
             if (n->severity == probe::Severity::Anomaly)
                 fmt::print(out_, "{}{}{}\n", pad, flow, paint("! " + n->text, yellow));
@@ -160,6 +164,12 @@ protected:
                  {"icmp_code", ic->error.code},
                  {"name", ic->name},
                  {"from", wire::to_string(ic->error.reporter)}};
+        } else if (const auto* pr = std::get_if<probe::ProbeEvent>(&e.body)) {
+            j = {{"type", "probe"},
+                 {"target", pr->target},
+                 {"seq", pr->seq},
+                 {"result", pr->result},
+                 {"rtt_us", pr->rtt ? nlohmann::json(to_us(*pr->rtt)) : nlohmann::json(nullptr)}};
         } else if (const auto* n = std::get_if<probe::NoteEvent>(&e.body)) {
             j = {{"type", "note"},
                  {"severity", n->severity == probe::Severity::Anomaly ? "anomaly" : "info"},

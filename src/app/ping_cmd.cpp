@@ -75,7 +75,7 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
         if (std::find(addrs.begin(), addrs.end(), d.addr) == addrs.end()) addrs.push_back(d.addr);
         if (std::find(ports.begin(), ports.end(), d.port) == ports.end()) ports.push_back(d.port);
     }
-    auto edge = open_edge(g, {addrs, ports, total_lanes, std::nullopt, false});
+    auto edge = open_edge(g, {addrs, ports, total_lanes, std::nullopt, false, true});
     auto renderer = make_renderer(g);
     renderer->set_multi_flow(true);
 
@@ -168,6 +168,7 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
     if (dests.size() > 1) text += fmt::format("all: {}\n", stats_text(all));
     if (kernel_rsts) text += fmt::format("({} RSTs from the local kernel seen and not counted as ours)\n", kernel_rsts);
     if (late) text += fmt::format("{} late or stray answers ignored\n", late);
+    if (stats.capture_drops) text += fmt::format("the capture lost {} packet(s): some probes counted silent were answered\n", stats.capture_drops);
     if (stats.interrupted) text += "interrupted\n";
     const double elapsed = to_ms_f(edge->clock.now() - start) / 1000;
     nlohmann::json summary = {{"command", "ping"},
@@ -180,7 +181,7 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
                               {"kernel_rsts", kernel_rsts},
                               {"late", late},
                               {"undecodable", stats.undecodable},
-                              {"capture_drops", edge->capture->kernel_drops()},
+                              {"capture_drops", stats.capture_drops},
                               {"elapsed_us", static_cast<std::int64_t>(elapsed * 1e6)},
                               {"destinations", list}};
     summary.update(stats_json(all));

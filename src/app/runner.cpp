@@ -117,6 +117,10 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
     // Whatever was captured in the last instant (e.g. our final ACK) still belongs to the trace.
     source.drain(on_frame);
     carry_out(out, sink, renderer, stats);
+    stats.capture_drops = source.drops();
+    if (stats.capture_drops)
+        spdlog::warn("the capture lost {} packets (ring full): answers may be missing; lower --rate or probe fewer flows at once",
+                     stats.capture_drops);
     return stats;
 }
 

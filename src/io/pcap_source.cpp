@@ -62,15 +62,15 @@ std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t
     return fmt::format("(tcp and (({}) or ({}))) or ({})", out_dir, in_dir, icmp);
 }
 
-PcapSource::PcapSource(const std::string& interface, const std::string& filter) {
+PcapSource::PcapSource(const std::string& interface, const std::string& filter, int snaplen, int buffer_bytes) {
     char err[PCAP_ERRBUF_SIZE] = {};
     p_ = pcap_create(interface.c_str(), err);
     if (!p_) throw EnvironmentError(fmt::format("pcap_create {}: {}", interface, err));
-    pcap_set_snaplen(p_, 65535);
+    pcap_set_snaplen(p_, snaplen);
     pcap_set_immediate_mode(p_, 1);
-    // The ring is allocated (and faulted in) at activation: its size is start-up latency.
-    // 1 MiB holds thousands of handshake segments; many-flow runs ask for more.
-    pcap_set_buffer_size(p_, 1 << 20);
+    // Each frame of the ring takes snaplen bytes plus a header, so 1 MiB holds only ~16
+    // full-size frames: enough for one connection, not for a many-flow run.
+    pcap_set_buffer_size(p_, buffer_bytes);
     pcap_set_tstamp_precision(p_, PCAP_TSTAMP_PRECISION_NANO);
     int rc = pcap_activate(p_);
     if (rc < 0) {

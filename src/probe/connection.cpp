@@ -46,7 +46,8 @@ void ConnectionFlow::apply(Instant now, const tcb::Actions& actions, Outbox& out
             note(now, n->text, out);
         } else if (const auto* g = std::get_if<tcb::GaveUp>(&a)) {
             note(now, fmt::format("no answer after {} retransmissions of our {}", g->retransmissions, g->what), out);
-            if (phase_ == Phase::Connecting) finish(now, Verdict::Filtered, out);
+            // A SYN given up on may still be answered: --timeout decides when to stop.
+            if (phase_ == Phase::Connecting && now >= started_ + ccfg_.timeout) finish(now, Verdict::Filtered, out);
         } else if (const auto* d = std::get_if<tcb::DataReceived>(&a)) {
             note(now, fmt::format("received {} bytes of data", d->data.size()), out);
         }
@@ -182,6 +183,18 @@ void ConnectionFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Ou
             break;
     }
     const bool synack = seg.has(flag::syn | flag::ack) && !seg.has(flag::rst);
+    if (tcb_.state() == tcb::State::Closed && synack && seg.ack == tcb_.iss() + 1) {
+        // Our TCB gave up on the SYN, but the answer came within --timeout: the port is
+        // open. The closed TCB resets the half-open connection the peer holds.
+        cres_.answer = seg;
+        cres_.irs = seg.seq;
+        cres_.peer_options = seg.options;
+        if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;
+        anomaly(t, "SYN-ACK after our SYN retransmissions had given up", out);
+        feed(t, seg, out);
+        finish(t, Verdict::Open, out);
+        return;
+    }
     if (tcb_.state() == tcb::State::SynSent && synack) on_synack(t, seg, out);
     if (intercept_connecting(t, seg, out)) return;
     if (feed(t, seg, out)) {

@@ -55,9 +55,9 @@ void PingLane::finish_probe(Instant t, ProbeResult result, Outbox& out, const ch
     outstanding_ = false;
     give_up_at_.reset();
     if (cfg_.events) {
-        std::string line = fmt::format("{}:{} seq={} {}", to_string(tuple().remote.addr), tuple().remote.port, r.seq_no, what);
-        if (r.rtt_ns >= 0) line += fmt::format(" rtt={:.3f} ms", static_cast<double>(r.rtt_ns) / 1e6);
-        out.events.push_back({t, tuple().local.port, NoteEvent{Severity::Info, line}});
+        ProbeEvent e{fmt::format("{}:{}", to_string(tuple().remote.addr), tuple().remote.port), r.seq_no, what, std::nullopt};
+        if (r.rtt_ns >= 0) e.rtt = Duration{r.rtt_ns};
+        out.events.push_back({t, tuple().local.port, std::move(e)});
     }
     next_ticket(t);
 }

@@ -100,11 +100,16 @@ def spans_match_events(c, r, s, side, key):
                    "summary.%s %r disagrees with the %s state events of the trace %r"
                    % (key, state_names(spans), side, [e.get("to") for e in evs])):
         return
+    # The local states our own FIN enters (FIN-WAIT-1, LAST-ACK) start in the summary at
+    # the FIN's capture, in the trace when tcpprobe decided to send it: those two spans
+    # may differ by the send-to-capture delay (a few ms at most on a busy machine).
+    fin_entered = ("FIN-WAIT-1", "LAST-ACK") if side == "local" else ()
     for n, (sp, ev) in enumerate(zip(spans, evs)):
         if n + 1 < len(evs):
             want = evs[n + 1].get("t_us") - ev.get("t_us")
             got = sp.get("duration_us")
-            c.check(is_number(got) and abs(got - want) <= 2,
+            slack = 10000 if (sp.get("state") in fin_entered or evs[n + 1].get("to") in fin_entered) else 2
+            c.check(is_number(got) and abs(got - want) <= slack,
                     "summary.%s[%d] (%s) duration_us %r, the trace's state events are %r µs apart"
                     % (key, n, sp.get("state"), got, want))
         else:

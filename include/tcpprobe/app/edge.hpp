@@ -21,6 +21,7 @@ struct EdgeRequest {
     std::size_t flows = 1;            ///< source ports to reserve
     std::optional<std::uint16_t> sport;
     bool rst_guard = true;            ///< the command completes connections in userspace
+    bool headers_only = false;        ///< no payload needed: short snaplen, large ring
 };
 
 struct Edge {

@@ -13,6 +13,7 @@ struct RunStats {
     std::uint64_t frames = 0;
     std::uint64_t undecodable = 0;
     std::uint64_t sent = 0;
+    std::uint64_t capture_drops = 0;  ///< frames the kernel ring could not hold
     bool interrupted = false;
 };
 

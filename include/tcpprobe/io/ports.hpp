@@ -31,6 +31,8 @@ public:
     virtual ~PacketSource() = default;
     virtual int fd() const = 0;
     virtual std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) = 0;
+    /// Packets the capture lost (kernel ring full); answers may be missing when non-zero.
+    virtual std::uint64_t drops() const { return 0; }
 };
 
 /// The host clock, in the same time base as capture timestamps (CLOCK_REALTIME on Linux,

@@ -71,7 +71,10 @@ private:
 class PcapSource final : public PacketSource {
 public:
     /// One handle: immediate mode, nanosecond timestamps, non-blocking, with `filter`.
-    PcapSource(const std::string& interface, const std::string& filter);
+    /// The kernel ring holds buffer_bytes / (snaplen + header) frames: runs with many
+    /// flows and no payload to read use a short snaplen and a large buffer.
+    PcapSource(const std::string& interface, const std::string& filter, int snaplen = 65535,
+               int buffer_bytes = 1 << 20);
     ~PcapSource() override;
     int fd() const override { return fd_; }
     std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) override;
@@ -81,6 +84,7 @@ public:
     void flush();
     /// Packets the kernel dropped for lack of buffer space (pcap_stats).
     std::uint64_t kernel_drops() const;
+    std::uint64_t drops() const override { return kernel_drops(); }
 
 private:
     pcap* p_ = nullptr;

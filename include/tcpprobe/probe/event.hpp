@@ -3,6 +3,7 @@
 // these into output; the core only produces them.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -32,6 +33,13 @@ struct IcmpEvent {
     wire::IcmpError error;
     std::string name;
 };
+/// One finished ping probe.
+struct ProbeEvent {
+    std::string target;            ///< "address:port"
+    std::uint32_t seq = 0;         ///< the probe's number for its destination
+    std::string result;            ///< "S.", "R.", an ICMP name, or "no answer"
+    std::optional<Duration> rtt;   ///< SYN capture -> answer capture
+};
 struct NoteEvent {
     Severity severity;
     std::string text;
@@ -40,7 +48,7 @@ struct NoteEvent {
 struct Event {
     Instant t;
     std::uint16_t flow = 0;  ///< our source port: tells flows apart in multi-flow runs
-    std::variant<SegmentEvent, StateEvent, IcmpEvent, NoteEvent> body;
+    std::variant<SegmentEvent, StateEvent, IcmpEvent, NoteEvent, ProbeEvent> body;
 };
 
 /// What a scenario asks the runner to do and to report.
