@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <thread>
 
@@ -54,10 +55,15 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     // frames (a whole 1500-byte packet), or 256 bytes when only headers matter (every
     // header with options fits; ping reads no payload). One connection: full frames in
     // a small ring (start-up is faster).
+    // The ring's pages count in our RSS once used, so it grows with the flows: room for
+    // about four frames per flow, between 1 and 32 MiB.
     const bool wide = req.headers_only || req.flows > 16;
+    const int snaplen = req.headers_only ? 256 : wide ? 2048 : 65535;
+    const auto ring = static_cast<int>(std::clamp<std::size_t>(req.flows * 4 * (static_cast<std::size_t>(snaplen) + 96),
+                                                               std::size_t{1} << 20, std::size_t{32} << 20));
     edge->capture = std::make_unique<io::PcapSource>(
         edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports),
-        req.headers_only ? 256 : wide ? 2048 : 65535, wide ? 32 << 20 : 1 << 20);
+        snaplen, wide ? ring : 1 << 20);
     if (!g.write_pcap.empty()) edge->capture->dump_to(g.write_pcap);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
     if (guard) {
