@@ -112,8 +112,8 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
                     {"answered", answered},
                     {"loss_pct", 100.0 * static_cast<double>(total - answered) / static_cast<double>(total)},
                     {"anomaly_count", anomalies},
-                    {"capture_drops", stats.capture_drops},
-                    {"probes", probes}});
+                    {"capture_drops", stats.capture_drops}});
+    summary["probes"] = std::move(probes);
     if (total > 1) {
         text += fmt::format("{} handshakes, {} answered, {:.1f}% loss\n", total, answered,
                             100.0 * static_cast<double>(total - answered) / static_cast<double>(total));
@@ -128,7 +128,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
     if (stats.undecodable) text += fmt::format("{} captured packet(s) could not be decoded\n", stats.undecodable);
     if (stats.capture_drops) text += fmt::format("the capture lost {} packet(s): some verdicts may be wrong\n", stats.capture_drops);
     if (stats.interrupted) text += "interrupted\n";
-    renderer->summary(text, summary);
+    renderer->summary(text, std::move(summary));
     if (stats.interrupted) return exit_status::interrupted;
     return probe::exit_code(verdict);
 }

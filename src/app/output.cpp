@@ -135,9 +135,10 @@ public:
 
     void summary(const std::string&, nlohmann::json json) override {
         flush_pending();
-        nlohmann::json head = {{"type", "summary"}, {"schema", json_schema_version}};
-        head.update(json);
-        line(head);
+        // Built in place: a summary with thousands of flows is large, copies show in RSS.
+        json["type"] = "summary";
+        json["schema"] = json_schema_version;
+        line(json);
     }
 
 protected:

@@ -183,9 +183,10 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
                               {"undecodable", stats.undecodable},
                               {"capture_drops", stats.capture_drops},
                               {"elapsed_us", static_cast<std::int64_t>(elapsed * 1e6)},
-                              {"destinations", list}};
+                              {"destinations", nullptr}};
+    summary["destinations"] = std::move(list);
     summary.update(stats_json(all));
-    renderer->summary(text, summary);
+    renderer->summary(text, std::move(summary));
     if (stats.interrupted) return exit_status::interrupted;
     return probe::exit_code(verdict);
 }
