@@ -50,29 +50,15 @@ def target(port):
     return "%s:%d" % (SRV_IP, port)
 
 
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def within(c, value, lo, hi, what):
-    return c.check(is_number(value) and lo <= value <= hi,
-                   "%s: %r not within [%s, %s]" % (what, value, lo, hi))
+is_number = tplab.is_number
+within = tplab.within
 
 
 # --------------------------------------------------------------------------
 # running tcpprobe, reading its summary
 
-def check_no_table(c, when):
-    """Requirement 12: the run's nft table (flags owner) is gone with the process."""
-    left = tplab.wait_until(lambda: not tplab.tcpprobe_tables(), 1.0)
-    c.check(left, "tcpprobe_ nft table left in %s %s: %r" % (CLI_NS, when, tplab.nft_tables()))
-
-
-def run_json(c, tp, args, timeout=30):
-    r = tp.run(["-o", "json"] + list(args), timeout=timeout)
-    c.note(r.describe())
-    check_no_table(c, "after `tcpprobe %s`" % " ".join(args))
-    return r
+check_no_table = tplab.check_no_table
+run_json = tplab.run_json
 
 
 def start_json(tp, args):

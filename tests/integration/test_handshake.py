@@ -11,14 +11,12 @@ output and exit code.  Traffic stays inside the lab namespaces (TP_LAB_NET.1/.2
 and loopback inside the client namespace).
 """
 
-import argparse
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import traceback
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,8 +36,7 @@ def test(timeout):
     return deco
 
 
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+is_number = tplab.is_number
 
 
 def require_ok_json(c, r, rc, verdict):
@@ -327,9 +324,8 @@ def wait_for_table(c, p, argv):
 
 
 def check_no_table(c, when, wait=0.0):
-    left = tplab.wait_until(lambda: not tplab.tcpprobe_tables(), wait) if wait else \
-        not tplab.tcpprobe_tables()
-    c.check(left, "tcpprobe_ nft table left in %s %s: %r" % (CLI_NS, when, tplab.nft_tables()))
+    """Here the table must be gone the moment tcpprobe has exited, unless told to wait."""
+    tplab.check_no_table(c, when, wait)
 
 
 @test(timeout=30)
@@ -612,50 +608,5 @@ def missing_cap_net_admin(c, tp, tmp):
 
 # --------------------------------------------------------------------------
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--list", action="store_true")
-    ap.add_argument("--tcpprobe")
-    ap.add_argument("--source-dir")
-    ap.add_argument("name", nargs="?")
-    a = ap.parse_args()
-    if a.list:
-        for name, (_, timeout) in TESTS.items():
-            print(name, timeout)
-        return 0
-    if a.name not in TESTS or not a.tcpprobe:
-        ap.error("need --tcpprobe BIN and a test name, one of: " + ", ".join(TESTS))
-    tplab.require_environment()
-    if not os.access(a.tcpprobe, os.X_OK):
-        print("FAIL: tcpprobe binary %s does not exist or is not executable (build it first)"
-              % a.tcpprobe)
-        return 1
-
-    fn, _ = TESTS[a.name]
-    c = tplab.Checker(a.name)
-    tp = tplab.Tcpprobe(os.path.abspath(a.tcpprobe))
-    tmp = tplab.tempdir()
-    print("test %s (lab %s: %s %s <-> %s %s)" % (a.name, tplab.LAB, CLI_NS, CLI_IP, SRV_NS, SRV_IP),
-          flush=True)
-    try:
-        fn(c, tp, tmp)
-    except TestFailure as e:
-        if str(e) not in c.failures:
-            c.failures.append(str(e))
-    except Exception:
-        c.failures.append("exception:\n" + traceback.format_exc())
-    finally:
-        subprocess.run(["rm", "-rf", tmp])
-    if c.failures:
-        print("\nFAIL %s: %d failed check(s):" % (a.name, len(c.failures)))
-        for f in c.failures:
-            print("  - " + f)
-        for ctx in c.context:
-            print("\ncontext: " + ctx)
-        return 1
-    print("PASS %s" % a.name)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tplab.main(TESTS))

@@ -61,8 +61,7 @@ def target(port):
     return "%s:%d" % (SRV_IP, port)
 
 
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+is_number = tplab.is_number
 
 
 def near(value, expected, floor_us=TOL_FLOOR_US, pct=TOL_PCT):
@@ -74,8 +73,7 @@ def gaps_of(times):
 
 
 def check_no_table(c, when, wait=2.0):
-    left = tplab.wait_until(lambda: not tplab.tcpprobe_tables(), wait)
-    c.check(left, "tcpprobe_ nft table left in %s %s: %r" % (CLI_NS, when, tplab.nft_tables()))
+    tplab.check_no_table(c, when, wait)
 
 
 def syn_recv(ns=SRV_NS):

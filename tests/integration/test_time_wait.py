@@ -51,28 +51,15 @@ def target(port=PORT_HTTP):
     return "%s:%d" % (SRV_IP, port)
 
 
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def within(c, value, lo, hi, what):
-    return c.check(is_number(value) and lo <= value <= hi,
-                   "%s: %r not within [%s, %s]" % (what, value, lo, hi))
+is_number = tplab.is_number
+within = tplab.within
 
 
 # --------------------------------------------------------------------------
 # running tcpprobe, reading its summary
 
-def check_no_table(c, when):
-    left = tplab.wait_until(lambda: not tplab.tcpprobe_tables(), 1.0)
-    c.check(left, "tcpprobe_ nft table left in %s %s: %r" % (CLI_NS, when, tplab.nft_tables()))
-
-
-def run_json(c, tp, args, timeout=30):
-    r = tp.run(["-o", "json"] + list(args), timeout=timeout)
-    c.note(r.describe())
-    check_no_table(c, "after `tcpprobe %s`" % " ".join(args))
-    return r
+check_no_table = tplab.check_no_table
+run_json = tplab.run_json
 
 
 TEST_KEYS = ("test", "isn", "ts", "outcome", "answer", "peer_closed_first", "duration_us",

@@ -453,6 +453,32 @@ def state_duration_us(spans, state):
 
 
 # --------------------------------------------------------------------------
+# checks every test script uses
+
+def is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def within(c, value, lo, hi, what):
+    return c.check(is_number(value) and lo <= value <= hi,
+                   "%s: %r not within [%s, %s]" % (what, value, lo, hi))
+
+
+def check_no_table(c, when, wait=1.0):
+    """The run's nft table (flags owner) is gone with the process (within `wait` s)."""
+    left = wait_until(lambda: not tcpprobe_tables(), wait) if wait else not tcpprobe_tables()
+    c.check(left, "tcpprobe_ nft table left in %s %s: %r" % (CLI_NS, when, nft_tables()))
+
+
+def run_json(c, tp, args, timeout=30):
+    """tcpprobe -o json ARGS; the result is noted for failure messages, and no table may remain."""
+    r = tp.run(["-o", "json"] + list(args), timeout=timeout)
+    c.note(r.describe())
+    check_no_table(c, "after `tcpprobe %s`" % " ".join(args))
+    return r
+
+
+# --------------------------------------------------------------------------
 # a test script's command line (shared by the test_*.py files that use it)
 
 def main(tests, argv=None):
