@@ -87,9 +87,9 @@ void add_syn_options(CLI::App* cmd, SynOptions& s, bool isn_and_ts = true, bool 
 }
 
 void add_connect_options(CLI::App* cmd, ConnectOptions& c) {
-    cmd->add_option("--timeout", c.timeout, "no answer to our SYN by then: filtered (default 3s)")->type_name("DURATION");
+    cmd->add_option("--timeout", c.timeout, "no answer to our SYN by then: filtered (default 5s: SYNs at 0, 1 and 3 s)")->type_name("DURATION");
     cmd->add_option("--rto", c.rto, "our initial retransmission timeout for SYN, FIN and data (default 1s)")->type_name("DURATION");
-    number(cmd, "--retries", c.retries, "our retransmissions before giving up (default 1)");
+    number(cmd, "--retries", c.retries, "our retransmissions of SYN, data or FIN before giving up (default 3)");
 }
 
 void add_close_options(CLI::App* cmd, CloseOptions& o, bool with_mode) {
@@ -172,7 +172,7 @@ CommandLine::CommandLine()
     rt->add_option("--max-wait", r.max_wait, "longest measurement (default 75s)")->type_name("DURATION");
     rt->add_option("--tolerance", r.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
     rt->add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");
-    number(rt, "--count", r.count, "measure N times, each on a fresh source port, and summarise the spread (default 1)");
+    number(rt, "--count", r.count, "N connections measured in parallel, each on its own source port, merged so that a copy lost in one run is seen in another (default 3)");
     state_->retransmit_cmd = rt;
 
     ListenOptions& l = state_->listen;
@@ -182,7 +182,7 @@ CommandLine::CommandLine()
     ls->add_option("endpoint", l.endpoint, "[ADDR:]PORT to watch (no ADDR: any local address)")->required()->type_name("[ADDR:]PORT");
     add_syn_options(ls, l.syn);
     ls->add_option("--rto", l.conn.rto, "our retransmission timeout when answering (default 1s)")->type_name("DURATION");
-    number(ls, "--retries", l.conn.retries, "our retransmissions when answering (default 1)");
+    number(ls, "--retries", l.conn.retries, "our retransmissions when answering (default 3)");
     ls->add_option("--answer", l.answer, "none (default): only time the SYNs; synack: answer the first SYN; syn: answer with a bare SYN")
         ->check(CLI::IsMember({"none", "synack", "syn"}));
     ls->add_option("--max-wait", l.max_wait, "stop after this long (default 60s)")->type_name("DURATION");

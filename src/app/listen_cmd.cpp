@@ -106,10 +106,11 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
         const auto& r = c->report();
         std::string who = fmt::format("{}:{}", to_string(c->tuple().remote.addr), c->tuple().remote.port);
         text += fmt::format("client {}: SYN <{}> win {} ttl {}\n", who, format_options(r.syn_options), r.syn_window, r.syn_ttl);
-        if (answer == probe::ListenAnswer::None) text += schedule_text(r.syn_times, r.fit, "tcp_syn_retries", "SYN", r.end);
+        if (answer == probe::ListenAnswer::None) text += schedule_text(r.evidence, r.fit, "tcp_syn_retries", "SYN");
         else text += fmt::format("  answered with {}; final state {}; ended by {}\n", o.answer, c->connect_result().final_state, r.end);
-        nlohmann::json j = schedule_json(r.syn_times, r.fit, "tcp_syn_retries");
+        nlohmann::json j = schedule_json(r.evidence, r.fit, "tcp_syn_retries");
         j.update({{"client", who},
+                  {"probes_sent", r.probes_sent},
                   {"syn_options", options_json(r.syn_options)},
                   {"syn_options_text", format_options(r.syn_options)},
                   {"syn_window", r.syn_window},

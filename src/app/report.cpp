@@ -69,54 +69,126 @@ std::string connect_line(const probe::ConnectResult& r) {
     return text;
 }
 
-nlohmann::json schedule_json(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl) {
+namespace {
+std::string end_text(const probe::ScheduleFit& fit, const std::string& what) {
+    switch (fit.end) {
+        case probe::ScheduleEnd::Open: return "the end was not seen";
+        case probe::ScheduleEnd::PeerRst: return "ended by the peer's RST";
+        case probe::ScheduleEnd::Confirmed: return fmt::format("ended: a liveness probe found the {} state gone", what);
+        case probe::ScheduleEnd::Silence: return "ended by silence (unconfirmed: no liveness probe was answered)";
+    }
+    return "?";
+}
+}  // namespace
+
+nlohmann::json schedule_json(const probe::ScheduleEvidence& ev, const probe::ScheduleFit& fit, const std::string& sysctl) {
     auto us = [](const std::vector<Duration>& v) {
         auto a = nlohmann::json::array();
         for (auto d : v) a.push_back(to_us(d));
         return a;
     };
     auto rel = nlohmann::json::array();
-    for (auto t : times) rel.push_back(to_us(t - times.front()));
+    for (auto t : ev.copies) rel.push_back(to_us(t - ev.copies.front()));
     auto opt_us = [](std::optional<Duration> d) { return d ? nlohmann::json(to_us(*d)) : nlohmann::json(nullptr); };
-    return {{"transmissions", times.size()},
+    auto from_first = [&](std::optional<Duration> d) {
+        return d ? nlohmann::json(to_us(*d - fit.first_copy_at)) : nlohmann::json(nullptr);
+    };
+    auto missing = nlohmann::json::array();
+    for (const auto& m : fit.missing)
+        missing.push_back({{"index", m.index}, {"at_us", to_us(m.at - fit.first_copy_at)}, {"trailing", m.trailing}});
+    auto probes = nlohmann::json::array();
+    const Duration first = ev.copies.empty() ? Duration{} : ev.copies.front();
+    for (const auto& p : ev.probes) probes.push_back({{"at_us", to_us(p.at - first)}, {"answer", probe::to_string(p.answer)}});
+    return {{"transmissions", ev.copies.size()},
             {"times_us", rel},
             {"gaps_us", us(fit.gaps)},
             {"expected_gaps_us", us(fit.expected)},
             {"within_tolerance", fit.within_tolerance},
             {"initial_rto_us", opt_us(fit.initial_rto)},
             {"backoff", fit.backoff ? nlohmann::json(*fit.backoff) : nlohmann::json(nullptr)},
+            {"backoff_kind", fit.fitted ? nlohmann::json(probe::to_string(fit.backoff_kind)) : nlohmann::json(nullptr)},
             {"linear_gaps", fit.linear_gaps},
             {"retransmissions", fit.retransmissions},
             {"exponential", fit.exponential},
+            {"missing", missing},
+            {"probes", probes},
+            {"end", probe::to_string(fit.end)},
+            {"held_until_us", from_first(fit.held_until)},
+            {"gone_by_us", from_first(fit.gone_by)},
+            {"copies_sent", fit.copies_sent ? nlohmann::json(*fit.copies_sent) : nlohmann::json(nullptr)},
             {"give_up_after_us", opt_us(fit.give_up_after)},
+            {"linux_like", fit.linux_like},
+            {"linux_mismatch", fit.linux_mismatch},
+            {"family", fit.family.empty() ? nlohmann::json(nullptr) : nlohmann::json(fit.family)},
+            {"family_matched", fit.family_matched},
+            {"family_mismatched", fit.family_mismatched},
+            {"notes", fit.notes},
             {"inferred", fit.inferred_retries ? nlohmann::json{{"sysctl", sysctl}, {"value", *fit.inferred_retries}}
                                               : nlohmann::json(nullptr)}};
 }
 
-std::string schedule_text(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl,
-                          const std::string& what, const std::string& end) {
+std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::ScheduleFit& fit, const std::string& sysctl,
+                          const std::string& what) {
     std::string t;
-    for (std::size_t i = 0; i < times.size(); ++i) {
-        t += fmt::format("  {:>2}  +{:10.3f} ms", i, to_ms_f(times[i] - times.front()));
-        if (i > 0)
+    if (ev.copies.empty()) return t;
+    const Duration first = ev.copies.front();
+    // Observed copies and lost ones, in time order.
+    std::size_t mi = 0;
+    auto lost_line = [&](const probe::MissingCopy& m) {
+        return fmt::format("   -  +{:10.3f} ms  copy #{} missing{}\n", to_ms_f(m.at - fit.first_copy_at), m.index,
+                           m.trailing ? " (the peer still held the state after it: lost on the path)" : " (lost on the path)");
+    };
+    for (std::size_t i = 0; i < ev.copies.size(); ++i) {
+        while (mi < fit.missing.size() && fit.copy_index.size() == ev.copies.size() && fit.missing[mi].index < fit.copy_index[i])
+            t += lost_line(fit.missing[mi++]);
+        t += fmt::format("  {:>2}  +{:10.3f} ms", i, to_ms_f(ev.copies[i] - first));
+        if (i > 0 && i - 1 < fit.expected.size())
             t += fmt::format("  gap {:9.3f} ms  (model {:9.3f} ms, {})", to_ms_f(fit.gaps[i - 1]), to_ms_f(fit.expected[i - 1]),
                              fit.within_tolerance[i - 1] ? "within tolerance" : "OUT of tolerance");
+        else if (i > 0)
+            t += fmt::format("  gap {:9.3f} ms", to_ms_f(fit.gaps[i - 1]));
         t += '\n';
     }
-    if (fit.retransmissions == 0) return t;
-    t += fmt::format("initial RTO {:.3f} ms", to_ms_f(*fit.initial_rto));
-    if (fit.backoff) t += fmt::format(", backoff x{:.2f}", *fit.backoff);
-    t += fmt::format(", {} retransmission(s), ended by {}\n", fit.retransmissions, end);
+    while (mi < fit.missing.size()) t += lost_line(fit.missing[mi++]);
+    if (!ev.probes.empty()) {
+        t += "liveness probes:";
+        for (const auto& p : ev.probes) t += fmt::format(" {} at +{:.3f} s;", probe::to_string(p.answer), to_ms_f(p.at - first) / 1000);
+        t.back() = '\n';
+    }
+    if (fit.fitted) {
+        t += fmt::format("initial RTO {:.3f} ms, backoff {}", to_ms_f(*fit.initial_rto), probe::to_string(fit.backoff_kind));
+        if (fit.backoff) t += fmt::format(" (x{:.2f})", *fit.backoff);
+        t += fmt::format(", {} retransmission(s) seen", fit.retransmissions);
+        if (!fit.missing.empty()) t += fmt::format(", {} lost on the path", fit.missing.size());
+        t += '\n';
+    } else if (fit.retransmissions > 0) {
+        t += fmt::format("{} retransmission(s) seen; no backoff model fits the gaps\n", fit.retransmissions);
+    }
     if (fit.linear_gaps > 1)
         t += fmt::format("the first {} gaps are linear, then doubling (Linux 6.7+ spaces early SYN retransmissions linearly)\n",
                          fit.linear_gaps);
-    if (fit.inferred_retries)
-        t += fmt::format("inferred: {} = {} (Linux-like doubling), the peer gives up {:.3f} s after its first {}\n", sysctl,
-                         *fit.inferred_retries, to_ms_f(*fit.give_up_after) / 1000, what);
-    else if (!fit.exponential)
-        t += "not a doubling schedule within the tolerance: no setting inferred\n";
-    else
-        t += "the end was not seen (max-wait or interrupted): no setting inferred\n";
+    t += end_text(fit, what) + '\n';
+    if (fit.inferred_retries) {
+        t += fmt::format("inferred: {} = {} (Linux signature: initial RTO, doubling, silent give-up at the next expiry), "
+                         "the peer gives up {:.3f} s after its first {}\n",
+                         sysctl, *fit.inferred_retries, to_ms_f(*fit.give_up_after) / 1000, what);
+        return t;
+    }
+    if (fit.copies_sent) t += fmt::format("the peer sent {} retransmission(s) in all (lost ones included)\n", *fit.copies_sent);
+    t += fmt::format("no {} inferred: not Linux's signature", sysctl);
+    for (std::size_t i = 0; i < fit.linux_mismatch.size(); ++i) t += (i ? "; " : " (") + fit.linux_mismatch[i];
+    t += fit.linux_mismatch.empty() ? "\n" : ")\n";
+    if (!fit.family.empty()) {
+        t += fmt::format("family: {} (matched:", fit.family);
+        for (const auto& m : fit.family_matched) t += " " + m + ";";
+        t.back() = ')';
+        for (const auto& m : fit.family_mismatched) t += "; not checked: " + m;
+        t += '\n';
+    } else if (fit.fitted) {
+        t += "family: no known family";
+        for (const auto& m : fit.family_mismatched) t += " (" + m + ")";
+        t += '\n';
+    }
     return t;
 }
 

@@ -33,13 +33,12 @@ std::vector<std::string> no_retransmission_causes(const probe::RetransmitConfig&
 
 nlohmann::json run_json(const probe::RetransmitFlow& f) {
     const auto& r = f.report();
-    nlohmann::json j = schedule_json(r.times, r.fit, sysctl_for(f.config()));
+    nlohmann::json j = schedule_json(r.evidence, r.fit, sysctl_for(f.config()));
     j.update({{"sport", f.tuple().local.port},
               {"end", r.end},
               {"trailing_rst", r.rst_at.has_value()},
+              {"probes_sent", r.probes_sent},
               {"cleanup_sent", r.cleanup_sent}});
-    if (!r.times.empty() && r.fit.retransmissions == 0 && r.end == "silence")
-        j["no_retransmission_causes"] = no_retransmission_causes(f.config());
     return j;
 }
 
@@ -47,15 +46,68 @@ std::string run_text(const probe::RetransmitFlow& f) {
     const auto& r = f.report();
     const std::string what = f.config().segment == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN";
     if (r.times.empty()) return fmt::format("no {} seen ({})\n", what, r.end);
-    std::string t = schedule_text(r.times, r.fit, sysctl_for(f.config()), what, r.end);
+    std::string t = schedule_text(r.evidence, r.fit, sysctl_for(f.config()), what);
     if (r.rst_at) t += fmt::format("  RST +{:.3f} ms after the first {}\n", to_ms_f(*r.rst_at - r.times.front()), what);
-    if (r.fit.retransmissions == 0 && r.end == "silence") {
-        t += fmt::format("no retransmission of the {} ({}). Likely causes:\n", what, r.end);
-        for (const auto& c : no_retransmission_causes(f.config())) t += fmt::format("  - {}\n", c);
-    }
-    if (f.config().segment == probe::RetxSegment::Fin && r.fit.inferred_retries)
-        t += "  (orphaned sockets stop on time, not count: (2^(N+1)-1) x 200 ms after the first retransmission)\n";
     return t;
+}
+
+/// Runs whose first observed FIN was a retransmission (the original lost) sit one model
+/// gap early on their own axis: put them back before merging (their initial RTO looks
+/// twice the others').
+std::vector<probe::ScheduleEvidence> aligned_runs(const std::vector<const probe::RetransmitFlow*>& flows,
+                                                  const probe::Tolerance& tol) {
+    std::vector<probe::ScheduleEvidence> runs;
+    std::optional<Duration> ref;
+    for (const auto* f : flows)
+        if (f->report().fit.fitted && (!ref || *f->report().fit.initial_rto < *ref)) ref = f->report().fit.initial_rto;
+    for (const auto* f : flows) {
+        if (f->report().times.empty()) continue;
+        probe::ScheduleEvidence ev = f->report().evidence;
+        const auto& fit = f->report().fit;
+        if (ev.origin_is_first_copy && ref && fit.fitted && fit.backoff_kind == probe::Backoff::Doubling) {
+            const Duration twice = *ref * 2;
+            const Duration off = *fit.initial_rto > twice ? *fit.initial_rto - twice : twice - *fit.initial_rto;
+            if (off <= tol.for_gap(twice)) {
+                for (auto& c : ev.copies) c += *ref;
+                for (auto& p : ev.probes) p.at += *ref;
+                if (ev.peer_rst) *ev.peer_rst += *ref;
+            }
+        }
+        runs.push_back(std::move(ev));
+    }
+    return runs;
+}
+
+enum class RetxVerdict { Inferred, Measured, NoRetransmission, Inconclusive };
+
+RetxVerdict judge(const probe::ScheduleFit& fit) {
+    if (fit.inferred_retries) return RetxVerdict::Inferred;
+    const bool end_known = fit.end == probe::ScheduleEnd::Confirmed || fit.end == probe::ScheduleEnd::PeerRst;
+    if (fit.retransmissions == 0 && end_known && fit.missing.empty()) return RetxVerdict::NoRetransmission;
+    if (fit.fitted && end_known && !fit.linux_like && !fit.linux_mismatch.empty() && fit.copies_sent) return RetxVerdict::Measured;
+    if (fit.fitted && end_known && fit.family != "" && fit.family != "Linux" && fit.copy_index.size() > 2)
+        return RetxVerdict::Measured;
+    return RetxVerdict::Inconclusive;
+}
+
+std::string_view to_string(RetxVerdict v) {
+    switch (v) {
+        case RetxVerdict::Inferred: return "inferred";
+        case RetxVerdict::Measured: return "measured";
+        case RetxVerdict::NoRetransmission: return "no-retransmission";
+        case RetxVerdict::Inconclusive: return "inconclusive";
+    }
+    return "?";
+}
+
+int exit_for(RetxVerdict v) {
+    switch (v) {
+        case RetxVerdict::Inferred:
+        case RetxVerdict::Measured: return 0;
+        case RetxVerdict::NoRetransmission: return 1;
+        case RetxVerdict::Inconclusive: return 2;
+    }
+    return exit_status::internal;
 }
 
 }  // namespace
@@ -75,21 +127,24 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
     base.idle = parse_duration(o.idle, "--idle");
     base.max_wait = parse_duration(o.max_wait, "--max-wait");
     auto tol = probe::parse_tolerance(o.tolerance);
-    if (!tol) throw io::UsageError(fmt::format("--tolerance: '{}' is not e.g. 50ms, 10% or 50ms,10%", o.tolerance));
+    if (!tol) throw io::UsageError(fmt::format("--tolerance: '{}' is not e.g. 50ms,10% or 50ms,10%", o.tolerance));
     base.tolerance = *tol;
     base.cleanup = !o.no_cleanup;
     if (o.count < 1) throw io::UsageError("--count: must be at least 1");
-    if (o.count > 1 && o.syn.sport) throw io::UsageError("--sport cannot be combined with --count > 1");
+    if (o.count > 1 && o.syn.sport) throw io::UsageError("--sport cannot be combined with --count > 1 (use --count 1)");
 
     auto edge = open_edge(g, {{prep.addr}, {prep.target.port}, o.count, prep.syn.sport, true});
     auto renderer = make_renderer(g);
     renderer->set_multi_flow(o.count > 1);
-    probe::Session session;
-    session.set_sequential(true);
+    probe::Session session;  // the runs go in parallel: a copy lost in one is seen in another
     std::vector<const probe::RetransmitFlow*> flows;
     for (unsigned i = 0; i < o.count; ++i) {
         probe::RetransmitConfig rc = base;
         rc.connect = make_connect_config(prep, *edge, i);
+        // Our SYN is repeated only after a long silence: a repeated SYN makes many stacks
+        // resend their SYN-ACK at once and restart its timer, which would skew the schedule.
+        if (base.segment == probe::RetxSegment::SynAck)
+            rc.connect.tcb.rto.initial_rto = std::max(rc.connect.tcb.rto.initial_rto, Duration{std::chrono::milliseconds{2500}});
         auto flow = std::make_unique<probe::RetransmitFlow>(std::move(rc));
         flows.push_back(flow.get());
         session.add(edge->clock.now(), std::move(flow));
@@ -97,11 +152,12 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
     RunStats stats = run_session(session, *edge->sender, *edge->capture, edge->clock, *renderer);
     edge->capture->flush();
 
+    const std::string what = base.segment == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN";
     std::string text = fmt::format("\n--- {} retransmit ({}{}) ---\n", o.target, o.segment,
                                    o.peer_closes_first ? ", peer closes first" : "");
     auto runs = nlohmann::json::array();
     probe::Verdict connect = probe::Verdict::Pending;
-    bool any_inferred = false, any_retx = false;
+    std::vector<const probe::RetransmitFlow*> measured;
     for (const auto* f : flows) {
         connect = probe::combine(connect, f->connect_result().verdict);
         if (o.count > 1) text += fmt::format("[{}]\n", f->tuple().local.port);
@@ -109,22 +165,37 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
             text += fmt::format("connect: {}\n", connect_line(f->connect_result()));
         } else {
             text += run_text(*f);
+            measured.push_back(f);
         }
         nlohmann::json run = run_json(*f);
         run["connect"] = connect_json(*f);
         runs.push_back(run);
-        any_inferred |= f->report().fit.inferred_retries.has_value();
-        any_retx |= f->report().fit.retransmissions > 0;
+    }
+    // All runs on one axis: the merged schedule is the one judged.
+    const probe::RetryRule rule = base.segment == probe::RetxSegment::SynAck ? probe::RetryRule::Count : probe::RetryRule::OrphanTime;
+    probe::ScheduleEvidence merged_ev;
+    probe::ScheduleFit merged;
+    nlohmann::json merged_json = nullptr;
+    if (!measured.empty()) {
+        merged_ev = probe::merge_evidence(aligned_runs(measured, base.tolerance), base.tolerance);
+        merged = measured.size() == 1 ? measured.front()->report().fit : probe::fit_schedule(merged_ev, base.tolerance, rule);
+        if (measured.size() == 1) merged_ev = measured.front()->report().evidence;
+        if (measured.size() > 1) {
+            text += fmt::format("merged over {} runs:\n", measured.size());
+            text += schedule_text(merged_ev, merged, sysctl_for(base), what);
+        }
+        merged_json = schedule_json(merged_ev, merged, sysctl_for(base));
+        merged_json["runs"] = measured.size();
     }
     // The spread over runs, gap by gap.
     nlohmann::json spread = nlohmann::json::array();
-    if (o.count > 1) {
+    if (measured.size() > 1) {
         std::size_t most = 0;
-        for (const auto* f : flows) most = std::max(most, f->report().fit.gaps.size());
-        text += "spread over runs:\n";
+        for (const auto* f : measured) most = std::max(most, f->report().fit.gaps.size());
+        text += "spread over runs (observed gaps):\n";
         for (std::size_t i = 0; i < most; ++i) {
             std::vector<Duration> v;
-            for (const auto* f : flows)
+            for (const auto* f : measured)
                 if (i < f->report().fit.gaps.size()) v.push_back(f->report().fit.gaps[i]);
             std::sort(v.begin(), v.end());
             Duration med = v[v.size() / 2];
@@ -134,10 +205,24 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
         }
     }
     std::string verdict;
-    if (connect != probe::Verdict::Open) verdict = std::string(probe::to_string(connect));
-    else if (any_inferred) verdict = "inferred";
-    else if (any_retx) verdict = "measured";
-    else verdict = "no-retransmission";
+    int code = 0;
+    if (connect != probe::Verdict::Open || measured.empty()) {
+        verdict = std::string(probe::to_string(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect));
+        code = probe::exit_code(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
+    } else {
+        RetxVerdict v = judge(merged);
+        verdict = std::string(to_string(v));
+        code = exit_for(v);
+        if (v == RetxVerdict::NoRetransmission) {
+            text += fmt::format("no retransmission of the {}: the peer dropped the state after its first copy. Likely causes:\n", what);
+            for (const auto& c : no_retransmission_causes(base)) text += fmt::format("  - {}\n", c);
+            merged_json["no_retransmission_causes"] = no_retransmission_causes(base);
+        }
+        if (v == RetxVerdict::Inconclusive)
+            text += fmt::format("inconclusive: {} copies seen over {} run(s), {} liveness probe(s) sent; the end of the schedule "
+                                "could not be pinned (see the notes above)\n",
+                                merged_ev.copies.size(), measured.size(), merged_ev.probes.size());
+    }
     text += fmt::format("verdict {}\n", verdict);
     if (stats.interrupted) text += "interrupted\n";
 
@@ -148,13 +233,13 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
                     {"interrupted", stats.interrupted},
                     {"tolerance", {{"floor_us", to_us(base.tolerance.floor)}, {"percent", base.tolerance.percent}}},
                     {"runs", runs},
+                    {"merged", merged_json},
                     {"spread", spread}});
-    // The first run's inference at the top level, as DESIGN §1 spells it.
-    summary["inferred"] = runs.empty() ? nlohmann::json(nullptr) : runs[0]["inferred"];
+    // The merged inference at the top level, as DESIGN §1 spells it.
+    summary["inferred"] = merged_json.is_object() ? merged_json["inferred"] : nlohmann::json(nullptr);
     renderer->summary(text, summary);
     if (stats.interrupted) return exit_status::interrupted;
-    if (connect != probe::Verdict::Open) return probe::exit_code(connect);
-    return any_retx ? 0 : 1;
+    return code;
 }
 
 }  // namespace tcpprobe::app

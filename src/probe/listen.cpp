@@ -8,7 +8,8 @@ namespace tcpprobe::probe {
 using namespace tcpprobe::wire;
 using tcb::State;
 
-ListenFlow::ListenFlow(ListenConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {
+ListenFlow::ListenFlow(ListenConfig config)
+    : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {
     flow_tag_ = tuple().remote.port;  // every client shares our port: tell them apart by theirs
 }
 
@@ -30,6 +31,7 @@ void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out
     if (bare_syn && (!client_isn_ || seg.seq == *client_isn_)) {
         const bool first = !client_isn_;
         report_.syn_times.push_back(t);
+        if (cfg_.answer == ListenAnswer::None) replan();
         if (first) {
             client_isn_ = seg.seq;
             report_.syn_options = seg.options;
@@ -60,7 +62,13 @@ void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out
         }
     }
     if (!answered_) {
-        if (seg.has(flag::rst)) conclude(t, "rst", out);
+        if (seg.has(flag::rst) && prober_.outstanding()) {
+            prober_.answered(t, Liveness::Gone);
+            note(t, "liveness probe: the client has given up (RST)", out);
+            conclude(t, "confirmed", out);
+        } else if (seg.has(flag::rst)) {
+            conclude(t, "rst", out);
+        }
         return;
     }
     const bool reset = feed(t, seg, out);
@@ -75,23 +83,61 @@ void ListenFlow::on_connected_timer(Instant now, Outbox& out) {
         if (tcb_.state() == State::Closed && !concluded_) conclude(now, "closed", out);
         return;
     }
-    if (!concluded_ && !report_.syn_times.empty() &&
-        now >= silence_deadline(report_.syn_times, cfg_.tolerance, cfg_.quiet_first))
-        conclude(now, "silence", out);
+    if (concluded_ || report_.syn_times.empty()) return;
+    if (prober_.due(now)) {
+        // An ACK of the client's SYN, no SYN of ours: ignored in SYN-SENT, RST when closed.
+        send(tcb_.make_segment(now, flag::ack, tcb_.iss(), *client_isn_ + 1), out);
+        prober_.sent(now);
+    }
+    if (auto s = silence_at(); s && now >= *s && !prober_.outstanding()) conclude(now, "silence", out);
+}
+
+ScheduleEvidence ListenFlow::evidence(bool stopped_early) const {
+    ScheduleEvidence ev;
+    if (report_.syn_times.empty()) return ev;
+    const Instant origin = report_.syn_times.front();
+    for (auto t : report_.syn_times) ev.copies.push_back(t - origin);
+    ev.probes = prober_.relative(origin);
+    ev.stopped_early = stopped_early;
+    return ev;
+}
+
+void ListenFlow::replan() {
+    const ScheduleEvidence ev = evidence(true);
+    std::vector<Instant> due;
+    Instant prev = report_.syn_times.back();
+    for (Duration rel : next_expected(ev, cfg_.tolerance, RetryRule::SynTime, 4)) {
+        const Instant at = report_.syn_times.front() + rel;
+        due.push_back(at + cfg_.tolerance.for_gap(at - prev));
+        prev = at;
+    }
+    prober_.plan(std::move(due));
+}
+
+std::optional<Instant> ListenFlow::silence_at() const {
+    if (report_.syn_times.empty()) return std::nullopt;
+    return report_.syn_times.back() + silence_after(evidence(true), cfg_.tolerance, RetryRule::SynTime);
 }
 
 std::optional<Instant> ListenFlow::connected_deadline() const {
     if (answered_) return tcb_.next_deadline();
     if (concluded_ || report_.syn_times.empty()) return std::nullopt;
-    return silence_deadline(report_.syn_times, cfg_.tolerance, cfg_.quiet_first);
+    std::optional<Instant> d = silence_at();
+    if (auto p = prober_.next_deadline(); p && (!d || *p < *d)) d = p;
+    return d;
 }
 
 void ListenFlow::conclude(Instant now, std::string end, Outbox& out) {
     if (concluded_) return;
     concluded_ = true;
     report_.end = std::move(end);
-    report_.fit = fit_schedule(report_.syn_times, cfg_.tolerance, report_.end == "silence" || report_.end == "rst",
-                               RetryRule::SynTime);
+    report_.evidence = evidence(report_.end == "max-wait");
+    if (report_.end == "rst") report_.evidence.peer_rst = now - report_.syn_times.front();
+    report_.probes_sent = prober_.probes_sent();
+    if (!report_.syn_times.empty()) {
+        report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, RetryRule::SynTime);
+        for (const auto& n : report_.fit.notes) note(now, n, out);
+    }
     finish(now, Verdict::Open, out);
 }
 
@@ -102,7 +148,9 @@ void ListenFlow::on_interrupt(Instant now, Outbox& out) {
         apply_with_cause(now, tcb_.abort(now), "stopped: RST to the client", out);
     concluded_ = true;
     report_.end = "interrupted";
-    report_.fit = fit_schedule(report_.syn_times, cfg_.tolerance, false, RetryRule::SynTime);
+    report_.evidence = evidence(true);
+    report_.probes_sent = prober_.probes_sent();
+    if (!report_.syn_times.empty()) report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, RetryRule::SynTime);
 }
 
 void ListenFlow::stop(Instant now, Outbox& out) {

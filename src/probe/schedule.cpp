@@ -5,7 +5,11 @@
 #include <charconv>
 #include <cmath>
 
+#include <fmt/format.h>
+
 namespace tcpprobe::probe {
+
+using namespace std::chrono_literals;
 
 Duration Tolerance::for_gap(Duration expected) const {
     auto pct = Duration{static_cast<std::int64_t>(static_cast<double>(expected.count()) * percent / 100.0)};
@@ -45,105 +49,446 @@ std::optional<Tolerance> parse_tolerance(const std::string& text) {
     return t;
 }
 
-namespace {
-Duration model_gap(Duration rto0, std::size_t i, Duration max_rto) {
-    // rto0 * 2^i without overflow, capped at the maximum RTO.
-    Duration g = rto0;
-    for (std::size_t k = 0; k < i && g < max_rto; ++k) g *= 2;
-    return std::min(g, max_rto);
+std::string_view to_string(Backoff b) {
+    switch (b) {
+        case Backoff::Doubling: return "doubling";
+        case Backoff::Linear: return "linear, then doubling";
+        case Backoff::Table: return "linear multiples (x1, x2, x3, ...)";
+        case Backoff::Constant: return "constant";
+    }
+    return "?";
 }
-}  // namespace
+
+std::string_view to_string(ScheduleEnd e) {
+    switch (e) {
+        case ScheduleEnd::Open: return "open";
+        case ScheduleEnd::PeerRst: return "rst";
+        case ScheduleEnd::Confirmed: return "confirmed";
+        case ScheduleEnd::Silence: return "silence";
+    }
+    return "?";
+}
 
 namespace {
+
+double secs(Duration d) { return to_ms_f(d) / 1000.0; }
+
+/// A backoff model: gap j (between copy j-1 and copy j, j >= 1) is r0 x unit(j), capped.
+struct Model {
+    Backoff kind = Backoff::Doubling;
+    Duration r0{};
+    std::size_t linear = 1;  ///< Linear: gaps 1..linear are r0
+    Duration cap{};
+
+    double unit(std::size_t j) const {
+        switch (kind) {
+            case Backoff::Doubling: return std::ldexp(1.0, static_cast<int>(std::min<std::size_t>(j - 1, 40)));
+            case Backoff::Linear:
+                return j <= linear ? 1.0 : std::ldexp(1.0, static_cast<int>(std::min<std::size_t>(j - linear, 40)));
+            case Backoff::Table: return static_cast<double>(std::min<std::size_t>(j, 7));
+            case Backoff::Constant: return 1.0;
+        }
+        return 1.0;
+    }
+    Duration gap(std::size_t j) const {
+        const double ns = static_cast<double>(r0.count()) * unit(j);
+        if (ns >= static_cast<double>(cap.count())) return cap;
+        return Duration{static_cast<std::int64_t>(ns)};
+    }
+    /// Time of copy k after copy `from` (k >= from).
+    Duration span(std::size_t from, std::size_t k) const {
+        Duration t{};
+        for (std::size_t j = from + 1; j <= k; ++j) t += gap(j);
+        return t;
+    }
+    double unit_span(std::size_t from, std::size_t k) const {
+        double u = 0;
+        for (std::size_t j = from + 1; j <= k; ++j) u += unit(j);
+        return u;
+    }
+};
+
+struct Alignment {
+    Model model;
+    std::vector<unsigned> index;  ///< model position of each observed copy
+    unsigned lost = 0;            ///< skipped positions (leading ones included)
+    double error = 0;             ///< sum of relative gap errors
+};
+
+constexpr unsigned max_lost_in_a_row = 2;  // a gap may stand for up to three model gaps
+
+/// Copy times on the model's axis: relative to the origin, minus the path's RTT when the
+/// origin is our own segment (the original then leaves the peer about one RTT later).
+std::vector<Duration> axis(const ScheduleEvidence& ev) {
+    std::vector<Duration> v = ev.copies;
+    if (!ev.origin_is_first_copy && ev.rtt)
+        for (auto& c : v) c = std::max(Duration::zero(), c - *ev.rtt);
+    return v;
+}
+
+/// Aligns the observed copies with `m`, the first copy at model position `start`.
+std::optional<Alignment> align(const std::vector<Duration>& c, const Model& m, unsigned start, const Tolerance& tol) {
+    Alignment a{m, {start}, start, 0};
+    std::size_t pos = start;
+    for (std::size_t i = 1; i < c.size(); ++i) {
+        const Duration g = c[i] - c[i - 1];
+        bool ok = false;
+        for (unsigned k = 1; k <= max_lost_in_a_row + 1; ++k) {
+            const Duration want = m.span(pos, pos + k);
+            const Duration off = g > want ? g - want : want - g;
+            if (off <= tol.for_gap(want)) {
+                a.error += static_cast<double>(off.count()) / static_cast<double>(std::max<std::int64_t>(want.count(), 1));
+                a.lost += k - 1;
+                pos += k;
+                ok = true;
+                break;
+            }
+        }
+        if (!ok) return std::nullopt;
+        a.index.push_back(static_cast<unsigned>(pos));
+    }
+    return a;
+}
+
+bool better(const Alignment& a, const std::optional<Alignment>& best) {
+    if (!best) return true;
+    if (a.lost != best->lost) return a.lost < best->lost;
+    return a.error + 1e-9 < best->error;
+}
+
+/// The best alignment over every backoff kind, initial RTO candidate and leading loss.
+std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, Duration cap) {
+    const std::vector<Duration> c = axis(ev);
+    if (c.size() < 2) return std::nullopt;
+    const Duration g1 = c[1] - c[0];
+    if (g1 <= Duration::zero()) return std::nullopt;
+    // In order of preference when two fit equally well (Linux's client SYNs are linear first).
+    std::vector<Model> shapes{{Backoff::Doubling, {}, 1, cap}};
+    if (rule == RetryRule::SynTime)
+        for (std::size_t l = 2; l <= 8; ++l) shapes.push_back({Backoff::Linear, {}, l, cap});
+    shapes.push_back({Backoff::Table, {}, 1, cap});
+    shapes.push_back({Backoff::Constant, {}, 1, cap});
+    // More lost copies than half of those seen is no explanation: any gaps fit then.
+    const unsigned max_lost = static_cast<unsigned>(std::max<std::size_t>(1, c.size() / 2));
+    std::optional<Alignment> best;
+    const unsigned max_start = ev.origin_is_first_copy ? 0 : max_lost_in_a_row;
+    for (const Model& shape : shapes) {
+        for (unsigned start = 0; start <= max_start; ++start) {
+            for (unsigned k1 = 1; k1 <= max_lost_in_a_row + 1; ++k1) {
+                Model m = shape;
+                m.r0 = Duration{static_cast<std::int64_t>(static_cast<double>(g1.count()) / m.unit_span(start, start + k1))};
+                if (m.r0 <= Duration::zero()) continue;
+                if (!ev.origin_is_first_copy) {
+                    // The first copy's distance from our segment must fit its position:
+                    // about zero for the original, one or more model gaps for a later copy.
+                    const Duration want = m.span(0, start);
+                    const Duration d = c[0];
+                    // The original leaves about when our segment arrives: with the RTT
+                    // subtracted that is within tolerance of zero; without it, well
+                    // under one RTO.
+                    const Duration slack = start != 0 ? tol.for_gap(want) : ev.rtt ? tol.for_gap(m.r0) : m.r0 / 4;
+                    if (start == 0 ? d > slack : (d > want + slack || d + slack < want)) continue;
+                }
+                auto a = align(c, m, start, tol);
+                if (a && a->lost <= max_lost && better(*a, best)) best = a;
+            }
+        }
+    }
+    return best;
+}
+
 /// (2^(n+1) - 1) x base: Linux's tcp_model_timeout() below the linear-backoff threshold.
 Duration model_timeout(unsigned n, Duration base) { return base * ((std::int64_t{2} << n) - 1); }
 
-std::optional<unsigned> infer(RetryRule rule, const std::vector<Instant>& times, const ScheduleFit& f) {
-    const unsigned n = f.retransmissions;
+/// Linux's setting from the copies it sent (model positions 0..sent) and its give-up
+/// expiry (`expiry`, relative to the original copy).
+std::optional<unsigned> linux_setting(RetryRule rule, const Model& m, unsigned sent, Duration expiry) {
     switch (rule) {
         case RetryRule::Count:
-            return n;
+            return sent;
         case RetryRule::SynTime: {
-            // The client gives up at the first timer expiry at least (2^(N+1) - 1) s after its
-            // first SYN (TCP_TIMEOUT_INIT = 1 s), however its gaps were spaced (Linux 6.7+
-            // spaces the first tcp_syn_linear_timeouts + 1 of them linearly).
-            const Duration last = times.back() - times.front();
-            for (unsigned b = 0; b < 16; ++b)
-                if (model_timeout(b, std::chrono::seconds{1}) > last) return b;
+            const Duration last = m.span(0, sent);
+            for (unsigned b = 0; b < 16; ++b) {
+                const Duration limit = model_timeout(b, 1s);
+                if (limit > last) return limit <= expiry ? std::optional<unsigned>(b) : std::nullopt;
+            }
             return std::nullopt;
         }
         case RetryRule::OrphanTime: {
-            if (n == 0 || !f.next_gap) return std::nullopt;
-            constexpr Duration rto_min = std::chrono::milliseconds{200};
-            const Duration last = times.back() - times[1];            // since the first retransmission
-            const Duration next_expiry = last + *f.next_gap;            // when the peer gave up
+            if (sent == 0) return std::nullopt;
+            const Duration last = m.span(1, sent);          // since the first retransmission
+            const Duration until = expiry - m.span(0, 1);
             for (unsigned b = 0; b < 16; ++b) {
-                Duration limit = model_timeout(b, rto_min);
-                if (limit > last) return limit <= next_expiry ? std::optional<unsigned>(b) : std::nullopt;
+                const Duration limit = model_timeout(b, 200ms);
+                if (limit > last) return limit <= until ? std::optional<unsigned>(b) : std::nullopt;
             }
             return std::nullopt;
         }
     }
     return std::nullopt;
 }
+
+/// Families from public descriptions of their stacks (the man page carries the table).
+struct Family {
+    const char* name;
+    Backoff kind;
+    Duration r0_min, r0_max;
+    std::optional<unsigned> retransmissions;
+    bool applies_synack, applies_fin, applies_syn;
+};
+
+const std::vector<Family>& families() {
+    static const std::vector<Family> f = {
+        {"FreeBSD syncache (1 s, doubling, 3 retransmissions)", Backoff::Doubling, 900ms, 1100ms, 3, true, false, false},
+        {"RFC 6298 (1 s initial RTO, doubling: Linux, BSD, macOS, Windows 8+)", Backoff::Doubling, 900ms, 1100ms,
+         std::nullopt, true, false, true},
+        {"RFC 1122 (3 s initial RTO, doubling: older Windows, many embedded stacks)", Backoff::Doubling, 2700ms, 3300ms,
+         std::nullopt, true, true, true},
+        {"lwIP (3 s initial RTO, backoff table x1, x2, x3, ...)", Backoff::Table, 2700ms, 3300ms, std::nullopt, true, true,
+         true},
+        {"RTT-based RTO, doubling (RFC 6298 data timer: BSD, Windows)", Backoff::Doubling, 1ms, 1500ms, std::nullopt, false,
+         true, false},
+        {"constant RTO (no backoff: some embedded and user-space stacks)", Backoff::Constant, 1ms, 600s, std::nullopt, true,
+         true, true},
+    };
+    return f;
+}
+
+bool applies(const Family& f, RetryRule rule) {
+    switch (rule) {
+        case RetryRule::Count: return f.applies_synack;
+        case RetryRule::OrphanTime: return f.applies_fin;
+        case RetryRule::SynTime: return f.applies_syn;
+    }
+    return false;
+}
+
+void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleEvidence& ev, const Tolerance& tol) {
+    auto miss = [&](std::string s) { f.linux_mismatch.push_back(std::move(s)); };
+    const bool shape_ok = m.kind == Backoff::Doubling || (rule == RetryRule::SynTime && m.kind == Backoff::Linear);
+    if (!shape_ok) miss(fmt::format("backoff is {}, Linux doubles", to_string(m.kind)));
+    if (rule == RetryRule::OrphanTime) {
+        // RTO = SRTT + max(RTTVAR term, 200 ms): at least 200 ms, a few RTTs above it at most.
+        const Duration lo = 200ms - tol.for_gap(200ms);
+        const Duration hi = 200ms + (ev.rtt ? *ev.rtt * 4 : 0ms) + tol.for_gap(200ms) + 50ms;
+        if (m.r0 < lo || m.r0 > hi)
+            miss(fmt::format("initial RTO {:.3f} s, Linux's is the RTT-based RTO with a 200 ms floor (here {:.0f}-{:.0f} ms)",
+                             secs(m.r0), to_ms_f(lo), to_ms_f(hi)));
+    } else {
+        const Duration off = m.r0 > 1s ? m.r0 - 1s : 1s - m.r0;
+        if (off > tol.for_gap(1s) + 32ms)
+            miss(fmt::format("initial RTO {:.3f} s, Linux's is 1 s (TCP_TIMEOUT_INIT)", secs(m.r0)));
+    }
+    if (f.end == ScheduleEnd::PeerRst) miss("the peer ended with a RST; Linux gives up silently");
+    if (f.end == ScheduleEnd::Silence) miss("the end was not confirmed: the peer answered none of the liveness probes");
+    if (f.end == ScheduleEnd::Open) miss("the end was not seen");
+    if (f.end == ScheduleEnd::Confirmed && !f.copies_sent)
+        miss("the end falls on no single model expiry (Linux gives up exactly one RTO after its last copy)");
+}
+
+void match_family(ScheduleFit& f, const Model& m, RetryRule rule) {
+    for (const Family& fam : families()) {
+        if (!applies(fam, rule) || fam.kind != m.kind) continue;
+        if (m.r0 < fam.r0_min || m.r0 > fam.r0_max) continue;
+        if (fam.retransmissions && f.copies_sent && *fam.retransmissions != *f.copies_sent) continue;
+        f.family = fam.name;
+        f.family_matched.push_back(fmt::format("backoff {}", to_string(m.kind)));
+        f.family_matched.push_back(fmt::format("initial RTO {:.3f} s", secs(m.r0)));
+        if (fam.retransmissions && f.copies_sent) f.family_matched.push_back(fmt::format("{} retransmissions", *f.copies_sent));
+        if (fam.retransmissions && !f.copies_sent)
+            f.family_mismatched.push_back("retransmission count not pinned (end not confirmed)");
+        return;
+    }
+    f.family_mismatched.push_back(fmt::format("no known family has backoff {} with an initial RTO of {:.3f} s",
+                                              to_string(m.kind), secs(m.r0)));
+}
+
 }  // namespace
 
-ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended, RetryRule rule,
-                         Duration max_rto) {
+ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, Duration max_rto) {
     ScheduleFit f;
-    f.ended = ended;
-    if (times.size() < 2) {
-        f.retransmissions = 0;
+    const std::vector<Duration> c = axis(ev);
+    for (std::size_t i = 1; i < c.size(); ++i) f.gaps.push_back(ev.copies[i] - ev.copies[i - 1]);
+    f.retransmissions = c.empty() ? 0 : static_cast<unsigned>(c.size() - 1);
+    if (!c.empty()) f.first_copy_at = c.front();
+
+    // The end: the latest sign of life against the earliest sign of death.
+    if (!ev.copies.empty()) f.held_until = ev.copies.back();
+    for (const auto& p : ev.probes) {
+        if (p.answer == Liveness::Alive && (!f.held_until || p.at > *f.held_until)) f.held_until = p.at;
+        if (p.answer == Liveness::Gone && (!f.gone_by || p.at < *f.gone_by)) f.gone_by = p.at;
+    }
+    if (ev.peer_rst && (!f.gone_by || *ev.peer_rst < *f.gone_by)) f.gone_by = ev.peer_rst;
+    if (ev.peer_rst) f.end = ScheduleEnd::PeerRst;
+    else if (f.gone_by) f.end = ScheduleEnd::Confirmed;
+    else if (!ev.stopped_early && !c.empty()) f.end = ScheduleEnd::Silence;
+    f.ended = f.end != ScheduleEnd::Open;
+    if (!ev.origin_is_first_copy && ev.rtt && f.gone_by) f.gone_by = std::max(Duration::zero(), *f.gone_by - *ev.rtt);
+    if (!ev.origin_is_first_copy && ev.rtt && f.held_until) f.held_until = std::max(Duration::zero(), *f.held_until - *ev.rtt);
+
+    auto best = best_alignment(ev, tol, rule, max_rto);
+    if (!best) {
+        if (c.size() >= 2) f.notes.push_back("no backoff model explains these gaps, even with lost copies");
+        f.linux_mismatch.push_back(c.size() < 2 ? "fewer than two copies: no schedule to compare"
+                                                : "no backoff model explains the gaps");
         return f;
     }
-    for (std::size_t i = 1; i < times.size(); ++i) f.gaps.push_back(times[i] - times[i - 1]);
-    f.retransmissions = static_cast<unsigned>(f.gaps.size());
-    f.initial_rto = f.gaps.front();
-    std::vector<double> ratios;
-    for (std::size_t i = 1; i < f.gaps.size(); ++i)
-        if (f.gaps[i - 1] > Duration::zero())
-            ratios.push_back(static_cast<double>(f.gaps[i].count()) / static_cast<double>(f.gaps[i - 1].count()));
-    if (!ratios.empty()) {
-        std::sort(ratios.begin(), ratios.end());
-        std::size_t n = ratios.size();
-        f.backoff = n % 2 ? ratios[n / 2] : (ratios[n / 2 - 1] + ratios[n / 2]) / 2;
-    }
-    // Leading gaps equal to the first (a linear phase, as Linux 6.7+ does for SYNs), then
-    // doubling: model gap i is rto0 for i < linear, rto0 * 2^(i - linear + 1) after.
-    f.linear_gaps = 1;
-    while (f.linear_gaps < f.gaps.size()) {
-        Duration g = f.gaps[f.linear_gaps];
-        Duration off = g > *f.initial_rto ? g - *f.initial_rto : *f.initial_rto - g;
-        if (off > tol.for_gap(*f.initial_rto)) break;
-        ++f.linear_gaps;
-    }
-    auto gap_model = [&](std::size_t i) {
-        return i < f.linear_gaps ? *f.initial_rto : model_gap(*f.initial_rto, i - f.linear_gaps + 1, max_rto);
-    };
-    f.exponential = true;
-    for (std::size_t i = 0; i < f.gaps.size(); ++i) {
-        Duration want = gap_model(i);
+    const Model& m = best->model;
+    f.fitted = true;
+    f.backoff_kind = m.kind;
+    f.exponential = m.kind == Backoff::Doubling || m.kind == Backoff::Linear;
+    f.initial_rto = m.r0;
+    f.linear_gaps = m.kind == Backoff::Linear ? m.linear : 1;
+    f.copy_index = best->index;
+    for (std::size_t i = 1; i < c.size(); ++i) {
+        const Duration want = m.span(best->index[i - 1], best->index[i]);
         f.expected.push_back(want);
-        Duration off = f.gaps[i] > want ? f.gaps[i] - want : want - f.gaps[i];
-        bool ok = off <= tol.for_gap(want);
-        f.within_tolerance.push_back(ok);
-        f.exponential = f.exponential && ok;
+        const Duration off = f.gaps[i - 1] > want ? f.gaps[i - 1] - want : want - f.gaps[i - 1];
+        f.within_tolerance.push_back(off <= tol.for_gap(want));
     }
-    f.next_gap = gap_model(f.gaps.size());
-    if (ended && f.exponential) {
-        f.inferred_retries = infer(rule, times, f);
-        Duration total = *f.next_gap;
-        for (auto g : f.expected) total += g;
-        f.give_up_after = total;
+    // The backoff factor as observed: ratios of consecutive gaps that each span one model
+    // gap (a gap with a lost copy inside says nothing about the factor by itself).
+    std::vector<double> ratios;
+    const unsigned last = best->index.back();
+    for (std::size_t i = 2; i < best->index.size(); ++i)
+        if (best->index[i] - best->index[i - 1] == 1 && best->index[i - 1] - best->index[i - 2] == 1)
+            ratios.push_back(static_cast<double>(f.gaps[i - 1].count()) / static_cast<double>(f.gaps[i - 2].count()));
+    if (ratios.empty())
+        for (std::size_t j = 2; j <= last; ++j)
+            ratios.push_back(static_cast<double>(m.gap(j).count()) / static_cast<double>(m.gap(j - 1).count()));
+    std::sort(ratios.begin(), ratios.end());
+    if (!ratios.empty())
+        f.backoff = ratios.size() % 2 ? ratios[ratios.size() / 2] : (ratios[ratios.size() / 2 - 1] + ratios[ratios.size() / 2]) / 2;
+
+    // Copies the path lost inside the schedule (and before the first one seen).
+    const Duration base = m.span(0, best->index.front());
+    for (unsigned k = 0, i = 0; k <= last; ++k) {
+        if (i < best->index.size() && best->index[i] == k) {
+            ++i;
+            continue;
+        }
+        const Duration at = c.front() - base + m.span(0, k);
+        f.missing.push_back({k, at, false});
+        f.notes.push_back(fmt::format("copy #{} missing at ~{:.3f} s, probably lost on the path", k, secs(at)));
+    }
+
+    // Where the end lies in the model: the peer gives up at the expiry after its last
+    // copy; the expiry must fall after the last sign of life and by the first of death.
+    const Duration zero_at = c.front() - base;  // the original's time on the axis
+    if (f.gone_by && f.held_until) {
+        std::vector<unsigned> fits;
+        for (unsigned r = last; r < last + 8; ++r) {
+            const Duration expiry = zero_at + m.span(0, r + 1);
+            const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;
+            if (expiry + slack >= *f.held_until && expiry <= *f.gone_by + slack) fits.push_back(r);
+        }
+        if (fits.size() == 1) {
+            f.copies_sent = fits.front();
+            f.give_up_after = m.span(0, *f.copies_sent + 1);
+            for (unsigned k = last + 1; k <= *f.copies_sent; ++k) {
+                const Duration at = zero_at + m.span(0, k);
+                f.missing.push_back({k, at, true});
+                f.notes.push_back(fmt::format(
+                    "copy #{} missing at ~{:.3f} s, probably lost: the peer still held the state at {:.3f} s", k, secs(at),
+                    secs(*f.held_until)));
+            }
+        } else if (fits.empty()) {
+            f.notes.push_back(fmt::format("the peer gave up between {:.3f} s and {:.3f} s, at no expiry of this model",
+                                          secs(*f.held_until), secs(*f.gone_by)));
+        } else {
+            f.notes.push_back(fmt::format("the peer gave up between {:.3f} s and {:.3f} s: {} expiries fit, so {} to {} "
+                                          "retransmissions (copies at the end may have been lost)",
+                                          secs(*f.held_until), secs(*f.gone_by), fits.size(), fits.front(), fits.back()));
+        }
+    }
+    f.next_gap = m.gap((f.copies_sent ? *f.copies_sent : last) + 1);
+
+    check_linux(f, m, rule, ev, tol);
+    f.linux_like = f.linux_mismatch.empty();
+    if (f.linux_like) {
+        f.inferred_retries = linux_setting(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1));
+        if (!f.inferred_retries) {
+            f.linux_like = false;
+            f.linux_mismatch.push_back("the give-up time matches no value of the Linux setting");
+        }
+    }
+    if (f.linux_like) {
+        f.family = "Linux";
+        f.family_matched = {fmt::format("initial RTO {:.3f} s", secs(m.r0)), std::string(to_string(m.kind)),
+                            "gave up at the expiry after its last copy, silently"};
+    } else {
+        match_family(f, m, rule);
     }
     return f;
 }
 
-Instant silence_deadline(const std::vector<Instant>& times, const Tolerance& tol, Duration first_wait, Duration max_rto) {
-    if (times.empty()) return Instant{};
-    if (times.size() == 1) return times.front() + first_wait;
-    ScheduleFit f = fit_schedule(times, tol, false, RetryRule::Count, max_rto);
-    return times.back() + *f.next_gap + tol.for_gap(*f.next_gap);
+ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended, RetryRule rule,
+                         Duration max_rto) {
+    ScheduleEvidence ev;
+    for (auto t : times) ev.copies.push_back(t - times.front());
+    ev.stopped_early = !ended;
+    if (ended && times.size() >= 2) {
+        // A confirmed end one model gap after the last copy, as a probe there would see it.
+        ScheduleEvidence probe_free = ev;
+        probe_free.stopped_early = true;
+        ScheduleFit pre = fit_schedule(probe_free, tol, rule, max_rto);
+        if (pre.next_gap)
+            ev.probes.push_back({ev.copies.back() + *pre.next_gap + tol.for_gap(*pre.next_gap) / 4, Liveness::Gone});
+    }
+    return fit_schedule(ev, tol, rule, max_rto);
+}
+
+std::vector<Duration> next_expected(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, std::size_t n,
+                                    Duration max_rto) {
+    std::vector<Duration> out;
+    if (ev.copies.empty()) return out;
+    auto best = best_alignment(ev, tol, rule, max_rto);
+    const Duration first = ev.copies.front();
+    if (!best) {
+        if (ev.copies.size() >= 2) return out;
+        // One copy: the common initial RTOs and, for each, the copy after a lost one.
+        std::vector<Duration> c = rule == RetryRule::OrphanTime
+                                      ? std::vector<Duration>{200ms, 600ms, 1s, 3s, 9s, 21s}
+                                      : std::vector<Duration>{1s, 3s, 9s, 21s, 45s};
+        for (auto d : c)
+            if (out.size() < n) out.push_back(first + d);
+        return out;
+    }
+    const Model& m = best->model;
+    const unsigned last = best->index.back();
+    const Duration zero_at = ev.copies.back() - m.span(0, last);
+    for (std::size_t k = last + 1; out.size() < n; ++k) out.push_back(zero_at + m.span(0, k));
+    return out;
+}
+
+Duration silence_after(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, Duration max_rto) {
+    auto next = next_expected(ev, tol, rule, 2, max_rto);
+    if (ev.copies.size() < 2 || next.size() < 2) return 9s + tol.for_gap(9s);
+    return next[1] - ev.copies.back() + tol.for_gap(next[1] - next[0]);
+}
+
+ScheduleEvidence merge_evidence(const std::vector<ScheduleEvidence>& runs, const Tolerance& tol) {
+    ScheduleEvidence m;
+    if (runs.empty()) return m;
+    m.origin_is_first_copy = runs.front().origin_is_first_copy;
+    std::vector<Duration> all, rtts;
+    m.stopped_early = true;
+    for (const auto& r : runs) {
+        all.insert(all.end(), r.copies.begin(), r.copies.end());
+        m.probes.insert(m.probes.end(), r.probes.begin(), r.probes.end());
+        if (r.rtt) rtts.push_back(*r.rtt);
+        if (r.peer_rst && (!m.peer_rst || *r.peer_rst < *m.peer_rst)) m.peer_rst = r.peer_rst;
+        m.stopped_early = m.stopped_early && r.stopped_early;
+    }
+    std::sort(all.begin(), all.end());
+    for (auto t : all)
+        if (m.copies.empty() || t - m.copies.back() > tol.floor) m.copies.push_back(t);
+    std::sort(m.probes.begin(), m.probes.end(), [](const LivenessProbe& a, const LivenessProbe& b) { return a.at < b.at; });
+    if (!rtts.empty()) {
+        std::sort(rtts.begin(), rtts.end());
+        m.rtt = rtts[rtts.size() / 2];
+    }
+    return m;
 }
 
 }  // namespace tcpprobe::probe

@@ -742,7 +742,10 @@ TEST_CASE("cli docs: man page: JSON OUTPUT names every member of a retransmissio
     const std::vector<Instant> times = {t0, t0 + std::chrono::milliseconds{1012}, t0 + std::chrono::milliseconds{3028}};
     const probe::ScheduleFit fit = probe::fit_schedule(times, probe::Tolerance{}, true);
     REQUIRE(fit.inferred_retries.has_value());
-    const nlohmann::json j = app::schedule_json(times, fit, "tcp_synack_retries");
+    probe::ScheduleEvidence ev;
+    for (auto t : times) ev.copies.push_back(t - t0);
+    ev.probes = {{std::chrono::milliseconds{7300}, probe::Liveness::Gone}};
+    const nlohmann::json j = app::schedule_json(ev, fit, "tcp_synack_retries");
     REQUIRE(j.is_object());
     REQUIRE(j.at("inferred").is_object());
 

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tcpprobe integration-test lab: two network namespaces joined by a veth pair.
 #
-#   ${TP_LAB}-cli  [${TP_LAB}c0 ${TP_LAB_NET}.1/24] <--veth--> [${TP_LAB}s0 ${TP_LAB_NET}.2/24]  ${TP_LAB}-srv
+#   ${TP_LAB}-cli  [${TP_LAB}c0 ${TP_LAB_NET}.1/24] <--veth--> [${TP_LAB}pc  br0  ${TP_LAB}ps] <--veth--> [${TP_LAB}s0 ${TP_LAB_NET}.2/24]  ${TP_LAB}-srv
+#                                                     ${TP_LAB}-path (L2 bridge; nft bridge table tppath for loss)
 #
-# Usage: lab.sh up|down|status|env|exec-client CMD...|exec-server CMD...
+# Usage: lab.sh up|down|status|env|exec-client CMD...|exec-server CMD...|exec-path CMD...
 #
 #   up           (re)create the lab; tears an existing one down first and
 #                cleans up after itself if any step fails
@@ -67,8 +68,13 @@ case $TP_LAB_NET in 0.*|127.*|22[4-9].*|2[3-5][0-9].*)
 
 CLI_NS=${TP_LAB}-cli
 SRV_NS=${TP_LAB}-srv
+PATH_NS=${TP_LAB}-path
 CLI_IF=${TP_LAB}c0
 SRV_IF=${TP_LAB}s0
+PATH_CLI_IF=${TP_LAB}pc
+PATH_SRV_IF=${TP_LAB}ps
+PATH_BR=br0
+PATH_TABLE=tppath
 CLI_IP=${TP_LAB_NET}.1
 SRV_IP=${TP_LAB_NET}.2
 PREFIX=24
@@ -82,6 +88,7 @@ REJECT_PORT=83
 ns_exists() { [[ -e /run/netns/$1 ]]; }
 in_cli() { ip netns exec "$CLI_NS" "$@"; }
 in_srv() { ip netns exec "$SRV_NS" "$@"; }
+in_path() { ip netns exec "$PATH_NS" "$@"; }
 
 # Ports servers.py listens on (single source of truth: its BEHAVIOURS table).
 server_ports() { python3 "$SERVERS_PY" --list | awk '{print $1}'; }
@@ -119,7 +126,7 @@ servers_pid() {
 lab_down() {
     local ns pid
     if pid=$(servers_pid); then kill_pid "$pid"; fi
-    for ns in "$SRV_NS" "$CLI_NS"; do
+    for ns in "$SRV_NS" "$CLI_NS" "$PATH_NS"; do
         ns_exists "$ns" || continue
         # Anything else still running inside our namespaces is lab-owned.
         for pid in $(ip netns pids "$ns" 2>/dev/null || true); do
@@ -203,18 +210,38 @@ lab_up() {
     echo "$TP_LAB_NET" >"$STATE_DIR/net"
     ip netns add "$CLI_NS"
     ip netns add "$SRV_NS"
-    for ns in "$CLI_NS" "$SRV_NS"; do
+    ip netns add "$PATH_NS"
+    for ns in "$CLI_NS" "$SRV_NS" "$PATH_NS"; do
         # New devices in this namespace start with IPv6 off (no RS/DAD/MLD).
         set_sysctl "$ns" net.ipv6.conf.default.disable_ipv6 1
         ip netns exec "$ns" ip link set lo up
     done
 
-    # Created directly inside the namespaces: never visible in the host ns.
-    ip link add "$CLI_IF" netns "$CLI_NS" type veth peer name "$SRV_IF" netns "$SRV_NS"
+    # Created directly inside the namespaces: never visible in the host ns. The path
+    # namespace is a plain L2 bridge between the two veth pairs: loss is injected there
+    # (nft bridge table $PATH_TABLE, empty unless a test adds rules), after the sender's
+    # transmit succeeded and before the receiver's capture, as on a real path. Dropping
+    # in the server's own output hooks would not do: Linux sees the send fail and
+    # changes its timers (a SYN-ACK that fails to send drops the request).
+    ip link add "$CLI_IF" netns "$CLI_NS" type veth peer name "$PATH_CLI_IF" netns "$PATH_NS"
+    ip link add "$SRV_IF" netns "$SRV_NS" type veth peer name "$PATH_SRV_IF" netns "$PATH_NS"
     set_sysctl "$CLI_NS" "net.ipv6.conf.$CLI_IF.disable_ipv6" 1
     set_sysctl "$SRV_NS" "net.ipv6.conf.$SRV_IF.disable_ipv6" 1
+    set_sysctl "$PATH_NS" "net.ipv6.conf.$PATH_CLI_IF.disable_ipv6" 1
+    set_sysctl "$PATH_NS" "net.ipv6.conf.$PATH_SRV_IF.disable_ipv6" 1
+    in_path ip link add "$PATH_BR" type bridge stp_state 0 forward_delay 0 mcast_snooping 0
+    set_sysctl "$PATH_NS" "net.ipv6.conf.$PATH_BR.disable_ipv6" 1
+    in_path ip link set "$PATH_CLI_IF" master "$PATH_BR"
+    in_path ip link set "$PATH_SRV_IF" master "$PATH_BR"
     disable_offloads "$CLI_NS" "$CLI_IF"
     disable_offloads "$SRV_NS" "$SRV_IF"
+    disable_offloads "$PATH_NS" "$PATH_CLI_IF"
+    disable_offloads "$PATH_NS" "$PATH_SRV_IF"
+    in_path ip link set "$PATH_CLI_IF" up
+    in_path ip link set "$PATH_SRV_IF" up
+    in_path ip link set "$PATH_BR" up
+    in_path nft add table bridge "$PATH_TABLE"
+    in_path nft add chain bridge "$PATH_TABLE" forward '{ type filter hook forward priority 0; policy accept; }'
 
     in_cli ip addr add "$CLI_IP/$PREFIX" dev "$CLI_IF"
     in_srv ip addr add "$SRV_IP/$PREFIX" dev "$SRV_IF"
@@ -222,6 +249,7 @@ lab_up() {
     in_srv ip link set "$SRV_IF" up
     wait_link_up "$CLI_NS" "$CLI_IF"
     wait_link_up "$SRV_NS" "$SRV_IF"
+    wait_link_up "$PATH_NS" "$PATH_BR"
 
     # Permanent neighbour entries: no ARP traffic or ARP delay in tests.
     mac_c=$(in_cli cat "/sys/class/net/$CLI_IF/address")
@@ -275,7 +303,7 @@ EOF
 lab_status() {
     local ok=0 ns pid
     echo "lab '$TP_LAB' (net $TP_LAB_NET.0/$PREFIX, state $STATE_DIR)"
-    for ns in "$CLI_NS" "$SRV_NS"; do
+    for ns in "$CLI_NS" "$PATH_NS" "$SRV_NS"; do
         if ns_exists "$ns"; then
             echo "netns $ns: present"
             ip netns exec "$ns" ip -br addr show 2>/dev/null | sed 's/^/    /'
@@ -308,6 +336,8 @@ lab_env() {
 TP_LAB=$TP_LAB
 TP_CLI_NS=$CLI_NS
 TP_SRV_NS=$SRV_NS
+TP_PATH_NS=$PATH_NS
+TP_PATH_TABLE=$PATH_TABLE
 TP_CLI_IF=$CLI_IF
 TP_SRV_IF=$SRV_IF
 TP_CLI_IP=$CLI_IP
@@ -320,7 +350,7 @@ EOF
 }
 
 usage() {
-    echo "usage: ${0##*/} up|down|status|env|exec-client CMD...|exec-server CMD..." >&2
+    echo "usage: ${0##*/} up|down|status|env|exec-client CMD...|exec-server CMD...|exec-path CMD..." >&2
     exit 2
 }
 
@@ -333,9 +363,9 @@ case $cmd in
     down)        lab_down ;;
     status)      lab_status ;;
     env)         lab_env ;;
-    exec-client|exec-server)
+    exec-client|exec-server|exec-path)
         [[ $# -gt 0 ]] || usage
-        if [[ $cmd == exec-client ]]; then ns=$CLI_NS; else ns=$SRV_NS; fi
+        case $cmd in exec-client) ns=$CLI_NS ;; exec-server) ns=$SRV_NS ;; *) ns=$PATH_NS ;; esac
         ns_exists "$ns" || die "netns $ns does not exist (run: lab.sh up)"
         exec ip netns exec "$ns" "$@" ;;
     *) usage ;;

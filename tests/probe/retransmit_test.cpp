@@ -23,20 +23,87 @@ probe::RetransmitConfig config(probe::RetxSegment seg) {
 std::vector<Duration> gaps(const probe::RetransmitReport& r) { return r.fit.gaps; }
 }  // namespace
 
-TEST_CASE("retransmit synack: the peer's SYN-ACK schedule (200 ms doubling, 5 retries) is measured and inferred") {
+probe::RetransmitConfig linux_synack_config() { return config(probe::RetxSegment::SynAck); }
+
+/// The sim's peer with a 1 s initial RTO (Linux's TCP_TIMEOUT_INIT) and `retries` retransmissions.
+void linux_like_peer(Sim& sim, unsigned retries) {
+    sim.peer() = tcb::Tcb([&] {
+        auto c = server_tcb();
+        c.rto.initial_rto = 1s;
+        c.rto.max_retries = retries;
+        return c;
+    }());
+    sim.peer_actions(sim.now(), sim.peer().open_passive(sim.now()));
+}
+
+TEST_CASE("retransmit synack: a 1 s doubling schedule with 3 retries, its end confirmed by a liveness probe: tcp_synack_retries = 3") {
+    probe::RetransmitFlow flow(linux_synack_config());
+    Sim sim(flow, Sim::PeerKind::Listening);
+    linux_like_peer(sim, 3);
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.end == "confirmed");
+    CHECK(gaps(r) == std::vector<Duration>{1s, 2s, 4s});
+    CHECK(r.fit.end == probe::ScheduleEnd::Confirmed);
+    CHECK(r.fit.linux_like);
+    REQUIRE(r.fit.inferred_retries);
+    CHECK(*r.fit.inferred_retries == 3);
+    CHECK(r.fit.missing.empty());
+    // The probes: one byte far outside the window, ACKing the SYN-ACK's sequence number;
+    // the last one draws the closed peer's RST, so no cleanup RST is needed.
+    const auto& sent = sim.sent_by_flow();
+    REQUIRE(sent.size() >= 3);
+    CHECK(flags_of({sent.front()}) == std::vector<std::string>{"S"});
+    for (std::size_t i = 1; i < sent.size(); ++i) {
+        CHECK(flags_of({sent[i]}) == std::vector<std::string>{"."});
+        CHECK(sent[i].payload.size() == 1);
+        CHECK(sent[i].seq == wire::Seq{1001} + 0x40000000u);
+    }
+    CHECK_FALSE(r.cleanup_sent);
+    // Ended at the first probe after the peer's give-up at 1 + 2 + 4 + 8 = 15 s.
+    CHECK(sim.now() - r.times.front() > 15s);
+    CHECK(sim.now() - r.times.front() < 17s);
+}
+
+TEST_CASE("retransmit synack: a copy lost on the path at any position leaves tcp_synack_retries right") {
+    for (int lost = 2; lost <= 5; ++lost) {  // copies 1..4 (1-based on the wire: 2..5), the original kept
+        CAPTURE(lost);
+        probe::RetransmitFlow flow(linux_synack_config());
+        Sim sim(flow, Sim::PeerKind::Listening);
+        linux_like_peer(sim, 4);
+        int synacks = 0;
+        sim.set_peer_filter([&](const wire::Segment& s) { return s.has(wire::flag::syn) && ++synacks == lost; });
+        sim.run();
+        const auto& r = flow.report();
+        CHECK(r.times.size() == 4);
+        REQUIRE(r.fit.inferred_retries);
+        CHECK(*r.fit.inferred_retries == 4);
+        REQUIRE(r.fit.missing.size() == 1);
+        CHECK(r.fit.missing.front().index == static_cast<unsigned>(lost - 1));
+        CHECK(r.fit.missing.front().trailing == (lost == 5));
+    }
+}
+
+TEST_CASE("retransmit synack: a non-Linux schedule (200 ms doubling) is measured and described, not inferred") {
     probe::RetransmitFlow flow(config(probe::RetxSegment::SynAck));
     Sim sim(flow, Sim::PeerKind::Listening);
     sim.run();
     const auto& r = flow.report();
-    CHECK(r.end == "silence");
+    CHECK(r.end == "confirmed");
     CHECK(gaps(r) == std::vector<Duration>{200ms, 400ms, 800ms, 1600ms, 3200ms});
     CHECK(r.fit.exponential);
-    REQUIRE(r.fit.inferred_retries);
-    CHECK(*r.fit.inferred_retries == 5);
-    CHECK(r.cleanup_sent);
-    // We never ACKed and never retransmitted our SYN.
-    CHECK(flags_of(sim.sent_by_flow()) == std::vector<std::string>{"S", "R"});
-    CHECK(sim.sent_by_flow().back().seq == wire::Seq{1001});
+    CHECK_FALSE(r.fit.linux_like);
+    CHECK_FALSE(r.fit.inferred_retries);
+    REQUIRE(r.fit.copies_sent);
+    CHECK(*r.fit.copies_sent == 5);
+    REQUIRE_FALSE(r.fit.linux_mismatch.empty());
+    CHECK(r.fit.linux_mismatch.front().find("initial RTO 0.200 s") != std::string::npos);
+    // We never ACKed the SYN-ACK and never retransmitted our SYN.
+    CHECK(flags_of(sim.sent_by_flow()).front() == "S");
+    for (const auto& s : sim.sent_by_flow()) {
+        const bool stray_syn = s.has(wire::flag::syn) && s.seq != wire::Seq{1000};
+        CHECK_FALSE(stray_syn);
+    }
 }
 
 TEST_CASE("retransmit synack: a peer that ends with a RST is reported with the trailing RST") {
@@ -56,21 +123,26 @@ TEST_CASE("retransmit synack: a peer that ends with a RST is reported with the t
     CHECK_FALSE(r.cleanup_sent);  // the peer already dropped it
 }
 
-TEST_CASE("retransmit synack: a peer that never retransmits (SYN cookies) ends after the quiet wait") {
-    auto c = config(probe::RetxSegment::SynAck);
-    c.quiet_first = 3s;
-    probe::RetransmitFlow flow(c);
+TEST_CASE("retransmit synack: a peer that keeps no state (SYN cookies) is found gone by the first liveness probe") {
+    probe::RetransmitFlow flow(config(probe::RetxSegment::SynAck));
     Sim sim(flow, Sim::PeerKind::Listening);
-    int synacks = 0;
-    sim.set_peer_filter([&](const wire::Segment& s) { return s.has(wire::flag::syn) && ++synacks > 1; });
+    // A stateless SYN-ACK: the peer's request is forgotten the moment it answers.
+    sim.set_app([](Sim& s, Instant t, const tcb::Actions& a) {
+        for (const auto& x : a)
+            if (const auto* send = std::get_if<tcb::SendSegment>(&x); send && send->segment.has(wire::flag::syn))
+                s.at(t + 1us, [](Sim& later, Instant now) {
+                    later.peer() = tcb::Tcb(server_tcb());
+                    (void)now;
+                });
+    });
     sim.run();
     const auto& r = flow.report();
     CHECK(r.times.size() == 1);
     CHECK(r.fit.retransmissions == 0);
-    CHECK(r.end == "silence");
-    // Concluded 3 s after the only SYN-ACK (plus the cleanup RST's one-way trip in the sim).
-    CHECK(sim.now() - r.times.front() >= 3s);
-    CHECK(sim.now() - r.times.front() <= 3s + 1ms);
+    CHECK(r.end == "confirmed");
+    // The first probe goes 300 ms after the SYN-ACK and its RST ends the run.
+    CHECK(sim.now() - r.times.front() >= 300ms);
+    CHECK(sim.now() - r.times.front() <= 301ms);
 }
 
 TEST_CASE("retransmit fin: we close first, the peer's FIN in LAST-ACK is never ACKed and retransmitted") {
@@ -84,7 +156,7 @@ TEST_CASE("retransmit fin: we close first, the peer's FIN in LAST-ACK is never A
     sim.run();
     const auto& r = flow.report();
     CHECK(gaps(r) == std::vector<Duration>{200ms, 400ms, 800ms, 1600ms, 3200ms});
-    CHECK(r.end == "silence");
+    CHECK(r.end == "confirmed");
     REQUIRE(r.fit.inferred_retries);
     CHECK(*r.fit.inferred_retries == 4);  // time-based reading of 5 retransmissions on a 200 ms RTO
     // We acknowledged nothing of the FIN: every ACK we sent stops before it.
@@ -128,10 +200,14 @@ TEST_CASE("listen: a client's SYNs at 1 s doubling with 2 retries: tcp_syn_retri
     const auto& r = flow.report();
     CHECK(r.syn_times.size() == 3);
     CHECK(r.fit.gaps == std::vector<Duration>{1s, 2s});
-    CHECK(r.end == "silence");
+    CHECK(r.end == "confirmed");
     REQUIRE(r.fit.inferred_retries);
     CHECK(*r.fit.inferred_retries == 2);
-    CHECK(sim.sent_by_flow().empty());  // without --answer we only watch
+    // Without --answer we only watch, and ask with ACKs of the client's SYN that carry no SYN.
+    for (const auto& s : sim.sent_by_flow()) {
+        CHECK(flags_of({s}) == std::vector<std::string>{"."});
+        CHECK(s.ack == wire::Seq{0xFFFFFF01u});
+    }
 }
 
 TEST_CASE("listen --answer synack: the client's connection completes against our TCB") {

@@ -1,6 +1,8 @@
 // Schedule fitting and Linux retry inference, from capture times given as data.
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include "tcpprobe/probe/schedule.hpp"
 
 using namespace tcpprobe;
@@ -37,11 +39,12 @@ TEST_CASE("schedule: without seeing the end, nothing is inferred") {
 }
 
 TEST_CASE("schedule: a gap beyond the tolerance breaks the doubling fit") {
-    SUBCASE("2600 ms instead of 2000 is out of 50ms,10%") {
+    SUBCASE("2600 ms instead of 2000 is out of 50ms,10%, and no other model or lost copy explains it") {
         ScheduleFit f = fit_schedule(at_ms({0, 1000, 3600}), Tolerance{}, true);
+        CHECK_FALSE(f.fitted);
         CHECK_FALSE(f.exponential);
-        CHECK(f.within_tolerance == std::vector<bool>{true, false});
         CHECK_FALSE(f.inferred_retries);
+        CHECK_FALSE(f.linux_like);
     }
     SUBCASE("2150 ms instead of 2000 is within 200ms,0%") {
         ScheduleFit f = fit_schedule(at_ms({0, 1000, 3150}), Tolerance{200ms, 0}, true);
@@ -58,7 +61,10 @@ TEST_CASE("schedule: linear first gaps then doubling (Linux 6.7+ SYN) are one mo
     CHECK(*f.next_gap == 2016ms);  // after the linear phase the gap doubles
     REQUIRE(f.inferred_retries);
     CHECK(*f.inferred_retries == 2);  // 5.1 s of retransmissions < (2^3 - 1) s = 7 s
-    CHECK(silence_deadline(times, Tolerance{}, 3s) == times.back() + 2016ms + 201600us);
+    // Silence ends it only after two model gaps (2016 then 4032 ms) and the tolerance.
+    ScheduleEvidence ev;
+    for (auto t : times) ev.copies.push_back(t - times.front());
+    CHECK(silence_after(ev, Tolerance{}, RetryRule::SynTime) == 2016ms + 4032ms + 403200us);
 }
 
 TEST_CASE("schedule: client SYNs with classic doubling: the limit (2^(N+1) - 1) s decides N") {
@@ -90,12 +96,142 @@ TEST_CASE("schedule: orphaned FIN retransmissions stop on time from the first re
     }
 }
 
-TEST_CASE("schedule: a single transmission has no gaps; silence is judged after the first wait") {
+TEST_CASE("schedule: a single transmission has no gaps; silence waits for RFC 1122's 3 s RTO plus one lost copy") {
     auto one = at_ms({0});
     ScheduleFit f = fit_schedule(one, Tolerance{}, true);
     CHECK(f.retransmissions == 0);
     CHECK_FALSE(f.initial_rto);
-    CHECK(silence_deadline(one, Tolerance{}, 3s) == one.front() + 3s);
+    ScheduleEvidence ev;
+    ev.copies = {0ms};
+    CHECK(silence_after(ev, Tolerance{}, RetryRule::Count) == 9s + 900ms);
+    // The probe rounds after one copy: 1 s (RFC 6298), 3 s (RFC 1122, or a lost 1 s copy), 9 s (a lost 3 s copy).
+    CHECK(next_expected(ev, Tolerance{}, RetryRule::Count, 3) == std::vector<Duration>{1s, 3s, 9s});
+}
+
+namespace {
+/// Linux SYN-ACK copies (1 s doubling, HZ skew) for tcp_synack_retries = 4, relative to the first.
+const std::vector<Duration> linux4 = {0ms, 1012ms, 3028ms, 7060ms, 15124ms};
+
+ScheduleEvidence evidence(std::vector<Duration> copies, std::vector<LivenessProbe> probes = {}) {
+    ScheduleEvidence ev;
+    ev.copies = std::move(copies);
+    ev.probes = std::move(probes);
+    return ev;
+}
+}  // namespace
+
+TEST_CASE("schedule: one copy lost at any position is found, and the end probe keeps tcp_synack_retries right") {
+    // Linux gives up at 1 + 2 + 4 + 8 + 16 = 31 s; the probe one tolerance later finds it gone.
+    const LivenessProbe gone{31200ms, Liveness::Gone};
+    for (std::size_t lost = 1; lost <= 4; ++lost) {
+        CAPTURE(lost);
+        std::vector<Duration> seen;
+        for (std::size_t i = 0; i < linux4.size(); ++i)
+            if (i != lost) seen.push_back(linux4[i]);
+        std::vector<LivenessProbe> probes{{1300ms, Liveness::Alive}};
+        // A lost last copy: the probe at its expected time (+ tolerance) finds the request still held.
+        if (lost == 4) probes.push_back({16700ms, Liveness::Alive});
+        probes.push_back(gone);
+        ScheduleFit f = fit_schedule(evidence(seen, probes), Tolerance{}, RetryRule::Count);
+        REQUIRE(f.fitted);
+        CHECK(f.backoff_kind == Backoff::Doubling);
+        REQUIRE(f.missing.size() == 1);
+        CHECK(f.missing.front().index == lost);
+        CHECK(f.missing.front().trailing == (lost == 4));
+        CHECK(f.linux_like);
+        REQUIRE(f.inferred_retries);
+        CHECK(*f.inferred_retries == 4);
+        CHECK(f.notes.front().find(fmt::format("copy #{} missing", lost)) == 0);
+    }
+}
+
+TEST_CASE("schedule: without the end probe, a lost last copy is not mistaken for the end") {
+    // Copies 0..3 of a tcp_synack_retries = 4 peer; copy #4 lost; the request was still held
+    // at 16.7 s, and gone by 31.2 s: 4, not 3.
+    std::vector<Duration> seen(linux4.begin(), linux4.end() - 1);
+    ScheduleFit f = fit_schedule(evidence(seen, {{16700ms, Liveness::Alive}, {31200ms, Liveness::Gone}}), Tolerance{},
+                                 RetryRule::Count);
+    REQUIRE(f.inferred_retries);
+    CHECK(*f.inferred_retries == 4);
+    SUBCASE("a gone bracket spanning two expiries pins nothing") {
+        ScheduleFit g = fit_schedule(evidence(seen, {{31200ms, Liveness::Gone}}), Tolerance{}, RetryRule::Count);
+        CHECK_FALSE(g.copies_sent);
+        CHECK_FALSE(g.inferred_retries);
+        CHECK_FALSE(g.linux_like);
+    }
+    SUBCASE("silence with every probe unanswered is no confirmed end") {
+        ScheduleFit g = fit_schedule(evidence(seen, {{16700ms, Liveness::Silent}}), Tolerance{}, RetryRule::Count);
+        CHECK(g.end == ScheduleEnd::Silence);
+        CHECK_FALSE(g.inferred_retries);
+    }
+}
+
+TEST_CASE("schedule: a lost original is found from our SYN: the first copy one RTO after it is copy #1") {
+    ScheduleEvidence ev = evidence({1005ms, 3021ms, 7053ms}, {{15200ms, Liveness::Gone}});
+    ev.origin_is_first_copy = false;
+    ev.rtt = 1ms;
+    ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::Count);
+    REQUIRE(f.fitted);
+    REQUIRE(f.missing.size() == 1);
+    CHECK(f.missing.front().index == 0);
+    REQUIRE(f.inferred_retries);
+    CHECK(*f.inferred_retries == 3);
+}
+
+TEST_CASE("schedule: foreign stacks are measured and named, never inferred as Linux") {
+    SUBCASE("RFC 1122: 3 s initial RTO, doubling, ending with a RST") {
+        ScheduleEvidence ev = evidence({0ms, 3000ms, 9000ms});
+        ev.peer_rst = 21000ms;
+        ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::Count);
+        CHECK(f.backoff_kind == Backoff::Doubling);
+        CHECK(*f.initial_rto == 3s);
+        CHECK_FALSE(f.linux_like);
+        CHECK_FALSE(f.inferred_retries);
+        CHECK(f.family.find("RFC 1122") == 0);
+    }
+    SUBCASE("lwIP: 3 s, then x2, x3 (not doubling)") {
+        ScheduleFit f = fit_schedule(evidence({0ms, 3000ms, 9000ms, 18000ms}, {{40s, Liveness::Gone}}), Tolerance{},
+                                     RetryRule::Count);
+        CHECK(f.backoff_kind == Backoff::Table);
+        CHECK_FALSE(f.linux_like);
+        CHECK(f.family.find("lwIP") == 0);
+    }
+    SUBCASE("a FIN every 2 s (constant) is not tcp_orphan_retries of anything") {
+        ScheduleEvidence ev = evidence({0ms, 2000ms, 4000ms, 6000ms}, {{8300ms, Liveness::Gone}});
+        ev.rtt = 1ms;
+        ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::OrphanTime);
+        CHECK(f.backoff_kind == Backoff::Constant);
+        CHECK_FALSE(f.linux_like);
+        CHECK_FALSE(f.inferred_retries);
+        CHECK(f.family.find("constant") == 0);
+    }
+    SUBCASE("a 2 s FIN RTO, doubling, is outside Linux's RTT-based RTO") {
+        ScheduleEvidence ev = evidence({0ms, 2000ms, 6000ms}, {{14300ms, Liveness::Gone}});
+        ev.rtt = 1ms;
+        ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::OrphanTime);
+        CHECK(f.backoff_kind == Backoff::Doubling);
+        CHECK_FALSE(f.linux_like);
+        CHECK_FALSE(f.inferred_retries);
+    }
+}
+
+TEST_CASE("schedule: with two copies 3 s apart the fewest-losses reading is a 3 s RTO, and nothing is inferred") {
+    ScheduleFit f = fit_schedule(evidence({0ms, 3000ms}, {{9500ms, Liveness::Gone}}), Tolerance{}, RetryRule::Count);
+    CHECK(*f.initial_rto == 3s);
+    CHECK(f.missing.empty());
+    CHECK_FALSE(f.linux_like);
+    CHECK_FALSE(f.inferred_retries);
+}
+
+TEST_CASE("schedule: merged runs: a copy lost in one run is seen in another") {
+    ScheduleEvidence a = evidence({0ms, 1010ms, 7050ms}, {{15200ms, Liveness::Gone}});   // lost #2
+    ScheduleEvidence b = evidence({2ms, 3020ms, 7055ms}, {{15210ms, Liveness::Gone}});   // lost #1
+    ScheduleEvidence m = merge_evidence({a, b}, Tolerance{});
+    CHECK(m.copies == std::vector<Duration>{0ms, 1010ms, 3020ms, 7050ms});
+    ScheduleFit f = fit_schedule(m, Tolerance{}, RetryRule::Count);
+    CHECK(f.missing.empty());
+    REQUIRE(f.inferred_retries);
+    CHECK(*f.inferred_retries == 3);
 }
 
 TEST_CASE("schedule: tolerance text") {

@@ -39,9 +39,9 @@ struct SynOptions {
 
 /// How we open the connection: our SYN schedule and the patience for an answer.
 struct ConnectOptions {
-    std::string timeout = "3s";
+    std::string timeout = "5s";
     std::string rto = "1s";
-    unsigned retries = 1;
+    unsigned retries = 3;
 };
 
 struct HandshakeOptions {
@@ -78,7 +78,7 @@ struct RetransmitOptions {
     std::string max_wait = "75s";
     std::string tolerance = "50ms,10%";
     bool no_cleanup = false;
-    unsigned count = 1;
+    unsigned count = 3;
 };
 
 struct ListenOptions {

@@ -24,12 +24,15 @@ nlohmann::json connect_json(const probe::ConnectionFlow& f);
 /// "verdict open, rtt 0.042 ms" plus ICMP and filtered details, one line.
 std::string connect_line(const probe::ConnectResult& r);
 
-/// A retransmission schedule as JSON: times_us (from the first), gaps_us, the model's
-/// gaps, per-gap tolerance verdicts, initial RTO, backoff, and the inferred setting.
-nlohmann::json schedule_json(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl);
-/// The same as text: one line per transmission, then the fit and the inference.
-std::string schedule_text(const std::vector<Instant>& times, const probe::ScheduleFit& fit, const std::string& sysctl,
-                          const std::string& what, const std::string& end);
+/// A retransmission schedule as JSON: times_us (from the first copy), gaps_us, the
+/// model's gaps, per-gap tolerance verdicts, initial RTO, backoff, lost copies, the
+/// liveness probes and the end, the Linux signature check, the family, and the
+/// inferred setting (only when Linux-like and the end is pinned).
+nlohmann::json schedule_json(const probe::ScheduleEvidence& ev, const probe::ScheduleFit& fit, const std::string& sysctl);
+/// The same as text: one line per transmission (lost ones marked), then the fit, the
+/// end, and the inference or the family.
+std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::ScheduleFit& fit, const std::string& sysctl,
+                          const std::string& what);
 
 struct RttStats {
     double min_us = 0, avg_us = 0, max_us = 0, mdev_us = 0;

@@ -1,6 +1,11 @@
 // The passive side: a remote *client* connects to a local port that nothing answers
 // (an nft rule drops its SYNs before the local stack; the capture still sees them).
 //
+// Whether the client is still trying is asked with an ACK of its SYN that carries no
+// SYN: a client in SYN-SENT drops it silently (RFC 9293 §3.10.7.3, "fifth, if neither of
+// the SYN or RST bits is set then drop the segment"), a client that gave up answers RST
+// (§3.10.7.1). Only the RST is evidence; silence tells nothing.
+//
 //   none     its SYN retransmission schedule is timed: Linux retransmits at 1, 2, 4 ...
 //            s while the time since the first SYN stays below (2^(N+1) - 1) s, so
 //            tcp_syn_retries = N is N retransmissions.
@@ -15,6 +20,7 @@
 #include <vector>
 
 #include "tcpprobe/probe/connection.hpp"
+#include "tcpprobe/probe/liveness.hpp"
 #include "tcpprobe/probe/schedule.hpp"
 
 namespace tcpprobe::probe {
@@ -25,7 +31,7 @@ struct ListenConfig {
     ConnectConfig connect;  ///< tcb.tuple = (our endpoint, the client); our SYN / SYN-ACK options
     ListenAnswer answer = ListenAnswer::None;
     Tolerance tolerance;
-    Duration quiet_first = std::chrono::seconds{3};
+    LivenessConfig liveness;
 };
 
 struct ListenReport {
@@ -33,8 +39,10 @@ struct ListenReport {
     wire::OptionList syn_options;       ///< options of its first SYN
     std::uint16_t syn_window = 0;
     std::uint8_t syn_ttl = 0;
-    std::string end = "pending";        ///< silence, rst, closed, max-wait, interrupted
+    std::string end = "pending";        ///< silence, confirmed, rst, closed, max-wait, interrupted
+    ScheduleEvidence evidence;          ///< relative to the first SYN, with the liveness probes
     ScheduleFit fit;
+    unsigned probes_sent = 0;
 };
 
 class ListenFlow final : public ConnectionFlow {
@@ -57,12 +65,16 @@ protected:
 
 private:
     void conclude(Instant now, std::string end, Outbox& out);
+    ScheduleEvidence evidence(bool stopped_early) const;
+    void replan();
+    std::optional<Instant> silence_at() const;
 
     ListenConfig cfg_;
     ListenReport report_;
     std::optional<wire::Seq> client_isn_;
     bool answered_ = false;
     bool concluded_ = false;
+    LivenessProber prober_;
 };
 
 }  // namespace tcpprobe::probe

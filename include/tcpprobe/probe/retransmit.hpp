@@ -6,8 +6,12 @@
 //           LAST-ACK; with peer_closes_first it closes first and sits in FIN-WAIT-1. Its
 //           FIN is retransmitted (Linux: tcp_orphan_retries for an orphaned socket).
 //
-// The end is seen as a RST, or as silence past the next gap the model expects; then our
-// own RST clears what the peer still holds (unless cleanup is off).
+// The end is never taken from silence alone: at each moment the model expects the next
+// copy (plus tolerance) a liveness probe asks whether the peer still holds the state
+// (an out-of-window segment carrying one byte: answered with an ACK while held, with a
+// RST once gone; see liveness.hpp). A RST from the peer ends it too; silence ends it
+// only after two model gaps with every probe unanswered. Then our own RST clears what
+// the peer still holds (unless cleanup is off).
 #pragma once
 
 #include <optional>
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "tcpprobe/probe/connection.hpp"
+#include "tcpprobe/probe/liveness.hpp"
 #include "tcpprobe/probe/schedule.hpp"
 
 namespace tcpprobe::probe {
@@ -28,16 +33,19 @@ struct RetransmitConfig {
     wire::ByteVec request;
     Duration idle = std::chrono::milliseconds{200};      ///< fin: quiet time before our FIN
     Duration max_wait = std::chrono::seconds{75};
-    Duration quiet_first = std::chrono::seconds{3};      ///< one transmission and this much silence: none
     Tolerance tolerance;
+    LivenessConfig liveness;
     bool cleanup = true;
 };
 
 struct RetransmitReport {
     std::vector<Instant> times;       ///< original transmission, then each retransmission (capture)
     std::optional<Instant> rst_at;    ///< a RST from the peer ended it
-    std::string end = "pending";      ///< rst, silence, max-wait, interrupted, no-fin (pending: never connected)
+    std::string end = "pending";      ///< rst, confirmed, silence, max-wait, interrupted, no-fin (pending: never connected)
+    std::optional<Instant> origin;    ///< synack: our SYN the peer answered; fin: the first FIN
+    ScheduleEvidence evidence;        ///< on the origin's axis, with the liveness probes
     ScheduleFit fit;
+    unsigned probes_sent = 0;
     bool cleanup_sent = false;
     std::optional<Duration> fin_after_request;  ///< fin mode: first FIN relative to our FIN or request
 };
@@ -49,6 +57,8 @@ public:
     const RetransmitConfig& config() const { return cfg_; }
     /// "3 retransmissions, next expected in ~4.0 s" for the live progress line.
     std::string progress(Instant now) const override;
+    /// What was seen so far on the schedule's axis (the final one once concluded).
+    ScheduleEvidence evidence(bool stopped_early) const;
 
 protected:
     bool intercept_connecting(Instant t, const wire::Segment& seg, Outbox& out) override;
@@ -60,14 +70,20 @@ protected:
 
 private:
     void record(Instant t, Outbox& out);
+    void replan(Instant now);
+    void send_liveness_probe(Instant now, Outbox& out);
+    void on_probe_answer(Instant t, Liveness l, Outbox& out);
     void conclude(Instant now, std::string end, Outbox& out);
     std::optional<Instant> silence_at() const;
+    RetryRule rule() const { return cfg_.segment == RetxSegment::SynAck ? RetryRule::Count : RetryRule::OrphanTime; }
 
     RetransmitConfig cfg_;
     RetransmitReport report_;
     std::optional<Instant> measuring_since_;
     std::optional<Instant> fin_at_;
     std::optional<wire::Seq> peer_fin_seq_;
+    LivenessProber prober_;
+    std::optional<Instant> last_held_;     ///< latest liveness answer "held"
     bool concluded_ = false;
 };
 

@@ -1,17 +1,34 @@
 // Retransmission schedules: fitting the capture times of a segment and its
-// retransmissions to an exponential-backoff model (RFC 6298 §5.5; Linux's SYN-ACK, FIN
-// and SYN timers) and inferring the retry setting when the end was seen.
+// retransmissions to a backoff model, finding copies the path lost, judging how the
+// schedule ended, and inferring a Linux retry setting only when the schedule carries
+// Linux's signature (DESIGN §3, §3b).
 //
 // Gaps are judged against a tolerance, never by equality: the larger of an absolute
 // floor and a percentage of the expected gap (packetdrill's --tolerance_usecs and
 // --tolerance_percent). Linux's timer granularity (HZ=250 here) turns a 1 s RTO into
 // 1000-1032 ms and a 2 s one into 2016 ms (DESIGN §3).
+//
+// Lost copies. A path that drops one copy shows a gap equal to the sum of two (or, with
+// two losses in a row, three) consecutive model gaps. The fitter tries each backoff
+// family with the first observed gap standing for one, two or three model gaps and keeps
+// the hypothesis that explains every gap with the fewest lost copies. With two copies
+// only, "one 3 s gap" and "a lost 1 s copy" explain the data equally: the fewest-losses
+// rule picks the 3 s RTO, and nothing Linux-specific is inferred from so little.
+//
+// The end. Silence alone never ends a schedule that a lost copy could explain. Where the
+// protocol allows, the scenario asks the peer with a liveness probe (a segment the
+// state under test must answer without leaving it: an out-of-window segment, RFC 9293
+// §3.10.7.4 "an acknowledgment should be sent in reply"; a closed port answers RST,
+// §3.10.7.1). The probes give a bracket (last time the state was held, first time it
+// was gone); a Linux peer gives up exactly at a model expiry, so the expiry inside the
+// bracket names the number of copies it sent, lost ones included.
 #pragma once
 
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/lifetime.hpp"
 #include "tcpprobe/time.hpp"
 
 namespace tcpprobe::probe {
@@ -25,43 +42,129 @@ struct Tolerance {
 /// Parses "50ms" (floor only), "10%" (percent only) or "50ms,10%". Returns nullopt when malformed.
 std::optional<Tolerance> parse_tolerance(const std::string& text);
 
-/// How a Linux peer decides to stop retransmitting, which decides what its setting is.
+/// Which segment's schedule, which decides Linux's signature and how its setting is read.
 enum class RetryRule {
-    /// Counts retransmissions: SYN-ACK (req->num_timeout >= tcp_synack_retries).
+    /// SYN-ACK: counts retransmissions (req->num_timeout >= tcp_synack_retries); the
+    /// half-open request is dropped silently at the expiry after the last copy.
     Count,
-    /// Time-based (retransmits_timed_out): stops once the time since the first
-    /// retransmission reaches (2^(N+1) - 1) x 200 ms (TCP_RTO_MIN): orphaned FIN
-    /// retransmissions, tcp_orphan_retries = N. With the 200 ms RTO of a short path that
-    /// is N + 1 retransmissions.
+    /// Orphaned FIN: time-based (retransmits_timed_out): stops once the time since the
+    /// first retransmission reaches (2^(N+1) - 1) x 200 ms (TCP_RTO_MIN),
+    /// tcp_orphan_retries = N; the RTO is the connection's (RTT-based, 200 ms floor).
     OrphanTime,
-    /// Time-based from the original SYN with a 1 s base (TCP_TIMEOUT_INIT): a client's
-    /// SYN retransmissions stop at the first expiry (2^(N+1) - 1) s after the first SYN,
-    /// tcp_syn_retries = N (with Linux 6.7+'s linear first gaps that is more than N).
+    /// A client's SYN: time-based from the original SYN with a 1 s base
+    /// (TCP_TIMEOUT_INIT), tcp_syn_retries = N (Linux 6.7+ spaces the first
+    /// tcp_syn_linear_timeouts + 1 retransmissions linearly).
     SynTime,
 };
 
-struct ScheduleFit {
-    std::vector<Duration> gaps;             ///< between consecutive transmissions
-    std::vector<Duration> expected;         ///< the model's gap for each (rto0 * 2^i, capped)
-    std::vector<bool> within_tolerance;     ///< per gap
-    std::optional<Duration> initial_rto;    ///< the first gap
-    std::optional<double> backoff;          ///< median ratio of consecutive gaps
-    std::size_t linear_gaps = 0;            ///< leading gaps equal to the first (then doubling)
-    bool exponential = false;               ///< every gap within tolerance of the doubling model
-    unsigned retransmissions = 0;
-    bool ended = false;                     ///< silence past the next expected gap, or a RST
-    std::optional<Duration> next_gap;       ///< what the model expects next
-    std::optional<unsigned> inferred_retries;   ///< when ended and exponential
-    std::optional<Duration> give_up_after;  ///< first transmission to the peer giving up (model)
+/// The shape of the gaps between consecutive copies, as multiples of the initial RTO.
+enum class Backoff {
+    Doubling,   ///< 1, 2, 4, 8, ... (RFC 6298 §5.5): Linux, BSD, Windows
+    Linear,     ///< L gaps of 1, then doubling (Linux 6.7+ client SYNs)
+    Table,      ///< 1, 2, 3, 4, 5, 6, 7, 7, ... (lwIP's tcp_backoff[])
+    Constant,   ///< every gap the same (some embedded and user-space stacks)
+};
+std::string_view to_string(Backoff b);
+
+// What a liveness probe found (lifetime.hpp's vocabulary): the state was still there
+// (Alive: it answered in state), it was gone (a RST: closed), or nothing answered after
+// the retries (Silent).
+
+struct LivenessProbe {
+    Duration at;       ///< relative to the schedule's origin
+    Liveness answer;
 };
 
-/// `times`: the original transmission and every retransmission, in capture order.
+/// What was seen, on one time axis (relative to `origin`, usually the first copy or our
+/// segment that started the schedule).
+struct ScheduleEvidence {
+    std::vector<Duration> copies;               ///< observed copies, ascending
+    /// The first copy is known to be the original (the origin is the first copy), or the
+    /// origin is our own segment that triggered the schedule (then the original may be
+    /// the lost one: a first copy one RTO after the origin is copy #1).
+    bool origin_is_first_copy = true;
+    std::optional<Duration> rtt;                ///< to subtract from copy times when origin is ours
+    std::vector<LivenessProbe> probes;          ///< ascending
+    std::optional<Duration> peer_rst;           ///< the peer ended the schedule with its own RST
+    bool stopped_early = false;                 ///< max-wait or interrupted: the end was not seen
+};
+
+struct MissingCopy {
+    unsigned index;      ///< position in the model (0 = the original)
+    Duration at;         ///< when the model expects it, relative to the origin
+    bool trailing;       ///< after the last observed copy (seen as "still held" by a probe)
+};
+
+/// How the schedule ended.
+enum class ScheduleEnd {
+    Open,          ///< not ended when the run stopped (max-wait, interrupted)
+    PeerRst,       ///< the peer sent a RST
+    Confirmed,     ///< a liveness probe found the state gone (RST)
+    Silence,       ///< no copy for two model gaps and no probe answered: unconfirmed
+};
+std::string_view to_string(ScheduleEnd e);
+
+struct ScheduleFit {
+    // What was observed.
+    std::vector<Duration> gaps;             ///< between consecutive observed copies
+    std::vector<Duration> expected;         ///< the model's time for each observed gap (lost copies summed in)
+    std::vector<bool> within_tolerance;     ///< per observed gap
+    std::vector<unsigned> copy_index;       ///< model position of each observed copy
+    unsigned retransmissions = 0;           ///< observed copies - 1
+    Duration first_copy_at{};               ///< the first observed copy on the model's axis
+
+    // The model, when one fits.
+    bool fitted = false;
+    Backoff backoff_kind = Backoff::Doubling;
+    std::optional<Duration> initial_rto;    ///< the model's first gap
+    std::optional<double> backoff;          ///< median ratio of consecutive model gaps
+    std::size_t linear_gaps = 0;            ///< Linear: gaps equal to the first before doubling
+    bool exponential = false;               ///< fitted with Doubling or Linear (compatibility)
+    std::vector<MissingCopy> missing;       ///< copies the path lost, by model position
+    std::optional<Duration> next_gap;       ///< the model's gap after the last copy sent
+
+    // The end and what it means.
+    ScheduleEnd end = ScheduleEnd::Open;
+    bool ended = false;                     ///< PeerRst, Confirmed or Silence
+    std::optional<Duration> held_until;     ///< latest evidence the state was still held
+    std::optional<Duration> gone_by;        ///< earliest evidence it was gone
+    std::optional<unsigned> copies_sent;    ///< the peer's retransmissions, lost ones included (when the end pins it)
+    std::optional<Duration> give_up_after;  ///< first copy to the peer giving up (model)
+
+    // Linux or not.
+    bool linux_like = false;                ///< every part of Linux's signature holds
+    std::vector<std::string> linux_mismatch;  ///< why not, when not
+    std::optional<unsigned> inferred_retries;  ///< only when linux_like and the end is pinned
+    std::string family;                     ///< best matching family ("" = no known family)
+    std::vector<std::string> family_matched;
+    std::vector<std::string> family_mismatched;
+    std::vector<std::string> notes;         ///< "copy #2 missing at ~3.0 s, probably lost", ...
+};
+
+/// Fits the evidence. `rule` selects Linux's signature and setting; `max_rto` caps gaps.
+ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule,
+                         Duration max_rto = std::chrono::seconds{120});
+
+/// Convenience for callers with plain capture times (the first is the origin and the
+/// original; `ended` marks a confirmed end after the last copy with nothing held).
 ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended,
                          RetryRule rule = RetryRule::Count, Duration max_rto = std::chrono::seconds{120});
 
-/// When silence means the peer has stopped: the last transmission plus the next expected
-/// gap plus its tolerance; with a single transmission, `first_wait` after it.
-Instant silence_deadline(const std::vector<Instant>& times, const Tolerance& tol, Duration first_wait,
-                         Duration max_rto = std::chrono::seconds{120});
+/// When the next copies are due, relative to the origin: the model's next `n` transmission
+/// times after the last observed copy (lost ones included). Empty without a model; with a
+/// single copy, the candidates of the common initial RTOs (1 s and RFC 1122's 3 s) and
+/// their lost-copy successors.
+std::vector<Duration> next_expected(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, std::size_t n,
+                                    Duration max_rto = std::chrono::seconds{120});
+
+/// When silence, without any answered probe, may end the schedule: two model gaps after
+/// the last copy (so that one lost copy never ends it), plus tolerance; after a single
+/// copy, RFC 1122's 3 s initial RTO plus one lost copy (3 s + 6 s) plus tolerance.
+Duration silence_after(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule,
+                       Duration max_rto = std::chrono::seconds{120});
+
+/// Merges several runs of the same schedule (separate connections, started together) on
+/// one axis: copies within tolerance of each other are one copy; probes are pooled.
+ScheduleEvidence merge_evidence(const std::vector<ScheduleEvidence>& runs, const Tolerance& tol);
 
 }  // namespace tcpprobe::probe
