@@ -600,3 +600,436 @@ def netstat_counters(ns, section="TcpExt"):
     if len(rows) < 2:
         return {}
     return {k: int(v) for k, v in zip(rows[0][1:], rows[1][1:])}
+
+
+# --------------------------------------------------------------------------
+# loss injection with nft (there is no netem here) and the foreign TCP peer
+# (tests/lab/foreign_peer.py).  See tests/lab/README.md.
+#
+# Every loss rule lives in the SERVER namespace, in tables of its own
+# (names start with "tploss"):
+#   to_server  `table inet`, prerouting chain at priority raw (-300): neither
+#              the server's kernel nor the foreign peer's raw socket sees the
+#              segment.  tcpdump on the server veth still does (packet taps
+#              run before netfilter), as does the client-side capture.
+#   to_client  `table netdev`, egress chain on the server veth: the packet is
+#              handed (`fwd to`) to a blackhole device that is down (an ifb,
+#              created for the block), so it never reaches the veth and NEITHER
+#              veth capture shows it.  An nft `drop` in output/postrouting
+#              would not do: the sender gets an error back (EPERM), and the
+#              kernel reacts to that as a local failure, not a loss on the
+#              path (a SYN-ACK retransmission that fails to send makes Linux
+#              drop the whole half-open request; a failed data/FIN
+#              retransmission is retried after 500 ms).  After `fwd` the
+#              sender sees success, as with a real lossy path.
+#              To see what the server sent before the drop, pass log_group:
+#              every matching packet is then also logged to that nflog group
+#              from an inet postrouting chain; capture it with
+#              Capture(SRV_NS, "nflog:GROUP", path, bpf="") (tcpdump cannot
+#              filter nflog).  nflog timestamps are taken when tcpdump reads
+#              the message (about 1 ms late), and the kernel's own TCP
+#              segments show a not-yet-computed TCP checksum there.
+
+import atexit
+import itertools as _itertools
+
+LAB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
+FOREIGN_PEER = os.path.join(LAB_DIR, "foreign_peer.py")
+FOREIGN_MARK = 0x7470
+FOREIGN_PORTS = range(9100, 9200)
+LOSS_PREFIX = "tploss"          # tables and blackhole devices of the loss helpers
+_nft_seq = _itertools.count(1)
+
+
+def nft_json(ns, family, name):
+    """`nft -j list table FAMILY NAME` in NS, parsed (None if the table is absent)."""
+    r = run(ns_cmd(ns, ["nft", "-j", "list", "table", family, name]), timeout=10)
+    if r.returncode != 0:
+        return None
+    return json.loads(r.stdout)
+
+
+def rule_counters(ns, family, name):
+    """{comment: packets} of the rules with a comment and a counter in the table."""
+    doc = nft_json(ns, family, name) or {}
+    out = {}
+    for obj in doc.get("nftables", []):
+        rule = obj.get("rule")
+        if not rule or "comment" not in rule:
+            continue
+        for e in rule.get("expr", []):
+            if isinstance(e, dict) and "counter" in e:
+                out[rule["comment"]] = e["counter"].get("packets", 0)
+    return out
+
+
+def loss_tables(ns=SRV_NS):
+    """The loss helpers' tables still present in NS ("table inet tploss_…")."""
+    return [t for t in nft_tables(ns) if t.split()[-1].startswith(LOSS_PREFIX)]
+
+
+def loss_devices(ns=SRV_NS):
+    """The loss helpers' blackhole devices still present in NS."""
+    r = run(ns_cmd(ns, ["ip", "-o", "link", "show"]), timeout=10, check=True)
+    names = [l.split(":")[1].strip().split("@")[0] for l in r.stdout.splitlines() if ":" in l]
+    return [n for n in names if n.startswith(LOSS_PREFIX)]
+
+
+def _nft_load(ns, text):
+    r = run(ns_cmd(ns, ["nft", "-f", "-"]), timeout=10, input=text)
+    if r.returncode != 0:
+        raise TestFailure("nft -f failed in %s: %s\n%s" % (ns, r.stderr.strip(), text))
+
+
+def _nft_delete(ns, family, name):
+    run(ns_cmd(ns, ["nft", "delete", "table", family, name]), timeout=10)
+
+
+class NftTable:
+    """`with NftTable(ns, name, body):` creates `table FAMILY NAME { BODY }` in NS
+    for the block (one atomic `nft -f`) and deletes it afterwards, also when the
+    block raises. A stale table of the same name is replaced."""
+
+    def __init__(self, ns, name, body, family="inet"):
+        self.ns, self.name, self.body, self.family = ns, name, body, family
+
+    def text(self):
+        return "table %s %s {\n%s\n}\n" % (self.family, self.name, self.body)
+
+    def __enter__(self):
+        _nft_delete(self.ns, self.family, self.name)
+        _nft_load(self.ns, self.text())
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+    def remove(self):
+        _nft_delete(self.ns, self.family, self.name)
+        if self.exists():
+            raise TestFailure("nft table %s %s is still in %s after delete"
+                              % (self.family, self.name, self.ns))
+
+    def exists(self):
+        r = run(ns_cmd(self.ns, ["nft", "list", "table", self.family, self.name]), timeout=10)
+        return r.returncode == 0
+
+    def listing(self):
+        return run(ns_cmd(self.ns, ["nft", "-a", "list", "table", self.family, self.name]),
+                   timeout=10).stdout
+
+    def counters(self):
+        return rule_counters(self.ns, self.family, self.name)
+
+
+def _direction_match(direction, match):
+    if direction == "to_server":
+        m = "ip saddr %s ip daddr %s" % (CLI_IP, SRV_IP)
+    elif direction == "to_client":
+        m = "ip saddr %s ip daddr %s" % (SRV_IP, CLI_IP)
+    else:
+        raise ValueError("direction must be 'to_server' or 'to_client', not %r" % (direction,))
+    return ("%s %s" % (m, match or "")).strip()
+
+
+def _chain(name, hook, rules):
+    return "  chain %s {\n    %s\n%s\n  }" % (name, hook, "\n".join("    " + r for r in rules))
+
+
+class _PathLoss:
+    """Common part of Loss and DropNth: the tables and the blackhole device.
+    rules: {"to_server": [...], "to_client": [...], "to_client_log": [...]}"""
+
+    def __init__(self, kind, ns, rules):
+        self.ns = ns
+        n = next(_nft_seq)
+        self.name = "%s_%s%d" % (LOSS_PREFIX, kind, n)
+        self.device = "%sbh%d" % (LOSS_PREFIX, n)             # at most 15 characters
+        self.inet_chains, self.netdev_chains = [], []
+        if rules.get("to_server"):
+            self.inet_chains.append(_chain("to_server", "type filter hook prerouting priority raw; "
+                                           "policy accept;", rules["to_server"]))
+        if rules.get("to_client_log"):
+            self.inet_chains.append(_chain("to_client_log", "type filter hook postrouting priority 300; "
+                                           "policy accept;", rules["to_client_log"]))
+        if rules.get("to_client"):
+            self.netdev_chains.append(_chain(
+                "to_client", 'type filter hook egress device "%s" priority 0; policy accept;' % SRV_IF,
+                [r.replace("@BLACKHOLE@", 'fwd to "%s"' % self.device) for r in rules["to_client"]]))
+        self._made = []
+
+    def tables(self):
+        out = []
+        if self.inet_chains:
+            out.append(("inet", "table inet %s {\n%s\n}\n" % (self.name, "\n".join(self.inet_chains))))
+        if self.netdev_chains:
+            out.append(("netdev", "table netdev %s {\n%s\n}\n" % (self.name, "\n".join(self.netdev_chains))))
+        return out
+
+    def __enter__(self):
+        try:
+            if self.netdev_chains:
+                run(ns_cmd(self.ns, ["ip", "link", "del", self.device]), timeout=10)
+                # An ifb that stays DOWN: its noop qdisc frees whatever is sent to it.
+                run(ns_cmd(self.ns, ["ip", "link", "add", self.device, "type", "ifb"]), timeout=10,
+                    check=True)
+                self._made.append(("device", self.device))
+            for family, text in self.tables():
+                _nft_delete(self.ns, family, self.name)
+                _nft_load(self.ns, text)
+                self._made.append((family, self.name))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+        return False
+
+    def remove(self):
+        for what, name in reversed(self._made):
+            if what == "device":
+                run(ns_cmd(self.ns, ["ip", "link", "del", name]), timeout=10)
+            else:
+                _nft_delete(self.ns, what, name)
+        self._made = []
+        left = [t for t in nft_tables(self.ns) if t.split()[-1] == self.name]
+        if left or self.device in loss_devices(self.ns):
+            raise TestFailure("loss helper %s left %r / device %s in %s"
+                              % (self.name, left, self.device, self.ns))
+
+    def listing(self):
+        out = ""
+        for family, _ in self.tables():
+            out += run(ns_cmd(self.ns, ["nft", "-a", "list", "table", family, self.name]),
+                       timeout=10).stdout
+        return out
+
+    def counters(self):
+        c = {}
+        for family, _ in self.tables():
+            c.update(rule_counters(self.ns, family, self.name))
+        return c
+
+
+def _log_expr(log_group):
+    if not isinstance(log_group, int) or not 0 <= log_group <= 65535:
+        raise ValueError("log_group must be an integer 0..65535")
+    # queue-threshold 1: each message is sent at once (the default batches up to 1 s)
+    return "log group %d queue-threshold 1" % log_group
+
+
+class Loss(_PathLoss):
+    """Random loss between the lab hosts, each direction on its own:
+
+        with tplab.Loss(percent_to_client=30, match="tcp sport 80") as loss:
+            ...
+            loss.counts()   # {"to_client": {"seen": 12, "dropped": 4}}
+
+    match: extra nft match text ANDed to the rules of both directions (e.g.
+    "meta l4proto tcp"), or a dict {"to_server": TEXT, "to_client": TEXT}
+    (nft has no "port" for either side: use "tcp dport 80" one way and
+    "tcp sport 80" the other).
+    Rules: `numgen random mod 100 < N` then drop (to_server) or the blackhole
+    (to_client); N = 100 drops unconditionally. A direction with 0 % gets no
+    rule. log_group: see the note above (to_client only)."""
+
+    def __init__(self, percent_to_server=0, percent_to_client=0, match="", ns=SRV_NS,
+                 log_group=None):
+        self.percent = {"to_server": percent_to_server, "to_client": percent_to_client}
+        rules = {}
+        for direction, pct in self.percent.items():
+            if not isinstance(pct, int) or isinstance(pct, bool) or not 0 <= pct <= 100:
+                raise ValueError("%s percent must be an integer 0..100" % direction)
+            if pct == 0:
+                continue
+            m = _direction_match(direction, match.get(direction, "") if isinstance(match, dict)
+                                 else match)
+            # numgen gives 0..99 and nft refuses "< 100": 100 % is a plain drop.
+            rnd = "" if pct == 100 else " numgen random mod 100 < %d" % pct
+            verdict = "drop" if direction == "to_server" else "@BLACKHOLE@"
+            rules[direction] = ['%s counter comment "%s-seen"' % (m, direction),
+                                '%s%s counter %s comment "%s-dropped"' % (m, rnd, verdict, direction)]
+            if direction == "to_client" and log_group is not None:
+                rules["to_client_log"] = ["%s %s" % (m, _log_expr(log_group))]
+        if not rules:
+            raise ValueError("Loss: both percentages are 0")
+        self.match = match
+        _PathLoss.__init__(self, "loss", ns, rules)
+
+    def counts(self):
+        c = self.counters()
+        return {d: {"seen": c.get(d + "-seen", 0), "dropped": c.get(d + "-dropped", 0)}
+                for d, pct in self.percent.items() if pct}
+
+
+class DropNth(_PathLoss):
+    """Drop exactly the packets at the given 1-based positions among those that
+    match `match` in one direction:
+
+        with tplab.DropNth({2}, "tcp sport 80 tcp flags & (syn|ack) == syn|ack") as d:
+            ...               # the 2nd SYN-ACK from port 80 never reaches the client
+            d.seen(), d.dropped()
+
+    The rule is `MATCH numgen inc mod 1000000 { p-1, ... }` then drop / the
+    blackhole: nft stops evaluating a rule at the first expression that does not
+    match, so the counter only advances for matching packets, and it starts at 0
+    for a new rule (test_lab_peer.py dropnth_positions checks both).
+    log_group: see the note above (to_client only)."""
+
+    def __init__(self, positions, match, direction="to_client", ns=SRV_NS, log_group=None):
+        pos = sorted(set(positions))
+        if not pos or not all(isinstance(p, int) and 1 <= p < 1000000 for p in pos):
+            raise ValueError("positions must be integers in 1..999999")
+        self.positions, self.direction, self.match = pos, direction, match
+        m = _direction_match(direction, match)
+        verdict = "drop" if direction == "to_server" else "@BLACKHOLE@"
+        rules = {direction: ['%s counter comment "seen"' % m,
+                             '%s numgen inc mod 1000000 { %s } counter %s comment "dropped"'
+                             % (m, ", ".join(str(p - 1) for p in pos), verdict)]}
+        if log_group is not None:
+            if direction != "to_client":
+                raise ValueError("log_group is for direction to_client")
+            rules["to_client_log"] = ["%s %s" % (m, _log_expr(log_group))]
+        _PathLoss.__init__(self, "nth", ns, rules)
+
+    def seen(self):
+        return self.counters().get("seen", 0)
+
+    def dropped(self):
+        return self.counters().get("dropped", 0)
+
+
+def send_segment(ns, src, dst, sport, dport, flags, seq=0, ack=0, payload="", timeout=10, **extra):
+    """Send ONE hand-made TCP segment from namespace NS (foreign_peer.py --craft):
+    flags as letters ("FA", "S", "R", "A"), payload a string (escapes allowed),
+    extra: window, mss, ts=[val, ecr], mark. Returns the sent segment as a dict."""
+    spec = dict(src=src, dst=dst, sport=sport, dport=dport, flags=flags, seq=seq & 0xFFFFFFFF,
+                ack=ack & 0xFFFFFFFF, payload=payload, **extra)
+    r = run(ns_cmd(ns, [sys.executable, FOREIGN_PEER, "--craft", json.dumps(spec)]),
+            timeout=timeout)
+    if r.returncode != 0:
+        raise TestFailure("send_segment %r failed (%d): %s" % (spec, r.returncode, r.stderr))
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+class ForeignPeer:
+    """The programmable user-space TCP peer on SRV_IP:port for the block:
+
+        with tplab.ForeignPeer(9100, {"synack_gaps": [3, 6], "synack_end": "rst"}) as peer:
+            ...
+            peer.events("synack-retx")      # its JSON log lines, parsed
+
+    Waits (at most `ready_timeout` s) for its "ready" line, so its sockets and
+    its RST guard table exist when the block starts. On exit: SIGTERM, then
+    SIGKILL after 3 s; its nft table (inet tpforeign_PORT) is deleted if the
+    peer could not do it itself. Ports: 9100-9199 (not used by the lab)."""
+
+    def __init__(self, port, config=None, ns=SRV_NS, bind=SRV_IP, lifetime=300, log_path=None,
+                 ready_timeout=5.0):
+        if port not in FOREIGN_PORTS:
+            raise ValueError("foreign peer port %r: use 9100-9199" % (port,))
+        self.port, self.config, self.ns, self.bind = port, dict(config or {}), ns, bind
+        self.lifetime, self.ready_timeout = lifetime, ready_timeout
+        self._tmp = None
+        if log_path is None:
+            self._tmp = tempfile.mkdtemp(prefix="tcpprobe-peer-")
+            atexit.register(shutil.rmtree, self._tmp, True)
+            log_path = os.path.join(self._tmp, "peer-%d.log" % port)
+        self.log_path = log_path
+        self.err_path = log_path + ".stderr"
+        self.proc = None
+        self.table = "tpforeign_%d" % port
+
+    def argv(self):
+        return ns_cmd(self.ns, [sys.executable, "-u", FOREIGN_PEER, "--bind", self.bind,
+                                "--port", str(self.port), "--config", json.dumps(self.config),
+                                "--log", self.log_path, "--lifetime", str(self.lifetime)])
+
+    def __enter__(self):
+        open(self.log_path, "w").close()
+        self._err = open(self.err_path, "w")
+        # `ip netns exec` execs python: proc.pid is the peer's own PID.
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self._err)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.events("ready"):
+                return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        exited = self.proc.poll()
+        self.stop()
+        raise TestFailure("foreign peer on %s:%d not ready: %s; stderr: %s"
+                          % (self.bind, self.port,
+                             "no \"ready\" line within %.1f s" % self.ready_timeout
+                             if exited is None else "it exited with status %s" % exited,
+                             self.stderr().strip() or "(empty)"))
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def stderr(self):
+        try:
+            with open(self.err_path) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=5)
+            self._err.close()
+            self.returncode = self.proc.returncode
+            self.proc = None
+        # The peer deletes its table itself; not after SIGKILL.
+        run(ns_cmd(self.ns, ["nft", "delete", "table", "inet", self.table]), timeout=10)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def events(self, *names, **match):
+        """Parsed log lines; only those whose "event" is one of NAMES (if given)
+        and whose fields equal the keyword arguments (e.g. cport=40000)."""
+        out = []
+        try:
+            with open(self.log_path) as f:
+                lines = f.readlines()
+        except OSError:
+            return out
+        for line in lines:
+            if not line.endswith("\n"):
+                break                          # being written
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            if names and e.get("event") not in names:
+                continue
+            if any(e.get(k) != v for k, v in match.items()):
+                continue
+            out.append(e)
+        return out
+
+    def wait_event(self, name, timeout, **match):
+        """The first event NAME (matching the keyword fields), waiting at most
+        `timeout` s; None if it did not come."""
+        ev = wait_until(lambda: self.events(name, **match), timeout)
+        return ev[0] if ev else None
+
+    def log_text(self):
+        try:
+            with open(self.log_path) as f:
+                return f.read()
+        except OSError:
+            return ""
