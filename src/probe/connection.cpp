@@ -12,6 +12,17 @@ using namespace tcpprobe::wire;
 
 ConnectionFlow::ConnectionFlow(ConnectConfig config) : ccfg_(std::move(config)), tcb_(ccfg_.tcb) {}
 
+std::vector<std::string> syn_option_anomalies(const OptionList& options) {
+    std::vector<std::string> out;
+    if (auto ws = find_option<opt::WindowScale>(options); ws && ws->shift > 14)
+        out.push_back(fmt::format("window scale {} is above 14: RFC 7323 §2.3 uses 14 instead", ws->shift));
+    if (auto mss = find_option<opt::Mss>(options); mss && mss->value < 88)
+        out.push_back(mss->value == 0 ? std::string("MSS 0: no segment could carry data")
+                                      : fmt::format("MSS {} is below 88 (Linux's TCP_MIN_MSS; it never sends segments "
+                                                    "under TCP_MIN_SND_MSS = 48 bytes)", mss->value));
+    return out;
+}
+
 void ConnectionFlow::event(Instant t, decltype(Event::body) body, Outbox& out) const {
     out.events.push_back(Event{t, port(), std::move(body)});
 }
@@ -126,6 +137,7 @@ void ConnectionFlow::on_synack(Instant t, const Segment& seg, Outbox& out) {
     cres_.irs = seg.seq;
     cres_.peer_options = seg.options;
     if (!seg.payload.empty()) anomaly(t, fmt::format("SYN-ACK carries {} bytes of data", seg.payload.size()), out);
+    for (auto& a : syn_option_anomalies(seg.options)) anomaly(t, std::move(a), out);
     std::uint16_t allowed = flag::syn | flag::ack;
     if ((ccfg_.tcb.extra_syn_flags & (flag::ece | flag::cwr)) == (flag::ece | flag::cwr)) allowed |= flag::ece;
     if (seg.flags & ~allowed) anomaly(t, fmt::format("unexpected flags on the SYN-ACK: {}", format_flags(seg.flags)), out);

@@ -38,6 +38,7 @@ void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out
             report_.syn_window = seg.window;
             report_.syn_ttl = seg.ip.ttl;
             note(t, fmt::format("client SYN <{}>", format_options(seg.options)), out);
+            for (auto& a : syn_option_anomalies(seg.options)) anomaly(t, std::move(a), out);
         } else {
             note(t, fmt::format("client SYN retransmission #{}: {:.3f} ms after the previous", report_.syn_times.size() - 1,
                                 to_ms_f(report_.syn_times.back() - report_.syn_times[report_.syn_times.size() - 2])), out);

@@ -178,3 +178,31 @@ TEST_CASE("handshake: an outgoing RST we did not send is the local kernel's") {
     sim.run();
     CHECK(count_anomalies(sim.events(), "local kernel sent a RST") == 1);
 }
+
+TEST_CASE("handshake: a SYN-ACK with window scale 15 and MSS 11 is answered, and both values are anomalies") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Listening, 100us);
+    sim.peer() = tcb::Tcb([] {
+        auto c = server_tcb();
+        c.syn_options = tcb::default_syn_options(11, 15, true, true);
+        return c;
+    }());
+    sim.peer_actions(sim.now(), sim.peer().open_passive(sim.now()));
+    sim.run();
+    const auto& r = flow.connect_result();
+    CHECK(r.verdict == Verdict::Open);
+    CHECK(count_anomalies(sim.events(), "window scale 15 is above 14: RFC 7323 §2.3 uses 14 instead") == 1);
+    CHECK(count_anomalies(sim.events(), "MSS 11 is below 88") == 1);
+    SUBCASE("MSS 0 names itself") {
+        probe::HandshakeFlow zero(config());
+        Sim sim0(zero, Sim::PeerKind::Listening, 100us);
+        sim0.peer() = tcb::Tcb([] {
+            auto c = server_tcb();
+            c.syn_options = tcb::default_syn_options(0, 7, true, true);
+            return c;
+        }());
+        sim0.peer_actions(sim0.now(), sim0.peer().open_passive(sim0.now()));
+        sim0.run();
+        CHECK(count_anomalies(sim0.events(), "MSS 0: no segment could carry data") == 1);
+    }
+}

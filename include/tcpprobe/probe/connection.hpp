@@ -40,6 +40,10 @@ struct ConnectResult {
     std::string final_state = "CLOSED";
 };
 
+/// Option values outside their RFC ranges on a SYN or SYN-ACK (window scale above 14,
+/// MSS 0 or below 88), one text each.
+std::vector<std::string> syn_option_anomalies(const wire::OptionList& options);
+
 class ConnectionFlow : public Flow {
 public:
     wire::FourTuple tuple() const override { return ccfg_.tcb.tuple; }
