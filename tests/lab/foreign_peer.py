@@ -544,6 +544,12 @@ class Peer:
             else:
                 self.log("ignore", c, why="other-syn", seq=s.seq)
             return
+        # RFC 9293 §3.10.7.4, first check: a segment outside the window is answered with
+        # an ACK and dropped; it completes nothing (tcpprobe's liveness probes rely on it).
+        d = sdiff(s.seq, c.rcv_nxt)
+        if d < 0 or d >= max(self.cfg["window"], 1):
+            self.send_ack(c, event="ack", why="old-or-out-of-window", seq_rx=s.seq)
+            return
         if not s.flags & ACK:
             self.log("ignore", c, why="no-ack", flags=flag_letters(s.flags), seq=s.seq)
             return
