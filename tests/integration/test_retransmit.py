@@ -687,6 +687,88 @@ def synack_sigint(c, tp, tmp):
 
 
 # --------------------------------------------------------------------------
+# 9. a copy lost on the path at each position (issue: one dropped copy must leave
+#    tcp_synack_retries right). Four single-connection runs in parallel, each on its
+#    own source port, each losing one copy (#1..#4) of a tcp_synack_retries=4 server.
+
+@test(timeout=75, slow=True)
+def synack_lost_copy_each_position(c, tp, tmp):
+    sports = {1: 47101, 2: 47102, 3: 47103, 4: 47104}
+    with Sysctl(SRV_NS, "tcp_synack_retries", 4):
+        drops = [tplab.DropNth({k + 1}, "tcp sport %d tcp dport %d tcp flags & (syn|ack) == syn|ack"
+                               % (PORT_HTTP, sports[k])) for k in sports]
+        for d in drops:
+            d.__enter__()
+        try:
+            procs = {k: tp.start(["-o", "json", "retransmit", target(PORT_HTTP), "--count", "1",
+                                  "--sport", str(sports[k]), "--max-wait", "60s"]) for k in sports}
+            results = {k: tplab.Tcpprobe.finish(p, argv, timeout=70) for k, (p, argv) in procs.items()}
+            dropped = [d.dropped() for d in drops]
+        finally:
+            for d in drops:
+                d.__exit__(None, None, None)
+    c.eq(dropped, [1, 1, 1, 1], "copies dropped on the path, one per run")
+    for k, r in results.items():
+        s = require_summary(c, r, 0, "inferred")
+        run, sport = run0(c, s)
+        c.eq(sport, sports[k], "run %d: source port" % k)
+        c.eq(s.get("inferred"), {"sysctl": "tcp_synack_retries", "value": 4},
+             "copy #%d lost: summary.inferred" % k)
+        c.eq(run.get("retransmissions"), 3, "copy #%d lost: retransmissions seen" % k)
+        missing = run.get("missing") or []
+        c.eq([m.get("index") for m in missing], [k], "copy #%d lost: missing[].index" % k)
+        c.eq([m.get("trailing") for m in missing], [k == 4], "copy #%d lost: missing[].trailing" % k)
+        c.check(near(run.get("give_up_after_us"), 31_000_000, floor_us=300_000),
+                "copy #%d lost: give_up_after_us %r, expected ≈ 31 s" % (k, run.get("give_up_after_us")))
+    check_no_table(c, "after the runs")
+
+
+# --------------------------------------------------------------------------
+# 10. foreign stacks (tests/lab/foreign_peer.py): measured and named, never inferred as Linux
+
+@test(timeout=60, slow=True)
+def foreign_schedules(c, tp, tmp):
+    peers = {
+        # lwIP-like: 3 s initial RTO, then x2, x3 (not doubling); silence, then forgotten
+        "table": (9110, {"synack_gaps": [3, 6, 9], "synack_end": "silence", "synack_end_after": 1}),
+        # RFC 1122: 3 s, doubling, a RST when it gives up
+        "rfc1122": (9111, {"synack_gaps": [3, 6], "synack_end": "rst", "synack_end_after": 1}),
+        # a FIN every 2 s (constant RTO) from LAST-ACK, then silence
+        "fin": (9112, {"fin_gaps": [2, 2, 2], "fin_end": "silence", "fin_end_after": 1,
+                       "close_first": False}),
+    }
+    with tplab.ForeignPeer(*peers["table"]), tplab.ForeignPeer(*peers["rfc1122"]), \
+            tplab.ForeignPeer(*peers["fin"]):
+        procs = {
+            "table": tp.start(["-o", "json", "retransmit", target(9110), "--max-wait", "50s"]),
+            "rfc1122": tp.start(["-o", "json", "retransmit", target(9111), "--max-wait", "50s"]),
+            "fin": tp.start(["-o", "json", "retransmit", target(9112), "--segment", "fin",
+                             "--request", HTTP_REQUEST, "--max-wait", "30s"]),
+        }
+        results = {k: tplab.Tcpprobe.finish(p, argv, timeout=58) for k, (p, argv) in procs.items()}
+    for name, r in results.items():
+        s = require_summary(c, r, 0, "measured")
+        m = s.get("merged") or {}
+        c.eq(s.get("inferred"), None, "%s: summary.inferred (not Linux)" % name)
+        c.eq(m.get("linux_like"), False, "%s: merged.linux_like" % name)
+        c.check(m.get("linux_mismatch"), "%s: merged.linux_mismatch says why not: %r" % (name, m.get("linux_mismatch")))
+    t = results["table"].summary().get("merged") or {}
+    c.eq(t.get("backoff_kind"), "linear multiples (x1, x2, x3, ...)", "table: merged.backoff_kind")
+    c.check(near(t.get("initial_rto_us"), 3_000_000), "table: initial RTO %r" % t.get("initial_rto_us"))
+    c.check(str(t.get("family") or "").startswith("lwIP"), "table: merged.family %r" % t.get("family"))
+    c.eq(t.get("copies_sent"), 3, "table: merged.copies_sent")
+    f = results["rfc1122"].summary().get("merged") or {}
+    c.eq(f.get("backoff_kind"), "doubling", "rfc1122: merged.backoff_kind")
+    c.check(str(f.get("family") or "").startswith("RFC 1122"), "rfc1122: merged.family %r" % f.get("family"))
+    c.eq(f.get("end"), "rst", "rfc1122: merged.end (its RST)")
+    g = results["fin"].summary().get("merged") or {}
+    c.eq(g.get("backoff_kind"), "constant", "fin: merged.backoff_kind")
+    c.check(near(g.get("initial_rto_us"), 2_000_000), "fin: initial RTO %r" % g.get("initial_rto_us"))
+    c.eq(g.get("copies_sent"), 3, "fin: merged.copies_sent")
+    check_no_table(c, "after the runs")
+
+
+# --------------------------------------------------------------------------
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["--list-slow"]:
