@@ -106,7 +106,11 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
             text += fmt::format("peer CLOSE-WAIT (its ACK of our FIN -> its FIN): {:.3f} ms\n", to_ms_f(*cw));
         if (mode == probe::CloseMode::Simultaneous)
             text += fmt::format("peer passed through CLOSING: {}\n", r.peer_passed_closing ? "yes (it acknowledged our FIN before getting our ACK)" : "no");
-        if (r.abort_confirmed) text += fmt::format("abort: the peer {}\n", *r.abort_confirmed ? "dropped the connection (probe ACK answered with RST)" : "kept the connection");
+        if (r.abort_confirmed)
+            text += fmt::format("abort: the peer {} ({} RST(s), {} probe(s))\n",
+                                *r.abort_confirmed ? "dropped the connection: a probe was answered with RST"
+                                                   : "kept the connection: it still answered in state",
+                                r.abort_rsts_sent, r.abort_probes_sent);
         text += fmt::format("local states: {}\n", spans_text(local));
         text += fmt::format("peer states (inferred): {}\n", spans_text(peer));
         text += fmt::format("data received: {} bytes before our FIN, {} after; {} bytes before the peer's FIN, {} after\n",
@@ -141,6 +145,8 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
                     {"peer_reset", r.peer_reset},
                     {"peer_passed_closing", r.peer_passed_closing},
                     {"abort_confirmed", r.abort_confirmed ? nlohmann::json(*r.abort_confirmed) : nlohmann::json(nullptr)},
+                    {"abort_rsts_sent", r.abort_rsts_sent},
+                    {"abort_probes_sent", r.abort_probes_sent},
                     {"bytes_before_our_fin", r.bytes_before_our_fin},
                     {"bytes_after_our_fin", r.bytes_after_our_fin},
                     {"segments_after_our_fin", r.segments_after_our_fin},

@@ -33,7 +33,8 @@ std::string_view to_string(CloseOutcome o) {
     return "?";
 }
 
-CloseFlow::CloseFlow(CloseConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {}
+CloseFlow::CloseFlow(CloseConfig config)
+    : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {}
 
 std::optional<Duration> CloseFlow::peer_close_wait() const {
     // Only meaningful when the peer closed after us: our FIN, its ACK, later its FIN.
@@ -95,16 +96,8 @@ void CloseFlow::on_established(Instant t, Outbox& out) {
 void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) {
     if (aborted_) {
         // After our RST the TCB is CLOSED: it must not answer; we only judge the answer.
-        if (!probe_sent_) return;
-        if (seg.has(flag::rst)) {
-            report_.abort_confirmed = true;
-            peer_goes(t, "CLOSED", "answered our probe ACK with RST: the connection is gone", out);
-            conclude(t, CloseOutcome::Clean, "abort", out);
-        } else {
-            report_.abort_confirmed = false;
-            finding(t, "the peer still answers on the 4-tuple after our RST: it did not drop the connection", true, out);
-            conclude(t, CloseOutcome::Differs, "abort", out);
-        }
+        if (!prober_.outstanding() || concluded_) return;
+        on_abort_answer(t, seg.has(flag::rst) ? Liveness::Gone : Liveness::Alive, out);
         return;
     }
     if (seg.has(flag::rst)) report_.peer_reset = true;
@@ -224,7 +217,44 @@ void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbo
         else if (now_in == "CLOSING") peer_goes(t, "TIME-WAIT", "gets our ACK of its FIN", out);
         else if (now_in == "LAST-ACK") peer_goes(t, "CLOSED", "gets our ACK of its FIN", out);
     }
-    if (seg.has(flag::rst) && aborted_ && !probe_sent_) peer_goes(t, "CLOSED", "gets our in-window RST (to be confirmed)", out);
+    if (seg.has(flag::rst) && aborted_ && report_.abort_rsts_sent == 1 && !report_.abort_probes_sent)
+        peer_goes(t, "CLOSED", "gets our in-window RST (to be confirmed)", out);
+}
+
+// Abort: our in-window RST, then liveness probes (one byte far out of the window): a peer
+// that dropped the connection answers RST (RFC 9293 §3.10.7.1), one that kept it answers
+// with an ACK (§3.10.7.4). The path may lose our RST, the probe or its answer, so a peer
+// still in state gets our RST again (abort_rsts in all), and a silent round is repeated
+// once before the run calls it unanswered.
+void CloseFlow::send_abort_rst(Instant now, Outbox& out) {
+    if (report_.abort_rsts_sent == 0) {
+        apply_with_cause(now, tcb_.abort(now), "abort: sent an in-window RST", out);
+    } else {
+        note(now, fmt::format("abort: the peer still answers in state: our RST again (#{}), it may have been lost",
+                              report_.abort_rsts_sent + 1), out);
+        send(tcb_.make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
+    }
+    ++report_.abort_rsts_sent;
+    aborted_ = true;
+    prober_.plan_one(now + cfg_.abort_probe_delay);
+}
+
+void CloseFlow::on_abort_answer(Instant t, Liveness l, Outbox& out) {
+    prober_.answered(t, l);
+    if (l == Liveness::Gone) {
+        report_.abort_confirmed = true;
+        peer_goes(t, "CLOSED", "answered our probe with RST: the connection is gone", out);
+        conclude(t, CloseOutcome::Clean, "abort", out);
+        return;
+    }
+    if (report_.abort_rsts_sent < cfg_.abort_rsts) {
+        send_abort_rst(t, out);
+        return;
+    }
+    report_.abort_confirmed = false;
+    finding(t, fmt::format("the peer still answers in state after {} RSTs: it did not drop the connection",
+                           report_.abort_rsts_sent), true, out);
+    conclude(t, CloseOutcome::Differs, "abort", out);
 }
 
 void CloseFlow::give_up(Instant now, std::string why, Outbox& out) {
@@ -245,32 +275,41 @@ void CloseFlow::on_connected_timer(Instant now, Outbox& out) {
     if (quiet_until_ && now >= *quiet_until_) {
         quiet_until_.reset();
         if (cfg_.mode == CloseMode::Abort && tcb_.state() == State::Established) {
-            apply_with_cause(now, tcb_.abort(now), "abort: sent an in-window RST", out);
-            aborted_ = true;
-            probe_at_ = now + cfg_.abort_probe_delay;
+            send_abort_rst(now, out);
         } else if (tcb::in_state(tcb_.state(), {State::Established, State::CloseWait})) {
             send_fin(now, out);
         }
     }
-    if (probe_at_ && !probe_sent_ && now >= *probe_at_) {
-        probe_sent_ = true;
-        note(now, "probe: an ACK on the same 4-tuple (a dropped connection answers with RST)", out);
-        send(tcb_.make_segment(now, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt), out);
-        max_wait_until_ = now + std::min<Duration>(cfg_.max_wait, std::chrono::seconds{2});
+    if (aborted_) {
+        const std::size_t rounds = prober_.results().size();
+        if (prober_.due(now)) {
+            if (!report_.abort_probes_sent)
+                note(now, "probe: one byte far outside the window (kept: an ACK; dropped: a RST)", out);
+            send(tcb_.make_segment(now, flag::ack, tcb_.snd.nxt + 0x40000000u, tcb_.rcv.nxt, {0}), out);
+            prober_.sent(now);
+            ++report_.abort_probes_sent;
+        }
+        if (prober_.results().size() > rounds && prober_.last() == Liveness::Silent) {
+            // Our RST and then every try went unanswered: lost on the path, or a peer that
+            // answers nothing. Once more with a fresh RST, then give up.
+            if (++silent_rounds_ < 2) send_abort_rst(now, out);
+            else give_up(now, fmt::format("no answer to {} probes after {} RSTs", report_.abort_probes_sent,
+                                          report_.abort_rsts_sent), out);
+        }
+        return;
     }
     if (max_wait_until_ && now >= *max_wait_until_ && tcb_.state() != State::TimeWait) {
-        if (aborted_) give_up(now, "no answer to the probe ACK after our RST", out);
-        else give_up(now, fmt::format("the close did not complete within --max-wait (we are in {})", tcb_.state()), out);
+        give_up(now, fmt::format("the close did not complete within --max-wait (we are in {})", tcb_.state()), out);
     }
 }
 
 std::optional<Instant> CloseFlow::connected_deadline() const {
-    std::optional<Instant> d = aborted_ ? std::nullopt : ConnectionFlow::connected_deadline();
+    if (aborted_) return concluded_ ? std::nullopt : prober_.next_deadline();
+    std::optional<Instant> d = ConnectionFlow::connected_deadline();
     auto consider = [&](std::optional<Instant> x) {
         if (x && (!d || *x < *d)) d = x;
     };
     consider(quiet_until_);
-    if (!probe_sent_) consider(probe_at_);
     if (tcb_.state() != State::TimeWait) consider(max_wait_until_);
     return d;
 }

@@ -150,6 +150,65 @@ TEST_CASE("teardown abort: an in-window RST; the probe ACK is answered with RST:
     CHECK(sim.peer().state() == State::Closed);
     INFO(fmt::format("{}", fmt::join(sim.wire_log(), " ")));
     CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> .", "> R", "> .", "< R"});
+    // The probe: one byte far outside the window, so an open connection answers with an
+    // ACK and nothing in it changes.
+    const auto& probe = sim.sent_by_flow().back();
+    CHECK(probe.payload.size() == 1);
+    CHECK(wire::distance(flow.tcb().snd.nxt, probe.seq) == 0x40000000);
+    CHECK(r.abort_rsts_sent == 1);
+    CHECK(r.abort_probes_sent == 1);
+}
+
+TEST_CASE("teardown abort: our RST lost on the path: the peer answers the probe in state, our RST goes again") {
+    probe::CloseFlow flow(config(CloseMode::Abort));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    int rsts = 0;
+    sim.set_peer_hook([&](Sim&, Instant, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (seg.has(wire::flag::rst) && ++rsts == 1) return std::vector<wire::Segment>{};  // lost
+        return std::nullopt;
+    });
+    sim.run();
+    const auto& r = flow.report();
+    REQUIRE(r.abort_confirmed);
+    CHECK(*r.abort_confirmed);
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(r.abort_rsts_sent == 2);
+    CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> .", "> R", "> .", "< .", "> R", "> .", "< R"});
+}
+
+TEST_CASE("teardown abort: a peer that ignores every RST differs, after three RSTs") {
+    probe::CloseFlow flow(config(CloseMode::Abort));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_peer_hook([&](Sim&, Instant, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (seg.has(wire::flag::rst)) return std::vector<wire::Segment>{};
+        return std::nullopt;
+    });
+    sim.run();
+    const auto& r = flow.report();
+    REQUIRE(r.abort_confirmed);
+    CHECK_FALSE(*r.abort_confirmed);
+    CHECK(r.outcome == CloseOutcome::Differs);
+    CHECK(r.abort_rsts_sent == 3);
+    CHECK(sim.peer().state() == State::Established);
+}
+
+TEST_CASE("teardown abort: nothing answers after our RST: two silent rounds, then incomplete with the counts") {
+    probe::CloseFlow flow(config(CloseMode::Abort));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    bool aborted = false;
+    sim.set_peer_hook([&](Sim&, Instant, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        aborted = aborted || seg.has(wire::flag::rst);
+        if (aborted) return std::vector<wire::Segment>{};
+        return std::nullopt;
+    });
+    sim.run();
+    const auto& r = flow.report();
+    CHECK_FALSE(r.abort_confirmed);
+    CHECK(r.outcome == CloseOutcome::Incomplete);
+    CHECK(r.abort_rsts_sent == 2);
+    CHECK(r.abort_probes_sent == 6);
+    REQUIRE_FALSE(r.findings.empty());
+    CHECK(r.findings.back() == "no answer to 6 probes after 2 RSTs");
 }
 
 TEST_CASE("teardown active: a peer that resets instead of closing gives pattern reset") {

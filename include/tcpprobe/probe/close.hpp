@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "tcpprobe/probe/connection.hpp"
+#include "tcpprobe/probe/liveness.hpp"
 
 namespace tcpprobe::probe {
 
@@ -32,6 +33,8 @@ struct CloseConfig {
     Duration idle = std::chrono::milliseconds{200};   ///< quiet time before our FIN / RST, time in CLOSE-WAIT
     Duration max_wait = std::chrono::seconds{10};     ///< for the peer's part of the close
     Duration abort_probe_delay = std::chrono::milliseconds{100};
+    unsigned abort_rsts = 3;   ///< abort: our RST is sent again (it may be lost) while the peer still answers in state
+    LivenessConfig liveness;   ///< abort: the probes that tell whether the connection is gone
 };
 
 /// A state and when it was entered (capture time or timer instant).
@@ -55,7 +58,9 @@ struct CloseReport {
     bool combined_fin_ack = false;           ///< the peer's FIN also acknowledged our FIN
     bool peer_reset = false;
     bool peer_passed_closing = false;
-    std::optional<bool> abort_confirmed;     ///< abort: the probe ACK got a RST (true) or an ACK (false)
+    std::optional<bool> abort_confirmed;     ///< abort: a probe got a RST (true) or, after every RST, an in-state answer (false)
+    unsigned abort_rsts_sent = 0;            ///< abort: our RSTs (the first and its repeats)
+    unsigned abort_probes_sent = 0;          ///< abort: liveness probes, tries included
     std::uint64_t bytes_before_our_fin = 0, bytes_after_our_fin = 0;
     std::uint64_t segments_after_our_fin = 0;
     std::uint64_t bytes_before_peer_fin = 0, bytes_after_peer_fin = 0;
@@ -86,6 +91,8 @@ private:
     void conclude(Instant now, CloseOutcome o, std::string pattern, Outbox& out);
     void give_up(Instant now, std::string why, Outbox& out);
     void finding(Instant t, std::string text, bool is_anomaly, Outbox& out);
+    void send_abort_rst(Instant now, Outbox& out);
+    void on_abort_answer(Instant t, Liveness l, Outbox& out);
 
     CloseConfig cfg_;
     CloseReport report_;
@@ -93,8 +100,8 @@ private:
     std::optional<wire::Seq> peer_fin_seq_;
     std::optional<Instant> quiet_until_;      ///< active/abort: when to act; passive: when to FIN
     std::optional<Instant> max_wait_until_;
-    std::optional<Instant> probe_at_;         ///< abort: when to send the probe ACK
-    bool probe_sent_ = false;
+    LivenessProber prober_;                   ///< abort: is the connection gone?
+    unsigned silent_rounds_ = 0;
     bool aborted_ = false;
     bool concluded_ = false;
     bool giving_up_ = false;
