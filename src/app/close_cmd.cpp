@@ -98,7 +98,10 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
         text += fmt::format("verdict {}: {}\n", verdict, r.pattern);
         if (r.our_fin) {
             text += "after our FIN:";
-            if (auto d = between(r.our_fin, r.peer_ack_of_fin)) text += fmt::format(" peer ACK +{:.3f} ms{},", to_ms_f(*d), r.combined_fin_ack ? " (with its FIN)" : "");
+            if (auto d = between(r.our_fin, r.peer_ack_of_fin)) text += fmt::format(" peer ACK +{:.3f} ms{},", to_ms_f(*d),
+                                    r.combined_fin_ack ? " (with its FIN)"
+                                    : r.peer_ack_lost  ? " (with its FIN; its own ACK was lost on the path)"
+                                                       : "");
             if (auto d = between(r.our_fin, r.peer_fin); d && *d >= Duration::zero()) text += fmt::format(" peer FIN +{:.3f} ms,", to_ms_f(*d));
             text += fmt::format(" {} bytes in {} segment(s)\n", r.bytes_after_our_fin, r.segments_after_our_fin);
         }
@@ -142,6 +145,8 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
                     {"our_fin_to_peer_fin_us", opt_us(between(r.our_fin, r.peer_fin))},
                     {"peer_close_wait_us", opt_us(flow.peer_close_wait())},
                     {"combined_fin_ack", r.combined_fin_ack},
+                    {"peer_ack_lost", r.peer_ack_lost},
+                    {"combined_unconfirmed", r.combined_unconfirmed},
                     {"peer_reset", r.peer_reset},
                     {"peer_passed_closing", r.peer_passed_closing},
                     {"abort_confirmed", r.abort_confirmed ? nlohmann::json(*r.abort_confirmed) : nlohmann::json(nullptr)},

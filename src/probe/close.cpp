@@ -104,9 +104,36 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
     const bool acks_our_fin = our_fin_seq_ && seg.has(flag::ack) && !seg.has(flag::rst) && !report_.peer_ack_of_fin &&
                               after_eq(seg.ack, *our_fin_seq_ + 1);
     const bool first_fin = seg.has(flag::fin) && !report_.peer_fin;
+    // IP ID bookkeeping: a per-connection counter (Linux: inet_id, +1 per segment) lets a
+    // gap show a segment the path lost.
+    std::optional<int> id_gap;
+    if (last_peer_ip_id_) id_gap = static_cast<std::uint16_t>(seg.ip.id - *last_peer_ip_id_);
     if (acks_our_fin) {
         report_.peer_ack_of_fin = t;
         report_.combined_fin_ack = first_fin;
+        if (first_fin && report_.our_fin) {
+            // A counter: every earlier step was +1, or (one earlier segment only) a gap of at
+            // most 3, which random IDs give once in 20,000.
+            const bool counter = peer_id_counter_ && id_gap && (peer_id_steps_ >= 1 || *id_gap <= 3);
+            const Duration delay = t - *report_.our_fin;
+            const Duration ack_limit = std::chrono::milliseconds{500} + cres_.rtt.value_or(Duration::zero());
+            if ((counter && *id_gap >= 2) || delay > ack_limit) {
+                // RFC 1122 §4.2.3.2: an ACK MUST NOT be delayed 0.5 s; with a per-connection
+                // IP ID the skipped number is the ACK itself.
+                report_.combined_fin_ack = false;
+                report_.peer_ack_lost = true;
+                finding(t, counter && *id_gap >= 2
+                               ? fmt::format("the peer's ACK of our FIN was lost on the path: its IP ID skipped {} "
+                                             "number(s) before this FIN", *id_gap - 1)
+                               : fmt::format("the peer's ACK of our FIN was not seen: its FIN came {:.0f} ms after ours, "
+                                             "later than RFC 1122 lets an ACK wait (lost on the path)", to_ms_f(delay)),
+                        false, out);
+            } else if (!counter) {
+                report_.combined_unconfirmed = true;
+                finding(t, "FIN and ACK came together, but the peer's IP IDs are no per-connection counter: a separate "
+                           "ACK lost on the path cannot be ruled out", false, out);
+            }
+        }
         // Its ACK of our FIN proves the peer got our FIN; if that was while its own FIN
         // was unacknowledged, it passed through CLOSING.
         report_.peer_passed_closing = std::any_of(report_.peer_states.begin(), report_.peer_states.end(),
@@ -122,6 +149,11 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
             peer_goes(t, "TIME-WAIT", "acknowledged our FIN", out);
         }
     }
+    if (id_gap) {
+        if (*id_gap == 1) ++peer_id_steps_;
+        else if (!(report_.peer_ack_lost && *id_gap >= 2)) peer_id_counter_ = false;
+    }
+    last_peer_ip_id_ = seg.ip.id;
     if (first_fin) {
         report_.peer_fin = t;
         peer_fin_seq_ = seg.seq + static_cast<std::uint32_t>(seg.payload.size());

@@ -85,19 +85,75 @@ TEST_CASE("teardown active: the peer ACKs our FIN, closes 500 ms later: 4-way, i
     CHECK(sim.peer().state() == State::Closed);
 }
 
+/// Active mode with a request, so the peer's ACK of it shows how its IP IDs count.
+probe::CloseConfig active_with_request() {
+    auto c = config(CloseMode::Active);
+    c.request = {'x', '\n'};
+    return c;
+}
+
 TEST_CASE("teardown active: a peer that delays its ACK and closes at once sends a combined FIN/ACK: 3-way") {
-    probe::CloseFlow flow(config(CloseMode::Active));
+    probe::CloseFlow flow(active_with_request());
     Sim sim(flow, Sim::PeerKind::Listening);
-    sim.set_app(close_after_fin(0ms));
-    // Delayed-ACK model: the pure ACK of our FIN never leaves; the FIN/ACK carries it.
-    sim.set_peer_filter([](const wire::Segment& s) { return s.flags == wire::flag::ack && s.payload.empty() && s.ack == wire::Seq{1002}; });
+    // Delayed-ACK model: the peer's ACK of our FIN never leaves; the FIN/ACK carries it,
+    // with the next IP ID of its per-connection counter.
+    sim.set_peer_hook([](Sim& s, Instant t, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (!seg.has(wire::flag::fin) || s.peer().state() != State::Established) return std::nullopt;
+        tcb::Actions acts = s.peer().on_segment(t, seg);
+        tcb::Actions closing = s.peer().close(t);
+        acts.insert(acts.end(), closing.begin(), closing.end());
+        std::vector<wire::Segment> out;
+        std::optional<std::uint16_t> next_id;
+        for (const auto& x : acts)
+            if (const auto* snd = std::get_if<tcb::SendSegment>(&x)) {
+                if (!next_id) next_id = snd->segment.ip.id;
+                if (!snd->segment.has(wire::flag::fin)) continue;
+                wire::Segment fin = snd->segment;
+                fin.ip.id = *next_id;
+                out.push_back(fin);
+            }
+        return out;
+    });
     sim.run();
     const auto& r = flow.report();
     CHECK(r.pattern == "3-way");
     CHECK(r.combined_fin_ack);
+    CHECK_FALSE(r.peer_ack_lost);
+    CHECK_FALSE(r.combined_unconfirmed);
     CHECK(r.outcome == CloseOutcome::Clean);
     CHECK(states(r.local_states) == std::vector<std::string>{"ESTABLISHED", "FIN-WAIT-1", "TIME-WAIT", "CLOSED"});
     CHECK_FALSE(flow.peer_close_wait());
+}
+
+TEST_CASE("teardown active: the peer's ACK of our FIN lost on the path: its IP ID skips, still a 4-way close") {
+    probe::CloseFlow flow(active_with_request());
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app(close_after_fin(100ms));
+    // The pure ACK of our FIN is sent (it takes an IP ID) and lost.
+    sim.set_peer_filter([](const wire::Segment& s) { return s.flags == wire::flag::ack && s.payload.empty() && s.ack == wire::Seq{1004}; });
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.pattern == "4-way");
+    CHECK(r.peer_ack_lost);
+    CHECK_FALSE(r.combined_fin_ack);
+    CHECK(r.outcome == CloseOutcome::Clean);
+    REQUIRE_FALSE(r.findings.empty());
+    CHECK(r.findings.front() == "the peer's ACK of our FIN was lost on the path: its IP ID skipped 1 number(s) before this FIN");
+}
+
+TEST_CASE("teardown active: without a per-connection IP ID, a FIN/ACK later than RFC 1122's 0.5 s means a lost ACK") {
+    probe::CloseFlow flow(config(CloseMode::Active));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app(close_after_fin(600ms));
+    std::uint16_t random_id = 7;
+    sim.set_peer_rewrite([&](wire::Segment& s) { s.ip.id = random_id = static_cast<std::uint16_t>(random_id + 9973); });
+    sim.set_peer_filter([](const wire::Segment& s) { return s.flags == wire::flag::ack && s.payload.empty() && s.ack == wire::Seq{1002}; });
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(r.pattern == "4-way");
+    CHECK(r.peer_ack_lost);
+    REQUIRE_FALSE(r.findings.empty());
+    CHECK(r.findings.front().find("later than RFC 1122 lets an ACK wait") != std::string::npos);
 }
 
 TEST_CASE("teardown passive: the peer closes first after the request; we walk CLOSE-WAIT, LAST-ACK; it holds TIME-WAIT") {

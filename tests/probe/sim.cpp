@@ -46,8 +46,10 @@ Sim::Sim(probe::Flow& flow, PeerKind kind, Duration one_way) : flow_(flow), kind
 void Sim::peer_actions(Instant t, const tcb::Actions& actions) {
     for (const auto& a : actions) {
         if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
-            if (drop_peer_ && drop_peer_(s->segment)) continue;
-            in_flight_.push_back({t + delay_, s->segment, false});
+            wire::Segment seg = s->segment;
+            if (rewrite_peer_) rewrite_peer_(seg);
+            if (drop_peer_ && drop_peer_(seg)) continue;
+            in_flight_.push_back({t + delay_, seg, false});
         } else if (const auto* c = std::get_if<tcb::StateChanged>(&a)) {
             peer_states_.push_back(c->to);
         }

@@ -59,6 +59,8 @@ public:
     void set_peer_hook(PeerHook hook) { hook_ = std::move(hook); }
     /// Drop the peer's segments for which this returns true (loss, delayed ACK model).
     void set_peer_filter(std::function<bool(const wire::Segment&)> drop) { drop_peer_ = std::move(drop); }
+    /// Rewrites the peer's segments before the filter sees them (IP IDs of another stack, ...).
+    void set_peer_rewrite(std::function<void(wire::Segment&)> f) { rewrite_peer_ = std::move(f); }
     /// Runs the peer TCB's user calls at `at` (used by apps to act later).
     void at(Instant when, std::function<void(Sim&, Instant)> fn) { scheduled_.push_back({when, std::move(fn)}); }
     /// Carries out a batch of the peer TCB's actions (apps call this after peer().close() etc.).
@@ -87,6 +89,7 @@ private:
     PeerApp app_;
     PeerHook hook_;
     std::function<bool(const wire::Segment&)> drop_peer_;
+    std::function<void(wire::Segment&)> rewrite_peer_;
     std::deque<InFlight> in_flight_;
     std::vector<std::pair<Instant, std::function<void(Sim&, Instant)>>> scheduled_;
     std::vector<std::string> wire_;

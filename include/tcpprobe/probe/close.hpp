@@ -56,6 +56,13 @@ struct CloseReport {
     std::optional<Instant> peer_fin;         ///< capture time of the peer's FIN
     std::optional<Instant> our_ack_of_peer_fin;
     bool combined_fin_ack = false;           ///< the peer's FIN also acknowledged our FIN
+    /// The FIN that first acknowledged ours came after a segment we never saw: the IP ID
+    /// skipped (a per-connection counter), or it came later than RFC 1122's 0.5 s limit
+    /// on delaying an ACK. The peer's own ACK of our FIN was lost: a 4-way close.
+    bool peer_ack_lost = false;
+    /// A combined FIN/ACK whose IP IDs prove nothing (not a per-connection counter):
+    /// a separate ACK lost on the path cannot be ruled out.
+    bool combined_unconfirmed = false;
     bool peer_reset = false;
     bool peer_passed_closing = false;
     std::optional<bool> abort_confirmed;     ///< abort: a probe got a RST (true) or, after every RST, an in-state answer (false)
@@ -103,6 +110,10 @@ private:
     LivenessProber prober_;                   ///< abort: is the connection gone?
     unsigned silent_rounds_ = 0;
     bool aborted_ = false;
+    // The peer's IP IDs after the handshake: do they count per connection (+1 each)?
+    std::optional<std::uint16_t> last_peer_ip_id_;
+    unsigned peer_id_steps_ = 0;              ///< consecutive segments exactly +1 apart
+    bool peer_id_counter_ = true;             ///< no other step seen
     bool concluded_ = false;
     bool giving_up_ = false;
 };
