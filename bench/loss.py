@@ -17,26 +17,24 @@ and tests use other instances), server sysctls set as the lab does (they are rea
 recorded as the ground truth), plus tcp_syn_retries=2 in the server namespace for the
 `listen` case, whose kernel client runs there.
 
-Loss injection (no netem on this machine): one nft table of our own, `bridge tploss`, in
-the SERVER namespace only. Client->server frames are dropped in a prerouting chain
-(priority -300), server->client frames in a postrouting chain, both with
-`meta l4proto { tcp, icmp } numgen random mod 100 < LOSS drop`. tcpprobe's capture on the
-client veth therefore sees everything it sends and nothing that was dropped, as on a real
-lossy path.
+Loss injection (no netem on this machine): on the path, as tests/integration/tplab.py's
+Loss and DropNth do it. The lab has a third namespace, tploss-path, whose bridge br0 joins
+the client's and the server's veth pairs. The bench adds one nft table of its own there,
+`bridge tploss`, with a forward chain: client->server frames (`ip saddr CLIENT ip daddr
+SERVER`) and server->client frames (the other way) each get
+`meta l4proto { tcp, icmp } numgen random mod 100 < LOSS drop`. The sender's transmit
+always succeeds and the frame is lost afterwards, on the link: tcpprobe's capture on the
+client veth sees everything it sends and nothing that was dropped on the way to it, and
+the server's kernel sees no local send error.
 
-Why a bridge: a drop in the server's own IP output or postrouting hook (family inet) is a
-*local* send error. Linux reacts to it differently from a loss on the wire: a SYN-ACK
-retransmission that fails locally makes the kernel drop the half-open request at once
-(reqsk_timer_handler: inet_rtx_syn_ack() != 0 -> drop), so the server sends 2 SYN-ACKs
-instead of 1 + tcp_synack_retries, and failed data/FIN sends are retried on other timers.
-That changes the ground truth under test. So this script moves the server's address onto
-a bridge (tplossbr) inside the server namespace whose only port is the server's veth end:
-frames the server sends leave its IP stack successfully and are dropped afterwards, in the
-bridge's postrouting hook (br_dev_xmit always reports success). Measured on this machine:
-a 100 % SYN-ACK drop in inet postrouting -> 2 SYN-ACK attempts; the same drop in bridge
-postrouting -> 3 (1 + tcp_synack_retries=2), as with loss on a wire.
+Why not in the server's own hooks: a drop in the server's IP output or postrouting hook
+(family inet) is a *local* send error. Linux reacts to it differently from a loss on the
+wire: a SYN-ACK retransmission that fails locally makes the kernel drop the half-open
+request at once (reqsk_timer_handler: inet_rtx_syn_ack() != 0 -> drop), so the server
+sends 2 SYN-ACKs instead of 1 + tcp_synack_retries, and failed data/FIN sends are retried
+on other timers. That would change the ground truth under test.
 
-Network safety: every packet goes to 198.18.9.1/.2 inside the two lab namespaces this
+Network safety: every packet goes to 198.18.9.1/.2 inside the three lab namespaces this
 script creates; the lab is torn down in `finally` (also on Ctrl-C, SIGTERM, SIGHUP and
 errors). Every subprocess has a timeout, every loop is bounded in count and time, and
 the only processes ever signalled are the ones this script started (by their PID).
@@ -104,12 +102,11 @@ from collections import Counter
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
 LAB_SH = os.path.join(ROOT, "tests", "lab", "lab.sh")
-OFFLOAD_OFF = os.path.join(ROOT, "tests", "lab", "offload_off.py")
 LAB_NAME, LAB_NET = "tploss", "198.18.9"
-CLI_NS, SRV_NS = f"{LAB_NAME}-cli", f"{LAB_NAME}-srv"
-CLI_IF, SRV_IF, BRIDGE = f"{LAB_NAME}c0", f"{LAB_NAME}s0", f"{LAB_NAME}br"
+CLI_NS, SRV_NS, PATH_NS = f"{LAB_NAME}-cli", f"{LAB_NAME}-srv", f"{LAB_NAME}-path"
 CLIENT, SERVER = f"{LAB_NET}.1", f"{LAB_NET}.2"
-NFT_TABLE = "tploss"                       # family bridge, server namespace
+NFT_TABLE = "tploss"                       # family bridge, path namespace (forward chain)
+LOSS_MATCH = "meta l4proto { tcp, icmp }"  # what the loss applies to, each direction
 
 # Server-namespace sysctls, set the way lab.sh sets them (its env vars), then read back.
 LAB_SYSCTLS = {"TCP_SYNACK_RETRIES": "2", "TCP_ORPHAN_RETRIES": "2", "TCP_FIN_TIMEOUT": "3",
@@ -158,6 +155,10 @@ def in_cli(cmd):
 
 def in_srv(cmd):
     return ["ip", "netns", "exec", SRV_NS] + list(cmd)
+
+
+def in_path(cmd):
+    return ["ip", "netns", "exec", PATH_NS] + list(cmd)
 
 
 def lab_env():
@@ -535,35 +536,14 @@ def lab_up():
     run([LAB_SH, "up"], timeout=120, check=True, env=lab_env())
     for k, v in EXTRA_SERVER_SYSCTLS.items():
         run(in_srv(["sysctl", "-q", "-w", f"net.ipv4.{k}={v}"]), timeout=10, check=True)
-    # The loss hop: the server's address moves from its veth end onto a bridge whose only
-    # port is that veth end (same MAC, so the client's permanent neighbour entry holds).
-    mac_s = run(in_srv(["cat", f"/sys/class/net/{SRV_IF}/address"]), timeout=10, check=True).stdout.strip()
-    mac_c = run(in_cli(["cat", f"/sys/class/net/{CLI_IF}/address"]), timeout=10, check=True).stdout.strip()
-    for cmd in (["ip", "link", "add", BRIDGE, "type", "bridge", "stp_state", "0"],
-                ["ip", "link", "set", BRIDGE, "address", mac_s],
-                ["ip", "addr", "del", f"{SERVER}/24", "dev", SRV_IF],
-                ["ip", "link", "set", SRV_IF, "master", BRIDGE],
-                ["ip", "addr", "add", f"{SERVER}/24", "dev", BRIDGE],
-                ["ip", "link", "set", BRIDGE, "up"],
-                ["ip", "neigh", "replace", CLIENT, "lladdr", mac_c, "dev", BRIDGE, "nud", "permanent"]):
-        run(in_srv(cmd), timeout=10, check=True)
-    # No offloads on the bridge either: a GSO frame dropped whole would be several losses at once.
-    if shutil.which("ethtool"):
-        for f in ("tx", "sg", "tso", "gso", "gro"):
-            run(in_srv(["ethtool", "-K", BRIDGE, f, "off"]), timeout=10)
-    else:
-        run(in_srv(["python3", OFFLOAD_OFF, BRIDGE]), timeout=10)
-    for _ in range(50):                               # <= 5 s for the bridge to carry frames
-        up = run(in_srv(["cat", f"/sys/class/net/{BRIDGE}/operstate"]), timeout=10).stdout.strip()
-        if up == "up":
-            break
-        time.sleep(0.1)
-    # A kernel-socket fetch across the bridge: the lab works before anything is measured.
+    if not os.path.exists(f"/run/netns/{PATH_NS}"):
+        raise RuntimeError(f"lab.sh up made no path namespace {PATH_NS}: loss is injected there")
+    # A kernel-socket fetch across the path: the lab works before anything is measured.
     probe = ("import socket,sys; s=socket.create_connection((sys.argv[1],80),timeout=5); "
              "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); print(len(s.recv(4096)))")
     r = run(in_cli(["timeout", "10", sys.executable, "-c", probe, SERVER]), timeout=15)
     if r.returncode != 0:
-        raise RuntimeError(f"lab check failed (HTTP fetch across {BRIDGE}): {r.stderr.strip()[-300:]}")
+        raise RuntimeError(f"lab check failed (HTTP fetch across {PATH_NS}): {r.stderr.strip()[-300:]}")
     gt = {}
     for k in GROUND_TRUTH_KEYS:
         gt[k] = run(in_srv(["sysctl", "-n", f"net.ipv4.{k}"]), timeout=10, check=True).stdout.strip()
@@ -579,6 +559,10 @@ def lab_down():
 
 
 def set_loss(pct):
+    """(Re)load `table bridge tploss` in the path namespace: PCT % random loss each way.
+    The counters start at 0 with every load."""
+    c2s, s2c = f"ip saddr {CLIENT} ip daddr {SERVER}", f"ip saddr {SERVER} ip daddr {CLIENT}"
+    rnd = "" if int(pct) >= 100 else f" numgen random mod 100 < {int(pct)}"   # nft refuses "< 100"
     ruleset = f"""add table bridge {NFT_TABLE}
 delete table bridge {NFT_TABLE}
 table bridge {NFT_TABLE} {{
@@ -586,23 +570,20 @@ table bridge {NFT_TABLE} {{
     counter c2s_dropped {{}}
     counter s2c_seen {{}}
     counter s2c_dropped {{}}
-    chain prerouting {{
-        type filter hook prerouting priority -300; policy accept;
-        meta l4proto {{ tcp, icmp }} counter name c2s_seen
-        meta l4proto {{ tcp, icmp }} numgen random mod 100 < {int(pct)} counter name c2s_dropped drop
-    }}
-    chain postrouting {{
-        type filter hook postrouting priority -300; policy accept;
-        meta l4proto {{ tcp, icmp }} counter name s2c_seen
-        meta l4proto {{ tcp, icmp }} numgen random mod 100 < {int(pct)} counter name s2c_dropped drop
+    chain forward {{
+        type filter hook forward priority 0; policy accept;
+        {c2s} {LOSS_MATCH} counter name c2s_seen
+        {c2s} {LOSS_MATCH}{rnd} counter name c2s_dropped drop
+        {s2c} {LOSS_MATCH} counter name s2c_seen
+        {s2c} {LOSS_MATCH}{rnd} counter name s2c_dropped drop
     }}
 }}
 """
-    run(in_srv(["nft", "-f", "-"]), timeout=10, check=True, input=ruleset)
+    run(in_path(["nft", "-f", "-"]), timeout=10, check=True, input=ruleset)
 
 
 def loss_counters():
-    out = run(in_srv(["nft", "-j", "list", "counters", "table", "bridge", NFT_TABLE]), timeout=10, check=True).stdout
+    out = run(in_path(["nft", "-j", "list", "counters", "table", "bridge", NFT_TABLE]), timeout=10, check=True).stdout
     c = {x["counter"]["name"]: x["counter"]["packets"] for x in json.loads(out)["nftables"] if "counter" in x}
     res = {}
     for d in ("c2s", "s2c"):
@@ -796,10 +777,10 @@ def bench(binary, runs=RUNS, levels=LEVELS, parallel=PARALLEL, case_filter=None,
     deadline = started + BENCH_DEADLINE_S
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "kernel": platform.release(), "cpus": os.cpu_count(),
             "binary": binary, "tcpprobe": tool_version(binary), "git": git_state(), "label": label,
-            "lab": f"{CLIENT} ({CLI_NS}) <-> {SERVER} ({SRV_NS}, on bridge {BRIDGE})",
-            "loss_injector": f"nft table bridge {NFT_TABLE} in {SRV_NS}: prerouting (client->server) and "
-                             "postrouting (server->client), priority -300, "
-                             "meta l4proto {tcp, icmp} numgen random mod 100 < LOSS drop",
+            "lab": f"{CLIENT} ({CLI_NS}) <-> bridge br0 ({PATH_NS}) <-> {SERVER} ({SRV_NS})",
+            "loss_injector": f"nft table bridge {NFT_TABLE} in {PATH_NS}, forward chain: "
+                             f"ip saddr/daddr (each direction) {LOSS_MATCH} "
+                             "numgen random mod 100 < LOSS drop",
             "runs_per_cell": runs, "levels_pct": list(levels), "parallel": parallel, "long_parallel": LONG_PARALLEL,
             "measured_drop": {}, "level_wall_s": {}}
     records = []

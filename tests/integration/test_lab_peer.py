@@ -9,9 +9,10 @@ stack and a lossy path, so they are checked here against the wire.
 
 Exit 0 pass, 1 fail, 77 skipped (not root / no network namespaces).
 
-Ground truth: tcpdump on the veth ends (and on nflog for what the server sent
-before a to_client drop), the foreign peer's JSON event log, nft rule
-counters.  tcpprobe is only used as a traffic source: nothing here asserts on
+Ground truth: tcpdump on the veth ends, the foreign peer's JSON event log,
+nft rule counters.  Loss is injected on the path (the bridge in the lab's
+path namespace), so the sender's veth capture shows every packet it sent and
+the receiver's veth capture lacks the dropped ones.  tcpprobe is only used as a traffic source: nothing here asserts on
 its output.  Every wait is bounded; every table, capture and peer process is
 removed by a context manager, also when a check fails.  Traffic stays inside
 the lab namespaces.
@@ -25,14 +26,13 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tplab  # noqa: E402
-from tplab import (CLI_IF, CLI_IP, CLI_NS, SRV_IF, SRV_IP, SRV_NS,  # noqa: E402
+from tplab import (CLI_IF, CLI_IP, CLI_NS, PATH_NS, SRV_IF, SRV_IP, SRV_NS,  # noqa: E402
                    Capture, DropNth, ForeignPeer, Loss, NftTable, format_packets)
 
 PORT_ECHO = 7
 PORT_HTTP = 80
 PORT_CLOSED = tplab.PORT_CLOSED
 PEER_TW, PEER_SYNACK, PEER_FIN, PEER_POLICY = 9101, 9102, 9103, 9104
-NFLOG_GROUP = 21
 HTTP_REQUEST = "GET / HTTP/1.0\r\n\r\n"
 FOREIGN_REPLY = "HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nforeign\n"   # foreign_peer default
 SLACK = 0.1                      # wire timing vs the configured schedule (s)
@@ -254,7 +254,7 @@ def peer_synack_schedule(c, tp, tmp):
                     bpf="tcp port %d" % PEER_SYNACK) as cap:
         try:
             r = tp.run(["-o", "json", "retransmit", "%s:%d" % (SRV_IP, PEER_SYNACK),
-                        "--max-wait", "40s"], timeout=60)
+                        "--count", "1", "--max-wait", "40s"], timeout=60)
             c.note(r.describe())
             # The RST is due 21 s after the first SYN-ACK; wait for it even if
             # tcpprobe ended sooner.
@@ -267,6 +267,7 @@ def peer_synack_schedule(c, tp, tmp):
     c.note("client-side capture:\n" + format_packets(pkts))
     syns = [p for p in to_port(pkts, PEER_SYNACK) if p.flag_str() == "S"]
     c.require(syns, "no SYN to port %d on the wire" % PEER_SYNACK)
+    c.eq(len({p.sport for p in syns}), 1, "source ports of tcpprobe's SYNs (--count 1)")
     sport = syns[0].sport
     theirs = from_port(pkts, PEER_SYNACK, sport)
     resends = peer.events("synack-resend", cport=sport)
@@ -295,8 +296,12 @@ def peer_synack_schedule(c, tp, tmp):
                 "the peer's RST came %.3f s after the first SYN-ACK, expected 21 s (9 s + 2 × 6 s)"
                 % (rsts[0].time - sa[0].time))
         c.eq(rsts[0].seq, (sa[0].seq + 1) % 2**32, "RST seq (ISS + 1)")
-    c.check(not [p for p in to_port(pkts, PEER_SYNACK, sport) if p.has(".") and not p.has("R")],
-            "tcpprobe ACKed something (it should never ACK the SYN-ACK)")
+    # tcpprobe's ACKs are liveness probes only: one byte far outside the window, which
+    # the peer answers with an ACK and which complete nothing.
+    acks = [p for p in to_port(pkts, PEER_SYNACK, sport) if p.has(".") and not p.has("R")]
+    c.check(all(p.len == 1 and sa and ((p.ack - sa[0].seq) % 2**32) == 1 for p in acks),
+            "tcpprobe sent ACKs that are not 1-byte liveness probes:\n" + format_packets(acks))
+    c.eq(peer.events("established", cport=sport), [], "the peer's log: the handshake never completed")
 
 
 # --------------------------------------------------------------------------
@@ -310,42 +315,43 @@ def dropnth_kernel_synack(c, tp, tmp):
     # client_guard: the server's request lives out its schedule (0, 1, 3 s)
     # whatever tcpprobe does; its copies are what this test is about.
     with client_guard(PORT_HTTP) as guard, \
-            DropNth({2}, match, log_group=NFLOG_GROUP) as drop, \
-            Capture(SRV_NS, "nflog:%d" % NFLOG_GROUP, os.path.join(tmp, "nflog.pcap"), bpf="") as nfl, \
+            DropNth({2}, match) as drop, \
             Capture(SRV_NS, SRV_IF, os.path.join(tmp, "srv.pcap"), bpf=bpf) as srv, \
             Capture(CLI_NS, CLI_IF, os.path.join(tmp, "cli.pcap"), bpf=bpf) as cli:
         c.note("drop table:\n" + drop.listing())
         t0 = time.monotonic()
-        r = tp.run(["-o", "json", "retransmit", "%s:%d" % (SRV_IP, PORT_HTTP), "--max-wait", "20s"],
-                   timeout=45)
+        r = tp.run(["-o", "json", "retransmit", "%s:%d" % (SRV_IP, PORT_HTTP), "--count", "1",
+                    "--max-wait", "20s"], timeout=45)
         c.note(r.describe())
         sleep_until(t0 + 4.0)            # copy 3 is due ≈ 3 s after the SYN
         seen, dropped = drop.seen(), drop.dropped()
         c.note("client guard counters: %r" % guard.counters())
         name = drop.name
-    c.check(name not in " ".join(tplab.nft_tables(SRV_NS)) and not tplab.loss_devices(),
-            "table or blackhole device of %s left behind" % name)
-    pc, ps, pn = cli.packets(), srv.packets(), nfl.packets()
+    c.check(name not in " ".join(tplab.nft_tables(PATH_NS)) and not tplab.loss_tables(),
+            "table %s left behind in %s: %r" % (name, PATH_NS, tplab.nft_tables(PATH_NS)))
+    pc, ps = cli.packets(), srv.packets()
     c.note("client-side capture:\n" + format_packets(pc))
     c.note("server veth capture:\n" + format_packets(ps))
-    c.note("server nflog (before the drop):\n" + format_packets(pn))
     syns = [p for p in to_port(pc, PORT_HTTP) if p.flag_str() == "S"]
     c.require(len(syns) == 1, "SYNs from tcpprobe on the wire: %d, expected 1" % len(syns))
     sport = syns[0].sport
-    sent = synacks(from_port(pn, PORT_HTTP, sport))
+    sent = synacks(from_port(ps, PORT_HTTP, sport))
     got = synacks(from_port(pc, PORT_HTTP, sport))
-    on_srv_veth = synacks(from_port(ps, PORT_HTTP, sport))
-    c.eq(len(sent), 3, "SYN-ACKs the server sent (nflog, before the drop)")
-    check_gaps(c, gaps(sent), [1.0, 2.0], "SYN-ACKs the server sent (nflog)", slack=0.15)
+    c.eq(len(sent), 3, "SYN-ACKs on the server veth (what the server sent; the drop is after it)")
+    check_gaps(c, gaps(sent), [1.0, 2.0], "SYN-ACKs on the server veth", slack=0.15)
     c.eq(len(got), 2, "SYN-ACKs on the client veth")
     check_gaps(c, gaps(got), [3.0], "SYN-ACKs on the client veth", slack=0.15)
     if len(sent) == 3 and len(got) == 2:
-        # copies 1 and 3 arrived: the client-side times match theirs (nflog
-        # stamps are taken when tcpdump reads them: a few ms late at most)
-        c.check(abs(got[0].time - sent[0].time) < 0.05 and abs(got[1].time - sent[2].time) < 0.05,
-                "the SYN-ACKs that arrived are not copies 1 and 3: client %r, sent %r"
+        # copies 1 and 3 arrived: the client-side times match the server-side
+        # ones (same clock; the path adds microseconds)
+        c.check(abs(got[0].time - sent[0].time) < 0.01 and abs(got[1].time - sent[2].time) < 0.01,
+                "the SYN-ACKs that arrived are not copies 1 and 3: client %r, server veth %r"
                 % ([p.time for p in got], [p.time for p in sent]))
-    c.eq(len(on_srv_veth), 2, "SYN-ACKs on the server veth (the drop is before it)")
+    # tcpprobe's liveness probes (1-byte ACKs far outside the window) complete nothing:
+    # the server answers them with a pure ACK and keeps retransmitting its SYN-ACK.
+    probes = [p for p in to_port(pc, PORT_HTTP, sport) if p.has(".") and not p.has("R")]
+    c.check(all(p.len == 1 for p in probes),
+            "tcpprobe sent ACKs that are not 1-byte liveness probes:\n" + format_packets(probes))
     c.eq((seen, dropped), (3, 1), "DropNth counters (seen, dropped)")
 
 
@@ -355,9 +361,11 @@ def dropnth_kernel_synack(c, tp, tmp):
 @test(timeout=40)
 def dropnth_positions(c, tp, tmp):
     """Six hand-made ACKs to port 81 (the kernel answers each with RST, seq =
-    their ack): only those not dropped are answered. A second table starts
-    counting from 1 again."""
-    with Capture(SRV_NS, SRV_IF, os.path.join(tmp, "srv.pcap"), bpf="tcp port %d" % PORT_CLOSED) as cap:
+    their ack): only those not dropped on the path reach the server and are
+    answered. A second table starts counting from 1 again."""
+    bpf = "tcp port %d" % PORT_CLOSED
+    with Capture(SRV_NS, SRV_IF, os.path.join(tmp, "srv.pcap"), bpf=bpf) as srv, \
+            Capture(CLI_NS, CLI_IF, os.path.join(tmp, "cli.pcap"), bpf=bpf) as cli:
         rounds = []
         for rnd, positions in ((1, {1, 3, 4}), (2, {2}), (3, {6})):
             sport = 40000 + rnd
@@ -368,18 +376,21 @@ def dropnth_positions(c, tp, tmp):
                                        seq=1000 + i, ack=rnd * 100 + i)
                 time.sleep(0.2)
                 rounds.append((rnd, sport, positions, d.seen(), d.dropped()))
-    pkts = cap.packets()
-    c.note("server veth capture:\n" + format_packets(pkts))
+    ps, pc = srv.packets(), cli.packets()
+    c.note("server veth capture:\n" + format_packets(ps))
+    c.note("client veth capture:\n" + format_packets(pc))
     for rnd, sport, positions, seen, dropped in rounds:
-        arrived = [p for p in to_port(pkts, PORT_CLOSED, sport) if p.flag_str() == "."]
-        rsts = [p for p in from_port(pkts, PORT_CLOSED, sport) if p.has("R")]
+        sent = [p for p in to_port(pc, PORT_CLOSED, sport) if p.flag_str() == "."]
+        arrived = [p for p in to_port(ps, PORT_CLOSED, sport) if p.flag_str() == "."]
+        rsts = [p for p in from_port(ps, PORT_CLOSED, sport) if p.has("R")]
         want = [rnd * 100 + i for i in range(1, 7) if i not in positions]
-        c.eq(len(arrived), 6, "round %d: ACKs on the server veth (prerouting drops after the tap)" % rnd)
+        c.eq(len(sent), 6, "round %d: ACKs on the client veth (all sent)" % rnd)
+        c.eq(sorted(p.ack for p in arrived), want, "round %d (drop %s): acks of the ACKs on the "
+             "server veth (the dropped ones never reach it)" % (rnd, sorted(positions)))
         c.eq(sorted(p.seq for p in rsts), want, "round %d (drop %s): seqs of the kernel's RSTs"
              % (rnd, sorted(positions)))
         c.eq((seen, dropped), (6, len(positions)), "round %d: DropNth counters (seen, dropped)" % rnd)
-    c.eq(tplab.loss_tables(), [], "loss tables left in %s" % SRV_NS)
-    c.eq(tplab.loss_devices(), [], "blackhole devices left in %s" % SRV_NS)
+    c.eq(tplab.loss_tables(), [], "loss tables left in %s" % PATH_NS)
 
 
 # --------------------------------------------------------------------------
@@ -391,18 +402,17 @@ def loss_echo(c, tp, tmp):
     with Capture(SRV_NS, SRV_IF, os.path.join(tmp, "srv.pcap"), bpf=bpf) as srv, \
             Capture(CLI_NS, CLI_IF, os.path.join(tmp, "cli.pcap"), bpf=bpf) as cli:
         with Loss(percent_to_client=100, match="tcp sport %d" % PORT_ECHO) as loss:
-            during = tplab.nft_tables(SRV_NS)
+            during = tplab.nft_tables(PATH_NS)
             lost = kernel_client(c, PORT_ECHO, "ping\n", connect_timeout=3.0, mode="echo")
             counts = loss.counts()
             c.note("loss table:\n" + loss.listing())
             t_end = time.time()      # pcap times are epoch; the server may still retransmit later
-        after_tables = tplab.nft_tables(SRV_NS)
+        after_tables = tplab.nft_tables(PATH_NS)
         ok = kernel_client(c, PORT_ECHO, "ping\n", connect_timeout=3.0, mode="echo")
-    c.check(any(loss.name in t for t in during), "the loss table was not there during the block: %r"
-            % during)
+    c.check(any(loss.name in t for t in during), "the loss table was not in %s during the block: %r"
+            % (PATH_NS, during))
     c.check(not any(loss.name in t for t in after_tables) and not tplab.loss_tables(),
             "a loss table is left after the block: %r" % after_tables)
-    c.eq(tplab.loss_devices(), [], "blackhole devices left in %s" % SRV_NS)
     c.eq(lost.get("connected"), False, "connect() under 100 % loss to the client")
     c.check(lost.get("errno") == 110 or "timed out" in str(lost.get("error")),
             "connect() under loss failed with %r, expected a timeout" % lost.get("error"))
@@ -413,11 +423,17 @@ def loss_echo(c, tp, tmp):
     c.eq(ok.get("reply"), "ping\n", "echo after the block")
     pc, ps = cli.packets(), srv.packets()
     c.note("client-side capture:\n" + format_packets(pc))
+    c.note("server veth capture:\n" + format_packets(ps))
     lost_sport, ok_sport = lost.get("sport"), ok.get("sport")
-    leaked = [p for p in from_port(pc, PORT_ECHO, lost_sport) + from_port(ps, PORT_ECHO, lost_sport)
-              if p.time < t_end]
-    c.check(not leaked, "packets from port %d to the lost connection's port %s reached a veth "
-            "during the loss:\n%s" % (PORT_ECHO, lost_sport, format_packets(leaked)))
+    leaked = [p for p in from_port(pc, PORT_ECHO, lost_sport) if p.time < t_end]
+    c.check(not leaked, "packets from port %d to the lost connection's port %s reached the client "
+            "veth during the loss:\n%s" % (PORT_ECHO, lost_sport, format_packets(leaked)))
+    # The server's transmit succeeded: its veth shows every SYN-ACK the path dropped.
+    sent = [p for p in synacks(from_port(ps, PORT_ECHO, lost_sport)) if p.time < t_end]
+    c.check(len(sent) >= 1 and len(sent) <= counts["to_client"]["dropped"],
+            "SYN-ACKs to the lost connection on the server veth during the loss: %d, expected "
+            "1..%d (the path dropped them after the server sent them)"
+            % (len(sent), counts["to_client"]["dropped"]))
     c.check(len(to_port(ps, PORT_ECHO, lost_sport)) >= 2,
             "the server veth should show the client's SYN and its retransmissions (to_server is lossless)")
     c.check(synacks(from_port(pc, PORT_ECHO, ok_sport)), "no SYN-ACK on the client veth after the block")
@@ -432,6 +448,7 @@ def peer_fin_retransmit(c, tp, tmp):
     match = "tcp sport %d tcp flags & fin == fin" % PEER_FIN
     with ForeignPeer(PEER_FIN, cfg, log_path=os.path.join(tmp, "peer.log")) as peer, \
             DropNth({1}, match) as drop, \
+            Capture(SRV_NS, SRV_IF, os.path.join(tmp, "srv.pcap"), bpf="tcp port %d" % PEER_FIN) as srv, \
             Capture(CLI_NS, CLI_IF, os.path.join(tmp, "cli.pcap"), bpf="tcp port %d" % PEER_FIN) as cap:
         try:
             cl = kernel_client(c, PEER_FIN, "", mode="shut")
@@ -459,6 +476,14 @@ def peer_fin_retransmit(c, tp, tmp):
     theirs = from_port(pkts, PEER_FIN, sport)
     wire_fins = [p for p in theirs if p.has("F")]
     c.eq(len(wire_fins), 1, "peer FINs on the client veth (copy 1 dropped)")
+    ps = srv.packets()
+    c.note("server veth capture:\n" + format_packets(ps))
+    sent_fins = [p for p in from_port(ps, PEER_FIN, sport) if p.has("F")]
+    c.eq(len(sent_fins), 2, "peer FINs on the server veth (both copies sent; the drop is after it)")
+    if len(sent_fins) == 2 and wire_fins:
+        c.check(abs(wire_fins[0].time - sent_fins[1].time) < 0.01,
+                "the FIN that reached the client is not copy 2: client %.6f, server veth %r"
+                % (wire_fins[0].time, [p.time for p in sent_fins]))
     our_fin = [p for p in to_port(pkts, PEER_FIN, sport) if p.has("F")]
     if wire_fins and our_fin:
         c.check(near(wire_fins[0].time - our_fin[0].time, 2.0, 0.15),

@@ -606,29 +606,16 @@ def netstat_counters(ns, section="TcpExt"):
 # loss injection with nft (there is no netem here) and the foreign TCP peer
 # (tests/lab/foreign_peer.py).  See tests/lab/README.md.
 #
-# Every loss rule lives in the SERVER namespace, in tables of its own
-# (names start with "tploss"):
-#   to_server  `table inet`, prerouting chain at priority raw (-300): neither
-#              the server's kernel nor the foreign peer's raw socket sees the
-#              segment.  tcpdump on the server veth still does (packet taps
-#              run before netfilter), as does the client-side capture.
-#   to_client  `table netdev`, egress chain on the server veth: the packet is
-#              handed (`fwd to`) to a blackhole device that is down (an ifb,
-#              created for the block), so it never reaches the veth and NEITHER
-#              veth capture shows it.  An nft `drop` in output/postrouting
-#              would not do: the sender gets an error back (EPERM), and the
-#              kernel reacts to that as a local failure, not a loss on the
-#              path (a SYN-ACK retransmission that fails to send makes Linux
-#              drop the whole half-open request; a failed data/FIN
-#              retransmission is retried after 500 ms).  After `fwd` the
-#              sender sees success, as with a real lossy path.
-#              To see what the server sent before the drop, pass log_group:
-#              every matching packet is then also logged to that nflog group
-#              from an inet postrouting chain; capture it with
-#              Capture(SRV_NS, "nflog:GROUP", path, bpf="") (tcpdump cannot
-#              filter nflog).  nflog timestamps are taken when tcpdump reads
-#              the message (about 1 ms late), and the kernel's own TCP
-#              segments show a not-yet-computed TCP checksum there.
+# Every loss rule lives in the PATH namespace (LAB-path: the L2 bridge br0
+# between the client's and the server's veth pairs, see tests/lab/lab.sh), in
+# a table of its own per helper: `table bridge tploss_...` with a forward chain.
+# A drop there is a loss on the link, in both directions: the sender's
+# transmit succeeded (no local send error, so its timers run as on a lossy
+# path), the capture on the sender's veth has the packet, the capture on the
+# receiver's veth does not.  Kernel servers and the foreign peer alike.
+# (A drop in the server's own output/postrouting hooks would not do: Linux
+# sees EPERM and reacts to a local failure, e.g. a SYN-ACK retransmission that
+# fails to send makes it drop the whole half-open request.)
 
 import atexit
 import itertools as _itertools
@@ -637,7 +624,8 @@ LAB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 FOREIGN_PEER = os.path.join(LAB_DIR, "foreign_peer.py")
 FOREIGN_MARK = 0x7470
 FOREIGN_PORTS = range(9100, 9200)
-LOSS_PREFIX = "tploss"          # tables and blackhole devices of the loss helpers
+LOSS_PREFIX = "tploss"          # names of the loss helpers' tables (bridge family, PATH_NS)
+PATH_NS = LAB + "-path"         # the path namespace of lab.sh (bridge br0, table bridge tppath)
 _nft_seq = _itertools.count(1)
 
 
@@ -663,16 +651,9 @@ def rule_counters(ns, family, name):
     return out
 
 
-def loss_tables(ns=SRV_NS):
-    """The loss helpers' tables still present in NS ("table inet tploss_…")."""
+def loss_tables(ns=PATH_NS):
+    """The loss helpers' tables still present in NS ("table bridge tploss_...")."""
     return [t for t in nft_tables(ns) if t.split()[-1].startswith(LOSS_PREFIX)]
-
-
-def loss_devices(ns=SRV_NS):
-    """The loss helpers' blackhole devices still present in NS."""
-    r = run(ns_cmd(ns, ["ip", "-o", "link", "show"]), timeout=10, check=True)
-    names = [l.split(":")[1].strip().split("@")[0] for l in r.stdout.splitlines() if ":" in l]
-    return [n for n in names if n.startswith(LOSS_PREFIX)]
 
 
 def _nft_load(ns, text):
@@ -733,52 +714,31 @@ def _direction_match(direction, match):
     return ("%s %s" % (m, match or "")).strip()
 
 
-def _chain(name, hook, rules):
-    return "  chain %s {\n    %s\n%s\n  }" % (name, hook, "\n".join("    " + r for r in rules))
-
-
 class _PathLoss:
-    """Common part of Loss and DropNth: the tables and the blackhole device.
-    rules: {"to_server": [...], "to_client": [...], "to_client_log": [...]}"""
+    """Common part of Loss and DropNth: one table `bridge tploss_KINDpid_n` in the
+    path namespace with a forward chain holding `rules` (one atomic `nft -f`),
+    deleted when the block ends, also when it raises."""
 
     def __init__(self, kind, ns, rules):
         self.ns = ns
-        n = next(_nft_seq)
-        self.name = "%s_%s%d" % (LOSS_PREFIX, kind, n)
-        self.device = "%sbh%d" % (LOSS_PREFIX, n)             # at most 15 characters
-        self.inet_chains, self.netdev_chains = [], []
-        if rules.get("to_server"):
-            self.inet_chains.append(_chain("to_server", "type filter hook prerouting priority raw; "
-                                           "policy accept;", rules["to_server"]))
-        if rules.get("to_client_log"):
-            self.inet_chains.append(_chain("to_client_log", "type filter hook postrouting priority 300; "
-                                           "policy accept;", rules["to_client_log"]))
-        if rules.get("to_client"):
-            self.netdev_chains.append(_chain(
-                "to_client", 'type filter hook egress device "%s" priority 0; policy accept;' % SRV_IF,
-                [r.replace("@BLACKHOLE@", 'fwd to "%s"' % self.device) for r in rules["to_client"]]))
-        self._made = []
+        # pid: helpers of test processes that share the lab never share a table
+        self.name = "%s_%s%d_%d" % (LOSS_PREFIX, kind, os.getpid(), next(_nft_seq))
+        self.rules = list(rules)
+        self._made = False
 
-    def tables(self):
-        out = []
-        if self.inet_chains:
-            out.append(("inet", "table inet %s {\n%s\n}\n" % (self.name, "\n".join(self.inet_chains))))
-        if self.netdev_chains:
-            out.append(("netdev", "table netdev %s {\n%s\n}\n" % (self.name, "\n".join(self.netdev_chains))))
-        return out
+    def text(self):
+        return ("table bridge %s {\n  chain forward {\n"
+                "    type filter hook forward priority 0; policy accept;\n%s\n  }\n}\n"
+                % (self.name, "\n".join("    " + r for r in self.rules)))
 
     def __enter__(self):
+        if not os.path.exists("/run/netns/" + self.ns):
+            raise TestFailure("loss helper %s: namespace %s does not exist (the lab's path "
+                              "namespace; lab.sh up creates it)" % (self.name, self.ns))
+        _nft_delete(self.ns, "bridge", self.name)
+        self._made = True
         try:
-            if self.netdev_chains:
-                run(ns_cmd(self.ns, ["ip", "link", "del", self.device]), timeout=10)
-                # An ifb that stays DOWN: its noop qdisc frees whatever is sent to it.
-                run(ns_cmd(self.ns, ["ip", "link", "add", self.device, "type", "ifb"]), timeout=10,
-                    check=True)
-                self._made.append(("device", self.device))
-            for family, text in self.tables():
-                _nft_delete(self.ns, family, self.name)
-                _nft_load(self.ns, text)
-                self._made.append((family, self.name))
+            _nft_load(self.ns, self.text())
         except BaseException:
             self.remove()
             raise
@@ -789,40 +749,24 @@ class _PathLoss:
         return False
 
     def remove(self):
-        for what, name in reversed(self._made):
-            if what == "device":
-                run(ns_cmd(self.ns, ["ip", "link", "del", name]), timeout=10)
-            else:
-                _nft_delete(self.ns, what, name)
-        self._made = []
+        if not self._made:
+            return
+        self._made = False
+        _nft_delete(self.ns, "bridge", self.name)
         left = [t for t in nft_tables(self.ns) if t.split()[-1] == self.name]
-        if left or self.device in loss_devices(self.ns):
-            raise TestFailure("loss helper %s left %r / device %s in %s"
-                              % (self.name, left, self.device, self.ns))
+        if left:
+            raise TestFailure("loss helper %s left %r in %s" % (self.name, left, self.ns))
 
     def listing(self):
-        out = ""
-        for family, _ in self.tables():
-            out += run(ns_cmd(self.ns, ["nft", "-a", "list", "table", family, self.name]),
-                       timeout=10).stdout
-        return out
+        return run(ns_cmd(self.ns, ["nft", "-a", "list", "table", "bridge", self.name]),
+                   timeout=10).stdout
 
     def counters(self):
-        c = {}
-        for family, _ in self.tables():
-            c.update(rule_counters(self.ns, family, self.name))
-        return c
-
-
-def _log_expr(log_group):
-    if not isinstance(log_group, int) or not 0 <= log_group <= 65535:
-        raise ValueError("log_group must be an integer 0..65535")
-    # queue-threshold 1: each message is sent at once (the default batches up to 1 s)
-    return "log group %d queue-threshold 1" % log_group
+        return rule_counters(self.ns, "bridge", self.name)
 
 
 class Loss(_PathLoss):
-    """Random loss between the lab hosts, each direction on its own:
+    """Random loss on the path between the lab hosts, each direction on its own:
 
         with tplab.Loss(percent_to_client=30, match="tcp sport 80") as loss:
             ...
@@ -832,14 +776,13 @@ class Loss(_PathLoss):
     "meta l4proto tcp"), or a dict {"to_server": TEXT, "to_client": TEXT}
     (nft has no "port" for either side: use "tcp dport 80" one way and
     "tcp sport 80" the other).
-    Rules: `numgen random mod 100 < N` then drop (to_server) or the blackhole
-    (to_client); N = 100 drops unconditionally. A direction with 0 % gets no
-    rule. log_group: see the note above (to_client only)."""
+    Rules, in the path bridge's forward chain: `ip saddr A ip daddr B MATCH
+    numgen random mod 100 < N drop`; N = 100 drops unconditionally. A direction
+    with 0 % gets no rule."""
 
-    def __init__(self, percent_to_server=0, percent_to_client=0, match="", ns=SRV_NS,
-                 log_group=None):
+    def __init__(self, percent_to_server=0, percent_to_client=0, match="", ns=PATH_NS):
         self.percent = {"to_server": percent_to_server, "to_client": percent_to_client}
-        rules = {}
+        rules = []
         for direction, pct in self.percent.items():
             if not isinstance(pct, int) or isinstance(pct, bool) or not 0 <= pct <= 100:
                 raise ValueError("%s percent must be an integer 0..100" % direction)
@@ -849,11 +792,8 @@ class Loss(_PathLoss):
                                  else match)
             # numgen gives 0..99 and nft refuses "< 100": 100 % is a plain drop.
             rnd = "" if pct == 100 else " numgen random mod 100 < %d" % pct
-            verdict = "drop" if direction == "to_server" else "@BLACKHOLE@"
-            rules[direction] = ['%s counter comment "%s-seen"' % (m, direction),
-                                '%s%s counter %s comment "%s-dropped"' % (m, rnd, verdict, direction)]
-            if direction == "to_client" and log_group is not None:
-                rules["to_client_log"] = ["%s %s" % (m, _log_expr(log_group))]
+            rules += ['%s counter comment "%s-seen"' % (m, direction),
+                      '%s%s counter drop comment "%s-dropped"' % (m, rnd, direction)]
         if not rules:
             raise ValueError("Loss: both percentages are 0")
         self.match = match
@@ -867,32 +807,26 @@ class Loss(_PathLoss):
 
 class DropNth(_PathLoss):
     """Drop exactly the packets at the given 1-based positions among those that
-    match `match` in one direction:
+    match `match` in one direction, on the path:
 
         with tplab.DropNth({2}, "tcp sport 80 tcp flags & (syn|ack) == syn|ack") as d:
             ...               # the 2nd SYN-ACK from port 80 never reaches the client
             d.seen(), d.dropped()
 
-    The rule is `MATCH numgen inc mod 1000000 { p-1, ... }` then drop / the
-    blackhole: nft stops evaluating a rule at the first expression that does not
-    match, so the counter only advances for matching packets, and it starts at 0
-    for a new rule (test_lab_peer.py dropnth_positions checks both).
-    log_group: see the note above (to_client only)."""
+    The rule is `ip saddr A ip daddr B MATCH numgen inc mod 1000000 { p-1, ... }
+    drop`: nft stops evaluating a rule at the first expression that does not
+    match, so the counter only advances for matching packets, and it starts at
+    0 for a new rule (test_lab_peer.py dropnth_positions checks both)."""
 
-    def __init__(self, positions, match, direction="to_client", ns=SRV_NS, log_group=None):
+    def __init__(self, positions, match, direction="to_client", ns=PATH_NS):
         pos = sorted(set(positions))
         if not pos or not all(isinstance(p, int) and 1 <= p < 1000000 for p in pos):
             raise ValueError("positions must be integers in 1..999999")
         self.positions, self.direction, self.match = pos, direction, match
         m = _direction_match(direction, match)
-        verdict = "drop" if direction == "to_server" else "@BLACKHOLE@"
-        rules = {direction: ['%s counter comment "seen"' % m,
-                             '%s numgen inc mod 1000000 { %s } counter %s comment "dropped"'
-                             % (m, ", ".join(str(p - 1) for p in pos), verdict)]}
-        if log_group is not None:
-            if direction != "to_client":
-                raise ValueError("log_group is for direction to_client")
-            rules["to_client_log"] = ["%s %s" % (m, _log_expr(log_group))]
+        rules = ['%s counter comment "seen"' % m,
+                 '%s numgen inc mod 1000000 { %s } counter drop comment "dropped"'
+                 % (m, ", ".join(str(p - 1) for p in pos))]
         _PathLoss.__init__(self, "nth", ns, rules)
 
     def seen(self):
