@@ -137,8 +137,8 @@ complete -c tcpprobe -n $tw -l ts -x -d 'Timestamps; reuse: the new SYN\'s TSval
     none\t"No timestamps at all"'
 complete -c tcpprobe -n $tw -l request -x -a '(__tcpprobe_request_file)' -d 'What makes the peer close first: TEXT with escapes, or @FILE'
 complete -c tcpprobe -n $tw -l max-wait -x -d 'Longest wait for the peer to close first (e.g. 10s)'
-complete -c tcpprobe -n $tw -l probe-interval -x -d 'duration: time between probes, at least 600ms (e.g. 1s)'
-complete -c tcpprobe -n $tw -l max-duration -x -d 'duration: stop probing a TIME-WAIT longer than this (e.g. 90s)'
+complete -c tcpprobe -n $tw -l probe-interval -x -d 'duration: time between the series probes, at least 600ms (e.g. 1s)'
+complete -c tcpprobe -n $tw -l max-duration -x -d 'duration: the longest TIME-WAIT looked for (e.g. 150s)'
 
 # ping
 complete -c tcpprobe -n $ping -l count -x -d 'Probes per destination'

@@ -206,8 +206,11 @@ CommandLine::CommandLine()
     tw->add_option("--request", w.request, "what makes the peer close first (default an HTTP/1.0 GET): TEXT with escapes, or @FILE")
         ->type_name("TEXT|@FILE");
     tw->add_option("--max-wait", w.max_wait, "longest wait for the peer to close first (default 10s)")->type_name("DURATION");
-    tw->add_option("--probe-interval", w.probe_interval, "duration: time between probes, at least 600ms (default 1s)")->type_name("DURATION");
-    tw->add_option("--max-duration", w.max_duration, "duration: stop probing a TIME-WAIT longer than this (default 90s)")->type_name("DURATION");
+    tw->add_option("--probe-interval", w.probe_interval, "duration: time between the series' probes, at least 600ms (default 1s)")
+        ->type_name("DURATION");
+    tw->add_option("--max-duration", w.max_duration,
+                   "duration: the longest TIME-WAIT looked for; one still there then is longer-than-max (default 150s)")
+        ->type_name("DURATION");
     state_->time_wait_cmd = tw;
 
     PingOptions& pg = state_->ping;

@@ -1,7 +1,7 @@
-// TIME-WAIT probing (see time_wait.hpp). Outcomes: observed / longer-than-max
-// (duration), accepted / refused (reuse), killed / ignored (rst), re-acked (fin),
-// no-time-wait (the peer did not close first or no TIME-WAIT answered), reset,
-// no-answer.
+// TIME-WAIT probing (see time_wait.hpp). Outcomes: observed / silent-end /
+// longer-than-max / inconsistent (duration), accepted / refused (reuse), killed /
+// ignored (rst), re-acked (fin), no-time-wait (the peer did not close first or its
+// socket was gone), reset, no-answer.
 #include "tcpprobe/probe/time_wait.hpp"
 
 #include <algorithm>
@@ -31,6 +31,32 @@ std::string_view to_string(TwTs t) {
     }
     return "?";
 }
+std::string_view to_string(TwProbe p) {
+    switch (p) {
+        case TwProbe::FinNoAck: return "fin-noack";
+        case TwProbe::RetxFin: return "retx-fin";
+        case TwProbe::Ack: return "ack";
+    }
+    return "?";
+}
+std::string_view to_string(TwMethod m) {
+    switch (m) {
+        case TwMethod::None: return "none";
+        case TwMethod::Series: return "series";
+        case TwMethod::Lifetime: return "one-probe-per-connection";
+    }
+    return "?";
+}
+std::string_view to_string(TwCheck c) {
+    switch (c) {
+        case TwCheck::NotRun: return "not-run";
+        case TwCheck::Confirmed: return "confirmed";
+        case TwCheck::Extended: return "extended";
+        case TwCheck::Inconsistent: return "inconsistent";
+        case TwCheck::Unchecked: return "unchecked";
+    }
+    return "?";
+}
 
 namespace {
 // Far enough from the old sequence space to be clearly "higher" or "lower", near
@@ -39,17 +65,244 @@ constexpr std::uint32_t isn_offset = 100000;
 constexpr std::uint32_t ts_offset = 1000;
 }  // namespace
 
-TimeWaitFlow::TimeWaitFlow(TimeWaitConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {}
+// ---------------------------------------------------------------------------------------
+// The measurement shared by the connections of one duration test.
+
+TwDuration::TwDuration(TwDurationConfig cfg) : cfg_(cfg), engine_(cfg.lifetime) {}
+
+void TwDuration::tried(TwProbe kind, bool answered, Duration first_offset) {
+    if (done_) return;
+    const bool first_kind = std::none_of(std::begin(kinds_), std::end(kinds_), [](const TwKind& k) { return k.answered; });
+    kinds_[static_cast<std::size_t>(kind)].answered = answered;
+    if (!answered || kind_) return;
+    kind_ = kind;
+    series_running_ = true;
+    // The peer's ACK of our FIN began TIME-WAIT: it was there at offset 0. The first
+    // probe the connection ever got is as safe: nothing before it can have restarted
+    // the timer (a later kind may have been preceded by silent restarts).
+    engine_.observe(Duration::zero(), Liveness::Alive);
+    if (first_kind) engine_.observe(first_offset, Liveness::Alive);
+    if (!cfg_.controls) engine_.stop();
+    decide();
+}
+
+void TwDuration::abandon() {
+    abandoned_ = true;
+    decide();
+}
+
+void TwDuration::series_alive(Duration offset) {
+    if (!series_last_alive_ || offset > *series_last_alive_) series_last_alive_ = offset;
+    decide();
+}
+
+void TwDuration::series_ended(Duration last_alive, Duration first_dead, bool confirmed) {
+    series_alive(last_alive);
+    series_first_dead_ = first_dead;
+    series_confirmed_ = confirmed;
+    series_over_ = true;
+    series_running_ = false;
+    decide();
+}
+
+void TwDuration::series_at_max(Duration last_alive) {
+    series_alive(last_alive);
+    series_at_max_ = true;
+    series_over_ = true;
+    series_running_ = false;
+    decide();
+}
+
+void TwDuration::series_inconsistent() {
+    series_inconsistent_ = true;
+    series_over_ = true;
+    series_running_ = false;
+    if (check_ != TwCheck::Extended) check_ = TwCheck::Inconsistent;
+    decide();
+}
+
+TwDuration::MemberAction TwDuration::member_action(Round r, unsigned slot) const {
+    if (done_ || abandoned_ || !cfg_.controls) return MemberAction::Skip;
+    if (!kind_) return MemberAction::Wait;  // still learning which probe the peer answers
+    switch (engine_.plan(r, slot).action) {
+        case LifetimeEngine::Action::Wait: return MemberAction::Wait;
+        case LifetimeEngine::Action::Probe: return MemberAction::Connect;
+        case LifetimeEngine::Action::Skip: return MemberAction::Skip;
+    }
+    return MemberAction::Skip;
+}
+
+void TwDuration::member_result(const TwMemberResult& m) {
+    members_.push_back(m);
+    engine_.record(m.round, m.slot, m.offset, m.result);
+    decide();
+}
+
+void TwDuration::member_failed(Round r, unsigned slot) {
+    engine_.drop(r, slot);
+    decide();
+}
+
+void TwDuration::interrupt() {
+    if (done_) return;
+    finish(series_over_ && check_ != TwCheck::Extended ? TwMethod::Series
+           : engine_.bracket().closed()                 ? TwMethod::Lifetime
+                                                        : TwMethod::None);
+}
+
+void TwDuration::finish(TwMethod m) {
+    method_ = m;
+    done_ = true;
+    engine_.stop();
+    if (kind_) {
+        auto& k = kinds_[static_cast<std::size_t>(*kind_)];
+        if (check_ == TwCheck::Confirmed) k.restarts = false;
+        if (check_ == TwCheck::Extended) k.restarts = true;
+    }
+}
+
+// The series and the connections probed once, compared. Two connections that began
+// TIME-WAIT together end it at most `slack` apart (plus 10 % for long ones), so:
+//   * one probed once was gone (or fell silent) while the series connection still
+//     answered more than that later: the series' probes keep its state alive;
+//   * one probed once was still there no further below the series' last answer than
+//     the coarse spacing there (plus the slack): the series is confirmed.
+void TwDuration::decide() {
+    if (done_) return;
+    if (abandoned_) {
+        finish(TwMethod::None);
+        return;
+    }
+    if (!kind_) return;
+    auto tolerance = [&](Duration d) { return std::max(cfg_.slack, d / 10); };
+    const LifetimeBracket b = engine_.bracket();
+    std::optional<Duration> member_alive;
+    for (const auto& m : members_)
+        if (m.result == Liveness::Alive && (!member_alive || m.offset > *member_alive)) member_alive = m.offset;
+
+    if (check_ != TwCheck::Extended && series_last_alive_ && b.upper() && *b.upper() + tolerance(*b.upper()) < *series_last_alive_) {
+        check_ = TwCheck::Extended;
+        check_offset_ = b.upper();
+        check_by_silence_ = !b.gone;
+    }
+    if (!cfg_.controls) {
+        if (series_over_) {
+            check_ = series_inconsistent_ ? TwCheck::Inconsistent : TwCheck::Unchecked;
+            finish(TwMethod::Series);
+        }
+        return;
+    }
+    if (check_ == TwCheck::Extended || check_ == TwCheck::Inconsistent) {
+        if (engine_.stage() == LifetimeEngine::Stage::Done) finish(TwMethod::Lifetime);
+        return;
+    }
+    if (!series_over_) return;  // the series may still end, or be found extended
+
+    const Duration last = *series_last_alive_;
+    const auto& cfg = engine_.config();
+    const Duration spacing = std::max(cfg.min_step, last * cfg.growth_pct / 100);
+    if (member_alive && *member_alive + spacing + tolerance(last) >= last) {
+        check_ = TwCheck::Confirmed;
+        check_offset_ = member_alive;
+        finish(TwMethod::Series);
+        return;
+    }
+    if (engine_.stage() != LifetimeEngine::Stage::Done) return;  // more evidence to come
+    // No connection probed once near the series' end could tell (they failed, or fell
+    // silent): the engine's own bracket, when it has one, is the proven answer.
+    if (b.closed() && b.consistent()) {
+        finish(TwMethod::Lifetime);
+        return;
+    }
+    check_ = TwCheck::Unchecked;
+    finish(TwMethod::Series);
+}
+
+// ---------------------------------------------------------------------------------------
+// One connection.
+
+TimeWaitFlow::TimeWaitFlow(TimeWaitConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {
+    if (cfg_.slot) step_ = Step::Waiting;
+    // A duration test on its own: one connection, nothing to check the series with.
+    if (cfg_.test == TwTest::Duration && !cfg_.duration) {
+        TwDurationConfig d;
+        d.controls = false;
+        d.lifetime.max = cfg_.max_duration;
+        cfg_.duration = std::make_shared<TwDuration>(d);
+    }
+}
+
+std::optional<std::pair<Duration, Duration>> TimeWaitFlow::bracket() const {
+    if (cfg_.test != TwTest::Duration || is_member() || !report_.tw_start) return std::nullopt;
+    if (cfg_.duration) {
+        const TwDuration& d = *cfg_.duration;
+        if (d.method() == TwMethod::Lifetime) {
+            const auto b = d.engine().bracket();
+            if (!b.closed() || !b.consistent()) return std::nullopt;
+            return std::pair{*b.alive, *b.upper()};
+        }
+        if (d.method() != TwMethod::Series) return std::nullopt;
+    }
+    if (!report_.last_alive || !report_.first_dead) return std::nullopt;
+    return std::pair{since_tw(*report_.last_alive), since_tw(*report_.first_dead)};
+}
 
 std::optional<Duration> TimeWaitFlow::duration() const {
-    if (!report_.tw_start || !report_.last_alive || !report_.first_dead) return std::nullopt;
-    Instant mid = *report_.last_alive + (*report_.first_dead - *report_.last_alive) / 2;
-    return mid - *report_.tw_start;
+    auto b = bracket();
+    if (!b) return std::nullopt;
+    return b->first + (b->second - b->first) / 2;
 }
 
 std::optional<Duration> TimeWaitFlow::resolution() const {
-    if (!report_.last_alive || !report_.first_dead) return std::nullopt;
-    return (*report_.first_dead - *report_.last_alive) / 2;
+    auto b = bracket();
+    if (!b) return std::nullopt;
+    return (b->second - b->first) / 2;
+}
+
+bool TimeWaitFlow::time_wait_seen() const {
+    static const char* const seen[] = {"observed", "silent-end", "longer-than-max", "inconsistent", "accepted",
+                                       "refused",  "killed",     "ignored",         "re-acked"};
+    if (!report_.tw_start) return false;
+    // An interrupted duration test still saw TIME-WAIT if it answered the learning probe.
+    if (report_.outcome == "interrupted") return cfg_.test == TwTest::Duration && cfg_.duration && cfg_.duration->kind();
+    return std::find(std::begin(seen), std::end(seen), report_.outcome) != std::end(seen);
+}
+
+void TimeWaitFlow::begin(Instant now, Outbox& out) {
+    if (step_ == Step::Waiting) {
+        next_at_ = now;  // a connection probed once opens when the measurement wants it
+        return;
+    }
+    connect(now, out);
+}
+
+std::optional<Instant> TimeWaitFlow::next_deadline() const {
+    if (step_ == Step::Waiting) return next_at_;
+    return ConnectionFlow::next_deadline();
+}
+
+void TimeWaitFlow::on_timer(Instant now, Outbox& out) {
+    if (step_ == Step::Waiting) {
+        member_tick(now, out);
+        return;
+    }
+    ConnectionFlow::on_timer(now, out);
+    check_connect_failed(now, out);
+}
+
+void TimeWaitFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
+    ConnectionFlow::on_segment(t, seg, outgoing, out);
+    check_connect_failed(t, out);
+}
+
+void TimeWaitFlow::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
+    ConnectionFlow::on_icmp(t, err, out);
+    check_connect_failed(t, out);
+}
+
+void TimeWaitFlow::check_connect_failed(Instant now, Outbox& out) {
+    if (concluded_ || phase() != Phase::Draining || connect_result().verdict == Verdict::Open) return;
+    conclude(now, std::string(to_string(connect_result().verdict)), out);
 }
 
 void TimeWaitFlow::on_established(Instant t, Outbox& out) {
@@ -64,11 +317,13 @@ void TimeWaitFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Ou
         return;
     }
     // A probe's capture time is its send time for every interval.
-    if (answer_by_) last_probe_at_ = t;
+    if (ex_ && !ex_->sent.empty()) {
+        const Segment& last = ex_->copies[ex_->sent.size() - 1];
+        if (last.flags == seg.flags && last.seq == seg.seq && last.ack == seg.ack) ex_->sent.back() = t;
+    }
 }
 
-void TimeWaitFlow::send_probe(Instant now, std::uint16_t flags, Seq seq, Seq ack, Outbox& out,
-                              std::optional<std::uint32_t> tsval) {
+Segment TimeWaitFlow::make_probe(Instant now, std::uint16_t flags, Seq seq, Seq ack, std::optional<std::uint32_t> tsval) {
     Segment s = tcb_.make_segment(now, flags, seq, ack);
     // make_segment adds the old connection's options; a probe carries a timestamp only
     // when asked (an old TSval would be a PAWS reject, which restarts the timer).
@@ -86,23 +341,56 @@ void TimeWaitFlow::send_probe(Instant now, std::uint16_t flags, Seq seq, Seq ack
         while (!kept.empty() && std::holds_alternative<opt::Nop>(kept.back())) kept.pop_back();
         s.options = std::move(kept);
     }
+    return s;
+}
+
+Segment TimeWaitFlow::probe_segment(Instant now, TwProbe kind) {
+    const Seq fin_seq = report_.old_our_nxt - 1;
+    switch (kind) {
+        // At our ISS (the old SYN's number): far below the window, and not a
+        // retransmission of our FIN, which a stack may treat apart (DESIGN §3b).
+        case TwProbe::FinNoAck: return make_probe(now, flag::fin, tcb_.iss(), Seq{0});
+        case TwProbe::RetxFin: return make_probe(now, flag::fin | flag::ack, fin_seq, report_.old_peer_nxt);
+        case TwProbe::Ack: return make_probe(now, flag::ack, report_.old_our_nxt + isn_offset, report_.old_peer_nxt);
+    }
+    return make_probe(now, flag::ack, report_.old_our_nxt + isn_offset, report_.old_peer_nxt);
+}
+
+// FINs are answered at once (Linux does not rate-limit them); SYNs and bare ACKs at
+// most once per 500 ms. Never closer than two round trips of the handshake.
+Duration TimeWaitFlow::gap_for(const Segment& s) const {
+    const Duration base = s.has(flag::fin) ? cfg_.retry_gap : cfg_.retry_gap_limited;
+    return std::max(base, connect_result().rtt ? 2 * *connect_result().rtt : Duration::zero());
+}
+
+void TimeWaitFlow::start_exchange(Instant now, Purpose p, std::vector<Segment> copies, Duration final_wait, Outbox& out,
+                                  std::optional<TwProbe> kind) {
+    ex_ = Exchange{};
+    ex_->purpose = p;
+    ex_->kind = kind;
+    ex_->copies = std::move(copies);
+    ex_->final_wait = final_wait;
+    send_next_copy(now, out);
+}
+
+void TimeWaitFlow::send_next_copy(Instant now, Outbox& out) {
+    Exchange& e = *ex_;
+    const Segment& s = e.copies[e.next];
+    if (e.next > 0) ++report_.retries;
+    ++e.next;
+    ++report_.probes;
+    e.sent.push_back(now);
     send(s, out);
-    const Duration wait = cfg_.test == TwTest::Duration && step_ == Step::Probing
-                              ? std::min(cfg_.answer_wait, cfg_.probe_interval - std::chrono::milliseconds{100})
-                              : cfg_.answer_wait;
-    answer_by_ = now + wait;
+    e.due = now + (e.next == e.copies.size() ? std::max(gap_for(s), e.final_wait) : gap_for(s));
 }
 
 void TimeWaitFlow::start_tests(Instant now, Outbox& out) {
     const Seq fin_seq = report_.old_our_nxt - 1;
+    const unsigned copies = 1 + cfg_.retries;
     switch (cfg_.test) {
         case TwTest::Duration:
-            step_ = Step::Probing;
-            note(now, fmt::format("probing every {:.0f} ms with FINs without ACK (they do not restart the timer)",
-                                  to_ms_f(cfg_.probe_interval)), out);
-            send_probe(now, flag::fin, fin_seq, Seq{0}, out);
-            ++report_.probes;
-            next_at_ = now + cfg_.probe_interval;
+            step_ = Step::Learning;
+            learn(now, 0, out);
             return;
         case TwTest::Reuse: {
             step_ = Step::Probing;
@@ -118,23 +406,124 @@ void TimeWaitFlow::start_tests(Instant now, Outbox& out) {
             if (ts == TwTs::Older) tsval = report_.old_our_tsval - ts_offset;
             note(now, fmt::format("new SYN on the TIME-WAIT 4-tuple: ISN {} the old SND.NXT by {}, timestamp {}",
                                   to_string(cfg_.isn), isn_offset, to_string(ts)), out);
-            send_probe(now, flag::syn, isn, Seq{0}, out, tsval);
-            next_at_.reset();
+            start_exchange(now, Purpose::Reuse, std::vector<Segment>(copies, make_probe(now, flag::syn, isn, Seq{0}, tsval)),
+                           cfg_.answer_wait, out);
             return;
         }
         case TwTest::Rst:
-            step_ = Step::FollowUp;
             note(now, "an in-window RST (at RCV.NXT of the TIME-WAIT socket), then a probe", out);
-            send(tcb_.make_segment(now, flag::rst, report_.old_our_nxt, Seq{0}), out);
-            next_at_ = now + cfg_.settle;
+            rst_round(now, out);
             return;
         case TwTest::Fin:
             step_ = Step::Probing;
             note(now, "our FIN again, as if the peer's ACK of it had been lost", out);
-            send_probe(now, flag::fin | flag::ack, fin_seq, report_.old_peer_nxt, out);
-            next_at_.reset();
+            start_exchange(now, Purpose::Fin,
+                           std::vector<Segment>(copies, make_probe(now, flag::fin | flag::ack, fin_seq, report_.old_peer_nxt)),
+                           cfg_.answer_wait, out);
             return;
     }
+}
+
+void TimeWaitFlow::rst_round(Instant now, Outbox& out) {
+    step_ = Step::RstSettle;
+    ++report_.rounds;
+    send(make_probe(now, flag::rst, report_.old_our_nxt, Seq{0}), out);
+    next_at_ = now + cfg_.settle;
+}
+
+void TimeWaitFlow::learn(Instant now, std::size_t kind_index, Outbox& out) {
+    learn_index_ = kind_index;
+    const TwProbe kind = tw_probes[kind_index];
+    note(now, fmt::format("does the TIME-WAIT answer {}?", to_string(kind)), out);
+    const Segment s = probe_segment(now, kind);
+    start_exchange(now, Purpose::Learn, std::vector<Segment>(1 + cfg_.retries, s), gap_for(s), out, kind);
+}
+
+void TimeWaitFlow::series_probe(Instant now, Outbox& out) {
+    TwDuration& d = *cfg_.duration;
+    if (d.stop_series() || d.done()) {
+        note(now, fmt::format("a connection probed once was gone at {:.2f} s while this one still answered: "
+                              "{} probes restart this TIME-WAIT; the series stops",
+                              to_ms_f(d.check_offset().value_or(Duration::zero())) / 1000, to_string(*d.kind())), out);
+        step_ = Step::Holding;
+        next_at_ = now;
+        return;
+    }
+    if (since_tw(now) > cfg_.max_duration) {
+        d.series_at_max(since_tw(report_.last_alive.value_or(*report_.tw_start)));
+        step_ = Step::Holding;
+        next_at_ = now;
+        return;
+    }
+    const Segment s = probe_segment(now, *d.kind());
+    start_exchange(now, Purpose::Series, std::vector<Segment>(1 + cfg_.retries, s), gap_for(s), out, d.kind());
+    next_at_ = now + cfg_.probe_interval;
+}
+
+void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
+    TwDuration& d = *cfg_.duration;
+    const auto [round, slot] = *cfg_.slot;
+    if (step_ == Step::Waiting) {
+        switch (d.member_action(round, slot)) {
+            case TwDuration::MemberAction::Wait:
+                next_at_ = now + d.config().poll;
+                return;
+            case TwDuration::MemberAction::Connect:
+                step_ = Step::Setup;
+                next_at_.reset();
+                started_ = now;  // --timeout counts from our SYN, not from the run's start
+                connect(now, out);
+                return;
+            case TwDuration::MemberAction::Skip:
+                concluded_ = true;
+                step_ = Step::Done;
+                next_at_.reset();
+                finish(now, Verdict::Pending, out);
+                return;
+        }
+    }
+    // Holding: in TIME-WAIT, until this connection's offset comes.
+    const auto plan = d.plan(round, slot);
+    if (plan.action == LifetimeEngine::Action::Skip) {
+        concluded_ = true;
+        step_ = Step::Done;
+        finish(now, Verdict::Open, out);
+        return;
+    }
+    const Instant at = *report_.tw_start + plan.offset;
+    if (plan.action == LifetimeEngine::Action::Probe && now >= at) {
+        step_ = Step::Probing;
+        next_at_.reset();
+        // The kind the peer answers, interleaved with the ACK probe: a closed socket
+        // that ignores the first answers the second with RST (the end is then known
+        // to within one gap, not after every retry).
+        const Segment k = probe_segment(now, *d.kind());
+        const Segment a = probe_segment(now, TwProbe::Ack);
+        std::vector<Segment> copies;
+        for (unsigned i = 0; i <= cfg_.retries; ++i) {
+            copies.push_back(k);
+            if (*d.kind() != TwProbe::Ack) copies.push_back(a);
+        }
+        start_exchange(now, Purpose::Member, std::move(copies), cfg_.answer_wait, out, d.kind());
+        return;
+    }
+    next_at_ = plan.action == LifetimeEngine::Action::Probe ? std::min(at, now + d.config().poll) : now + d.config().poll;
+}
+
+void TimeWaitFlow::member_done(Instant now, Liveness l, Duration offset, Outbox& out) {
+    const auto [round, slot] = *cfg_.slot;
+    cfg_.duration->member_result({round, slot, port(), offset, l, report_.probes});
+    concluded_ = true;
+    step_ = Step::Done;
+    finish(now, Verdict::Open, out);
+}
+
+void TimeWaitFlow::hold_tick(Instant now, Outbox& out) {
+    if (cfg_.duration->done()) {
+        conclude_duration(now, out);
+        return;
+    }
+    next_at_ = now + cfg_.duration->config().poll;
 }
 
 void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) {
@@ -158,38 +547,74 @@ void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
         report_.old_our_nxt = tcb_.snd.nxt;
         report_.old_peer_nxt = tcb_.rcv.nxt;
         peer_state(t, "FIN-WAIT-2", "TIME-WAIT", "acknowledged our FIN", out);
-        step_ = Step::Settling;
-        next_at_ = t + cfg_.settle;
+        if (is_member()) {
+            step_ = Step::Holding;
+            next_at_ = t;
+        } else {
+            step_ = Step::Settling;
+            next_at_ = t + cfg_.settle;
+        }
     }
 }
 
 void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
-    if (!answer_by_) {
+    if (!ex_) {
         note(t, "a segment from the peer nobody asked for", out);
         return;
     }
-    answer_by_.reset();
+    Exchange e = std::move(*ex_);
+    ex_.reset();
     const std::string flags = format_flags(seg.flags);
-    switch (cfg_.test) {
-        case TwTest::Duration:
-            if (step_ == Step::Confirming) {
-                report_.end_confirmed = seg.has(flag::rst);
-                if (!report_.end_confirmed) {
-                    anomaly(t, "the ACK probe was not answered with RST: TIME-WAIT was still there (and restarted)", out);
-                    conclude(t, "inconsistent", out);
-                    return;
-                }
-                // A closed socket from the very first probe: there was no TIME-WAIT to see.
-                conclude(t, report_.last_alive ? "observed" : "no-time-wait", out);
+    const bool rst = seg.has(flag::rst);
+    TwDuration* d = cfg_.duration.get();
+    switch (e.purpose) {
+        case Purpose::Learn:
+            if (rst) {
+                // A closed port's answer: the socket is gone, there is no TIME-WAIT to measure.
+                d->tried(*e.kind, false, since_tw(e.sent.front()));
+                report_.answer = flags;
+                note(t, fmt::format("{} drew a RST: no TIME-WAIT on this 4-tuple", to_string(*e.kind)), out);
+                conclude(t, "no-time-wait", out);
                 return;
             }
-            if (seg.has(flag::rst)) {
-                begin_confirm(t, out);
-            } else if (seg.has(flag::ack)) {
-                report_.last_alive = last_probe_at_;
-            }
+            d->tried(*e.kind, true, since_tw(e.sent.front()));
+            report_.last_alive = e.sent.front();
+            d->series_alive(since_tw(e.sent.front()));
+            note(t, fmt::format("the TIME-WAIT answers {}: probing every {:.0f} ms with it", to_string(*e.kind),
+                                to_ms_f(cfg_.probe_interval)), out);
+            step_ = Step::Series;
+            next_at_ = e.sent.front() + cfg_.probe_interval;
             return;
-        case TwTest::Reuse:
+        case Purpose::Series:
+            if (rst) {
+                report_.first_dead = e.sent.back();
+                report_.end_confirmed = true;
+                report_.answer = flags;
+                d->series_ended(since_tw(report_.last_alive.value_or(*report_.tw_start)), since_tw(e.sent.back()), true);
+                step_ = Step::Holding;
+                next_at_ = t;
+                return;
+            }
+            report_.last_alive = e.sent.front();
+            d->series_alive(since_tw(e.sent.front()));
+            return;  // the next probe at next_at_
+        case Purpose::SeriesEnd:
+            if (rst) {
+                report_.end_confirmed = true;
+                report_.answer = flags;
+                d->series_ended(since_tw(report_.last_alive.value_or(*report_.tw_start)), since_tw(*report_.first_dead), true);
+            } else {
+                report_.answer = flags;
+                anomaly(t, "the ACK probe was answered with an ACK: TIME-WAIT was still there (and restarted)", out);
+                d->series_inconsistent();
+            }
+            step_ = Step::Holding;
+            next_at_ = t;
+            return;
+        case Purpose::Member:
+            member_done(t, rst ? Liveness::Gone : Liveness::Alive, since_tw(rst ? e.sent.back() : e.sent.front()), out);
+            return;
+        case Purpose::Reuse:
             report_.answer = flags;
             if (seg.has(flag::syn | flag::ack) && reuse_isn_ && seg.ack == *reuse_isn_ + 1) {
                 report_.new_isn = seg.seq;
@@ -197,7 +622,7 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                 note(t, fmt::format("accepted: the peer's new ISN is its old SND.NXT + {}", *report_.isn_distance), out);
                 send(tcb_.make_segment(t, flag::rst, *reuse_isn_ + 1, Seq{0}), out);  // cleanup
                 conclude(t, "accepted", out);
-            } else if (seg.has(flag::rst)) {
+            } else if (rst) {
                 conclude(t, "no-time-wait", out);
             } else {
                 note(t, fmt::format("refused: the TIME-WAIT socket answered with {} (ack {})", flags,
@@ -206,24 +631,70 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                 conclude(t, "refused", out);
             }
             return;
-        case TwTest::Rst:
+        case Purpose::RstFollowUp:
             report_.answer = flags;
-            report_.tw_alive_after = !seg.has(flag::rst);
-            conclude(t, seg.has(flag::rst) ? "killed" : "ignored", out);
+            report_.tw_alive_after = !rst;
+            if (rst) {
+                conclude(t, "killed", out);
+            } else if (report_.rounds < 1 + cfg_.retries) {
+                // The RST may have been lost on the way: send it again before calling it ignored.
+                rst_round(t, out);
+            } else {
+                conclude(t, "ignored", out);
+            }
             return;
-        case TwTest::Fin:
+        case Purpose::Fin:
             report_.answer = flags;
-            conclude(t, seg.has(flag::rst) ? "no-time-wait" : "re-acked", out);
+            conclude(t, rst ? "no-time-wait" : "re-acked", out);
             return;
     }
 }
 
-void TimeWaitFlow::begin_confirm(Instant now, Outbox& out) {
-    report_.first_dead = last_probe_at_;
-    note(now, "the probe was not answered by a TIME-WAIT socket; confirming with an ACK probe", out);
-    step_ = Step::Confirming;
-    next_at_.reset();
-    send_probe(now, flag::ack, report_.old_our_nxt, report_.old_peer_nxt, out);
+void TimeWaitFlow::on_silence(Instant now, Outbox& out) {
+    Exchange e = std::move(*ex_);
+    ex_.reset();
+    report_.unanswered += static_cast<unsigned>(e.sent.size());
+    TwDuration* d = cfg_.duration.get();
+    switch (e.purpose) {
+        case Purpose::Learn:
+            d->tried(*e.kind, false, since_tw(e.sent.front()));
+            if (learn_index_ + 1 < std::size(tw_probes)) {
+                learn(now, learn_index_ + 1, out);
+                return;
+            }
+            note(now, "the TIME-WAIT answered none of the probes", out);
+            conclude(now, "no-answer", out);
+            return;
+        case Purpose::Series:
+            report_.first_dead = e.sent.front();
+            if (*e.kind == TwProbe::Ack) {
+                d->series_ended(since_tw(report_.last_alive.value_or(*report_.tw_start)), since_tw(e.sent.front()), false);
+                step_ = Step::Holding;
+                next_at_ = now;
+                return;
+            }
+            note(now, "the probe was not answered by a TIME-WAIT socket; confirming with an ACK probe", out);
+            {
+                const Segment a = probe_segment(now, TwProbe::Ack);
+                start_exchange(now, Purpose::SeriesEnd, std::vector<Segment>(1 + cfg_.retries, a), cfg_.answer_wait, out);
+            }
+            return;
+        case Purpose::SeriesEnd:
+            // Silence to the ACK probe too: a stack that drops everything once its
+            // TIME-WAIT is over (or every copy was lost): the end is not confirmed.
+            d->series_ended(since_tw(report_.last_alive.value_or(*report_.tw_start)), since_tw(*report_.first_dead), false);
+            step_ = Step::Holding;
+            next_at_ = now;
+            return;
+        case Purpose::Member:
+            member_done(now, Liveness::Silent, since_tw(e.sent.front()), out);
+            return;
+        case Purpose::Reuse:
+        case Purpose::RstFollowUp:
+        case Purpose::Fin:
+            conclude(now, "no-answer", out);
+            return;
+    }
 }
 
 void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
@@ -238,18 +709,10 @@ void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
         }
         return;
     }
-    if (answer_by_ && now >= *answer_by_) {
-        answer_by_.reset();
-        if (cfg_.test == TwTest::Duration && step_ == Step::Probing) {
-            // A TIME-WAIT socket answers these probes; a closed one (on Linux) stays
-            // silent: the end is likely here, and an ACK probe confirms it.
-            ++report_.unanswered;
-            begin_confirm(now, out);
-            return;
-        }
-        // Silence to the ACK probe after a TIME-WAIT had answered: it is still there (and
-        // the ACK restarted it); silence from the start: the peer answers nothing at all.
-        conclude(now, step_ == Step::Confirming && report_.last_alive ? "inconsistent" : "no-answer", out);
+    if (ex_) {
+        if (now < ex_->due) return;
+        if (ex_->next < ex_->copies.size()) send_next_copy(now, out);
+        else on_silence(now, out);
         return;
     }
     if (!next_at_ || now < *next_at_) return;
@@ -257,23 +720,26 @@ void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
         case Step::Settling:
             start_tests(now, out);
             return;
-        case Step::Probing:
-            if (report_.tw_start && now - *report_.tw_start > cfg_.max_duration) {
-                conclude(now, "longer-than-max", out);
-                return;
-            }
-            send_probe(now, flag::fin, report_.old_our_nxt - 1, Seq{0}, out);
-            ++report_.probes;
-            next_at_ = now + cfg_.probe_interval;
+        case Step::Series:
+            series_probe(now, out);
             return;
-        case Step::FollowUp:
+        case Step::Holding:
+            if (is_member()) member_tick(now, out);
+            else hold_tick(now, out);
+            return;
+        case Step::RstSettle: {
             // An out-of-window ACK: a TIME-WAIT socket answers it with an ACK, a closed
             // one with a RST.
+            step_ = Step::Probing;
             next_at_.reset();
-            send_probe(now, flag::ack, report_.old_our_nxt + isn_offset, report_.old_peer_nxt, out);
+            const Segment a = probe_segment(now, TwProbe::Ack);
+            start_exchange(now, Purpose::RstFollowUp, std::vector<Segment>(1 + cfg_.retries, a), cfg_.answer_wait, out);
             return;
+        }
+        case Step::Waiting:
         case Step::Setup:
-        case Step::Confirming:
+        case Step::Learning:
+        case Step::Probing:
         case Step::Done:
             return;
     }
@@ -286,15 +752,49 @@ std::optional<Instant> TimeWaitFlow::connected_deadline() const {
         if (x && (!d || *x < *d)) d = x;
     };
     if (step_ == Step::Setup) consider(setup_deadline_);
-    consider(next_at_);
-    consider(answer_by_);
+    if (ex_) consider(ex_->due);
+    else consider(next_at_);
     return d;
+}
+
+// The duration test's outcome, once the measurement is over.
+void TimeWaitFlow::conclude_duration(Instant now, Outbox& out) {
+    const TwDuration& d = *cfg_.duration;
+    std::string outcome = "inconsistent";
+    if (d.method() == TwMethod::Series) {
+        if (d.check() == TwCheck::Inconsistent) outcome = "inconsistent";
+        else if (d.series_reached_max()) outcome = "longer-than-max";
+        else if (d.series_end_confirmed()) outcome = "observed";
+        else outcome = "silent-end";
+    } else if (d.method() == TwMethod::Lifetime) {
+        const LifetimeBracket b = d.engine().bracket();
+        const Duration max = d.engine().config().max;
+        if (!b.consistent()) outcome = "inconsistent";
+        else if (b.closed()) outcome = b.end_confirmed() ? "observed" : "silent-end";
+        else if (b.alive && !b.upper() && *b.alive + d.config().slack >= max) outcome = "longer-than-max";
+    }
+    // The answer column: what ended the measurement (a RST, still an ACK, or silence).
+    report_.end_confirmed = outcome == "observed";
+    if (outcome == "observed") report_.answer = "R";
+    else if (outcome == "longer-than-max") report_.answer = ".";
+    else if (outcome == "silent-end") report_.answer.reset();
+    conclude(now, std::move(outcome), out);
 }
 
 void TimeWaitFlow::conclude(Instant now, std::string outcome, Outbox& out) {
     if (concluded_) return;
     concluded_ = true;
     step_ = Step::Done;
+    ex_.reset();
+    next_at_.reset();
+    if (is_member()) {
+        // Not a test of its own: the measurement leaves this slot out.
+        const auto [round, slot] = *cfg_.slot;
+        cfg_.duration->member_failed(round, slot);
+        finish(now, Verdict::Open, out);
+        return;
+    }
+    if (cfg_.duration && !cfg_.duration->done()) cfg_.duration->abandon();
     report_.outcome = std::move(outcome);
     finish(now, Verdict::Open, out);
 }
@@ -304,10 +804,12 @@ void TimeWaitFlow::on_interrupt(Instant now, Outbox& out) {
     if (step_ == Step::Setup && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait}))
         apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
     concluded_ = true;
-    report_.outcome = "interrupted";
+    if (cfg_.duration) cfg_.duration->interrupt();
+    if (!is_member()) report_.outcome = "interrupted";
 }
 
 std::string TimeWaitFlow::progress(Instant now) const {
+    if (is_member()) return {};
     if (!report_.tw_start) return "waiting for the peer to close first";
     return fmt::format("peer TIME-WAIT for {:.1f} s, {} probe(s)", to_ms_f(now - *report_.tw_start) / 1000, report_.probes);
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Privileged integration tests of `tcpprobe time-wait` against the lab's real
 Linux server (tests/lab/: port 80 is HTTP/1.0 and closes first, so the server
-holds TIME-WAIT; 8005 never closes).
+holds TIME-WAIT; 8005 never closes) and against the lab's foreign peer
+(tests/lab/foreign_peer.py on ports 9100-9199: a user-space TCP whose TIME-WAIT
+answers and restarts on the probe kinds its configuration names).
 
     test_time_wait.py --tcpprobe BIN --source-dir DIR NAME     run one test
     test_time_wait.py --list                                   "NAME TIMEOUT" lines (for CMake)
@@ -15,11 +17,13 @@ tcp_rfc1337 sysctl (set and restored around the run).  No tcpprobe_ nft
 table may outlive a run.  Traffic stays inside the lab namespaces.
 
 The duration and `--test all` runs take about 62 s each (TIME-WAIT is 60 s on
-Linux): they are separate tests, labelled `slow` as well.
+Linux), the foreign-peer duration runs about 45 s (a 20 s TIME-WAIT measured
+with one probe per connection): they are separate tests, labelled `slow` as well.
 """
 
 import os
 import re
+import subprocess
 import sys
 import time
 
@@ -27,7 +31,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tplab  # noqa: E402
 from tplab import (CLI_IP, CLI_NS, SRV_IF, SRV_IP, SRV_NS, PORT_OPEN,  # noqa: E402
-                   Capture, Sysctl, TestFailure, format_packets)
+                   Capture, ForeignPeer, Sysctl, TestFailure, format_packets)
 
 PORT_HTTP = PORT_OPEN           # HTTP/1.0: answers, then the server closes first
 PORT_NEVER_CLOSE = 8005         # reads until our EOF, never closes
@@ -62,9 +66,41 @@ check_no_table = tplab.check_no_table
 run_json = tplab.run_json
 
 
+def start_to_files(tp, args, tmp, name):
+    """A background run whose stdout and stderr go to files, not pipes: a duration run
+    reports every segment of some thirty connections, more than a pipe holds while
+    the test is busy sampling ss, and a writer blocked on a full pipe would stall
+    tcpprobe's timing."""
+    argv = tp.argv(args)
+    out = open(os.path.join(tmp, name + ".out"), "w+")
+    err = open(os.path.join(tmp, name + ".err"), "w+")
+    p = subprocess.Popen(argv, stdout=out, stderr=err, text=True)
+    return p, argv, out, err
+
+
+def finish_from_files(run, timeout):
+    p, argv, out, err = run
+    try:
+        p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=5)
+        raise TestFailure("tcpprobe still running %s s after the test's end: %s" % (timeout, " ".join(argv)))
+    texts = []
+    for f in (out, err):
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    return tplab.ProbeResult(argv, p.returncode, texts[0], texts[1], 0.0)
+
+
 TEST_KEYS = ("test", "isn", "ts", "outcome", "answer", "peer_closed_first", "duration_us",
-             "resolution_us", "probes", "unanswered", "end_confirmed", "new_isn", "isn_distance",
-             "time_wait_alive_after", "connect")
+             "resolution_us", "probes", "retries", "unanswered", "end_confirmed", "new_isn", "isn_distance",
+             "time_wait_alive_after", "rounds", "connect")
+DURATION_KEYS = ("method", "check", "check_offset_us", "series_last_alive_us", "probe_kind", "probe_kinds",
+                 "lower_us", "upper_us", "lifetime")
+# Every probe whose answer decides is sent up to three times (two copies after silence).
+COPIES = 3
 
 
 def require_summary(c, r, rc, verdict, ntests=1):
@@ -80,7 +116,7 @@ def require_summary(c, r, rc, verdict, ntests=1):
     c.require(isinstance(tests, list) and len(tests) == ntests,
               "summary.tests: expected %d entries, got %r" % (ntests, tests))
     for t in tests:
-        missing = [k for k in TEST_KEYS if k not in t]
+        missing = [k for k in TEST_KEYS + (DURATION_KEYS if t.get("test") == "duration" else ()) if k not in t]
         c.check(not missing, "summary.tests entry %r lacks %r" % (t.get("test"), missing))
         for k, v in t.items():
             if k.endswith("_us"):
@@ -136,6 +172,8 @@ class OldConnection:
 
     def __init__(self, c, pkts):
         self.pkts = pkts
+        _, self.our_syn = first(pkts, lambda x: ours(x) and x.flag_str() == "S")
+        c.require(self.our_syn is not None, "no SYN from us on the wire")
         i_sfin, self.server_fin = first(pkts, lambda x: theirs(x) and x.has("F"))
         c.require(self.server_fin is not None, "no FIN from the server on the wire")
         i_fin, self.our_fin = first(pkts, lambda x: ours(x) and x.has("F"), i_sfin + 1)
@@ -191,14 +229,22 @@ def one_probe_run(c, tp, tmp, args, rc, outcome):
 # --------------------------------------------------------------------------
 # 1. duration: 60 s, seen by ss during the run and gone after it
 
+def kinds_of(t):
+    return {k.get("kind"): k for k in (t.get("probe_kinds") or [])}
+
+
+def engine_probes(t):
+    return (t.get("lifetime") or {}).get("probes") or []
+
+
 @test(timeout=120)
 def duration(c, tp, tmp):
     args = ["-o", "json", "time-wait", target()]
     pcap = os.path.join(tmp, "srv.pcap")
     with Capture(SRV_NS, SRV_IF, pcap, bpf="tcp port %d" % PORT_HTTP, max_seconds=100) as cap:
-        p, argv = tp.start(args)
-        samples = tplab.watch_time_wait(SRV_NS, p, PORT_HTTP, max_seconds=95)
-        r = tplab.Tcpprobe.finish(p, argv, timeout=30)
+        run = start_to_files(tp, args, tmp, "duration")
+        samples = tplab.watch_time_wait(SRV_NS, run[0], PORT_HTTP, max_seconds=95)
+        r = finish_from_files(run, timeout=30)
         c.note(r.describe())
     check_no_table(c, "after `tcpprobe %s`" % " ".join(args))
     s, tests = require_summary(c, r, 0, "observed")
@@ -206,12 +252,26 @@ def duration(c, tp, tmp):
     sport = sport_of(t)
     c.eq(t.get("test"), "duration", "tests[0].test")
     c.eq(t.get("outcome"), "observed", "tests[0].outcome")
+    c.eq(t.get("answer"), "R", "tests[0].answer")
     d = t.get("duration_us")
     within(c, d, TW_MIN_US, TW_MAX_US, "tests[0].duration_us (Linux: 60 s + 0-2.05 s timer slack)")
     within(c, t.get("resolution_us"), 400_000, 600_000, "tests[0].resolution_us (half the 1 s probe interval)")
     c.eq(t.get("end_confirmed"), True, "tests[0].end_confirmed")
-    c.eq(t.get("unanswered"), 1, "tests[0].unanswered")
-    within(c, t.get("probes"), 56, 64, "tests[0].probes (one per second for 60 s)")
+    # The series: FINs without ACK that Linux answers without restarting its timer,
+    # confirmed by a connection probed once that was still there near the end.
+    c.eq(t.get("method"), "series", "tests[0].method")
+    c.eq(t.get("check"), "confirmed", "tests[0].check")
+    c.eq(t.get("probe_kind"), "fin-noack", "tests[0].probe_kind")
+    k = kinds_of(t)
+    c.eq((k.get("fin-noack") or {}).get("answered"), True, "probe_kinds fin-noack answered")
+    c.eq((k.get("fin-noack") or {}).get("restarts"), False, "probe_kinds fin-noack restarts")
+    c.eq((k.get("retx-fin") or {}).get("answered"), None, "probe_kinds retx-fin answered (never tried)")
+    within(c, t.get("check_offset_us"), 45_000_000, t.get("series_last_alive_us") or 0,
+           "tests[0].check_offset_us (a connection probed once alive shortly before the series' end)")
+    # The first FIN after the end and its two copies unanswered; the ACK probe drew the RST.
+    c.eq(t.get("unanswered"), COPIES, "tests[0].unanswered")
+    c.eq(t.get("retries"), COPIES - 1, "tests[0].retries")
+    within(c, t.get("probes"), 58, 66, "tests[0].probes (one FIN per second for 60 s, 2 copies, the ACK probe)")
     tw = s.get("time_wait") or {}
     c.eq(tw.get("observed"), True, "summary.time_wait.observed")
     c.eq(tw.get("duration_us"), d, "summary.time_wait.duration_us")
@@ -229,18 +289,18 @@ def duration(c, tp, tmp):
                 % (span, d / 1e6))
     check_tw_after(c, sport, present=False)
 
-    # The wire: FINs without ACK >= 600 ms apart, each answered by an ACK until the
-    # end; the first one after the end unanswered; then an ACK probe, answered by RST.
+    # The wire: FINs without ACK at our old ISS (the SYN's sequence number: out of the
+    # window, not a copy of our FIN) >= 600 ms apart, each answered by an ACK until the
+    # end; the first one after the end and its copies unanswered, 300 ms apart; then an
+    # ACK probe, answered by RST.
     pkts = conn_packets(cap.packets(), sport)
     old = OldConnection(c, pkts)
     probes = [x for x in old.after if ours(x)]
     fins = [x for x in probes if x.flag_str() == "F"]
-    c.check(fins and all(x.seq == old.our_fin.seq for x in fins),
-            "the duration probes are not FINs without ACK at our old FIN's seq %d: %s"
-            % (old.our_fin.seq, format_packets(probes[:3])))
-    c.eq(len(fins), t.get("probes"), "FIN probes on the wire vs tests[0].probes")
-    gaps = [b.time - a.time for a, b in zip(fins, fins[1:])]
-    c.check(gaps and min(gaps) >= 0.6, "FIN probes closer than 600 ms: min gap %.3f s" % min(gaps or [0]))
+    c.check(fins and all(x.seq == old.our_syn.seq for x in fins),
+            "the duration probes are not FINs without ACK at our ISS %d: %s"
+            % (old.our_syn.seq, format_packets(probes[:3])))
+    c.eq(len(fins) + 1, t.get("probes"), "FIN probes on the wire + the ACK probe vs tests[0].probes")
     _, confirm = first(old.after, lambda x: ours(x) and x.flag_str() == ".")
     c.require(confirm is not None and fins and confirm.time > fins[-1].time,
               "no ACK probe after the last FIN probe: %s" % confirm)
@@ -249,11 +309,16 @@ def duration(c, tp, tmp):
         nxt = fins[i + 1].time if i + 1 < len(fins) else confirm.time
         ans = [x for x in old.after if theirs(x) and f.time < x.time < nxt]
         answered.append(bool(ans) and all(x.flag_str() == "." and x.ack == old.rcv_nxt for x in ans))
-    c.check(answered[:-1] == [True] * (len(fins) - 1) and answered[-1:] == [False],
-            "expected every FIN probe but the last answered by an ACK of RCV.NXT: %r" % answered)
-    i_last = len(fins) - 1
-    if len(fins) >= 2:
-        last_alive, first_dead = fins[i_last - 1], fins[i_last]
+    c.check(len(fins) > COPIES and answered[:-COPIES] == [True] * (len(fins) - COPIES)
+            and answered[-COPIES:] == [False] * COPIES,
+            "expected every FIN probe but the last three answered by an ACK of RCV.NXT: %r" % answered)
+    regular = fins[:len(fins) - COPIES + 1]
+    gaps = [b_.time - a_.time for a_, b_ in zip(regular, regular[1:])]
+    c.check(gaps and min(gaps) >= 0.6, "FIN probes closer than 600 ms: min gap %.3f s" % min(gaps or [0]))
+    copies = [b_.time - a_.time for a_, b_ in zip(fins[-COPIES:], fins[-COPIES + 1:])]
+    c.check(copies and all(0.25 <= g <= 0.5 for g in copies), "the copies of the last FIN are not ~300 ms apart: %r" % copies)
+    if len(fins) > COPIES:
+        last_alive, first_dead = fins[-COPIES - 1], fins[-COPIES]
         wire_d = ((last_alive.time + first_dead.time) / 2 - old.tw_ack.time) * 1e6
         print("  wire (server veth): TIME-WAIT %.3f s" % (wire_d / 1e6), flush=True)
         within(c, d, wire_d - 5_000, wire_d + 5_000,
@@ -262,6 +327,28 @@ def duration(c, tp, tmp):
         c.check(rst is not None and rst.flag_str() == "R" and rst.seq == confirm.ack,
                 "the ACK probe was not answered by a RST at its ACK number: %s" % rst)
     c.check(not [x for x in old.after if ours(x) and x.has("R")], "we sent a RST after the close")
+
+    # The connections probed once: each closed by the server like the series connection,
+    # then probed once (one FIN without ACK, answered), at its own offset; none after
+    # the series' end was confirmed.
+    eng = engine_probes(t)
+    c.check(len(eng) >= 10, "only %d connections probed once: %r" % (len(eng), eng))
+    all_pkts = cap.packets()
+    for e in eng:
+        c.eq(e.get("round"), "coarse", "lifetime probe round (no fine round with a confirmed series)")
+        alive = e.get("offset_us", 0) < TW_MIN_US
+        if alive:
+            c.eq(e.get("result"), "alive", "lifetime probe at %.2f s" % (e.get("offset_us", 0) / 1e6))
+        mp = conn_packets(all_pkts, e.get("sport"))
+        mo = OldConnection(c, mp)
+        mine = [x for x in mo.after if ours(x)]
+        c.check(mine and mine[0].flag_str() == "F" and (not alive or len(mine) == 1),
+                "connection %d probed once: expected one FIN without ACK after its close, got %s"
+                % (e.get("sport"), format_packets(mine[:4])))
+        if mine:
+            offset = (mine[0].time - mo.tw_ack.time) * 1e6
+            within(c, e.get("offset_us"), offset - 5_000, offset + 5_000,
+                   "lifetime probe offset_us of %d vs the server-veth capture" % e.get("sport"))
 
 
 # --------------------------------------------------------------------------
@@ -411,10 +498,10 @@ ALL_ROWS = ["duration", "reuse higher/ts newer", "reuse lower/ts none", "reuse l
 @test(timeout=150)
 def all_tests(c, tp, tmp):
     with Sysctl(SRV_NS, "tcp_rfc1337", 0):
-        pj, argv_j = tp.start(["-o", "json", "time-wait", target(), "--test", "all"])
-        pt, argv_t = tp.start(["time-wait", target(), "--test", "all"])
-        rj = tplab.Tcpprobe.finish(pj, argv_j, timeout=120)
-        rt = tplab.Tcpprobe.finish(pt, argv_t, timeout=30)
+        runs = [start_to_files(tp, ["-o", "json", "time-wait", target(), "--test", "all"], tmp, "all-json"),
+                start_to_files(tp, ["time-wait", target(), "--test", "all"], tmp, "all-text")]
+        rj = finish_from_files(runs[0], timeout=120)
+        rt = finish_from_files(runs[1], timeout=30)
     c.note(rj.describe())
     c.note(rt.describe())
     check_no_table(c, "after two `tcpprobe time-wait --test all` runs")
@@ -501,6 +588,8 @@ def no_tw_buckets_reset(c, tp, tmp):
 
 BAD_INPUTS = [
     (["time-wait", target(), "--probe-interval", "100ms"], "100ms"),
+    (["time-wait", target(), "--max-duration", "1s"], "1s"),
+    (["time-wait", target(), "--sport", "40123"], "--sport"),
     (["time-wait", target(), "--test", "reuse", "--isn", "sideways"], "sideways"),
     (["time-wait", target(), "--test", "nope"], "nope"),
 ]
@@ -520,6 +609,97 @@ def bad_input(c, tp, tmp):
         if not ok:
             c.note(r.describe())
     check_no_table(c, "after the bad-input cases")
+
+
+# --------------------------------------------------------------------------
+# 7. other stacks: the lab's foreign peer, whose TIME-WAIT answers and restarts on
+#    the probe kinds its configuration names. A 20 s TIME-WAIT keeps the runs short.
+
+FOREIGN_TW = 20.0
+FOREIGN_EPS_US = 100_000        # the peer's timers run in Python: a few ms late at most
+
+
+def foreign_duration(c, tp, port, config, outcome, kind, answered, restarts):
+    """One duration run against the foreign peer: the bracket must hold the configured
+    TIME-WAIT and be at most 2 s wide, the method one probe per connection (the series
+    extends what it measures), the probe kinds as configured."""
+    with ForeignPeer(port, dict(config, tw_duration=FOREIGN_TW)) as peer:
+        t0 = time.monotonic()
+        r = run_json(c, tp, ["time-wait", "%s:%d" % (SRV_IP, port)], timeout=100)
+        wall = time.monotonic() - t0
+        expired = peer.events("tw-expire")
+        restarted = peer.events("tw-restart")
+        killed = peer.events("tw-killed")
+    c.note("foreign peer config: %r" % config)
+    s, tests = require_summary(c, r, 0, outcome)
+    t = tests[0]
+    c.eq(t.get("method"), "one-probe-per-connection", "tests[0].method")
+    c.eq(t.get("check"), "extended", "tests[0].check (the series connection outlived the connections probed once)")
+    c.eq(t.get("probe_kind"), kind, "tests[0].probe_kind")
+    k = kinds_of(t)
+    for name, want in answered.items():
+        c.eq((k.get(name) or {}).get("answered"), want, "probe_kinds %s answered" % name)
+    c.eq((k.get(kind) or {}).get("restarts"), restarts, "probe_kinds %s restarts" % kind)
+    lo, hi = t.get("lower_us"), t.get("upper_us")
+    c.require(is_number(lo) and is_number(hi), "tests[0].lower_us/upper_us: %r, %r" % (lo, hi))
+    tw_us = FOREIGN_TW * 1e6
+    c.check(lo <= tw_us + FOREIGN_EPS_US and hi >= tw_us - FOREIGN_EPS_US,
+            "bracket [%.3f, %.3f] s does not hold the configured %.1f s" % (lo / 1e6, hi / 1e6, FOREIGN_TW))
+    c.check(hi - lo <= 2_000_000, "bracket [%.3f, %.3f] s is wider than 2 s" % (lo / 1e6, hi / 1e6))
+    within(c, t.get("duration_us"), tw_us - 1_000_000 - FOREIGN_EPS_US, tw_us + 1_000_000 + FOREIGN_EPS_US,
+           "tests[0].duration_us")
+    c.check(wall <= 2.5 * FOREIGN_TW + 10, "the run took %.1f s for a %.0f s TIME-WAIT" % (wall, FOREIGN_TW))
+    print("  tcpprobe: TIME-WAIT between %.3f and %.3f s (%s connections probed once), %.1f s wall"
+          % (lo / 1e6, hi / 1e6, (t.get("lifetime") or {}).get("probed"), wall), flush=True)
+    # The peer's own log: each connection probed once saw one probe kind once, so at
+    # most one restart; the ones that answered "alive" were really in TIME-WAIT then.
+    eng = engine_probes(t)
+    by_port = {}
+    for e in restarted:
+        by_port[e.get("cport")] = by_port.get(e.get("cport"), 0) + 1
+    for e in eng:
+        c.check(by_port.get(e.get("sport"), 0) <= 1, "connection %d probed once restarted TIME-WAIT %d times"
+                % (e.get("sport"), by_port.get(e.get("sport"), 0)))
+    c.check(by_port.get(sport_of(t), 0) >= 5, "the series connection restarted the peer's TIME-WAIT only %d times"
+            % by_port.get(sport_of(t), 0))
+    lasted = [e.get("lasted") for e in expired if e.get("cport") in {x.get("sport") for x in eng}]
+    c.check(lasted and all(abs(x - FOREIGN_TW) < 0.5 for x in lasted if x is not None),
+            "the peer's TIME-WAIT of the connections probed once did not last %.0f s: %r" % (FOREIGN_TW, lasted))
+    c.check(not killed, "a probe killed the peer's TIME-WAIT: %r" % killed)
+    return t
+
+
+@test(timeout=100)
+def foreign_retx_fin_only(c, tp, tmp):
+    """RFC 9293 §3.10.7.4 and nothing more: the TIME-WAIT ACKs only a retransmitted
+    FIN and restarts its timer on it; a closed port answers RST."""
+    t = foreign_duration(c, tp, 9151, {"tw_answers": ["retx-fin"], "tw_restarts": ["retx-fin"]},
+                         "observed", "retx-fin", {"fin-noack": False, "retx-fin": True}, True)
+    c.eq(t.get("answer"), "R", "tests[0].answer")
+    c.eq(t.get("end_confirmed"), True, "tests[0].end_confirmed")
+
+
+@test(timeout=100)
+def foreign_every_fin_restarts(c, tp, tmp):
+    """Every FIN is answered and restarts TIME-WAIT: the FIN-without-ACK series keeps the
+    state alive as long as it probes; the connections probed once find it out."""
+    t = foreign_duration(c, tp, 9152, {"tw_answers": ["fin-noack", "retx-fin"], "tw_restarts": ["any-fin"]},
+                         "observed", "fin-noack", {"fin-noack": True}, True)
+    c.eq(t.get("answer"), "R", "tests[0].answer")
+
+
+@test(timeout=100)
+def foreign_silent_end(c, tp, tmp):
+    """A closed port that answers nothing: the end is the first silence (after the
+    probe's copies and the ACK probes), reported as silent-end, not as gone."""
+    t = foreign_duration(c, tp, 9153, {"tw_answers": ["retx-fin"], "tw_restarts": ["retx-fin"], "closed_reply": "silent"},
+                         "silent-end", "retx-fin", {"fin-noack": False, "retx-fin": True}, True)
+    c.eq(t.get("answer"), None, "tests[0].answer")
+    c.eq(t.get("end_confirmed"), False, "tests[0].end_confirmed")
+    silent = [e for e in engine_probes(t) if e.get("result") == "silent"]
+    c.check(silent and all(e.get("segments") == 2 * COPIES for e in silent),
+            "silent connections probed once: expected %d probe segments each (%d copies and an ACK probe after each): %r"
+            % (2 * COPIES, COPIES, silent))
 
 
 # --------------------------------------------------------------------------

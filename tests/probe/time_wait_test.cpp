@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <set>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -218,107 +219,351 @@ TEST_CASE("time-wait model: an in-window RST kills it unless rfc1337; an out-of-
     }
 }
 
-// --- duration ---------------------------------------------------------------------------
+// --- duration (many connections: the series and the ones probed once) ------------------
 
-TEST_CASE("time-wait duration: a 60 s TIME-WAIT is measured within the probe resolution; its end is confirmed by a RST") {
-    TwRun run(config(TwTest::Duration));
-    run.sim.run(150s);
-    INFO(run.wire());
-    const auto& r = run.flow.report();
-    REQUIRE(run.model);
-    CHECK(run.flow.done());
-    CHECK(r.outcome == "observed");
-    CHECK(r.peer_closed_first);
-    REQUIRE(r.tw_start);
-    CHECK(*r.tw_start == run.model->start() + one_way);  // the capture of the peer's ACK of our FIN
-    CHECK(r.old_our_nxt == run.model->rcv_nxt());
-    CHECK(r.old_peer_nxt == run.model->snd_nxt());
+namespace {
 
-    // The model's TIME-WAIT was never restarted: it lasted exactly 60 s.
-    CHECK(run.model->restarts().empty());
-    CHECK(run.model->end() == TwModel::End::Expired);
-    const Duration length = run.model->deadline() - run.model->start();
-    CHECK(length == 60s);
-    REQUIRE(run.flow.duration());
-    REQUIRE(run.flow.resolution());
-    CHECK(*run.flow.resolution() == 500ms);  // half the 1 s probe interval
-    CHECK(abs_d(*run.flow.duration() - length) <= *run.flow.resolution() + 2 * one_way);
-    REQUIRE(r.last_alive);
-    REQUIRE(r.first_dead);
-    CHECK(run.model->alive_at(*r.last_alive + one_way));
-    CHECK_FALSE(run.model->alive_at(*r.first_dead + one_way));
-
-    // The probes: FINs without ACK at our old FIN's sequence number, >= 600 ms apart
-    // (1 s here), then one ACK probe, answered with a RST.
-    REQUIRE(run.arrivals.size() >= 3);
-    const auto& last = run.arrivals.back();
-    CHECK(format_flags(last.second.flags) == ".");
-    CHECK(last.second.seq == run.model->rcv_nxt());
-    for (std::size_t i = 0; i + 1 < run.arrivals.size(); ++i) {
-        const auto& [t, seg] = run.arrivals[i];
-        CHECK(seg.flags == flag::fin);
-        CHECK(seg.seq == run.model->rcv_nxt() - 1);
-        CHECK(seg.options.empty());
-        if (i > 0) CHECK(t - run.arrivals[i - 1].first >= 600ms);
+/// A duration measurement as the app builds it: the series connection on port 40000,
+/// the coarse connections on 41000 + slot, the fine ones on 42000 + slot, one TwNet.
+struct DurationRun {
+    explicit DurationRun(TwModelConfig m, probe::TimeWaitConfig series = config(TwTest::Duration),
+                         probe::TwDurationConfig dc = {})
+        : net(m) {
+        dc.lifetime.max = series.max_duration;
+        d = std::make_shared<probe::TwDuration>(dc);
+        series.duration = d;
+        flow = &add(series, 40000);
+        for (unsigned i = 0; i < d->engine().slots(probe::Round::Coarse); ++i) add_member(probe::Round::Coarse, i, 41000);
+        for (unsigned i = 0; i < probe::LifetimeEngine::fine_capacity(dc.lifetime); ++i) add_member(probe::Round::Fine, i, 42000);
     }
-    CHECK(r.probes == run.arrivals.size() - 1);
-    CHECK(r.probes >= 59);
-    CHECK(r.unanswered == 1);  // the first FIN after the end: a listener drops it
-    CHECK(r.end_confirmed);
-    CHECK(flags_of(run.sim.sent_by_peer()).back() == "R");
-    CHECK(run.model->acks_sent() == r.probes - 1);
+    const probe::TimeWaitFlow& add(probe::TimeWaitConfig c, std::uint16_t port) {
+        c.connect.tcb.tuple.local.port = port;
+        c.connect.tcb.iss = Seq{1000u + 7919u * port};
+        auto f = std::make_unique<probe::TimeWaitFlow>(std::move(c));
+        const probe::TimeWaitFlow* p = f.get();
+        flows.push_back(p);
+        net.session().add(net.start(), std::move(f));
+        return *p;
+    }
+    void add_member(probe::Round r, unsigned slot, std::uint16_t base) {
+        auto c = config(TwTest::Duration);
+        c.duration = d;
+        c.slot = std::pair{r, slot};
+        add(c, static_cast<std::uint16_t>(base + slot));
+    }
+    /// The connections probed once that sent a probe (after their close).
+    unsigned members_probed() const { return static_cast<unsigned>(d->members().size()); }
+    const TwModel& series_model() const {
+        const TwModel* m = net.model(40000);
+        REQUIRE(m);
+        return *m;
+    }
+    std::string trace(std::uint16_t port = 40000) { return fmt::format("{}", fmt::join(net.lines(port), "\n")); }
+
+    TwNet net;
+    std::shared_ptr<probe::TwDuration> d;
+    const probe::TimeWaitFlow* flow = nullptr;
+    std::vector<const probe::TimeWaitFlow*> flows;
+};
+
+/// The answer of the connections probed once: a bracket of at most 2 s that holds `tw`.
+void check_bracket(const DurationRun& run, Duration tw) {
+    const auto b = run.flow->bracket();
+    REQUIRE(b);
+    CHECK(b->first < tw);
+    CHECK(b->second >= tw);
+    CHECK(b->second - b->first <= 2s);
 }
 
-TEST_CASE("time-wait duration: probes every 600 ms measure a 20 s TIME-WAIT within 300 ms, never rate-limited") {
+/// The series was found to keep the state alive, and the engine measured instead.
+void check_engine_answer(const DurationRun& run, Duration tw) {
+    CHECK(run.d->check() == probe::TwCheck::Extended);
+    CHECK(run.d->method() == probe::TwMethod::Lifetime);
+    check_bracket(run, tw);
+}
+
+TwModelConfig foreign(Duration tw, std::set<TwSegKind> answers, std::set<TwSegKind> restarts,
+                      TwClosedReply closed = TwClosedReply::Rst) {
+    TwModelConfig m;
+    m.time_wait = tw;
+    m.policy = TwPolicy{std::move(answers), std::move(restarts)};
+    m.closed = closed;
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("time-wait duration, Linux: FINs without ACK every second, confirmed by a connection probed once; 60 s within 0.5 s") {
+    DurationRun run({});
+    run.net.run(200s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    const auto& m = run.series_model();
+    CHECK(run.flow->done());
+    CHECK(r.outcome == "observed");
+    CHECK(r.answer == std::optional<std::string>{"R"});
+    CHECK(r.peer_closed_first);
+    REQUIRE(r.tw_start);
+    CHECK(*r.tw_start == m.start() + one_way);  // the capture of the peer's ACK of our FIN
+    CHECK(run.d->method() == probe::TwMethod::Series);
+    CHECK(run.d->check() == probe::TwCheck::Confirmed);
+    CHECK(run.d->kind() == std::optional<probe::TwProbe>{probe::TwProbe::FinNoAck});
+    CHECK(run.d->kind_info(probe::TwProbe::FinNoAck).answered == std::optional<bool>{true});
+    CHECK(run.d->kind_info(probe::TwProbe::FinNoAck).restarts == std::optional<bool>{false});
+    CHECK_FALSE(run.d->kind_info(probe::TwProbe::RetxFin).answered);  // never needed, never sent
+
+    // The model's TIME-WAIT was never restarted: it lasted exactly 60 s.
+    CHECK(m.restarts().empty());
+    CHECK(m.end() == TwModel::End::Expired);
+    REQUIRE(run.flow->duration());
+    CHECK(*run.flow->resolution() == 500ms);  // half the 1 s probe interval
+    CHECK(abs_d(*run.flow->duration() - 60s) <= 500ms + 2 * one_way);
+
+    // The wire, as the trace prints it: the close, then FINs without ACK at our old ISS
+    // (relative 0), 1 s apart, answered by an ACK of RCV.NXT; the first one after the
+    // end and its two copies (300 ms apart) unanswered; then the out-of-window ACK
+    // probe, answered by a RST at its ACK number.
+    const auto lines = run.net.lines(40000);
+    const auto first_probe = std::find(lines.begin(), lines.end(), "> F 0:0(0) win 64240");
+    REQUIRE(first_probe != lines.end());
+    CHECK(*(first_probe - 2) == "> F. 19:19(0) ack 102 win 64240 <nop,nop,TS val 5000 ecr 90000>");
+    CHECK(*(first_probe - 1) == "< . 102:102(0) ack 20 win 127 <nop,nop,TS val 90000 ecr 5000>");  // TIME-WAIT begins
+    CHECK(*(first_probe + 1) == "< . 102:102(0) ack 20 win 502 <nop,nop,TS val 190600 ecr 5000>");
+    CHECK(lines[lines.size() - 5] == "> F 0:0(0) win 64240");
+    CHECK(lines[lines.size() - 4] == "> F 0:0(0) win 64240");
+    CHECK(lines[lines.size() - 3] == "> F 0:0(0) win 64240");
+    CHECK(lines[lines.size() - 2] == "> . 100020:100020(0) ack 102 win 64240");
+    CHECK(lines.back() == "< R 102:102(0) win 0");
+    const auto& arrivals = run.net.arrivals(40000);
+    REQUIRE(arrivals.size() >= 60);
+    for (std::size_t i = 1; i + 4 < arrivals.size(); ++i) CHECK(arrivals[i].first - arrivals[i - 1].first == 1s);
+    CHECK(arrivals[arrivals.size() - 3].first - arrivals[arrivals.size() - 4].first == 300ms);
+    CHECK(r.unanswered == 3);
+    CHECK(r.retries == 2 + 0);  // the two copies of the last FIN; the ACK probe was answered at once
+    CHECK(r.probes == arrivals.size());
+    CHECK(r.end_confirmed);
+
+    // The connections probed once: each opened once TIME-WAIT answered, probed at its
+    // own offset with the same kind, never again; those due after the series' end
+    // were never probed.
+    CHECK(run.members_probed() >= 12);
+    CHECK(run.members_probed() <= 16);
+    for (const auto& mr : run.d->members()) {
+        CHECK(mr.round == probe::Round::Coarse);
+        CHECK(mr.result == (mr.offset < 60s ? probe::Liveness::Alive : probe::Liveness::Gone));
+        CHECK(run.net.arrivals(mr.port).size() == 1);
+        CHECK(run.net.model(mr.port)->restarts().empty());
+    }
+    REQUIRE(run.d->check_offset());
+    CHECK(*run.d->check_offset() >= 48s);  // "alive shortly before the series' end"
+    for (unsigned i = 0; i < 11; ++i) CHECK(run.net.sent(static_cast<std::uint16_t>(42000 + i)).empty());  // no fine round
+    CHECK(run.net.now() - run.net.start() < 65s);
+}
+
+TEST_CASE("time-wait duration, Linux: probes every 600 ms measure a 20 s TIME-WAIT within 300 ms, never rate-limited") {
     auto c = config(TwTest::Duration);
     c.probe_interval = 600ms;
     TwModelConfig m;
     m.time_wait = 20s;
-    TwRun run(c, m);
-    run.sim.run(60s);
-    INFO(run.wire());
-    const auto& r = run.flow.report();
-    REQUIRE(run.model);
-    CHECK(r.outcome == "observed");
-    REQUIRE(run.flow.duration());
-    CHECK(*run.flow.resolution() == 300ms);
-    CHECK(abs_d(*run.flow.duration() - 20s) <= 300ms + 2 * one_way);
-    CHECK(run.model->rate_limited() == 0);
-    CHECK(run.model->restarts().empty());
-    // The FIN probes 600 ms apart; the confirming ACK probe follows the unanswered FIN
-    // once its answer wait is over (500 ms here), still outside tcp_invalid_ratelimit.
-    REQUIRE(run.arrivals.size() >= 3);
-    for (std::size_t i = 1; i + 1 < run.arrivals.size(); ++i) CHECK(run.arrivals[i].first - run.arrivals[i - 1].first == 600ms);
-    CHECK(run.arrivals.back().first - run.arrivals[run.arrivals.size() - 2].first >= 500ms);
+    DurationRun run(m, c);
+    run.net.run(60s);
+    INFO(run.trace());
+    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.d->method() == probe::TwMethod::Series);
+    REQUIRE(run.flow->duration());
+    CHECK(*run.flow->resolution() == 300ms);
+    CHECK(abs_d(*run.flow->duration() - 20s) <= 300ms + 2 * one_way);
+    CHECK(run.series_model().rate_limited() == 0);
+    CHECK(run.series_model().restarts().empty());
 }
 
-TEST_CASE("time-wait duration: a TIME-WAIT longer than --max-duration ends the run with longer-than-max") {
+TEST_CASE("time-wait duration: a stack whose TIME-WAIT answers only a retransmitted FIN (and restarts on it): one probe per connection") {
+    // RFC 9293 §3.10.7.4 to the letter: 20 s, a retransmitted FIN is ACKed and restarts
+    // the timer, a FIN without ACK is ignored; a closed port answers RST.
+    DurationRun run(foreign(20s, {TwSegKind::RetxFin}, {TwSegKind::RetxFin}));
+    run.net.run(120s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    CHECK(run.flow->done());
+    CHECK(r.outcome == "observed");
+    CHECK(r.answer == std::optional<std::string>{"R"});
+    CHECK(run.d->kind_info(probe::TwProbe::FinNoAck).answered == std::optional<bool>{false});
+    CHECK(run.d->kind_info(probe::TwProbe::RetxFin).answered == std::optional<bool>{true});
+    CHECK(run.d->kind_info(probe::TwProbe::RetxFin).restarts == std::optional<bool>{true});
+    check_engine_answer(run, 20s);
+    // The series connection: three FINs without ACK (unanswered), then our FIN again,
+    // every second, each one restarting the timer, until the check stopped it.
+    const auto& a = run.net.arrivals(40000);
+    REQUIRE(a.size() >= 6);
+    for (int i = 0; i < 3; ++i) CHECK(a[static_cast<std::size_t>(i)].second.flags == flag::fin);
+    CHECK(a[3].second.flags == (flag::fin | flag::ack));
+    CHECK(run.series_model().restarts().size() == a.size() - 3);
+    CHECK(run.series_model().alive_at(run.net.now()));  // the series kept it alive itself
+    // Every connection probed once saw exactly one probe kind and answered once.
+    for (const auto& mr : run.d->members()) CHECK(run.net.model(mr.port)->restarts().size() <= 1);
+    CHECK(run.net.now() - run.net.start() <= 50s + 5s);  // 2.5 x 20 s, plus the learning
+}
+
+TEST_CASE("time-wait duration: a stack that restarts TIME-WAIT on every FIN: the series is found out and the engine measures") {
+    DurationRun run(foreign(20s, {TwSegKind::FinNoAck, TwSegKind::RetxFin},
+                            {TwSegKind::FinNoAck, TwSegKind::RetxFin, TwSegKind::FinAck}));
+    run.net.run(120s);
+    INFO(run.trace());
+    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.d->kind() == std::optional<probe::TwProbe>{probe::TwProbe::FinNoAck});
+    CHECK(run.d->kind_info(probe::TwProbe::FinNoAck).restarts == std::optional<bool>{true});
+    check_engine_answer(run, 20s);
+    REQUIRE(run.d->check_offset());
+    CHECK(*run.d->check_offset() >= 20s);
+    CHECK(*run.d->series_last_alive() > *run.d->check_offset() + 6s);
+    CHECK(run.net.now() - run.net.start() <= 55s);
+}
+
+TEST_CASE("time-wait duration: a stack whose retransmitted FIN does not restart TIME-WAIT keeps the series") {
+    DurationRun run(foreign(20s, {TwSegKind::RetxFin}, {}));
+    run.net.run(120s);
+    INFO(run.trace());
+    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.d->method() == probe::TwMethod::Series);
+    CHECK(run.d->check() == probe::TwCheck::Confirmed);
+    CHECK(run.d->kind_info(probe::TwProbe::RetxFin).restarts == std::optional<bool>{false});
+    REQUIRE(run.flow->duration());
+    CHECK(abs_d(*run.flow->duration() - 20s) <= 500ms + 2 * one_way);
+    // The series' probes are retransmissions of our FIN, with the relative numbers of
+    // our FIN (19) and the peer's (101).
+    const auto lines = run.net.lines(40000);
+    CHECK(std::count(lines.begin(), lines.end(), "> F. 19:19(0) ack 102 win 64240") >= 18);
+}
+
+TEST_CASE("time-wait duration: a stack that drops everything once TIME-WAIT is over: the end is a silence, not a RST") {
+    DurationRun run(foreign(20s, {TwSegKind::RetxFin}, {TwSegKind::RetxFin}, TwClosedReply::Silent));
+    run.net.run(150s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    CHECK(run.flow->done());
+    CHECK(r.outcome == "silent-end");
+    CHECK_FALSE(r.answer);
+    CHECK(run.d->method() == probe::TwMethod::Lifetime);
+    CHECK(run.d->check() == probe::TwCheck::Extended);  // connections probed once fell silent long before
+    const auto br = run.d->engine().bracket();
+    CHECK_FALSE(br.end_confirmed());
+    check_bracket(run, 20s);
+    for (const auto& mr : run.d->members())
+        if (mr.result == probe::Liveness::Silent) CHECK(run.net.arrivals(mr.port).size() == 6);  // 3 x (FIN, ACK probe)
+}
+
+TEST_CASE("time-wait duration: a closed port that only resets segments with ACK: the engine's ACK probe finds the end") {
+    // Linux-like answers but no RST to a FIN without ACK: each connection probed once
+    // gets the FIN, then the out-of-window ACK 300 ms later, which draws the RST.
+    DurationRun run(foreign(20s, {TwSegKind::FinNoAck, TwSegKind::RetxFin}, {TwSegKind::FinNoAck, TwSegKind::RetxFin},
+                            TwClosedReply::RstAckOnly));
+    run.net.run(120s);
+    INFO(run.trace());
+    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.d->method() == probe::TwMethod::Lifetime);
+    for (const auto& mr : run.d->members()) {
+        if (mr.result != probe::Liveness::Gone) continue;
+        const auto& a = run.net.arrivals(mr.port);
+        REQUIRE(a.size() == 2);
+        CHECK(a[0].second.flags == flag::fin);
+        CHECK(format_flags(a[1].second.flags) == ".");
+        CHECK(a[1].first - a[0].first == 300ms);
+        CHECK(mr.offset - (a[1].first - run.net.model(mr.port)->start()) <= 2 * one_way);  // gone at the ACK probe
+    }
+    const auto b = run.flow->bracket();
+    REQUIRE(b);
+    CHECK(b->second - b->first <= 2s);
+}
+
+TEST_CASE("time-wait duration: a lost answer is retried, not taken for the end") {
+    // The answers to the series' probe at about 30 s and to its first copy are lost.
+    TwModelConfig m;
+    m.time_wait = 40s;
+    DurationRun run(m);
+    unsigned dropped = 0;
+    Instant t0{};
+    run.net.set_drop([&](const Segment& s) {
+        if (s.dst.port != 40000 || !run.net.model(40000)) return false;
+        if (t0 == Instant{}) t0 = run.net.model(40000)->start();
+        if (run.net.now() - t0 > 30s && dropped < 2 && format_flags(s.flags) == ".") {
+            ++dropped;
+            return true;
+        }
+        return false;
+    });
+    run.net.run(120s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    CHECK(dropped == 2);
+    CHECK(r.outcome == "observed");
+    CHECK(run.d->method() == probe::TwMethod::Series);
+    CHECK(r.retries == 2 + 2);  // two for the lost answers, two for the real end
+    REQUIRE(run.flow->duration());
+    CHECK(abs_d(*run.flow->duration() - 40s) <= 500ms + 2 * one_way);
+}
+
+TEST_CASE("time-wait duration: a TIME-WAIT longer than --max-duration is longer-than-max, checked by the connection probed at max") {
     auto c = config(TwTest::Duration);
-    c.max_duration = 10s;
-    TwRun run(c);
-    run.sim.run(150s);
-    const auto& r = run.flow.report();
-    REQUIRE(run.model);
-    CHECK(run.flow.done());
+    c.max_duration = 20s;
+    DurationRun run({}, c);
+    run.net.run(150s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    CHECK(run.flow->done());
     CHECK(r.outcome == "longer-than-max");
-    CHECK_FALSE(run.flow.duration());
-    CHECK(run.sim.now() - run.model->start() < 12s);
-    CHECK(run.model->alive_at(run.sim.now()));
-    CHECK(run.model->restarts().empty());
+    CHECK(r.answer == std::optional<std::string>{"."});
+    CHECK(run.d->method() == probe::TwMethod::Series);
+    CHECK(run.d->check() == probe::TwCheck::Confirmed);
+    CHECK_FALSE(run.flow->duration());
+    CHECK(run.series_model().alive_at(run.net.now()));
+    CHECK(run.series_model().restarts().empty());
+    CHECK(run.net.now() - run.net.start() < 25s);
 }
 
 TEST_CASE("time-wait duration: a peer that keeps no TIME-WAIT (tcp_max_tw_buckets 0) is not reported as observed") {
     TwModelConfig m;
     m.time_wait = 0s;
-    TwRun run(config(TwTest::Duration), m);
-    run.sim.run(30s);
+    DurationRun run(m);
+    run.net.run(30s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    CHECK(run.flow->done());
+    CHECK(r.peer_closed_first);
+    CHECK_FALSE(run.flow->duration());
+    CHECK(r.outcome == "no-time-wait");
+    CHECK(r.answer == std::optional<std::string>{"R"});  // our FIN again drew a RST
+    CHECK_FALSE(run.flow->time_wait_seen());
+    CHECK(run.members_probed() == 0);
+    for (unsigned i = 0; i < 20; ++i) CHECK(run.net.sent(static_cast<std::uint16_t>(41000 + i)).empty());
+}
+
+TEST_CASE("time-wait duration: a TIME-WAIT that answers nothing is no-answer after every kind and its copies") {
+    DurationRun run(foreign(20s, {}, {}));
+    run.net.run(60s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    CHECK(r.outcome == "no-answer");
+    CHECK_FALSE(r.answer);
+    CHECK_FALSE(run.flow->time_wait_seen());
+    CHECK(r.probes == 9);  // three kinds, three copies each
+    CHECK(r.retries == 6);
+    CHECK(r.unanswered == 9);
+    CHECK(run.members_probed() == 0);
+    CHECK(run.net.now() - run.net.start() < 10s);
+}
+
+TEST_CASE("time-wait duration on one connection (no connection probed once): the series' result, unchecked") {
+    TwRun run(config(TwTest::Duration));
+    run.sim.run(150s);
     INFO(run.wire());
     const auto& r = run.flow.report();
-    CHECK(run.flow.done());
-    CHECK(r.peer_closed_first);
-    CHECK_FALSE(r.last_alive);  // not one probe was answered by a TIME-WAIT socket
-    CHECK_FALSE(run.flow.duration());
-    CHECK(r.outcome == "no-time-wait");
+    CHECK(r.outcome == "observed");
+    REQUIRE(run.flow.config().duration);
+    CHECK(run.flow.config().duration->check() == probe::TwCheck::Unchecked);
+    CHECK(run.flow.config().duration->method() == probe::TwMethod::Series);
+    CHECK_FALSE(run.flow.config().duration->kind_info(probe::TwProbe::FinNoAck).restarts);
+    REQUIRE(run.flow.duration());
+    CHECK(abs_d(*run.flow.duration() - 60s) <= 500ms + 2 * one_way);
 }
 
 // --- reuse ------------------------------------------------------------------------------
@@ -417,10 +662,15 @@ TEST_CASE("time-wait rst: with tcp_rfc1337 1 the RST is ignored; the probe after
     CHECK(r.answer == std::optional<std::string>{"."});
     CHECK(r.tw_alive_after == std::optional<bool>{true});
     CHECK(run.model->alive_at(run.sim.now()));
-    REQUIRE(run.arrivals.size() == 2);
-    // Only the follow-up ACK restarted the timer, not the RST.
-    REQUIRE(run.model->restarts().size() == 1);
-    CHECK(run.model->restarts()[0] == run.arrivals[1].first);
+    // The RST (sent three times, in case it was lost) never restarted the timer; each
+    // follow-up ACK did.
+    CHECK(r.rounds == 3);
+    REQUIRE(run.arrivals.size() == 6);
+    REQUIRE(run.model->restarts().size() == 3);
+    for (std::size_t i = 0; i < 3; ++i) {
+        CHECK(run.arrivals[2 * i].second.flags == flag::rst);
+        CHECK(run.model->restarts()[i] == run.arrivals[2 * i + 1].first);
+    }
 }
 
 // --- fin ----------------------------------------------------------------------------------

@@ -16,23 +16,59 @@
 //     without ACK (a FIN) nothing, a RST nothing; a SYN gets a RST/ACK (a real
 //     listener would start a new connection, which no test here needs).
 //
+// Other stacks (DESIGN §3b) are a policy on top: which kinds of segment the TIME-WAIT
+// answers with an ACK, which ones restart its timer, and how the port answers once the
+// socket is gone (the same vocabulary as the lab's foreign peer, tests/lab/foreign_peer.py).
+//
 // Time is data: expiry is checked when a segment arrives, no timer of its own.
+//
+// TwNet runs many connections of one tcpprobe run (one probe::Session) against a
+// simulated server that closes first (an HTTP/1.0-like application on a real tcb::Tcb
+// per client port) and hands each connection to a TwModel once it enters TIME-WAIT.
 #pragma once
 
+#include <functional>
+#include <map>
+#include <memory>
 #include <optional>
+#include <set>
+#include <string>
 #include <vector>
 
+#include "sim.hpp"
+#include "tcpprobe/probe/scenario.hpp"
 #include "tcpprobe/tcb/tcb.hpp"
 #include "tcpprobe/time.hpp"
 #include "tcpprobe/wire/segment.hpp"
 
 namespace tcpprobe::sim {
 
+/// What a segment is to a TIME-WAIT socket (foreign_peer.py's tw_kind).
+enum class TwSegKind { RetxFin, FinNoAck, FinAck, Ack, Syn, Other };
+/// How the port answers a segment once the socket is gone.
+enum class TwClosedReply {
+    Linux,       ///< ACK: RST; FIN without ACK: nothing; SYN: RST/ACK (the lab's listener)
+    Rst,         ///< RFC 9293 §3.10.7.1: a RST to every segment but a RST
+    RstAckOnly,  ///< a RST only to segments with ACK (or SYN)
+    Silent,      ///< nothing
+};
+
+/// A stack that is not Linux: these replace Linux's rules for every segment that is
+/// neither a RST nor a SYN.
+struct TwPolicy {
+    std::set<TwSegKind> answers;   ///< answered with an ACK (not rate-limited)
+    std::set<TwSegKind> restarts;  ///< restart the timer
+};
+
 struct TwModelConfig {
     Duration time_wait = std::chrono::seconds{60};         ///< TCP_TIMEWAIT_LEN
     Duration ratelimit = std::chrono::milliseconds{500};   ///< tcp_invalid_ratelimit
     bool rfc1337 = false;                                  ///< tcp_rfc1337
+    std::optional<TwPolicy> policy;                        ///< unset: Linux's rules
+    TwClosedReply closed = TwClosedReply::Linux;
 };
+
+TwSegKind classify(const wire::Segment& seg, wire::Seq rcv_nxt);
 
 class TwModel {
 public:
@@ -77,6 +113,7 @@ private:
     bool rate_limited(Instant now, const wire::Segment& seg);
     wire::Segment answer(Instant now, std::uint16_t flags, wire::Seq seq, wire::Seq ack) const;
     std::vector<wire::Segment> closed_answer(Instant now, const wire::Segment& seg) const;
+    std::vector<wire::Segment> by_policy(Instant now, const wire::Segment& seg);
 
     Init init_;
     TwModelConfig cfg_;
@@ -89,6 +126,68 @@ private:
     unsigned acks_ = 0;
     unsigned rate_limited_ = 0;
     std::optional<wire::Seq> new_isn_;
+};
+
+/// A probe::Session seen as one Flow, so that the single-flow Sim (sim.hpp) carries a
+/// whole run: captured segments go to the session, which finds their flow.
+class SessionFlow final : public probe::Flow {
+public:
+    explicit SessionFlow(probe::Session& s) : s_(s) {}
+    wire::FourTuple tuple() const override { return {}; }
+    void start(Instant now, probe::Outbox& out) override { s_.on_timer(now, out); }
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, probe::Outbox& out) override;
+    void on_icmp(Instant t, const wire::IcmpError& err, probe::Outbox& out) override;
+    void on_timer(Instant now, probe::Outbox& out) override { s_.on_timer(now, out); }
+    void interrupt(Instant now, probe::Outbox& out) override { s_.interrupt(now, out); }
+    std::optional<Instant> next_deadline() const override { return s_.next_deadline(); }
+    bool done() const override { return s_.done(); }
+
+private:
+    probe::Session& s_;
+};
+
+/// Many connections of one run against one simulated server (see the file comment).
+class TwNet {
+public:
+    explicit TwNet(TwModelConfig tw = {}, Duration one_way = std::chrono::microseconds{100});
+    TwNet(const TwNet&) = delete;
+    TwNet& operator=(const TwNet&) = delete;
+
+    probe::Session& session() { return session_; }
+    Instant start() const { return sim_.start(); }
+    Instant now() const { return sim_.now(); }
+    /// The server answers the request but never closes (no TIME-WAIT on its side).
+    void set_closes_first(bool c) { closes_first_ = c; }
+    /// Drops segments the server sends (loss on the way to us).
+    void set_drop(std::function<bool(const wire::Segment&)> d) { sim_.set_peer_filter(std::move(d)); }
+    /// Runs until the session is done or `limit` of simulated time has passed.
+    void run(Duration limit) { sim_.run(limit); }
+
+    /// The TIME-WAIT model of the connection from our port `port`, once it exists.
+    const TwModel* model(std::uint16_t port) const;
+    /// What reached the server's TIME-WAIT socket of `port`, and when.
+    const std::vector<std::pair<Instant, wire::Segment>>& arrivals(std::uint16_t port) const;
+    /// The flow's trace: its segment lines ("> F 0:0(0) win 64240"), relative numbers.
+    std::vector<std::string> lines(std::uint16_t port);
+    /// Segments the flows sent, in order, for each port.
+    std::vector<wire::Segment> sent(std::uint16_t port) const;
+
+private:
+    struct Server {
+        std::optional<tcb::Tcb> tcb;
+        std::optional<TwModel> model;
+        std::vector<std::pair<Instant, wire::Segment>> arrivals;
+        bool answered = false;
+    };
+    std::optional<std::vector<wire::Segment>> to_server(Instant t, const wire::Segment& seg);
+    void server_actions(std::uint16_t port, Instant t, const tcb::Actions& a);
+
+    TwModelConfig tw_;
+    bool closes_first_ = true;
+    probe::Session session_;
+    SessionFlow flow_{session_};
+    Sim sim_;
+    std::map<std::uint16_t, Server> servers_;
 };
 
 }  // namespace tcpprobe::sim

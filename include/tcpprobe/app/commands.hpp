@@ -101,7 +101,7 @@ struct TimeWaitOptions {
     std::string request = "GET / HTTP/1.0\\r\\n\\r\\n";
     std::string max_wait = "10s";
     std::string probe_interval = "1s";
-    std::string max_duration = "90s";
+    std::string max_duration = "150s";
 };
 
 struct PingOptions {
