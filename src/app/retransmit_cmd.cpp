@@ -51,31 +51,53 @@ std::string run_text(const probe::RetransmitFlow& f) {
     return t;
 }
 
-/// Runs whose first observed FIN was a retransmission (the original lost) sit one model
-/// gap early on their own axis: put them back before merging (their initial RTO looks
-/// twice the others').
-std::vector<probe::ScheduleEvidence> aligned_runs(const std::vector<const probe::RetransmitFlow*>& flows,
-                                                  const probe::Tolerance& tol) {
-    std::vector<probe::ScheduleEvidence> runs;
-    std::optional<Duration> ref;
-    for (const auto* f : flows)
-        if (f->report().fit.fitted && (!ref || *f->report().fit.initial_rto < *ref)) ref = f->report().fit.initial_rto;
-    for (const auto* f : flows) {
-        if (f->report().times.empty()) continue;
-        probe::ScheduleEvidence ev = f->report().evidence;
-        const auto& fit = f->report().fit;
-        if (ev.origin_is_first_copy && ref && fit.fitted && fit.backoff_kind == probe::Backoff::Doubling) {
-            const Duration twice = *ref * 2;
-            const Duration off = *fit.initial_rto > twice ? *fit.initial_rto - twice : twice - *fit.initial_rto;
-            if (off <= tol.for_gap(twice)) {
-                for (auto& c : ev.copies) c += *ref;
-                for (auto& p : ev.probes) p.at += *ref;
-                if (ev.peer_rst) *ev.peer_rst += *ref;
-            }
+/// FIN runs are judged one by one, not merged: each connection's RTO comes from its own
+/// RTT and carries any backoff its earlier retransmissions left (on a lossy path the runs'
+/// schedules differ). The runs vote: a Linux setting stands when every run that carries
+/// Linux's signature infers the same value; runs that disagree make it inconclusive.
+/// Returns the run that speaks for all, with its fit adjusted by the vote.
+std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vector<const probe::RetransmitFlow*>& runs) {
+    std::vector<const probe::RetransmitFlow*> inferring;
+    for (const auto* f : runs)
+        if (f->report().fit.inferred_retries) inferring.push_back(f);
+    if (!inferring.empty()) {
+        probe::ScheduleFit fit = inferring.front()->report().fit;
+        const bool agree = std::all_of(inferring.begin(), inferring.end(), [&](const auto* f) {
+            return *f->report().fit.inferred_retries == *fit.inferred_retries;
+        });
+        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}", inferring.size(), runs.size(),
+                                        agree ? "; they agree" : ", and they disagree"));
+        if (!agree) {
+            fit.inferred_retries.reset();
+            fit.linux_like = false;
+            fit.linux_mismatch.push_back("the runs infer different values");
         }
-        runs.push_back(std::move(ev));
+        return {inferring.front(), fit};
     }
-    return runs;
+    // No run looks like Linux. A foreign schedule is described only when the runs agree on
+    // it: a run whose original copy was lost shows an initial RTO twice the others'.
+    const probe::RetransmitFlow* speaker = nullptr;
+    for (const auto* f : runs) {
+        const auto& fit = f->report().fit;
+        if (fit.fitted && fit.missing.empty() && fit.copies_sent) {
+            speaker = f;
+            break;
+        }
+    }
+    if (!speaker) return {runs.front(), runs.front()->report().fit};
+    probe::ScheduleFit fit = speaker->report().fit;
+    const auto& ref = fit;
+    const bool agree = std::all_of(runs.begin(), runs.end(), [&](const auto* f) {
+        const auto& o = f->report().fit;
+        if (!o.fitted) return o.retransmissions < 2;  // too little to disagree
+        const Duration off = *o.initial_rto > *ref.initial_rto ? *o.initial_rto - *ref.initial_rto : *ref.initial_rto - *o.initial_rto;
+        return o.backoff_kind == ref.backoff_kind && off <= probe::Tolerance{}.for_gap(*ref.initial_rto);
+    });
+    if (!agree) {
+        fit.copies_sent.reset();  // nothing pinned: inconclusive
+        fit.linux_mismatch.push_back("the runs' schedules differ (a lost original copy changes a run's initial RTO)");
+    }
+    return {speaker, fit};
 }
 
 enum class RetxVerdict { Inferred, Measured, NoRetransmission, Inconclusive };
@@ -84,9 +106,8 @@ RetxVerdict judge(const probe::ScheduleFit& fit) {
     if (fit.inferred_retries) return RetxVerdict::Inferred;
     const bool end_known = fit.end == probe::ScheduleEnd::Confirmed || fit.end == probe::ScheduleEnd::PeerRst;
     if (fit.retransmissions == 0 && end_known && fit.missing.empty()) return RetxVerdict::NoRetransmission;
-    if (fit.fitted && end_known && !fit.linux_like && !fit.linux_mismatch.empty() && fit.copies_sent) return RetxVerdict::Measured;
-    if (fit.fitted && end_known && fit.family != "" && fit.family != "Linux" && fit.copy_index.size() > 2)
-        return RetxVerdict::Measured;
+    // A foreign schedule, described: its shape shown, its end seen, its count pinned.
+    if (fit.fitted && end_known && !fit.linux_like && fit.describable && fit.copies_sent) return RetxVerdict::Measured;
     return RetxVerdict::Inconclusive;
 }
 
@@ -171,17 +192,28 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
         run["connect"] = connect_json(*f);
         runs.push_back(run);
     }
-    // All runs on one axis: the merged schedule is the one judged.
-    const probe::RetryRule rule = base.segment == probe::RetxSegment::SynAck ? probe::RetryRule::Count : probe::RetryRule::OrphanTime;
+    // SYN-ACK runs on one axis (the peer's timer starts when our SYN arrives and counts
+    // copies: every run has the same schedule); FIN runs vote (see vote()).
     probe::ScheduleEvidence merged_ev;
     probe::ScheduleFit merged;
     nlohmann::json merged_json = nullptr;
     if (!measured.empty()) {
-        merged_ev = probe::merge_evidence(aligned_runs(measured, base.tolerance), base.tolerance);
-        merged = measured.size() == 1 ? measured.front()->report().fit : probe::fit_schedule(merged_ev, base.tolerance, rule);
-        if (measured.size() == 1) merged_ev = measured.front()->report().evidence;
-        if (measured.size() > 1) {
+        if (measured.size() == 1) {
+            merged_ev = measured.front()->report().evidence;
+            merged = measured.front()->report().fit;
+        } else if (base.segment == probe::RetxSegment::SynAck) {
+            std::vector<probe::ScheduleEvidence> evs;
+            for (const auto* f : measured) evs.push_back(f->report().evidence);
+            merged_ev = probe::merge_evidence(evs, base.tolerance);
+            merged = probe::fit_schedule(merged_ev, base.tolerance, probe::RetryRule::Count);
             text += fmt::format("merged over {} runs:\n", measured.size());
+            text += schedule_text(merged_ev, merged, sysctl_for(base), what);
+        } else {
+            auto [speaker, fit] = vote(measured);
+            merged_ev = speaker->report().evidence;
+            merged = std::move(fit);
+            text += fmt::format("judged over {} runs (each connection has its own RTO), speaking: [{}]\n", measured.size(),
+                                speaker->tuple().local.port);
             text += schedule_text(merged_ev, merged, sysctl_for(base), what);
         }
         merged_json = schedule_json(merged_ev, merged, sysctl_for(base));

@@ -36,7 +36,10 @@ ScheduleEvidence RetransmitFlow::evidence(bool stopped_early) const {
     const Instant origin = *report_.origin;
     for (auto t : report_.times) ev.copies.push_back(t - origin);
     ev.origin_is_first_copy = cfg_.segment == RetxSegment::Fin;
-    ev.rtt = cfg_.segment == RetxSegment::Fin ? cres_.rtt : prober_.rtt();
+    // FIN: the connection's RTT bounds Linux's RTO; an RTT after a repeated SYN may be
+    // measured from the wrong SYN (Karn), so it is not used then.
+    const bool clean_rtt = cres_.rtt && !cres_.rtt_ambiguous && cres_.syns_sent == 1;
+    ev.rtt = cfg_.segment == RetxSegment::Fin ? (clean_rtt ? cres_.rtt : std::nullopt) : prober_.rtt();
     ev.probes = prober_.relative(origin);
     if (report_.rst_at) ev.peer_rst = *report_.rst_at - origin;
     ev.stopped_early = stopped_early;

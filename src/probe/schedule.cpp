@@ -267,6 +267,9 @@ void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleE
     auto miss = [&](std::string s) { f.linux_mismatch.push_back(std::move(s)); };
     const bool shape_ok = m.kind == Backoff::Doubling || (rule == RetryRule::SynTime && m.kind == Backoff::Linear);
     if (!shape_ok) miss(fmt::format("backoff is {}, Linux doubles", to_string(m.kind)));
+    // An RTT-based initial RTO is a range, not a value: the doubling itself must be seen.
+    if (rule == RetryRule::OrphanTime && f.gaps.size() < 2)
+        miss("fewer than three copies: the doubling is not shown (a FIN RTO is a range, not a value)");
     if (rule == RetryRule::OrphanTime) {
         // RTO = SRTT + max(RTTVAR term, 200 ms): at least 200 ms, a few RTTs above it at most.
         const Duration lo = 200ms - tol.for_gap(200ms);
@@ -375,6 +378,7 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
     // Where the end lies in the model: the peer gives up at the expiry after its last
     // copy; the expiry must fall after the last sign of life and by the first of death.
     const Duration zero_at = c.front() - base;  // the original's time on the axis
+    bool end_at_expiry = false;
     if (f.gone_by && f.held_until) {
         std::vector<unsigned> fits;
         for (unsigned r = last; r < last + 8; ++r) {
@@ -383,6 +387,7 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
             if (expiry + slack >= *f.held_until && expiry <= *f.gone_by + slack) fits.push_back(r);
         }
         if (fits.size() == 1) {
+            end_at_expiry = true;
             f.copies_sent = fits.front();
             f.give_up_after = m.span(0, *f.copies_sent + 1);
             for (unsigned k = last + 1; k <= *f.copies_sent; ++k) {
@@ -392,6 +397,12 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
                     "copy #{} missing at ~{:.3f} s, probably lost: the peer still held the state at {:.3f} s", k, secs(at),
                     secs(*f.held_until)));
             }
+        } else if (fits.empty() && *f.gone_by + tol.for_gap(m.gap(last + 1)) / 2 < zero_at + m.span(0, last + 1)) {
+            // Gone before its next copy was due: every copy was seen; it did not wait for
+            // an expiry to give up (not Linux's way).
+            f.copies_sent = last;
+            f.notes.push_back(fmt::format("the peer gave up between {:.3f} s and {:.3f} s, before its next copy was due "
+                                          "and at no expiry of the model", secs(*f.held_until), secs(*f.gone_by)));
         } else if (fits.empty()) {
             f.notes.push_back(fmt::format("the peer gave up between {:.3f} s and {:.3f} s, at no expiry of this model",
                                           secs(*f.held_until), secs(*f.gone_by)));
@@ -404,6 +415,9 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
     f.next_gap = m.gap((f.copies_sent ? *f.copies_sent : last) + 1);
 
     check_linux(f, m, rule, ev, tol);
+    if (f.copies_sent && !end_at_expiry)
+        f.linux_mismatch.push_back("the peer gave up before its next copy was due, at no model expiry "
+                                   "(Linux gives up exactly one RTO after its last copy)");
     f.linux_like = f.linux_mismatch.empty();
     if (f.linux_like) {
         f.inferred_retries = linux_setting(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1));
@@ -412,12 +426,28 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
             f.linux_mismatch.push_back("the give-up time matches no value of the Linux setting");
         }
     }
+    // A described foreign schedule needs its shape shown, and, without an anchor for the
+    // original copy, no Linux schedule that lost its first copies may look the same.
+    bool origin_doubt = false;
+    if (ev.origin_is_first_copy && m.kind == Backoff::Doubling && rule == RetryRule::OrphanTime) {
+        for (int k = 1; k <= 4 && !origin_doubt; ++k) {
+            const Duration r = m.r0 / (1 << k);
+            origin_doubt = r >= 200ms - tol.for_gap(200ms) && r <= 200ms + (ev.rtt ? *ev.rtt * 4 : 0ms) + tol.for_gap(200ms) + 50ms;
+        }
+        if (origin_doubt)
+            f.notes.push_back("the first copy seen may not be the original: a Linux RTO doubled by lost first copies "
+                              "would look the same");
+    }
+    f.describable = f.gaps.size() >= 2 && !origin_doubt;
     if (f.linux_like) {
         f.family = "Linux";
         f.family_matched = {fmt::format("initial RTO {:.3f} s", secs(m.r0)), std::string(to_string(m.kind)),
                             "gave up at the expiry after its last copy, silently"};
-    } else {
+    } else if (f.describable) {
         match_family(f, m, rule);
+    } else {
+        f.family_mismatched.push_back(f.gaps.size() < 2 ? "one gap shows no backoff: no family named"
+                                                        : "the original copy is not certain: no family named");
     }
     return f;
 }

@@ -139,6 +139,10 @@ struct ScheduleFit {
     std::vector<std::string> family_matched;
     std::vector<std::string> family_mismatched;
     std::vector<std::string> notes;         ///< "copy #2 missing at ~3.0 s, probably lost", ...
+    /// The schedule can be described as a stack's own: at least two observed gaps (one gap
+    /// shows no backoff), and no doubt that the first copy seen was the original (with no
+    /// anchor, a doubling schedule whose first copies were lost looks like a slower stack).
+    bool describable = false;
 };
 
 /// Fits the evidence. `rule` selects Linux's signature and setting; `max_rto` caps gaps.
