@@ -30,6 +30,13 @@ void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out
     const bool bare_syn = seg.has(flag::syn) && !seg.has_any(flag::ack | flag::rst);
     if (bare_syn && (!client_isn_ || seg.seq == *client_isn_)) {
         const bool first = !client_isn_;
+        if (report_.syn_times.size() >= cfg_.max_syns) {
+            if (!concluded_) {
+                anomaly(t, fmt::format("more than {} SYNs: a flood, not a retransmission schedule", cfg_.max_syns), out);
+                conclude(t, "flood", out);
+            }
+            return;
+        }
         report_.syn_times.push_back(t);
         if (cfg_.answer == ListenAnswer::None) replan();
         if (first) {
@@ -132,7 +139,7 @@ void ListenFlow::conclude(Instant now, std::string end, Outbox& out) {
     if (concluded_) return;
     concluded_ = true;
     report_.end = std::move(end);
-    report_.evidence = evidence(report_.end == "max-wait");
+    report_.evidence = evidence(report_.end == "max-wait" || report_.end == "flood");
     if (report_.end == "rst") report_.evidence.peer_rst = now - report_.syn_times.front();
     report_.probes_sent = prober_.probes_sent();
     if (!report_.syn_times.empty()) {

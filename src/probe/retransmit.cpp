@@ -19,6 +19,11 @@ RetransmitFlow::RetransmitFlow(RetransmitConfig config)
     : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {}
 
 void RetransmitFlow::record(Instant t, Outbox& out) {
+    if (report_.times.size() >= cfg_.max_copies) {
+        anomaly(t, fmt::format("more than {} copies: a flood, not a retransmission schedule", cfg_.max_copies), out);
+        conclude(t, "flood", out);
+        return;
+    }
     report_.times.push_back(t);
     const std::size_t n = report_.times.size();
     if (n == 1) {
@@ -189,7 +194,8 @@ void RetransmitFlow::conclude(Instant now, std::string end, Outbox& out) {
     if (concluded_) return;
     concluded_ = true;
     report_.end = std::move(end);
-    const bool stopped = report_.end == "max-wait" || report_.end == "no-fin" || report_.end == "interrupted";
+    const bool stopped = report_.end == "max-wait" || report_.end == "no-fin" || report_.end == "interrupted" ||
+                         report_.end == "flood";
     report_.evidence = evidence(stopped);
     report_.probes_sent = prober_.probes_sent();
     report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, rule());

@@ -223,3 +223,26 @@ TEST_CASE("listen --answer synack: the client's connection completes against our
     CHECK(flow.report().end == "closed");
     CHECK(flow.report().syn_times.size() == 1);
 }
+
+TEST_CASE("retransmit synack: a peer flooding SYN-ACK copies ends the run at 64 copies, a flood, not a schedule") {
+    probe::RetransmitFlow flow(config(probe::RetxSegment::SynAck));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_peer_hook([](Sim& s, Instant t, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (!seg.has(wire::flag::syn)) return std::nullopt;
+        tcb::Actions a = s.peer().on_segment(t, seg);
+        std::vector<wire::Segment> copies;
+        for (const auto& x : a)
+            if (const auto* send = std::get_if<tcb::SendSegment>(&x))
+                for (int i = 0; i < 1000; ++i) copies.push_back(send->segment);
+        return copies;
+    });
+    sim.run(10s);
+    const auto& r = flow.report();
+    CHECK(r.end == "flood");
+    CHECK(r.times.size() == 64);
+    CHECK_FALSE(r.fit.inferred_retries);
+    CHECK(flow.done());
+    CHECK_FALSE(r.fit.linux_like);
+    REQUIRE_FALSE(flow.connect_result().anomalies.empty());
+    CHECK(flow.connect_result().anomalies.back() == "more than 64 copies: a flood, not a retransmission schedule");
+}

@@ -32,6 +32,7 @@ struct ListenConfig {
     ListenAnswer answer = ListenAnswer::None;
     Tolerance tolerance;
     LivenessConfig liveness;
+    std::size_t max_syns = 64;   ///< more is a flood, not a SYN schedule: the client is done
 };
 
 struct ListenReport {
@@ -39,7 +40,7 @@ struct ListenReport {
     wire::OptionList syn_options;       ///< options of its first SYN
     std::uint16_t syn_window = 0;
     std::uint8_t syn_ttl = 0;
-    std::string end = "pending";        ///< silence, confirmed, rst, closed, max-wait, interrupted
+    std::string end = "pending";        ///< silence, confirmed, rst, closed, max-wait, interrupted, flood
     ScheduleEvidence evidence;          ///< relative to the first SYN, with the liveness probes
     ScheduleFit fit;
     unsigned probes_sent = 0;

@@ -36,12 +36,15 @@ struct RetransmitConfig {
     Tolerance tolerance;
     LivenessConfig liveness;
     bool cleanup = true;
+    /// More copies than this is a flood, not a schedule (no stack retransmits so often):
+    /// the run ends, and the fitting (which grows with the copies) stays bounded.
+    std::size_t max_copies = 64;
 };
 
 struct RetransmitReport {
     std::vector<Instant> times;       ///< original transmission, then each retransmission (capture)
     std::optional<Instant> rst_at;    ///< a RST from the peer ended it
-    std::string end = "pending";      ///< rst, confirmed, silence, max-wait, interrupted, no-fin (pending: never connected)
+    std::string end = "pending";      ///< rst, confirmed, silence, max-wait, interrupted, no-fin, flood (pending: never connected)
     std::optional<Instant> origin;    ///< synack: our SYN the peer answered; fin: the first FIN
     ScheduleEvidence evidence;        ///< on the origin's axis, with the liveness probes
     ScheduleFit fit;
