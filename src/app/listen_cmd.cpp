@@ -101,7 +101,9 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
 
     std::string text = fmt::format("\n--- listen {} (answer {}) ---\n", o.endpoint, o.answer);
     auto list = nlohmann::json::array();
-    bool any_inferred = false, any_retx = false;
+    // The most telling client decides (inferred, then measured, no-retransmission,
+    // inconclusive); answered clients were only observed.
+    std::optional<ScheduleVerdict> best;
     for (const auto* c : clients) {
         const auto& r = c->report();
         std::string who = fmt::format("{}:{}", to_string(c->tuple().remote.addr), c->tuple().remote.port);
@@ -120,10 +122,13 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
                   {"anomalies", c->connect_result().anomalies}});
         if (answer != probe::ListenAnswer::None) j["inferred"] = nullptr;  // the schedule was cut short by our answer
         list.push_back(j);
-        any_inferred |= answer == probe::ListenAnswer::None && r.fit.inferred_retries.has_value();
-        any_retx |= r.fit.retransmissions > 0;
+        if (answer == probe::ListenAnswer::None) {
+            const ScheduleVerdict v = judge_schedule(r.fit);
+            j["verdict"] = to_string(v);
+            if (!best || static_cast<int>(v) < static_cast<int>(*best)) best = v;
+        }
     }
-    std::string verdict = clients.empty() ? "no-client" : any_inferred ? "inferred" : any_retx ? "measured" : "observed";
+    std::string verdict = clients.empty() ? "no-client" : best ? std::string(to_string(*best)) : "observed";
     if (clients.empty()) text += "no client connected\n";
     text += fmt::format("verdict {}\n", verdict);
     if (stats.interrupted) text += "interrupted\n";
@@ -138,7 +143,7 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
                               {"inferred", list.empty() ? nlohmann::json(nullptr) : list[0]["inferred"]}};
     renderer->summary(text, summary);
     if (stats.interrupted) return exit_status::interrupted;
-    return clients.empty() ? 2 : 0;
+    return clients.empty() ? 2 : best ? exit_for(*best) : 0;
 }
 
 }  // namespace tcpprobe::app

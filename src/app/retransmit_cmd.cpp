@@ -100,37 +100,6 @@ std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vect
     return {speaker, fit};
 }
 
-enum class RetxVerdict { Inferred, Measured, NoRetransmission, Inconclusive };
-
-RetxVerdict judge(const probe::ScheduleFit& fit) {
-    if (fit.inferred_retries) return RetxVerdict::Inferred;
-    const bool end_known = fit.end == probe::ScheduleEnd::Confirmed || fit.end == probe::ScheduleEnd::PeerRst;
-    if (fit.retransmissions == 0 && end_known && fit.missing.empty()) return RetxVerdict::NoRetransmission;
-    // A foreign schedule, described: its shape shown, its end seen, its count pinned.
-    if (fit.fitted && end_known && !fit.linux_like && fit.describable && fit.copies_sent) return RetxVerdict::Measured;
-    return RetxVerdict::Inconclusive;
-}
-
-std::string_view to_string(RetxVerdict v) {
-    switch (v) {
-        case RetxVerdict::Inferred: return "inferred";
-        case RetxVerdict::Measured: return "measured";
-        case RetxVerdict::NoRetransmission: return "no-retransmission";
-        case RetxVerdict::Inconclusive: return "inconclusive";
-    }
-    return "?";
-}
-
-int exit_for(RetxVerdict v) {
-    switch (v) {
-        case RetxVerdict::Inferred:
-        case RetxVerdict::Measured: return 0;
-        case RetxVerdict::NoRetransmission: return 1;
-        case RetxVerdict::Inconclusive: return 2;
-    }
-    return exit_status::internal;
-}
-
 }  // namespace
 
 int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
@@ -242,15 +211,15 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
         verdict = std::string(probe::to_string(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect));
         code = probe::exit_code(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
     } else {
-        RetxVerdict v = judge(merged);
+        ScheduleVerdict v = judge_schedule(merged);
         verdict = std::string(to_string(v));
         code = exit_for(v);
-        if (v == RetxVerdict::NoRetransmission) {
+        if (v == ScheduleVerdict::NoRetransmission) {
             text += fmt::format("no retransmission of the {}: the peer dropped the state after its first copy. Likely causes:\n", what);
             for (const auto& c : no_retransmission_causes(base)) text += fmt::format("  - {}\n", c);
             merged_json["no_retransmission_causes"] = no_retransmission_causes(base);
         }
-        if (v == RetxVerdict::Inconclusive)
+        if (v == ScheduleVerdict::Inconclusive)
             text += fmt::format("inconclusive: {} copies seen over {} run(s), {} liveness probe(s) sent; the end of the schedule "
                                 "could not be pinned (see the notes above)\n",
                                 merged_ev.copies.size(), measured.size(), merged_ev.probes.size());

@@ -263,6 +263,28 @@ bool applies(const Family& f, RetryRule rule) {
     return false;
 }
 
+/// Whether a Linux-shaped model, from any starting copy and with up to two lost copies
+/// per gap, explains the observed copies too.
+bool linux_explains(const std::vector<Duration>& c, const Model& fitted, RetryRule rule, const Tolerance& tol, Duration cap) {
+    std::vector<Model> linux;
+    switch (rule) {
+        case RetryRule::Count:
+            linux.push_back({Backoff::Doubling, 1s, 1, cap});
+            break;
+        case RetryRule::SynTime:
+            for (std::size_t l = 1; l <= 8; ++l) linux.push_back({l == 1 ? Backoff::Doubling : Backoff::Linear, 1s, l, cap});
+            break;
+        case RetryRule::OrphanTime:
+            // The RTO is RTT-based: the fitted one halved once or more (lost first copies).
+            for (int k = 1; k <= 4; ++k) linux.push_back({Backoff::Doubling, fitted.r0 / (1 << k), 1, cap});
+            break;
+    }
+    for (const Model& m : linux)
+        for (unsigned start = 0; start <= 3; ++start)
+            if (align(c, m, start, tol)) return true;
+    return false;
+}
+
 void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleEvidence& ev, const Tolerance& tol) {
     auto miss = [&](std::string s) { f.linux_mismatch.push_back(std::move(s)); };
     const bool shape_ok = m.kind == Backoff::Doubling || (rule == RetryRule::SynTime && m.kind == Backoff::Linear);
@@ -285,8 +307,23 @@ void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleE
     if (f.end == ScheduleEnd::PeerRst) miss("the peer ended with a RST; Linux gives up silently");
     if (f.end == ScheduleEnd::Silence) miss("the end was not confirmed: the peer answered none of the liveness probes");
     if (f.end == ScheduleEnd::Open) miss("the end was not seen");
-    if (f.end == ScheduleEnd::Confirmed && !f.copies_sent)
+    if (f.end == ScheduleEnd::Confirmed && !f.copies_sent && !(rule == RetryRule::SynTime && f.time_pinned))
         miss("the end falls on no single model expiry (Linux gives up exactly one RTO after its last copy)");
+}
+
+/// A client's SYN: Linux stops at the first expiry at or after (2^(N+1) - 1) s from its
+/// first SYN, whatever its copies (lost ones included) were. The give-up bracket pins N
+/// when exactly one limit falls in it (the expiry lags the limit by at most one 1 s gap).
+std::optional<unsigned> syn_limit_in(Duration held, Duration gone, const Tolerance& tol) {
+    std::optional<unsigned> n;
+    for (unsigned b = 0; b < 12; ++b) {
+        const Duration limit = model_timeout(b, 1s);
+        if (limit + 1s + tol.floor > held && limit <= gone + tol.for_gap(1s)) {
+            if (n) return std::nullopt;
+            n = b;
+        }
+    }
+    return n;
 }
 
 void match_family(ScheduleFit& f, const Model& m, RetryRule rule) {
@@ -414,30 +451,32 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
     }
     f.next_gap = m.gap((f.copies_sent ? *f.copies_sent : last) + 1);
 
+    if (rule == RetryRule::SynTime && f.end == ScheduleEnd::Confirmed && f.gone_by && f.held_until)
+        f.time_pinned = syn_limit_in(*f.held_until - zero_at, *f.gone_by - zero_at, tol);
     check_linux(f, m, rule, ev, tol);
     if (f.copies_sent && !end_at_expiry)
         f.linux_mismatch.push_back("the peer gave up before its next copy was due, at no model expiry "
                                    "(Linux gives up exactly one RTO after its last copy)");
     f.linux_like = f.linux_mismatch.empty();
-    if (f.linux_like) {
+    if (f.linux_like && f.time_pinned) {
+        // A client's SYN: the rule is a time limit, so the give-up time is the evidence
+        // (the copies' count depends on the linear phase and on copies lost at the end).
+        f.inferred_retries = f.time_pinned;
+    } else if (f.linux_like) {
         f.inferred_retries = linux_setting(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1));
         if (!f.inferred_retries) {
             f.linux_like = false;
             f.linux_mismatch.push_back("the give-up time matches no value of the Linux setting");
         }
     }
-    // A described foreign schedule needs its shape shown, and, without an anchor for the
-    // original copy, no Linux schedule that lost its first copies may look the same.
-    bool origin_doubt = false;
-    if (ev.origin_is_first_copy && m.kind == Backoff::Doubling && rule == RetryRule::OrphanTime) {
-        for (int k = 1; k <= 4 && !origin_doubt; ++k) {
-            const Duration r = m.r0 / (1 << k);
-            origin_doubt = r >= 200ms - tol.for_gap(200ms) && r <= 200ms + (ev.rtt ? *ev.rtt * 4 : 0ms) + tol.for_gap(200ms) + 50ms;
-        }
-        if (origin_doubt)
-            f.notes.push_back("the first copy seen may not be the original: a Linux RTO doubled by lost first copies "
-                              "would look the same");
-    }
+    // A described foreign schedule needs its shape shown, and no Linux schedule that lost
+    // copies may explain the same copies: without an anchor for the original (a FIN, a
+    // client's SYN), a Linux schedule whose first or middle copies were lost can look like
+    // a slower or flatter stack.
+    const bool origin_doubt = !f.linux_like && (ev.origin_is_first_copy || rule != RetryRule::Count) &&
+                              linux_explains(c, m, rule, tol, max_rto);
+    if (origin_doubt)
+        f.notes.push_back("a Linux schedule that lost copies on the path would look the same: no other stack is named");
     f.describable = f.gaps.size() >= 2 && !origin_doubt;
     if (f.linux_like) {
         f.family = "Linux";

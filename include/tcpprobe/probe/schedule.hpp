@@ -129,6 +129,7 @@ struct ScheduleFit {
     std::optional<Duration> held_until;     ///< latest evidence the state was still held
     std::optional<Duration> gone_by;        ///< earliest evidence it was gone
     std::optional<unsigned> copies_sent;    ///< the peer's retransmissions, lost ones included (when the end pins it)
+    std::optional<unsigned> time_pinned;    ///< client SYN: tcp_syn_retries from the give-up time alone
     std::optional<Duration> give_up_after;  ///< first copy to the peer giving up (model)
 
     // Linux or not.
