@@ -170,7 +170,11 @@ std::string method_line(const probe::TwDuration& d) {
                                d.engine().probes());
         case probe::TwCheck::Unchecked:
             return d.method() == probe::TwMethod::Lifetime
-                       ? fmt::format("duration: one probe per connection ({} connections)", d.engine().probes())
+                       ? fmt::format("duration: one probe per connection ({} connections); the series' end {}, "
+                                     "which loss can produce: the connections probed once give the answer",
+                                     d.engine().probes(),
+                                     d.series_end_confirmed() ? "was not near any connection probed once"
+                                                              : "was a silence, not a RST")
                        : fmt::format("duration: series of {} probes; not checked (no connection probed once could tell "
                                      "whether they restart the timer)",
                                      kind);
@@ -184,7 +188,10 @@ std::string kinds_line(const probe::TwDuration& d) {
     std::string out = "probe kinds:";
     for (probe::TwProbe p : probe::tw_probes) {
         const auto& k = d.kind_info(p);
-        out += fmt::format(" {} {}", probe::to_string(p), !k.answered ? "not tried" : *k.answered ? "answered" : "not answered");
+        out += fmt::format(" {} {}", probe::to_string(p),
+                           !k.answered  ? std::string("not tried")
+                           : *k.answered ? std::string("answered")
+                                         : fmt::format("not answered ({} copies)", k.copies));
         if (k.restarts) out += *k.restarts ? " (restarts the timer)" : " (does not restart the timer)";
         out += p == probe::TwProbe::Ack ? "" : ";";
     }
@@ -214,7 +221,8 @@ void duration_json(const probe::TimeWaitFlow& f, nlohmann::json& t) {
     for (probe::TwProbe p : probe::tw_probes)
         kinds.push_back({{"kind", probe::to_string(p)},
                          {"answered", opt_json(d.kind_info(p).answered)},
-                         {"restarts", opt_json(d.kind_info(p).restarts)}});
+                         {"restarts", opt_json(d.kind_info(p).restarts)},
+                         {"copies", d.kind_info(p).copies}});
     auto probes = nlohmann::json::array();
     for (const auto& m : d.members())
         probes.push_back({{"sport", m.port},

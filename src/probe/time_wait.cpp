@@ -70,10 +70,11 @@ constexpr std::uint32_t ts_offset = 1000;
 
 TwDuration::TwDuration(TwDurationConfig cfg) : cfg_(cfg), engine_(cfg.lifetime) {}
 
-void TwDuration::tried(TwProbe kind, bool answered, Duration first_offset) {
+void TwDuration::tried(TwProbe kind, bool answered, Duration first_offset, unsigned copies) {
     if (done_) return;
     const bool first_kind = std::none_of(std::begin(kinds_), std::end(kinds_), [](const TwKind& k) { return k.answered; });
     kinds_[static_cast<std::size_t>(kind)].answered = answered;
+    kinds_[static_cast<std::size_t>(kind)].copies = copies;
     if (!answered || kind_) return;
     kind_ = kind;
     series_running_ = true;
@@ -163,10 +164,14 @@ void TwDuration::finish(TwMethod m) {
 
 // The series and the connections probed once, compared. Two connections that began
 // TIME-WAIT together end it at most `slack` apart (plus 10 % for long ones), so:
-//   * one probed once was gone (or fell silent) while the series connection still
-//     answered more than that later: the series' probes keep its state alive;
-//   * one probed once was still there no further below the series' last answer than
-//     the coarse spacing there (plus the slack): the series is confirmed.
+//   * one probed once was gone (a RST; or the coarse round ended in silence, two
+//     connections in a row) while the series connection still answered more than that
+//     later: the series' probes keep its state alive;
+//   * the series' end was confirmed by a RST, and one probed once was still there no
+//     further below the series' last answer than the coarse spacing there (plus the
+//     slack): the series is confirmed.
+// A series that ended in silence proves nothing (loss can take the last answers and
+// every copy): the connections probed once then give the answer.
 void TwDuration::decide() {
     if (done_) return;
     if (abandoned_) {
@@ -176,13 +181,15 @@ void TwDuration::decide() {
     if (!kind_) return;
     auto tolerance = [&](Duration d) { return std::max(cfg_.slack, d / 10); };
     const LifetimeBracket b = engine_.bracket();
+    const bool coarse_over = engine_.stage() != LifetimeEngine::Stage::Coarse;
     std::optional<Duration> member_alive;
     for (const auto& m : members_)
         if (m.result == Liveness::Alive && (!member_alive || m.offset > *member_alive)) member_alive = m.offset;
 
-    if (check_ != TwCheck::Extended && series_last_alive_ && b.upper() && *b.upper() + tolerance(*b.upper()) < *series_last_alive_) {
+    const std::optional<Duration> against = b.gone ? b.gone : coarse_over ? b.silent : std::nullopt;
+    if (check_ != TwCheck::Extended && series_last_alive_ && against && *against + tolerance(*against) < *series_last_alive_) {
         check_ = TwCheck::Extended;
-        check_offset_ = b.upper();
+        check_offset_ = against;
         check_by_silence_ = !b.gone;
     }
     if (!cfg_.controls) {
@@ -192,30 +199,29 @@ void TwDuration::decide() {
         }
         return;
     }
+    const bool engine_done = engine_.stage() == LifetimeEngine::Stage::Done;
     if (check_ == TwCheck::Extended || check_ == TwCheck::Inconsistent) {
-        if (engine_.stage() == LifetimeEngine::Stage::Done) finish(TwMethod::Lifetime);
+        if (engine_done) finish(TwMethod::Lifetime);
         return;
     }
     if (!series_over_) return;  // the series may still end, or be found extended
 
-    const Duration last = *series_last_alive_;
-    const auto& cfg = engine_.config();
-    const Duration spacing = std::max(cfg.min_step, last * cfg.growth_pct / 100);
-    if (member_alive && *member_alive + spacing + tolerance(last) >= last) {
-        check_ = TwCheck::Confirmed;
-        check_offset_ = member_alive;
-        finish(TwMethod::Series);
-        return;
+    if (series_confirmed_ || series_at_max_) {
+        const Duration last = *series_last_alive_;
+        const auto& cfg = engine_.config();
+        const Duration spacing = std::max(cfg.min_step, last * cfg.growth_pct / 100);
+        if (member_alive && *member_alive + spacing + tolerance(last) >= last) {
+            check_ = TwCheck::Confirmed;
+            check_offset_ = member_alive;
+            finish(TwMethod::Series);
+            return;
+        }
     }
-    if (engine_.stage() != LifetimeEngine::Stage::Done) return;  // more evidence to come
-    // No connection probed once near the series' end could tell (they failed, or fell
-    // silent): the engine's own bracket, when it has one, is the proven answer.
-    if (b.closed() && b.consistent()) {
-        finish(TwMethod::Lifetime);
-        return;
-    }
+    if (!engine_done) return;  // more evidence to come
+    // Nothing confirmed the series (it ended in silence, or no connection probed once
+    // near its end could tell): the engine's bracket, when it has one, is the answer.
     check_ = TwCheck::Unchecked;
-    finish(TwMethod::Series);
+    finish(b.closed() && b.consistent() ? TwMethod::Lifetime : TwMethod::Series);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -571,13 +577,13 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
         case Purpose::Learn:
             if (rst) {
                 // A closed port's answer: the socket is gone, there is no TIME-WAIT to measure.
-                d->tried(*e.kind, false, since_tw(e.sent.front()));
+                d->tried(*e.kind, false, since_tw(e.sent.front()), static_cast<unsigned>(e.sent.size()));
                 report_.answer = flags;
                 note(t, fmt::format("{} drew a RST: no TIME-WAIT on this 4-tuple", to_string(*e.kind)), out);
                 conclude(t, "no-time-wait", out);
                 return;
             }
-            d->tried(*e.kind, true, since_tw(e.sent.front()));
+            d->tried(*e.kind, true, since_tw(e.sent.front()), static_cast<unsigned>(e.sent.size()));
             report_.last_alive = e.sent.front();
             d->series_alive(since_tw(e.sent.front()));
             note(t, fmt::format("the TIME-WAIT answers {}: probing every {:.0f} ms with it", to_string(*e.kind),
@@ -657,7 +663,7 @@ void TimeWaitFlow::on_silence(Instant now, Outbox& out) {
     TwDuration* d = cfg_.duration.get();
     switch (e.purpose) {
         case Purpose::Learn:
-            d->tried(*e.kind, false, since_tw(e.sent.front()));
+            d->tried(*e.kind, false, since_tw(e.sent.front()), static_cast<unsigned>(e.sent.size()));
             if (learn_index_ + 1 < std::size(tw_probes)) {
                 learn(now, learn_index_ + 1, out);
                 return;

@@ -502,6 +502,31 @@ TEST_CASE("time-wait duration: a lost answer is retried, not taken for the end")
     CHECK(abs_d(*run.flow->duration() - 40s) <= 500ms + 2 * one_way);
 }
 
+TEST_CASE("time-wait duration: a series whose last answers and every copy were lost ends in silence; the connections probed once answer") {
+    // Linux, 20 s; everything the server sends to the series connection from 10 s to
+    // 16 s is lost: the series' probe, its copies and the ACK probe all go unanswered.
+    TwModelConfig m;
+    m.time_wait = 20s;
+    DurationRun run(m);
+    run.net.set_drop([&](const Segment& s) {
+        const TwModel* tw = run.net.model(40000);
+        if (s.dst.port != 40000 || !tw) return false;
+        const Duration since = run.net.now() - tw->start();
+        return since >= 10s && since < 16s;
+    });
+    run.net.run(120s);
+    INFO(run.trace());
+    const auto& r = run.flow->report();
+    CHECK(r.outcome == "observed");  // the engine's end, confirmed by a RST
+    CHECK(run.d->series_reached_max() == false);
+    CHECK_FALSE(run.d->series_end_confirmed());
+    CHECK(run.d->check() == probe::TwCheck::Unchecked);
+    CHECK(run.d->method() == probe::TwMethod::Lifetime);
+    CHECK_FALSE(run.d->kind_info(probe::TwProbe::FinNoAck).restarts);  // nothing shows either way
+    check_bracket(run, 20s);
+    CHECK(r.unanswered >= 6);
+}
+
 TEST_CASE("time-wait duration: a TIME-WAIT longer than --max-duration is longer-than-max, checked by the connection probed at max") {
     auto c = config(TwTest::Duration);
     c.max_duration = 20s;

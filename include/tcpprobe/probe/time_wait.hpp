@@ -23,7 +23,8 @@
 //             there shortly before the series' end confirms the series, whose finer
 //             result is kept. The series' end is the first probe left unanswered after
 //             its retries, confirmed by the ACK probe, which a closed socket answers
-//             with RST.
+//             with RST; an end that is only a silence is not trusted (loss can take
+//             every copy), the engine answers then.
 //   reuse     a new SYN with a higher or lower ISN than the old connection's SND.NXT,
 //             with a newer, older or no timestamp: accepted (SYN-ACK, whose ISN Linux
 //             derives from the old one: old SND.NXT + 65537) or refused (ACK).
@@ -75,6 +76,7 @@ inline constexpr TwProbe tw_probes[] = {TwProbe::FinNoAck, TwProbe::RetxFin, TwP
 struct TwKind {
     std::optional<bool> answered;
     std::optional<bool> restarts;
+    unsigned copies = 0;  ///< sent while learning: a "not answered" after this many
 };
 
 /// One connection of the lifetime engine and its one probe.
@@ -112,7 +114,7 @@ public:
     /// A kind was tried: answered or not. `first_offset`: its first copy, since the
     /// series connection's TIME-WAIT began (a first answer is safe evidence: nothing
     /// before it can have restarted the timer).
-    void tried(TwProbe kind, bool answered, Duration first_offset);
+    void tried(TwProbe kind, bool answered, Duration first_offset, unsigned copies);
     /// The series connection knows no probe kind the peer answers (or found no TIME-WAIT):
     /// the measurement is over.
     void abandon();
