@@ -65,12 +65,16 @@ std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vect
         const bool agree = std::all_of(inferring.begin(), inferring.end(), [&](const auto* f) {
             return *f->report().fit.inferred_retries == *fit.inferred_retries;
         });
+        // One run alone is not enough: a run that lost copies at the end can pin the wrong
+        // expiry; two runs that agree cannot both have been misled the same way by chance.
+        const bool enough = inferring.size() >= std::min<std::size_t>(2, runs.size());
         fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}", inferring.size(), runs.size(),
-                                        agree ? "; they agree" : ", and they disagree"));
-        if (!agree) {
+                                        !agree ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough"));
+        if (!agree || !enough) {
             fit.inferred_retries.reset();
             fit.linux_like = false;
-            fit.linux_mismatch.push_back("the runs infer different values");
+            fit.linux_mismatch.push_back(agree ? "only one run carries Linux's signature" : "the runs infer different values");
+            fit.copies_sent.reset();
         }
         return {inferring.front(), fit};
     }
@@ -212,6 +216,10 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
         code = probe::exit_code(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
     } else {
         ScheduleVerdict v = judge_schedule(merged);
+        // "No retransmission" is a claim about the peer: every run must show it.
+        if (v == ScheduleVerdict::NoRetransmission &&
+            std::any_of(measured.begin(), measured.end(), [](const auto* f) { return f->report().times.size() > 1; }))
+            v = ScheduleVerdict::Inconclusive;
         verdict = std::string(to_string(v));
         code = exit_for(v);
         if (v == ScheduleVerdict::NoRetransmission) {

@@ -66,6 +66,7 @@ tcb::TcbConfig make_tcb_config(const SynPlan& p, wire::FourTuple tuple, const st
     int mtu = io::interface_mtu(interface).value_or(1500);
     auto default_mss = static_cast<std::uint16_t>(std::clamp(mtu - 40, 88, 65495));
     c.syn_options = syn_option_list(p, default_mss);
+    c.mtu = static_cast<std::uint32_t>(std::max(mtu, 68));  // no segment of ours is larger
     // Linux's initial receive window for a 1460-byte MSS; scaled receive windows grow it.
     c.rcv_wnd = p.window.value_or(64240);
     if (p.wscale) c.rcv_wnd = std::uint32_t{p.window.value_or(64240)} << *p.wscale;

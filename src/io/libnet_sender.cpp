@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <stdexcept>
 
 #include <fmt/format.h>
 
@@ -45,6 +46,10 @@ void LibnetSender::send(const wire::Segment& s) {
     if (!options) throw UsageError(fmt::format("TCP options: {}", options.error()));
     libnet_clear_packet(l_);
     const auto opt_len = static_cast<std::uint32_t>(options->size());
+    // The TCB cuts data to the link MTU; a larger segment here is a bug, and its length
+    // must not wrap the 16-bit IP and TCP length fields.
+    if (s.payload.size() > 0xFFFF - LIBNET_IPV4_H - LIBNET_TCP_H - opt_len)
+        throw std::length_error(fmt::format("a segment with {} bytes of payload does not fit in one IPv4 packet", s.payload.size()));
     const auto payload_len = static_cast<std::uint32_t>(s.payload.size());
     if (opt_len > 0 && libnet_build_tcp_options(options->data(), opt_len, l_, 0) == -1)
         throw EnvironmentError(fmt::format("libnet_build_tcp_options: {}", libnet_geterror(l_)));

@@ -318,7 +318,10 @@ std::optional<unsigned> syn_limit_in(Duration held, Duration gone, const Toleran
     std::optional<unsigned> n;
     for (unsigned b = 0; b < 12; ++b) {
         const Duration limit = model_timeout(b, 1s);
-        if (limit + 1s + tol.floor > held && limit <= gone + tol.for_gap(1s)) {
+        // The give-up expiry lags the limit by at most one 1 s gap, and the probes after it
+        // follow within about 2 s: a gone seen much later speaks of a shifted origin (the
+        // client's first SYN lost), not of this limit.
+        if (limit + 1s + tol.floor > held && limit <= gone + tol.for_gap(1s) && gone <= limit + 3s) {
             if (n) return std::nullopt;
             n = b;
         }

@@ -16,6 +16,7 @@ using namespace tcpprobe::wire;
 namespace {
 constexpr std::uint16_t default_mss = 536;  // RFC 9293 §3.7.1: when the peer sends no MSS
 constexpr std::uint8_t max_wscale = 14;     // RFC 7323 §2.3
+constexpr std::uint32_t min_ipv4_mtu = 68;  // RFC 791: every IPv4 link carries 68 bytes
 
 std::string rcvd(const Segment& seg) { return "rcvd " + format_flags(seg.flags); }
 }  // namespace
@@ -148,6 +149,8 @@ void Tcb::cancel_timers(Actions& out) {
     rto_deadline_.reset();
     time_wait_deadline_.reset();
     retransmit_queue_.clear();
+    unsent_.clear();
+    fin_queued_ = false;
 }
 
 void Tcb::set_state(State to, std::string cause, Actions& out) {
@@ -212,17 +215,47 @@ Actions Tcb::send(Instant now, ByteVec data) {
         out.push_back(Note{fmt::format("send: not allowed in {}", state_)});
         return out;
     }
-    // Cut at the payload size the peer accepts; the peer's window is not enforced (a probe
-    // sends small requests, and a report should show what the peer does with them).
-    const std::size_t mss = std::max<std::size_t>(1, neg_.payload_per_segment());
+    // Cut at the payload size the peer accepts and the link carries; what the send window
+    // (the peer's window and max_segments_in_flight) does not take now waits in unsent_
+    // and goes as ACKs make room.
+    const std::size_t mss = neg_.payload_per_segment();
     for (std::size_t at = 0; at < data.size(); at += mss) {
         std::size_t n = std::min(mss, data.size() - at);
-        ByteVec chunk(data.begin() + static_cast<std::ptrdiff_t>(at), data.begin() + static_cast<std::ptrdiff_t>(at + n));
-        bool last = at + n == data.size();
-        queue_and_send(now, {snd.nxt, static_cast<std::uint16_t>(flag::ack | (last ? flag::psh : 0)), std::move(chunk)},
-                       SendReason::Data, out);
+        auto first = data.begin() + static_cast<std::ptrdiff_t>(at);
+        unsent_.push_back({ByteVec(first, first + static_cast<std::ptrdiff_t>(n)), at + n == data.size()});
     }
+    send_unsent(now, out);
     return out;
+}
+
+bool Tcb::may_send(std::size_t len) const {
+    // With nothing in flight one segment always goes, even into a zero window: it is the
+    // window probe RFC 9293 §3.8.6.1 asks for, and its retransmission timer repeats it.
+    if (retransmit_queue_.empty()) return true;
+    if (retransmit_queue_.size() >= max_segments_in_flight) return false;
+    return std::uint64_t{relative(snd.nxt, snd.una)} + len <= snd.wnd;
+}
+
+bool Tcb::send_unsent(Instant now, Actions& out) {
+    bool sent = false;
+    while (!unsent_.empty() && may_send(unsent_.front().data.size())) {
+        Unsent u = std::move(unsent_.front());
+        unsent_.pop_front();
+        const auto flags = static_cast<std::uint16_t>(flag::ack | (u.push ? flag::psh : 0));
+        queue_and_send(now, {snd.nxt, flags, std::move(u.data)}, SendReason::Data, out);
+        sent = true;
+    }
+    if (unsent_.empty() && fin_queued_) {
+        fin_queued_ = false;
+        send_fin(now, out);
+        sent = true;
+    }
+    return sent;
+}
+
+void Tcb::send_fin(Instant now, Actions& out) {
+    queue_and_send(now, {snd.nxt, flag::fin | flag::ack, {}}, SendReason::Fin, out);
+    fin_seq_ = snd.nxt - 1;
 }
 
 Actions Tcb::close(Instant now) {
@@ -234,15 +267,16 @@ Actions Tcb::close(Instant now) {
             break;
         case State::SynReceived:
         case State::Established:
-            queue_and_send(now, {snd.nxt, flag::fin | flag::ack, {}}, SendReason::Fin, out);
-            fin_seq_ = snd.nxt - 1;
-            set_state(State::FinWait1, "close: sent FIN", out);
+        case State::CloseWait: {
+            // §3.10.4: the FIN is queued until all preceding SENDs have been segmentized
+            // (and, here, sent); the state changes at once either way.
+            const bool now_sent = unsent_.empty();
+            if (now_sent) send_fin(now, out);
+            else fin_queued_ = true;
+            const std::string cause = now_sent ? "close: sent FIN" : "close: FIN queued behind unsent data";
+            set_state(state_ == State::CloseWait ? State::LastAck : State::FinWait1, cause, out);
             break;
-        case State::CloseWait:
-            queue_and_send(now, {snd.nxt, flag::fin | flag::ack, {}}, SendReason::Fin, out);
-            fin_seq_ = snd.nxt - 1;
-            set_state(State::LastAck, "close: sent FIN", out);
-            break;
+        }
         case State::Closed:
         case State::FinWait1:
         case State::FinWait2:
@@ -436,6 +470,8 @@ void Tcb::handle_synchronized(Instant now, const Segment& seg, Actions& out) {
     check_urg(seg, out);                           // sixth
     bool must_ack = process_text(seg, out);        // seventh
     must_ack |= process_fin(now, seg, out);        // eighth
+    // Data the ACK made room for goes now, and carries the acknowledgment itself.
+    if (send_unsent(now, out)) return;
     if (must_ack) send_ack(now, SendReason::Ack, out);
 }
 
@@ -746,7 +782,12 @@ void Tcb::negotiate(const Segment& syn) {
     neg_.peer_wscale.reset();
     snd_wscale_ = rcv_wscale_ = 0;
     if (auto m = find_option<opt::Mss>(syn.options)) neg_.peer_mss = m->value;
-    neg_.effective_mss = std::min<std::uint16_t>(neg_.peer_mss.value_or(default_mss), neg_.our_mss.value_or(0xFFFF));
+    // RFC 9293 §3.7.1: min(the peer's MSS or 536, ours), then the floor of min_send_mss
+    // (a peer may announce 0), then the link: IPv4 and TCP headers take 40 bytes of the
+    // MTU (68, IPv4's smallest, to 65535, its largest packet).
+    const std::uint16_t announced = std::min<std::uint16_t>(neg_.peer_mss.value_or(default_mss), neg_.our_mss.value_or(0xFFFF));
+    const auto link = static_cast<std::uint16_t>(std::clamp<std::uint32_t>(cfg_.mtu, min_ipv4_mtu, 65535) - 40);
+    neg_.effective_mss = std::min(std::max(announced, min_send_mss), link);
     auto peer_ws = find_option<opt::WindowScale>(syn.options);
     if (peer_ws) neg_.peer_wscale = peer_ws->shift;
     neg_.window_scaling = peer_ws && neg_.our_wscale;

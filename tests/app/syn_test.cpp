@@ -249,11 +249,18 @@ TEST_CASE("syn: make_tcb_config: the default MSS is the interface MTU minus 40")
     CHECK(wire::format_options(c.syn_options) == "mss 1460");
     CHECK(c.syn_window == 64240);
     CHECK(c.rcv_wnd == 64240);
+    CHECK(c.mtu == 1500);  // and what we send is cut to it, whatever MSS is announced
 
     SUBCASE("an explicit MSS wins") {
         o.mss = 536;
         auto d = app::make_tcb_config(plan_syn(o), tuple(), no_such_interface, rng);
         CHECK(wire::format_options(d.syn_options) == "mss 536");
+    }
+    SUBCASE("an MSS above the link's: announced as given, the link still bounds what we send") {
+        o.mss = 9000;
+        auto d = app::make_tcb_config(plan_syn(o), tuple(), no_such_interface, rng);
+        CHECK(wire::format_options(d.syn_options) == "mss 9000");
+        CHECK(d.mtu == 1500);
     }
     SUBCASE("extra flags and IP fields are carried over") {
         o.flags = "cwr";

@@ -545,9 +545,11 @@ def never_close_no_time_wait(c, tp, tmp):
     t0 = time.monotonic()
     r = run_json(c, tp, ["time-wait", target(PORT_NEVER_CLOSE), "--max-wait", "1s"])
     wall = time.monotonic() - t0
-    s, tests = require_summary(c, r, 1, "no-time-wait")
+    # The peer never closes: no TIME-WAIT could be set up (which loss alone could also
+    # cause), not a peer proven to hold none.
+    s, tests = require_summary(c, r, 2, "incomplete")
     t = tests[0]
-    c.eq(t.get("outcome"), "no-time-wait", "tests[0].outcome")
+    c.eq(t.get("outcome"), "incomplete", "tests[0].outcome")
     c.eq(t.get("peer_closed_first"), False, "tests[0].peer_closed_first")
     c.eq((s.get("time_wait") or {}).get("observed"), False, "summary.time_wait.observed")
     c.eq(t.get("duration_us"), None, "tests[0].duration_us")

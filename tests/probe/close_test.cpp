@@ -232,7 +232,7 @@ TEST_CASE("teardown abort: our RST lost on the path: the peer answers the probe 
     CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> .", "> R", "> .", "< .", "> R", "> .", "< R"});
 }
 
-TEST_CASE("teardown abort: a peer that ignores every RST differs, after three RSTs") {
+TEST_CASE("teardown abort: a peer that ignores every RST differs, after five RSTs") {
     probe::CloseFlow flow(config(CloseMode::Abort));
     Sim sim(flow, Sim::PeerKind::Listening);
     sim.set_peer_hook([&](Sim&, Instant, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
@@ -244,7 +244,7 @@ TEST_CASE("teardown abort: a peer that ignores every RST differs, after three RS
     REQUIRE(r.abort_confirmed);
     CHECK_FALSE(*r.abort_confirmed);
     CHECK(r.outcome == CloseOutcome::Differs);
-    CHECK(r.abort_rsts_sent == 3);
+    CHECK(r.abort_rsts_sent == 5);
     CHECK(sim.peer().state() == State::Established);
 }
 

@@ -33,7 +33,7 @@ struct CloseConfig {
     Duration idle = std::chrono::milliseconds{200};   ///< quiet time before our FIN / RST, time in CLOSE-WAIT
     Duration max_wait = std::chrono::seconds{10};     ///< for the peer's part of the close
     Duration abort_probe_delay = std::chrono::milliseconds{100};
-    unsigned abort_rsts = 3;   ///< abort: our RST is sent again (it may be lost) while the peer still answers in state
+    unsigned abort_rsts = 5;   ///< abort: our RST is sent again (it may be lost) while the peer still answers in state
     LivenessConfig liveness;   ///< abort: the probes that tell whether the connection is gone
 };
 

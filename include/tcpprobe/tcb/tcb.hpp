@@ -10,6 +10,7 @@
 // "window scaling only if both sides offer it" holds even for hand-made option lists.
 #pragma once
 
+#include <cstddef>
 #include <deque>
 #include <optional>
 
@@ -29,6 +30,19 @@ struct RetransmitPolicy {
     Duration max_rto = std::chrono::seconds{60};
 };
 
+/// The smallest MSS we send with, whatever the peer announced. RFC 9293 §3.7.1 lets a
+/// peer announce any value, including 0, and a value under 12 leaves no room for the
+/// timestamps option. Like Linux (net.ipv4.tcp_min_snd_mss, 48 by default since the
+/// CVE-2019-11479 fixes), a smaller announcement is taken as 48: at most 36 bytes of
+/// payload with timestamps, 48 without. RFC 879's 536 is only the default when the peer
+/// announces nothing; a peer may ask for less, and we honour it down to this floor.
+inline constexpr std::uint16_t min_send_mss = 48;
+
+/// Segments of ours outstanding at once: RFC 6928's initial window of ten segments. The
+/// TCB has no congestion control, so the window never grows: a probe's request is small,
+/// and a peer announcing a tiny MSS must not receive thousands of segments in a burst.
+inline constexpr std::size_t max_segments_in_flight = 10;
+
 struct TcbConfig {
     wire::FourTuple tuple;
     wire::Seq iss;
@@ -37,6 +51,7 @@ struct TcbConfig {
     wire::OptionList syn_options;     ///< what our SYN / SYN-ACK carries, in this order
     std::uint16_t extra_syn_flags = 0;  ///< e.g. ECE|CWR on our SYN
     wire::IpFields ip;                ///< TTL, TOS, DF, first IP ID (incremented per packet)
+    std::uint32_t mtu = 65535;        ///< the link's MTU: no packet we send is larger (68..65535 used)
     RetransmitPolicy rto;
     Duration time_wait = std::chrono::seconds{60};  ///< 2MSL
     std::uint32_t ts_offset = 0;      ///< TSval at the TCB's first instant
@@ -50,14 +65,20 @@ wire::OptionList default_syn_options(std::optional<std::uint16_t> mss, std::opti
 struct Negotiated {
     std::optional<std::uint16_t> our_mss;
     std::optional<std::uint16_t> peer_mss;
-    std::uint16_t effective_mss = 536;  ///< min(peer MSS or 536, our MSS) — RFC 9293 §3.7.1
+    /// What we send with: min(peer MSS or 536, our MSS) — RFC 9293 §3.7.1 — raised to
+    /// min_send_mss, and never more than the link MTU less 40 bytes of IPv4 and TCP header.
+    std::uint16_t effective_mss = 536;
     std::optional<std::uint8_t> our_wscale;
     std::optional<std::uint8_t> peer_wscale;
     bool window_scaling = false;  ///< both offered
     bool sack = false;
     bool timestamps = false;
-    /// Bytes of payload per full segment once the timestamps option takes its 12 bytes.
-    std::uint16_t payload_per_segment() const { return static_cast<std::uint16_t>(effective_mss - (timestamps ? 12 : 0)); }
+    /// Bytes of payload per full segment once the timestamps option takes its 12 bytes
+    /// (at least 16: the effective MSS is at least 28, on IPv4's smallest link).
+    std::uint16_t payload_per_segment() const {
+        const std::uint16_t options = timestamps ? 12 : 0;
+        return static_cast<std::uint16_t>(effective_mss > options ? effective_mss - options : 1);
+    }
 };
 
 class Tcb {
@@ -141,6 +162,9 @@ private:
     void send_ack(Instant now, SendReason why, Actions& out);
     void send_reset_reply(Instant now, const wire::Segment& seg, Actions& out);
     void queue_and_send(Instant now, Pending p, SendReason why, Actions& out);
+    bool may_send(std::size_t len) const;
+    bool send_unsent(Instant now, Actions& out);
+    void send_fin(Instant now, Actions& out);
     void arm_retransmit(Instant now, Actions& out);
     void cancel_timers(Actions& out);
     std::uint32_t ts_now(Instant now) const;
@@ -159,6 +183,15 @@ private:
     std::optional<wire::Seq> fin_seq_;
     bool fin_received_ = false;
     std::uint16_t next_ip_id_ = 0;
+
+    /// SEND's data not sent yet (the send window was full), already cut into segments;
+    /// `push` marks the last segment of a SEND call.
+    struct Unsent {
+        wire::ByteVec data;
+        bool push = false;
+    };
+    std::deque<Unsent> unsent_;
+    bool fin_queued_ = false;  ///< CLOSE came while data was unsent: the FIN follows it
 
     std::deque<Pending> retransmit_queue_;
     std::optional<Instant> rto_deadline_;
