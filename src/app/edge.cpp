@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "tcpprobe/app/parse.hpp"
 #include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/files.hpp"
 
 namespace tcpprobe::app {
 
@@ -27,9 +30,35 @@ Edge::~Edge() {
     guard_closer.join();
 }
 
+namespace {
+/// -w FILE, opened before any privilege is dropped but with the invoking user's rights
+/// (io::create_user_file); -1 without -w.
+struct PcapFile {
+    int fd = -1;
+    std::string path;
+    explicit PcapFile(const std::string& option) {
+        if (option.empty()) return;
+        path = parse_write_path(option);
+        fd = io::create_user_file(path, fmt::format("-w {}", path));
+    }
+    ~PcapFile() {
+        if (fd >= 0) ::close(fd);
+    }
+    PcapFile(const PcapFile&) = delete;
+    PcapFile& operator=(const PcapFile&) = delete;
+    /// Hands the file to the capture, which closes it.
+    void attach(io::PcapSource& capture) {
+        if (fd < 0) return;
+        capture.dump_to(std::exchange(fd, -1), path);
+    }
+};
+}  // namespace
+
 std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) {
     const bool guard = req.rst_guard && !g.no_rst_guard;
+    if (!g.write_pcap.empty()) parse_write_path(g.write_pcap);  // a usage error before anything else
     io::require_capabilities(true);  // CAP_NET_ADMIN for SO_MARK even without the guard
+    PcapFile pcap_file(g.write_pcap);
 
     auto edge = std::make_unique<Edge>();
     std::optional<wire::Ipv4Addr> source;
@@ -64,7 +93,7 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     edge->capture = std::make_unique<io::PcapSource>(
         edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports),
         snaplen, wide ? ring : 1 << 20);
-    if (!g.write_pcap.empty()) edge->capture->dump_to(g.write_pcap);
+    pcap_file.attach(*edge->capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
     if (guard) {
         std::string table = fmt::format("tcpprobe_{}", ::getpid());
@@ -77,7 +106,9 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
 }
 
 std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wire::Ipv4Addr> local, std::uint16_t port) {
+    if (!g.write_pcap.empty()) parse_write_path(g.write_pcap);
     io::require_capabilities(true);
+    PcapFile pcap_file(g.write_pcap);
     auto edge = std::make_unique<Edge>();
     if (!g.interface.empty()) edge->route.interface = g.interface;
     else if (local) edge->route = io::select_route(*local, local, std::nullopt);
@@ -86,7 +117,7 @@ std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wir
     std::string filter = fmt::format("tcp port {}", port);
     if (local) filter += fmt::format(" and host {}", wire::to_string(*local));
     edge->capture = std::make_unique<io::PcapSource>(edge->route.interface, filter);
-    if (!g.write_pcap.empty()) edge->capture->dump_to(g.write_pcap);
+    pcap_file.attach(*edge->capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface == "any" ? "" : edge->route.interface, packet_mark);
     std::string table = fmt::format("tcpprobe_{}", ::getpid());
     edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/files.hpp"
 #include "tcpprobe/wire/tcp_header.hpp"
 
 namespace tcpprobe::app {
@@ -149,18 +150,18 @@ wire::TcpOption parse_raw_option(std::string_view text) {
     return wire::opt::Unknown{kind, std::move(data)};
 }
 
+namespace {
+bool is_hex_digit(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+}  // namespace
+
 wire::ByteVec parse_request(std::string_view text) {
-    wire::ByteVec out;
     if (text.starts_with("@")) {
+        // Read as the user who ran sudo, a regular file only: @/dev/zero would never end,
+        // @/etc would be an empty request, and root's files are not the user's to send.
         std::string path(text.substr(1));
-        std::FILE* f = std::fopen(path.c_str(), "rb");
-        if (!f) throw UsageError(fmt::format("--request '{}': cannot read {}", text, path));
-        char buf[4096];
-        std::size_t n;
-        while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.insert(out.end(), buf, buf + n);
-        std::fclose(f);
-        return out;
+        return io::read_user_file(path, max_request_bytes, fmt::format("--request '{}'", text));
     }
+    wire::ByteVec out;
     for (std::size_t i = 0; i < text.size(); ++i) {
         char c = text[i];
         if (c != '\\') {
@@ -175,10 +176,13 @@ wire::ByteVec parse_request(std::string_view text) {
             case '0': out.push_back(0); break;
             case '\\': out.push_back('\\'); break;
             case 'x': {
+                // Exactly two hex digits: no "0x" prefix, no separators.
+                std::string_view digits = text.substr(i + 1, 2);
+                if (digits.size() != 2 || !is_hex_digit(digits[0]) || !is_hex_digit(digits[1]))
+                    throw UsageError(fmt::format("--request '{}': bad escape \\x{} (\\x needs two hex digits, e.g. \\x0a)", text, digits));
                 wire::ByteVec b;
-                if (i + 2 >= text.size() || !wire::parse_hex(text.substr(i + 1, 2), b))
-                    throw UsageError(fmt::format("--request '{}': \\x needs two hex digits", text));
-                out.push_back(b[0]);
+                wire::parse_hex(digits, b);
+                out.push_back(b.at(0));
                 i += 2;
                 break;
             }
@@ -186,7 +190,15 @@ wire::ByteVec parse_request(std::string_view text) {
                 throw UsageError(fmt::format("--request '{}': unknown escape \\{} (accepted: \\r \\n \\t \\0 \\\\ \\xHH)", text, text[i]));
         }
     }
+    if (out.size() > max_request_bytes)
+        throw UsageError(fmt::format("--request: {} bytes, more than the {} accepted", out.size(), max_request_bytes));
     return out;
+}
+
+std::string parse_write_path(std::string_view text) {
+    if (text == "-")
+        throw UsageError("-w -: standard output carries the results (text or JSON); give -w a file name for the capture");
+    return std::string(text);
 }
 
 }  // namespace tcpprobe::app

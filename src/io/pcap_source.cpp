@@ -1,6 +1,11 @@
 // The capture: one pcap handle per run, immediate mode (without it delivery waits for
 // the buffer timeout, ~100 ms), nanosecond timestamps, non-blocking, polled by the runner.
 #include <pcap/pcap.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -105,9 +110,17 @@ PcapSource::~PcapSource() {
     if (p_) pcap_close(p_);
 }
 
-void PcapSource::dump_to(const std::string& path) {
-    dumper_ = pcap_dump_open(p_, path.c_str());
-    if (!dumper_) throw EnvironmentError(fmt::format("-w {}: {}", path, pcap_geterr(p_)));
+void PcapSource::dump_to(int fd, const std::string& shown) {
+    std::FILE* f = ::fdopen(fd, "wb");
+    if (!f) {
+        ::close(fd);
+        throw EnvironmentError(fmt::format("-w {}: {}", shown, std::strerror(errno)));
+    }
+    dumper_ = pcap_dump_fopen(p_, f);
+    if (!dumper_) {
+        std::fclose(f);
+        throw EnvironmentError(fmt::format("-w {}: {}", shown, pcap_geterr(p_)));
+    }
 }
 
 void PcapSource::flush() {

@@ -3,15 +3,23 @@
 // user sees what to fix (DESIGN §1 "Bad input").
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <variant>
 
+#include "app/usage_error.hpp"
 #include "tcpprobe/app/parse.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/wire/format.hpp"
 #include "tcpprobe/wire/tcp_header.hpp"
 
 using namespace tcpprobe;
+using test::usage_error;
 using app::parse_duration;
 using app::parse_flags;
 using app::parse_number;
@@ -19,17 +27,6 @@ using app::parse_raw_option;
 using app::parse_target;
 
 namespace {
-
-/// Runs `f`, which must throw io::UsageError; returns its message ("" if it did not throw).
-template <class F>
-std::string usage_error(F&& f) {
-    try {
-        f();
-    } catch (const io::UsageError& e) {
-        return e.what();
-    }
-    return {};
-}
 
 /// The message must exist, be one line, and contain every one of `needles`.
 void check_message(const std::string& what, std::initializer_list<std::string> needles) {
@@ -204,4 +201,84 @@ TEST_CASE("parse: parse_number: bad numbers are refused, naming the option, the 
                       {"--ip-id", std::string("'") + bad + "'", "0..65535"});
     }
     check_message(usage_error([] { parse_number("0", "--ttl", 1, 255); }), {"--ttl", "'0'", "1..255"});
+}
+
+TEST_CASE("parse: parse_request: text with escapes") {
+    auto bytes = [](std::string_view s) { return wire::ByteVec(s.begin(), s.end()); };
+    CHECK(app::parse_request("GET / HTTP/1.0\\r\\n\\r\\n") == bytes("GET / HTTP/1.0\r\n\r\n"));
+    CHECK(app::parse_request("a\\tb\\\\c") == bytes("a\tb\\c"));
+    CHECK(app::parse_request("\\0\\x41\\xfF") == wire::ByteVec{0, 0x41, 0xFF});
+    CHECK(app::parse_request("") == wire::ByteVec{});
+}
+
+TEST_CASE("parse: parse_request: a bad \\x escape is a usage error naming it, never a crash") {
+    // '\x::' and '\x0x' once read a byte out of an empty vector (SIGSEGV).
+    for (const char* bad : {"\\x::", "\\x0x", "\\x: ", "\\x 1", "\\xg0", "\\x0", "\\x", "ab\\x4"}) {
+        CAPTURE(bad);
+        const std::string what = usage_error([&] { app::parse_request(bad); });
+        std::string_view escape = std::string_view(bad).substr(std::string_view(bad).find("\\x"), 4);
+        check_message(what, {"--request", std::string(escape), "two hex digits"});
+    }
+    check_message(usage_error([] { app::parse_request("\\q"); }), {"--request", "\\q", "accepted"});
+    check_message(usage_error([] { app::parse_request("abc\\"); }), {"--request", "lone backslash"});
+}
+
+TEST_CASE("parse: parse_request: a request is at most 64 KiB") {
+    CHECK(app::max_request_bytes == 65536);
+    CHECK(app::parse_request(std::string(app::max_request_bytes, 'a')).size() == app::max_request_bytes);
+    check_message(usage_error([] { app::parse_request(std::string(app::max_request_bytes + 1, 'a')); }),
+                  {"--request", "65537 bytes", "65536"});
+    // Escapes count as the bytes they stand for.
+    std::string escaped;
+    for (std::size_t i = 0; i < app::max_request_bytes / 2 + 1; ++i) escaped += "\\r\\n";
+    check_message(usage_error([&] { app::parse_request(escaped); }), {"--request", "65538 bytes"});
+}
+
+namespace {
+/// A scratch directory of the test's own, removed at the end.
+struct TempDir {
+    std::string path;
+    TempDir() {
+        char name[] = "/tmp/tcpprobe_parse_XXXXXX";
+        REQUIRE(::mkdtemp(name) != nullptr);
+        path = name;
+    }
+    ~TempDir() { std::filesystem::remove_all(path); }
+    std::string file(std::string_view name, std::string_view contents) const {
+        std::string p = path + "/" + std::string(name);
+        std::ofstream(p, std::ios::binary) << contents;
+        return p;
+    }
+};
+}  // namespace
+
+TEST_CASE("parse: parse_request: @FILE reads a regular file as it is, at most 64 KiB") {
+    TempDir dir;
+    std::string req = dir.file("req.txt", std::string("GET /\r\n\0x", 9));
+    CHECK(app::parse_request("@" + req) == wire::ByteVec{'G', 'E', 'T', ' ', '/', '\r', '\n', 0, 'x'});
+    CHECK(app::parse_request("@" + dir.file("exact", std::string(app::max_request_bytes, 'z'))).size() == app::max_request_bytes);
+    SUBCASE("a larger file is refused, naming it and the limit") {
+        std::string big = dir.file("big", std::string(app::max_request_bytes + 1, 'z'));
+        check_message(usage_error([&] { app::parse_request("@" + big); }), {"--request", big, "65537 bytes", "65536"});
+    }
+    SUBCASE("/dev/zero (once an endless read, then out of memory) is not a regular file") {
+        check_message(usage_error([] { app::parse_request("@/dev/zero"); }), {"--request '@/dev/zero'", "not a regular file"});
+    }
+    SUBCASE("a directory (once an empty request) is not a regular file") {
+        check_message(usage_error([&] { app::parse_request("@" + dir.path); }), {dir.path, "not a regular file"});
+        check_message(usage_error([] { app::parse_request("@/etc"); }), {"/etc", "not a regular file"});
+    }
+    SUBCASE("a FIFO is refused at once, not waited on") {
+        std::string fifo = dir.path + "/fifo";
+        REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+        check_message(usage_error([&] { app::parse_request("@" + fifo); }), {fifo, "not a regular file"});
+    }
+    SUBCASE("a missing file names the path and the reason") {
+        check_message(usage_error([&] { app::parse_request("@" + dir.path + "/none"); }), {dir.path + "/none", "No such file"});
+    }
+}
+
+TEST_CASE("parse: parse_write_path: -w - is refused, standard output carries the results") {
+    CHECK(app::parse_write_path("run.pcap") == "run.pcap");
+    check_message(usage_error([] { app::parse_write_path("-"); }), {"-w -", "standard output", "file name"});
 }

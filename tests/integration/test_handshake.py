@@ -13,9 +13,11 @@ and loopback inside the client namespace).
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.dont_write_bytecode = True
@@ -309,6 +311,57 @@ def write_pcap(c, tp, tmp):
         c.check(pkts[0].time <= pkts[1].time <= pkts[2].time, "pcap timestamps not in order")
 
 
+@test(timeout=40)
+def write_pcap_file_safety(c, tp, tmp):
+    """-w never follows a symbolic link, creates its file 0600, and under sudo opens it as
+    the user who ran sudo (SUDO_UID/SUDO_GID), who then owns it."""
+    shared = tempfile.mkdtemp(prefix="tcpprobe_w_", dir="/tmp")
+    try:
+        os.chmod(shared, 0o1777)
+        # A symlink to a root-only file: refused, the file untouched (it was overwritten).
+        secret = os.path.join(tmp, "secret")
+        with open(secret, "w") as f:
+            f.write("root only\n")
+        os.chmod(secret, 0o600)
+        link = os.path.join(shared, "link.pcap")
+        os.symlink(secret, link)
+        r = tp.run(["-w", link, "handshake", TARGET])
+        c.note(r.describe())
+        c.eq(r.returncode, 64, "exit code with -w pointing at a symlink")
+        c.check("symbolic link" in r.stderr and link in r.stderr, "the error does not name the link")
+        with open(secret) as f:
+            c.eq(f.read(), "root only\n", "contents of the symlink's target")
+
+        # A new file: mode 0600, a pcap of the run.
+        new = os.path.join(shared, "new.pcap")
+        r = tp.run(["-o", "json", "-w", new, "handshake", TARGET], wrapper=["sh", "-c", "umask 022; exec \"$@\"", "sh"])
+        require_ok_json(c, r, 0, "open")
+        st = os.stat(new)
+        c.eq(oct(st.st_mode & 0o7777), oct(0o600), "mode of the new -w file")
+        c.eq(len(tplab.read_pcap(new)), 3, "packets in the -w file")
+
+        # Under sudo: the user's file, and no file where only root may write.
+        env = ["env", "SUDO_UID=65534", "SUDO_GID=65534"]
+        mine = os.path.join(shared, "mine.pcap")
+        r = tp.run(["-o", "json", "-w", mine, "handshake", TARGET], wrapper=env)
+        require_ok_json(c, r, 0, "open")
+        st = os.stat(mine)
+        c.eq((st.st_uid, st.st_gid), (65534, 65534), "owner of the -w file under sudo")
+        c.eq(len(tplab.read_pcap(mine)), 3, "packets in the user's -w file")
+        rootonly = tempfile.mkdtemp(prefix="tcpprobe_root_", dir="/tmp")
+        try:
+            os.chmod(rootonly, 0o700)
+            r = tp.run(["-w", os.path.join(rootonly, "x.pcap"), "handshake", TARGET], wrapper=env)
+            c.note(r.describe())
+            c.eq(r.returncode, 64, "exit code writing into a root-only directory under sudo")
+            c.check("Permission denied" in r.stderr, "the error does not say why")
+            c.check(not os.path.exists(os.path.join(rootonly, "x.pcap")), "file created in a root-only directory")
+        finally:
+            shutil.rmtree(rootonly, ignore_errors=True)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------
 # 6. the nft RST-guard table lives exactly as long as the process
 
@@ -401,6 +454,16 @@ BAD_INPUTS = [
     (["frobnicate", TARGET], "frobnicate"),
     (["handshake", TARGET, "--frobnicate"], "--frobnicate"),
     (["handshake", TARGET, "--flags", "bogus"], "bogus"),
+    # -w - would mix pcap bytes into the results on stdout.
+    (["-w", "-", "handshake", TARGET], "-w -"),
+    (["-o", "json", "-w", "-", "handshake", TARGET], "-w -"),
+    # A bad \x escape once crashed (SIGSEGV); @/dev/zero ran out of memory; @/etc was an
+    # empty request; more than 64 KiB is refused.
+    (["teardown", TARGET, "--request", "\\x::"], "\\x::"),
+    (["teardown", TARGET, "--request", "\\x0x"], "\\x0x"),
+    (["teardown", TARGET, "--request", "@/dev/zero"], "/dev/zero"),
+    (["teardown", TARGET, "--request", "@/etc"], "/etc"),
+    (["teardown", TARGET, "--request", "x" * 65537], "65537 bytes"),
 ]
 
 

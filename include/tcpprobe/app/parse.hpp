@@ -36,8 +36,15 @@ std::uint16_t parse_flags(std::string_view text);
 /// "KIND:HEX" (KIND 0-255; HEX the bytes after kind and length). Kinds 0 and 1 take no
 /// bytes. A well-formed known kind becomes its typed option (so it is negotiated).
 wire::TcpOption parse_raw_option(std::string_view text);
-/// --request: "TEXT" with escapes (\r \n \t \\ \0 \xHH) or "@FILE" (read verbatim).
+/// The largest request a probe sends (--request): 64 KiB, enough for any request line,
+/// header block or TLS ClientHello a probe needs, and small enough that the TCB's segments
+/// of at least 16 bytes stay a bounded number.
+inline constexpr std::size_t max_request_bytes = 65536;
+/// --request: "TEXT" with escapes (\r \n \t \\ \0 \xHH) or "@FILE" (a regular file, read
+/// verbatim as the invoking user); at most max_request_bytes either way.
 wire::ByteVec parse_request(std::string_view text);
+/// -w FILE: the capture's path; "-" is refused (standard output carries the results).
+std::string parse_write_path(std::string_view text);
 /// Decimal or 0x-hex unsigned number within [lo, hi].
 std::uint64_t parse_number(std::string_view text, std::string_view option, std::uint64_t lo, std::uint64_t hi);
 

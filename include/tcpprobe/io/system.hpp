@@ -79,8 +79,9 @@ public:
     int fd() const override { return fd_; }
     std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) override;
     int link_type() const { return link_type_; }
-    /// Writes every captured frame to `path` as well (pcap, nanosecond precision).
-    void dump_to(const std::string& path);
+    /// Writes every captured frame to `fd` as well (pcap, nanosecond precision); takes
+    /// ownership of `fd` (see create_user_file). `shown` names the file in errors.
+    void dump_to(int fd, const std::string& shown);
     void flush();
     /// Packets the kernel dropped for lack of buffer space (pcap_stats).
     std::uint64_t kernel_drops() const;
