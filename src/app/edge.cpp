@@ -17,10 +17,14 @@
 
 namespace tcpprobe::app {
 
-std::mt19937_64& run_rng() {
-    static std::mt19937_64 rng{std::random_device{}()};
+io::Random& run_rng() {
+    static io::Random rng;
     return rng;
 }
+
+namespace {
+std::string new_table_name() { return io::guard_table_name(::getpid(), static_cast<std::uint32_t>(run_rng()())); }
+}  // namespace
 
 Edge::~Edge() {
     std::thread capture_closer([c = std::move(capture)]() mutable { c.reset(); });
@@ -96,7 +100,7 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     pcap_file.attach(*edge->capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
     if (guard) {
-        std::string table = fmt::format("tcpprobe_{}", ::getpid());
+        std::string table = new_table_name();
         edge->guard = std::make_unique<io::NftGuard>(
             table, io::rst_guard_ruleset(table, edge->route.source, edge->sports, req.targets, packet_mark));
         spdlog::debug("RST guard: nft table ip {}", table);
@@ -119,7 +123,7 @@ std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wir
     edge->capture = std::make_unique<io::PcapSource>(edge->route.interface, filter);
     pcap_file.attach(*edge->capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface == "any" ? "" : edge->route.interface, packet_mark);
-    std::string table = fmt::format("tcpprobe_{}", ::getpid());
+    std::string table = new_table_name();
     edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));
     io::drop_privileges();
     return edge;

@@ -59,7 +59,7 @@ wire::OptionList syn_option_list(const SynPlan& p, std::uint16_t default_mss) {
 }
 
 tcb::TcbConfig make_tcb_config(const SynPlan& p, wire::FourTuple tuple, const std::string& interface,
-                               std::mt19937_64& rng) {
+                               io::Random& rng) {
     tcb::TcbConfig c;
     c.tuple = tuple;
     c.iss = p.isn.value_or(wire::Seq{static_cast<std::uint32_t>(rng())});

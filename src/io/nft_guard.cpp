@@ -49,6 +49,23 @@ std::string listen_ruleset(const std::string& table, std::optional<wire::Ipv4Add
         fmt::arg("mark", mark));
 }
 
+std::string guard_table_name(long pid, std::uint32_t suffix) { return fmt::format("tcpprobe_{}_{:08x}", pid, suffix); }
+
+NftFailure classify_nft_failure(std::string_view nft_error, bool table_exists) {
+    if (nft_error.find("File exists") != std::string_view::npos) return NftFailure::TableExists;
+    if (nft_error.find("Operation not permitted") != std::string_view::npos)
+        return table_exists ? NftFailure::TableExists : NftFailure::MissingCapability;
+    return NftFailure::Other;
+}
+
+namespace {
+/// Whether `table` exists in this network namespace (whoever owns it).
+bool table_exists(nft_ctx* ctx, const std::string& table) {
+    const std::string cmd = fmt::format("list table ip {}", table);
+    return nft_run_cmd_from_buffer(ctx, cmd.c_str()) == 0;
+}
+}  // namespace
+
 NftGuard::NftGuard(const std::string& table, const std::string& ruleset) : table_(table) {
     ctx_ = nft_ctx_new(NFT_CTX_DEFAULT);
     if (!ctx_) throw EnvironmentError("nftables: cannot create a context");
@@ -56,11 +73,18 @@ NftGuard::NftGuard(const std::string& table, const std::string& ruleset) : table
     nft_ctx_buffer_error(ctx_);
     if (nft_run_cmd_from_buffer(ctx_, ruleset.c_str()) != 0) {
         std::string why = nft_ctx_get_error_buffer(ctx_);
+        const NftFailure kind = classify_nft_failure(why, table_exists(ctx_, table));
         nft_ctx_free(ctx_);
         ctx_ = nullptr;
         while (!why.empty() && (why.back() == '\n' || why.back() == '^' || why.back() == ' ')) why.pop_back();
-        if (why.find("Operation not permitted") != std::string::npos)
-            throw PrivilegeError("CAP_NET_ADMIN is required for the nftables RST guard: run as root or `setcap cap_net_raw,cap_net_admin+ep tcpprobe` (or use --no-rst-guard)");
+        switch (kind) {
+            case NftFailure::MissingCapability:
+                throw PrivilegeError("CAP_NET_ADMIN is required for the nftables RST guard: run as root or `setcap cap_net_raw,cap_net_admin+ep tcpprobe` (or use --no-rst-guard)");
+            case NftFailure::TableExists:
+                throw EnvironmentError(fmt::format("nftables RST guard: a table named ip {} already exists (another process's); run again", table));
+            case NftFailure::Other:
+                break;
+        }
         auto nl = why.find('\n');
         throw EnvironmentError(fmt::format("nftables RST guard: {}", why.substr(0, nl)));
     }

@@ -3,30 +3,24 @@
 // TCB configuration whose random parts come only from the generator passed in.
 #include <doctest/doctest.h>
 
-#include <random>
+#include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "app/usage_error.hpp"
+#include "tcpprobe/app/edge.hpp"
 #include "tcpprobe/app/syn.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/wire/format.hpp"
 #include "tcpprobe/wire/tcp_header.hpp"
 
 using namespace tcpprobe;
+using test::usage_error;
 using app::plan_syn;
 using app::SynOptions;
 
 namespace {
-
-template <class F>
-std::string usage_error(F&& f) {
-    try {
-        f();
-    } catch (const io::UsageError& e) {
-        return e.what();
-    }
-    return {};
-}
 
 void check_refused(const SynOptions& o, const std::vector<std::string>& needles) {
     std::string what = usage_error([&] { plan_syn(o); });
@@ -204,8 +198,8 @@ TEST_CASE("syn: make_tcb_config: the same seed gives the same configuration") {
     o.ts = true;
     o.wscale = 7;
     auto p = plan_syn(o);
-    std::mt19937_64 a{42};
-    std::mt19937_64 b{42};
+    io::Random a{42};
+    io::Random b{42};
     auto ca = app::make_tcb_config(p, tuple(), no_such_interface, a);
     auto cb = app::make_tcb_config(p, tuple(), no_such_interface, b);
     CHECK(ca.iss == cb.iss);
@@ -219,9 +213,34 @@ TEST_CASE("syn: make_tcb_config: the same seed gives the same configuration") {
     CHECK(a() == b());
 
     SUBCASE("another seed gives another ISN") {
-        std::mt19937_64 c{43};
+        io::Random c{43};
         CHECK(app::make_tcb_config(p, tuple(), no_such_interface, c).iss != ca.iss);
     }
+}
+
+TEST_CASE("syn: make_tcb_config: the run's generator gives each flow and each run its own ISN, IP ID and TS offset") {
+    // The review's case: one mt19937_64 seeded with 32 bits fed every ISN of a run, so a
+    // target that saw one ISN could compute the rest. The run's generator is getrandom().
+    SynOptions o;
+    o.ts = true;
+    auto p = plan_syn(o);
+    io::Random run_a;
+    io::Random run_b;
+    auto flow1 = app::make_tcb_config(p, tuple(), no_such_interface, run_a);
+    auto flow2 = app::make_tcb_config(p, tuple(), no_such_interface, run_a);
+    auto other_run = app::make_tcb_config(p, tuple(), no_such_interface, run_b);
+    auto triple = [](const tcb::TcbConfig& c) { return std::tuple(c.iss.raw(), c.ip.id, c.ts_offset); };
+    // Equal by chance with probability 2^-64 at most per pair.
+    CHECK(triple(flow1) != triple(flow2));
+    CHECK(triple(flow1) != triple(other_run));
+    CHECK(triple(flow2) != triple(other_run));
+    // app::run_rng() is such a generator, drawn from for every flow.
+    CHECK(app::make_tcb_config(p, tuple(), no_such_interface, app::run_rng()).iss !=
+          app::make_tcb_config(p, tuple(), no_such_interface, app::run_rng()).iss);
+    // Not a generator with a short seed: 64 draws of 64 bits are all different.
+    std::set<std::uint64_t> seen;
+    for (int i = 0; i < 64; ++i) seen.insert(run_a());
+    CHECK(seen.size() == 64);
 }
 
 TEST_CASE("syn: make_tcb_config: what the user fixed does not come from the generator") {
@@ -233,7 +252,7 @@ TEST_CASE("syn: make_tcb_config: what the user fixed does not come from the gene
     auto p = plan_syn(o);
     for (std::uint64_t seed : {1u, 2u, 3u}) {
         CAPTURE(seed);
-        std::mt19937_64 rng{seed};
+        io::Random rng{seed};
         auto c = app::make_tcb_config(p, tuple(), no_such_interface, rng);
         CHECK(c.iss == wire::Seq{1000});
         CHECK(c.ip.id == 7);
@@ -244,7 +263,7 @@ TEST_CASE("syn: make_tcb_config: what the user fixed does not come from the gene
 
 TEST_CASE("syn: make_tcb_config: the default MSS is the interface MTU minus 40") {
     SynOptions o;
-    std::mt19937_64 rng{1};
+    io::Random rng{1};
     auto c = app::make_tcb_config(plan_syn(o), tuple(), no_such_interface, rng);  // MTU unknown: 1500
     CHECK(wire::format_options(c.syn_options) == "mss 1460");
     CHECK(c.syn_window == 64240);

@@ -435,6 +435,35 @@ def nft_table_sigkill(c, tp, tmp):
     check_no_table(c, "2 s after SIGKILL (flags owner table)", wait=2.0)
 
 
+@test(timeout=40)
+def nft_tables_across_pid_namespaces(c, tp, tmp):
+    """Two runs, each PID 1 of its own PID namespace, in one network namespace: each gets
+    a table of its own (once both were tcpprobe_1, and the second failed with a
+    misleading "CAP_NET_ADMIN is required")."""
+    check_no_table(c, "before the test")
+    wrapper = ["unshare", "--pid", "--fork"]
+    runs = []
+    for _ in range(2):
+        argv = tp.argv(["-o", "json", "handshake", TARGET, "--linger", "2s"], wrapper=wrapper)
+        runs.append((subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), argv))
+    tables = tplab.wait_until(lambda: len(tplab.tcpprobe_tables()) >= 2 and tplab.tcpprobe_tables(), 3.0)
+    c.note("tables while both run: %r" % (tables,))
+    results = [tplab.Tcpprobe.finish(p, argv, timeout=15) for p, argv in runs]
+    for i, r in enumerate(results):
+        c.note(r.describe())
+        c.eq(r.returncode, 0, "exit code of run %d" % i)
+        s = r.summary()
+        c.check(s is not None and s.get("verdict") == "open", "run %d: verdict %r" % (i, s and s.get("verdict")))
+    c.check(tables and len(tables) == 2 and tables[0] != tables[1],
+             "two runs did not hold two tables at once: %r" % (tables,))
+    for t in tables or []:
+        name = t.split()[-1]
+        suffix = name[len("tcpprobe_1_"):]
+        c.check(name.startswith("tcpprobe_1_") and len(suffix) == 8 and all(ch in "0123456789abcdef" for ch in suffix),
+                "table name %r is not tcpprobe_1_<8 hex digits>" % name)
+    check_no_table(c, "after both runs", wait=1.0)
+
+
 # --------------------------------------------------------------------------
 # 7. bad input: exit 64, one line on stderr naming the bad value, nothing sent
 

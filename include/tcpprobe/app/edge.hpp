@@ -4,11 +4,11 @@
 #pragma once
 
 #include <memory>
-#include <random>
 #include <vector>
 
 #include "tcpprobe/app/commands.hpp"
 #include "tcpprobe/app/output.hpp"
+#include "tcpprobe/io/random.hpp"
 #include "tcpprobe/io/system.hpp"
 
 namespace tcpprobe::app {
@@ -50,7 +50,8 @@ std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wir
 /// The renderer chosen by -o, --no-color, NO_COLOR and whether stdout is a TTY.
 std::unique_ptr<Renderer> make_renderer(const GlobalOptions& g);
 
-/// Seeded once per run from the OS; the core only ever receives values drawn from it.
-std::mt19937_64& run_rng();
+/// The run's random numbers, from getrandom(); the core only ever receives values drawn
+/// from it (tests pass a seeded io::Random instead).
+io::Random& run_rng();
 
 }  // namespace tcpprobe::app

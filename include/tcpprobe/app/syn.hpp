@@ -3,10 +3,10 @@
 #pragma once
 
 #include <optional>
-#include <random>
 #include <string>
 
 #include "tcpprobe/app/commands.hpp"
+#include "tcpprobe/io/random.hpp"
 #include "tcpprobe/tcb/tcb.hpp"
 
 namespace tcpprobe::app {
@@ -32,7 +32,9 @@ SynPlan plan_syn(const SynOptions& o);
 /// The option list the SYN will carry, given the MSS to use when none was set.
 wire::OptionList syn_option_list(const SynPlan& p, std::uint16_t default_mss);
 
+/// The TCB of one flow: ISN, first IP ID and timestamp offset drawn from `rng` unless the
+/// plan fixes them (each flow draws its own), the MSS and MTU from the interface.
 tcb::TcbConfig make_tcb_config(const SynPlan& p, wire::FourTuple tuple, const std::string& interface,
-                               std::mt19937_64& rng);
+                               io::Random& rng);
 
 }  // namespace tcpprobe::app

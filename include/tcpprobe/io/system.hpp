@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tcpprobe/io/ports.hpp"
@@ -113,9 +114,21 @@ std::string rst_guard_ruleset(const std::string& table, wire::Ipv4Addr local,
 std::string listen_ruleset(const std::string& table, std::optional<wire::Ipv4Addr> local, std::uint16_t port,
                            std::uint32_t mark);
 
+/// The run's table name: "tcpprobe_<pid>_<8 hex digits>". The PID alone collides when
+/// runs in different PID namespaces share a network namespace (both may be PID 1); the
+/// random suffix (from getrandom) makes a collision a 1 in 2^32 event. Pure.
+std::string guard_table_name(long pid, std::uint32_t suffix);
+
+/// Why creating the table failed. nf_tables answers EPERM both to a process without
+/// CAP_NET_ADMIN and to one adding to a table another process owns (`flags owner`), so
+/// "Operation not permitted" is a missing capability only if no table of that name exists.
+enum class NftFailure { MissingCapability, TableExists, Other };
+NftFailure classify_nft_failure(std::string_view nft_error, bool table_exists);
+
 class NftGuard final : public RstSuppressor {
 public:
-    /// Creates the table in one atomic command buffer. Throws EnvironmentError.
+    /// Creates the table in one atomic command buffer. Throws PrivilegeError (missing
+    /// CAP_NET_ADMIN) or EnvironmentError (nftables unavailable, the table exists).
     NftGuard(const std::string& table, const std::string& ruleset);
     /// Closing the netlink socket makes the kernel delete the owned table.
     ~NftGuard() override;
