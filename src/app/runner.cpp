@@ -70,6 +70,14 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
     ProgressLine progress(clock.now());
     Instant next_progress = clock.now() + std::chrono::seconds{1};
     probe::Outbox out;
+    if (io::stop_requested()) {
+        // Ctrl-C during setup (route, capture, nft table): stop before the first packet.
+        stats.interrupted = true;
+        session.interrupt(clock.now(), out);  // nothing has started: nothing to settle
+        out.send.clear();
+        carry_out(out, sink, renderer, stats);
+        return stats;
+    }
     session.on_timer(clock.now(), out);
     carry_out(out, sink, renderer, stats);
 
@@ -101,10 +109,11 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
             auto left = std::max<std::int64_t>(0, (*d - clock.now()).count());
             if (left < 1'000'000'000) timeout = {0, static_cast<long>(left)};
         }
-        pollfd pfd{source.fd(), POLLIN, 0};
-        int rc = ::ppoll(&pfd, 1, &timeout, nullptr);
+        // The stop pipe wakes the wait for a signal that arrived after the check above.
+        pollfd pfd[2] = {{source.fd(), POLLIN, 0}, {io::stop_wake_fd(), POLLIN, 0}};
+        int rc = ::ppoll(pfd, 2, &timeout, nullptr);
         if (rc < 0 && errno != EINTR) throw std::runtime_error("poll on the capture failed");
-        if (rc > 0) source.drain(on_frame);
+        if (rc > 0 && pfd[0].revents != 0) source.drain(on_frame);
         session.on_timer(clock.now(), out);
         if (!out.events.empty()) progress.clear();  // never interleave with results
         carry_out(out, sink, renderer, stats);

@@ -133,10 +133,21 @@ std::uint64_t PcapSource::kernel_drops() const {
     return st.ps_drop;
 }
 
+std::unique_ptr<PcapSource> PcapSource::open_file(const std::string& path) {
+    char err[PCAP_ERRBUF_SIZE] = {};
+    std::unique_ptr<PcapSource> s(new PcapSource());
+    s->p_ = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+    if (!s->p_) throw EnvironmentError(fmt::format("{}: {}", path, err));
+    s->link_type_ = pcap_datalink(s->p_);
+    s->fd_ = -1;
+    return s;
+}
+
 std::size_t PcapSource::drain(const std::function<void(const CapturedFrame&)>& on_frame) {
     DrainContext ctx{&on_frame, link_type_, dumper_};
-    for (;;) {
-        int n = pcap_dispatch(p_, -1, on_packet, reinterpret_cast<u_char*>(&ctx));
+    while (ctx.count < max_frames_per_drain) {
+        const auto budget = static_cast<int>(max_frames_per_drain - ctx.count);
+        int n = pcap_dispatch(p_, budget, on_packet, reinterpret_cast<u_char*>(&ctx));
         if (n <= 0) break;  // 0: nothing more ready; -1: error (reported by the caller's timeout)
     }
     return ctx.count;

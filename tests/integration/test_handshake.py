@@ -427,6 +427,72 @@ def nft_table_sigint(c, tp, tmp):
     check_no_table(c, "after SIGINT (json run)", wait=2.0)
 
 
+@test(timeout=40)
+def nft_table_double_sigint(c, tp, tmp):
+    """Ctrl-C twice: the second signal exits at once with 130, and the kernel removes the
+    table (flags owner) with the process."""
+    check_no_table(c, "before the test")
+    p, argv = tp.start(["-o", "json", "handshake", "%s:%d" % (SRV_IP, PORT_DROP), "--timeout", "10s"])
+    wait_for_table(c, p, argv)
+    c.check(p.poll() is None, "tcpprobe ended before the signals")
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGINT)
+    r = tplab.Tcpprobe.finish(p, argv, timeout=10)
+    took = time.monotonic() - t0
+    c.note(r.describe())
+    c.eq(r.returncode, 130, "exit code after SIGINT twice")
+    c.check(took < 1.0, "tcpprobe took %.3f s to exit after two SIGINTs" % took)
+    check_no_table(c, "after SIGINT twice", wait=1.0)
+
+
+@test(timeout=40)
+def nft_table_sigint_is_prompt(c, tp, tmp):
+    """One SIGINT while the loop waits for a far deadline: the run ends at once (the
+    signal wakes the wait), not up to a second later."""
+    worst = 0.0
+    for i in range(5):
+        p, argv = tp.start(["-o", "json", "handshake", "%s:%d" % (SRV_IP, PORT_DROP), "--timeout", "10s"])
+        wait_for_table(c, p, argv)
+        time.sleep(0.05 + 0.07 * i)
+        t0 = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        r = tplab.Tcpprobe.finish(p, argv, timeout=10)
+        worst = max(worst, time.monotonic() - t0)
+        c.eq(r.returncode, 130, "exit code after SIGINT (run %d)" % i)
+        s = r.summary()
+        c.check(s is not None and s.get("interrupted") is True, "run %d: no interrupted summary" % i)
+    c.check(worst < 0.5, "slowest exit after SIGINT: %.3f s" % worst)
+    check_no_table(c, "after the SIGINT runs", wait=1.0)
+
+
+@test(timeout=60)
+def sigint_during_setup(c, tp, tmp):
+    """Ctrl-C while tcpprobe is still opening the capture and the nft table: no SYN may
+    leave after the signal (the first SYN once went out all the same)."""
+    pcap = os.path.join(tmp, "cli.pcap")
+    signalled = []
+    with Capture(CLI_NS, CLI_IF, pcap, bpf="tcp") as cap:
+        for delay in [0.002 + 0.006 * i for i in range(14)]:
+            p, argv = tp.start(["-o", "json", "handshake", "%s:%d" % (SRV_IP, PORT_DROP), "--timeout", "3s"])
+            time.sleep(delay)
+            t_sig = time.time()
+            p.send_signal(signal.SIGINT)
+            r = tplab.Tcpprobe.finish(p, argv, timeout=10)
+            signalled.append((delay, t_sig, time.time()))
+            # 130 once the handler is installed; killed by SIGINT (-2) if it came before.
+            c.check(r.returncode in (130, -signal.SIGINT), "delay %.3f s: exit %s" % (delay, r.returncode))
+            if r.returncode not in (130, -signal.SIGINT):
+                c.note(r.describe())
+    syns = [p for p in cap.packets() if p.src == CLI_IP and p.flag_str() == "S"]
+    c.note("SYNs: %s; signals at %r" % (format_packets(syns), signalled))
+    for delay, t_sig, t_end in signalled:
+        late = [p for p in syns if t_sig + 0.002 < (p.time or 0) <= t_end]
+        c.check(not late, "SYN sent %.1f ms after the SIGINT (delay %.3f s)"
+                % (((late[0].time or 0) - t_sig) * 1000 if late else 0, delay))
+    check_no_table(c, "after the interrupted setups", wait=1.0)
+
+
 @test(timeout=30)
 def nft_table_sigkill(c, tp, tmp):
     check_no_table(c, "before the test")

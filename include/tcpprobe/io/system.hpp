@@ -78,7 +78,12 @@ public:
                int buffer_bytes = 1 << 20);
     ~PcapSource() override;
     int fd() const override { return fd_; }
+    /// Hands over what is ready, at most max_frames_per_drain frames: under a flood the
+    /// runner gets back to its deadlines and signals (the rest is read on its next turn).
     std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) override;
+    static constexpr std::size_t max_frames_per_drain = 4096;
+    /// A saved capture read back as if live (tests of drain()).
+    static std::unique_ptr<PcapSource> open_file(const std::string& path);
     int link_type() const { return link_type_; }
     /// Writes every captured frame to `fd` as well (pcap, nanosecond precision); takes
     /// ownership of `fd` (see create_user_file). `shown` names the file in errors.
@@ -89,6 +94,7 @@ public:
     std::uint64_t drops() const override { return kernel_drops(); }
 
 private:
+    PcapSource() = default;
     pcap* p_ = nullptr;
     pcap_dumper* dumper_ = nullptr;
     int fd_ = -1;
@@ -153,11 +159,15 @@ public:
     Instant now() const override;
 };
 
-/// SIGINT/SIGTERM set a flag (and interrupt poll) instead of killing the process, so the
-/// run stops in order and destructors remove what it created.
+/// The first SIGINT/SIGTERM sets a flag and wakes the runner (stop_wake_fd) instead of
+/// killing the process, so the run stops in order and destructors remove what it
+/// created. A second one exits at once with status 130 (nothing is left behind: the nft
+/// table is owned by the process's netlink socket).
 void install_stop_signals();
 bool stop_requested();
 int stop_signal();
+/// Readable once a stop signal has arrived (a self-pipe); -1 before install_stop_signals.
+int stop_wake_fd();
 
 }  // namespace tcpprobe::io
 
