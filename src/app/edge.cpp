@@ -80,7 +80,10 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     spdlog::debug("route to {}: source {} interface {}", wire::to_string(req.targets[0]),
                   wire::to_string(edge->route.source), edge->route.interface);
 
-    if (req.flows > 512) io::raise_fd_limit();
+    // Descriptors besides the reserved ports: stdio, the capture, the raw socket, the nft
+    // socket, the -w file, the loop's wake-up pipe, the libraries' own; with room to spare.
+    constexpr std::size_t base_fds = 64;
+    io::ensure_fd_limit(req.flows + base_fds, fmt::format("{} flows (one reserved source port each)", req.flows));
     for (std::size_t i = 0; i < req.flows; ++i)
         edge->sports.push_back(edge->ports.reserve(edge->route.source, req.sport.value_or(0)));
 

@@ -4,6 +4,8 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 
+#include <string>
+
 #include <fmt/format.h>
 
 #include "tcpprobe/io/errors.hpp"
@@ -40,12 +42,17 @@ void require_capabilities(bool need_net_admin) {
     cap_free(caps);
 }
 
-void raise_fd_limit() {
+void ensure_fd_limit(std::size_t needed, std::string_view what) {
     rlimit r{};
-    if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
-        r.rlim_cur = r.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &r);
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY || r.rlim_cur >= needed) return;
+    if (r.rlim_max == RLIM_INFINITY || r.rlim_max >= needed) {
+        r.rlim_cur = needed;
+        if (setrlimit(RLIMIT_NOFILE, &r) == 0) return;
     }
+    throw EnvironmentError(fmt::format(
+        "{} need about {} open files, but RLIMIT_NOFILE allows {} (hard limit {}): probe fewer ports per run, "
+        "or raise the limit (ulimit -n {})",
+        what, needed, r.rlim_cur, r.rlim_max == RLIM_INFINITY ? std::string("unlimited") : std::to_string(r.rlim_max), needed));
 }
 
 void drop_privileges() {

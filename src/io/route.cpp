@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -130,13 +131,26 @@ PortReservation::~PortReservation() {
 
 std::uint16_t PortReservation::reserve(wire::Ipv4Addr source, std::uint16_t port) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw EnvironmentError(fmt::format("socket: {}", std::strerror(errno)));
+    if (fd < 0) {
+        int e = errno;
+        if (e == EMFILE || e == ENFILE) {
+            rlimit r{};
+            ::getrlimit(RLIMIT_NOFILE, &r);
+            throw EnvironmentError(fmt::format("cannot reserve source port {}: {} (RLIMIT_NOFILE {}): probe fewer ports per run, "
+                                               "or raise the limit (ulimit -n)", fds_.size() + 1, std::strerror(e), r.rlim_cur));
+        }
+        throw EnvironmentError(fmt::format("socket: {}", std::strerror(e)));
+    }
     auto sa = to_sockaddr(source, port);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
         int e = errno;
         ::close(fd);
         if (port != 0 && e == EADDRINUSE)
             throw UsageError(fmt::format("--sport {}: port in use on {}", port, wire::to_string(source)));
+        if (port == 0 && e == EADDRINUSE)
+            throw EnvironmentError(fmt::format("no free source port on {} after {} reserved: the ephemeral range "
+                                               "(net.ipv4.ip_local_port_range) is used up; probe fewer ports per run",
+                                               wire::to_string(source), fds_.size()));
         throw EnvironmentError(fmt::format("bind {}:{}: {}", wire::to_string(source), port, std::strerror(e)));
     }
     sockaddr_in bound{};

@@ -591,6 +591,23 @@ def bad_input(c, tp, tmp):
         c.check(False, "TCP packet sent during bad-input case %s: %s" % (cases or "?", p))
 
 
+@test(timeout=30)
+def port_range_fd_limit(c, tp, tmp):
+    """HOST:1-65535 with too few descriptors: one line naming RLIMIT_NOFILE and what to do
+    (it once was "socket: Too many open files"), exit 69, nothing sent."""
+    pcap = os.path.join(tmp, "cli.pcap")
+    with Capture(CLI_NS, CLI_IF, pcap, bpf="tcp") as cap:
+        r = tp.run(["handshake", "%s:1-65535" % SRV_IP], wrapper=["prlimit", "--nofile=1024:1024"], timeout=20)
+    c.note(r.describe())
+    c.eq(r.returncode, 69, "exit code")
+    lines = r.stderr.splitlines()
+    c.eq(len(lines), 1, "stderr lines")
+    for needle in ("RLIMIT_NOFILE", "1024", "65535 flows", "fewer ports"):
+        c.check(needle in r.stderr, "the error does not say %r" % needle)
+    pkts = cap.packets()
+    c.check(not pkts, "TCP packets sent:\n" + format_packets(pkts))
+
+
 # --------------------------------------------------------------------------
 # 8. --stale-syn
 

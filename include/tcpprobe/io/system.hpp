@@ -151,8 +151,10 @@ private:
 void require_capabilities(bool need_net_admin);
 /// Drops every capability and sets no_new_privs; open handles keep working.
 void drop_privileges();
-/// Raises the open-file limit to its hard maximum (one reserved socket per source port).
-void raise_fd_limit();
+/// Makes room for `needed` open descriptors (one reserved socket per source port, plus
+/// the run's own): raises the soft RLIMIT_NOFILE, up to the hard limit, when it is lower.
+/// Throws EnvironmentError naming both limits and what to do when the hard limit is lower.
+void ensure_fd_limit(std::size_t needed, std::string_view what);
 
 class SystemClock final : public Clock {
 public:

@@ -1,0 +1,67 @@
+// Many flows need many descriptors (one reserved source port each): the soft open-file
+// limit is raised as far as the hard limit allows, and beyond it the error names both
+// limits and what to do, instead of "socket: Too many open files".
+#include <doctest/doctest.h>
+
+#include <sys/resource.h>
+
+#include <string>
+
+#include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/system.hpp"
+
+using namespace tcpprobe;
+
+namespace {
+/// Restores RLIMIT_NOFILE at the end of the test.
+struct SavedLimit {
+    rlimit saved{};
+    SavedLimit() { REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0); }
+    ~SavedLimit() { ::setrlimit(RLIMIT_NOFILE, &saved); }
+};
+}  // namespace
+
+TEST_SUITE_BEGIN("io");
+
+TEST_CASE("fd limit: ensure_fd_limit raises the soft limit up to the hard one") {
+    SavedLimit keep;
+    if (keep.saved.rlim_max != RLIM_INFINITY && keep.saved.rlim_max < 200) {
+        MESSAGE("hard RLIMIT_NOFILE below 200: nothing to raise here");
+        return;
+    }
+    rlimit low = keep.saved;
+    low.rlim_cur = 100;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    io::ensure_fd_limit(150, "150 flows");
+    rlimit now{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &now) == 0);
+    CHECK(now.rlim_cur >= 150);
+    // Enough already: nothing changes.
+    io::ensure_fd_limit(50, "50 flows");
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &now) == 0);
+    CHECK(now.rlim_cur >= 150);
+}
+
+TEST_CASE("fd limit: beyond the hard limit the error names the limits and the remedy") {
+    SavedLimit keep;
+    if (keep.saved.rlim_max == RLIM_INFINITY || keep.saved.rlim_max > 1'000'000) {
+        MESSAGE("hard RLIMIT_NOFILE unlimited or huge: cannot exceed it here");
+        return;
+    }
+    const std::size_t too_many = keep.saved.rlim_max + 10;
+    std::string what;
+    try {
+        io::ensure_fd_limit(too_many, "65535 flows (one reserved source port each)");
+    } catch (const io::EnvironmentError& e) {
+        what = e.what();
+    }
+    INFO(what);
+    REQUIRE_FALSE(what.empty());
+    CHECK(what.find("65535 flows") != std::string::npos);
+    CHECK(what.find("RLIMIT_NOFILE") != std::string::npos);
+    CHECK(what.find(std::to_string(keep.saved.rlim_max)) != std::string::npos);
+    CHECK(what.find("fewer ports") != std::string::npos);
+    CHECK(what.find('\n') == std::string::npos);
+}
+
+TEST_SUITE_END();
