@@ -346,7 +346,16 @@ def duration(c, tp, tmp):
                 "connection %d probed once: expected one FIN without ACK after its close, got %s"
                 % (e.get("sport"), format_packets(mine[:4])))
         if mine:
-            offset = (mine[0].time - mo.tw_ack.time) * 1e6
+            # An answer that shows the connection alive dates it at our first copy (the
+            # earliest it was certainly there); a RST dates the end at our last copy
+            # before it (the listener drops the FIN without ACK; the ACK probe after
+            # it draws the RST): both ends of the bracket are the conservative ones.
+            probe = mine[0]
+            if not alive:
+                _, answer = first(mo.after, lambda x: theirs(x) and x.time > mine[0].time)
+                before = [x for x in mine if answer is None or x.time < answer.time]
+                probe = before[-1] if before else mine[0]
+            offset = (probe.time - mo.tw_ack.time) * 1e6
             within(c, e.get("offset_us"), offset - 5_000, offset + 5_000,
                    "lifetime probe offset_us of %d vs the server-veth capture" % e.get("sport"))
 
