@@ -234,7 +234,9 @@ CommandLine::~CommandLine() = default;
 
 namespace {
 void setup_logging(const GlobalOptions& g) {
-    auto logger = spdlog::stderr_color_mt("tcpprobe");
+    // Once per process (tests run the command line many times in one).
+    auto logger = spdlog::get("tcpprobe");
+    if (!logger) logger = spdlog::stderr_color_mt("tcpprobe");
     spdlog::set_default_logger(logger);
     spdlog::set_pattern("tcpprobe: %^%l%$: %v");
     if (g.quiet) spdlog::set_level(spdlog::level::err);

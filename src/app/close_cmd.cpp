@@ -79,9 +79,9 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
     probe::Session session;
     auto owned = std::make_unique<probe::CloseFlow>(std::move(cc));
     const probe::CloseFlow& flow = *owned;
-    session.add(edge->clock.now(), std::move(owned));
-    RunStats stats = run_session(session, *edge->sender, *edge->capture, edge->clock, *renderer);
-    edge->capture->flush();
+    session.add(edge->clock().now(), std::move(owned));
+    RunStats stats = run_session(session, *edge, *renderer);
+    edge->flush();
 
     const auto& c = flow.connect_result();
     const auto& r = flow.report();

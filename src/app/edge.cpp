@@ -12,29 +12,62 @@
 #include <spdlog/spdlog.h>
 
 #include "tcpprobe/app/parse.hpp"
+#include "tcpprobe/app/runner.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/io/files.hpp"
 
 namespace tcpprobe::app {
 
-io::Random& run_rng() {
-    static io::Random rng;
+namespace {
+std::unique_ptr<io::Random>& rng_slot() {
+    static std::unique_ptr<io::Random> rng;
     return rng;
 }
+EdgeProvider* edge_provider = nullptr;
+}  // namespace
+
+io::Random& run_rng() {
+    auto& rng = rng_slot();
+    if (!rng) rng = std::make_unique<io::Random>();
+    return *rng;
+}
+
+void seed_run_rng(std::uint64_t seed) { rng_slot() = std::make_unique<io::Random>(seed); }
+
+void set_edge_provider(EdgeProvider* provider) { edge_provider = provider; }
 
 namespace {
 std::string new_table_name() { return io::guard_table_name(::getpid(), static_cast<std::uint32_t>(run_rng()())); }
 }  // namespace
 
-Edge::~Edge() {
-    std::thread capture_closer([c = std::move(capture)]() mutable { c.reset(); });
-    std::thread guard_closer([g = std::move(guard)]() mutable { g.reset(); });
-    sender.reset();
-    capture_closer.join();
-    guard_closer.join();
-}
-
 namespace {
+
+/// The real edge: a libnet raw socket, a pcap handle, the nft RST guard.
+struct LiveEdge final : Edge {
+    LiveEdge() = default;
+    /// Releases the capture and the nft socket in parallel: each release waits for an RCU
+    /// grace period in the kernel (packet_release, netlink), 15-25 ms apiece here.
+    ~LiveEdge() override {
+        std::thread capture_closer([c = std::move(capture)]() mutable { c.reset(); });
+        std::thread guard_closer([g = std::move(guard)]() mutable { g.reset(); });
+        sender.reset();
+        capture_closer.join();
+        guard_closer.join();
+    }
+
+    io::PacketSink& sink() override { return *sender; }
+    io::PacketSource& source() override { return *capture; }
+    const io::Clock& clock() const override { return system_clock; }
+    bool wait(Duration timeout) override { return wait_for_frames(capture->fd(), timeout); }
+    void flush() override { capture->flush(); }
+
+    io::PortReservation ports;
+    std::unique_ptr<io::PcapSource> capture;
+    std::unique_ptr<io::LibnetSender> sender;
+    std::unique_ptr<io::NftGuard> guard;
+    io::SystemClock system_clock;
+};
+
 /// -w FILE, opened before any privilege is dropped but with the invoking user's rights
 /// (io::create_user_file); -1 without -w.
 struct PcapFile {
@@ -59,12 +92,13 @@ struct PcapFile {
 }  // namespace
 
 std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) {
+    if (edge_provider) return edge_provider->open(g, req);
     const bool guard = req.rst_guard && !g.no_rst_guard;
     if (!g.write_pcap.empty()) parse_write_path(g.write_pcap);  // a usage error before anything else
     io::require_capabilities(true);  // CAP_NET_ADMIN for SO_MARK even without the guard
     PcapFile pcap_file(g.write_pcap);
 
-    auto edge = std::make_unique<Edge>();
+    auto edge = std::make_unique<LiveEdge>();
     std::optional<wire::Ipv4Addr> source;
     if (!g.source.empty()) source = io::resolve_ipv4(g.source);
     std::optional<std::string> iface;
@@ -108,15 +142,17 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
             table, io::rst_guard_ruleset(table, edge->route.source, edge->sports, req.targets, packet_mark));
         spdlog::debug("RST guard: nft table ip {}", table);
     }
+    edge->rst_guard = edge->guard != nullptr;
     io::drop_privileges();
     return edge;
 }
 
 std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wire::Ipv4Addr> local, std::uint16_t port) {
+    if (edge_provider) return edge_provider->open_listen(g, local, port);
     if (!g.write_pcap.empty()) parse_write_path(g.write_pcap);
     io::require_capabilities(true);
     PcapFile pcap_file(g.write_pcap);
-    auto edge = std::make_unique<Edge>();
+    auto edge = std::make_unique<LiveEdge>();
     if (!g.interface.empty()) edge->route.interface = g.interface;
     else if (local) edge->route = io::select_route(*local, local, std::nullopt);
     else edge->route.interface = "any";
@@ -128,6 +164,7 @@ std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wir
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface == "any" ? "" : edge->route.interface, packet_mark);
     std::string table = new_table_name();
     edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));
+    edge->rst_guard = true;
     io::drop_privileges();
     return edge;
 }

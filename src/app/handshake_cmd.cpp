@@ -51,14 +51,14 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
     probe::Session session;
     std::vector<const probe::HandshakeFlow*> flows;
     std::vector<std::size_t> dest_of;
-    const Instant start = edge->clock.now();
+    const Instant start = edge->clock().now();
     for (std::size_t i = 0; i < total; ++i) {
         // Round k of --count reaches every destination together (within the global pace).
         const std::size_t d = i % dests.size(), round = i / dests.size();
         probe::HandshakeConfig hc;
         hc.connect = make_connect_config(dests[d], *edge, i);
         hc.half_open = o.half_open;
-        hc.connect.kernel_rst_expected = o.half_open && !edge->guard;
+        hc.connect.kernel_rst_expected = o.half_open && !edge->rst_guard;
         hc.stale_syn = o.stale_syn;
         hc.stale_isn = hc.connect.tcb.iss + 0x40000000u;  // far from the real ISN, either way round
         hc.linger = linger;
@@ -68,8 +68,8 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
         session.add(start + interval * static_cast<std::int64_t>(round), std::move(flow));
     }
 
-    RunStats stats = run_session(session, *edge->sender, *edge->capture, edge->clock, *renderer);
-    edge->capture->flush();
+    RunStats stats = run_session(session, *edge, *renderer);
+    edge->flush();
 
     probe::Verdict verdict = probe::Verdict::Pending;
     std::vector<double> rtts;

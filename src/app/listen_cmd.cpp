@@ -90,14 +90,14 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
         for (const auto* c : clients) finished += c->concluded() ? 1 : 0;
         return finished >= o.count;
     });
-    session.set_end(edge->clock.now() + max_wait);
+    session.set_end(edge->clock().now() + max_wait);
     {
         std::string where = ep.addr ? to_string(*ep.addr) : std::string("any address");
         if (!g.quiet) fmt::print(stderr, "tcpprobe: listening on {} port {} (interface {}), answer {}, for up to {:.0f} s\n", where, ep.port,
                    edge->route.interface, o.answer, to_ms_f(max_wait) / 1000);
     }
-    RunStats stats = run_session(session, *edge->sender, *edge->capture, edge->clock, *renderer);
-    edge->capture->flush();
+    RunStats stats = run_session(session, *edge, *renderer);
+    edge->flush();
 
     std::string text = fmt::format("\n--- listen {} (answer {}) ---\n", o.endpoint, o.answer);
     auto list = nlohmann::json::array();

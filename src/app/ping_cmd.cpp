@@ -80,7 +80,7 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
     renderer->set_multi_flow(true);
 
     probe::Session session;
-    const Instant start = edge->clock.now();
+    const Instant start = edge->clock().now();
     auto plan = std::make_shared<probe::PingPlan>(start, spacing, dests.size(), o.count);
     std::vector<const probe::PingLane*> lanes;
     std::size_t port_index = 0;
@@ -96,8 +96,8 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
             lanes.push_back(flow.get());
             session.add(start, std::move(flow));
         }
-    RunStats stats = run_session(session, *edge->sender, *edge->capture, edge->clock, *renderer);
-    edge->capture->flush();
+    RunStats stats = run_session(session, *edge, *renderer);
+    edge->flush();
 
     // Tally per destination and overall.
     std::vector<Tally> per(dests.size());
@@ -170,7 +170,7 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
     if (late) text += fmt::format("{} late or stray answers ignored\n", late);
     if (stats.capture_drops) text += fmt::format("the capture lost {} packet(s): some probes counted silent were answered\n", stats.capture_drops);
     if (stats.interrupted) text += "interrupted\n";
-    const double elapsed = to_ms_f(edge->clock.now() - start) / 1000;
+    const double elapsed = to_ms_f(edge->clock().now() - start) / 1000;
     nlohmann::json summary = {{"command", "ping"},
                               {"target", fmt::format("{}", fmt::join(o.targets, " "))},
                               {"source", to_string(edge->route.source)},

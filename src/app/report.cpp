@@ -268,7 +268,7 @@ nlohmann::json summary_head(const std::string& command, const std::string& targe
             {"address", to_string(p.addr)},
             {"source", to_string(edge.route.source)},
             {"interface", edge.route.interface},
-            {"rst_guard", edge.guard != nullptr}};
+            {"rst_guard", edge.rst_guard}};
 }
 
 }  // namespace tcpprobe::app

@@ -141,10 +141,10 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
             rc.connect.tcb.rto.initial_rto = std::max(rc.connect.tcb.rto.initial_rto, Duration{std::chrono::milliseconds{2500}});
         auto flow = std::make_unique<probe::RetransmitFlow>(std::move(rc));
         flows.push_back(flow.get());
-        session.add(edge->clock.now(), std::move(flow));
+        session.add(edge->clock().now(), std::move(flow));
     }
-    RunStats stats = run_session(session, *edge->sender, *edge->capture, edge->clock, *renderer);
-    edge->capture->flush();
+    RunStats stats = run_session(session, *edge, *renderer);
+    edge->flush();
 
     const std::string what = base.segment == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN";
     std::string text = fmt::format("\n--- {} retransmit ({}{}) ---\n", o.target, o.segment,

@@ -5,13 +5,16 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <functional>
 
 #include <cerrno>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "tcpprobe/app/edge.hpp"
 #include "tcpprobe/io/system.hpp"
 #include "tcpprobe/wire/packet.hpp"
 
@@ -64,8 +67,20 @@ private:
 };
 }  // namespace
 
-RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSource& source,
-                     const io::Clock& clock, Renderer& renderer) {
+bool wait_for_frames(int fd, Duration timeout) {
+    timespec ts{static_cast<time_t>(timeout.count() / 1'000'000'000), static_cast<long>(timeout.count() % 1'000'000'000)};
+    // The stop pipe wakes the wait for a signal that arrived after the caller's check.
+    pollfd pfd[2] = {{fd, POLLIN, 0}, {io::stop_wake_fd(), POLLIN, 0}};
+    int rc = ::ppoll(pfd, 2, &ts, nullptr);
+    if (rc < 0 && errno != EINTR) throw std::runtime_error("poll on the capture failed");
+    return rc > 0 && pfd[0].revents != 0;
+}
+
+namespace {
+using Wait = std::function<bool(Duration)>;
+
+RunStats run_loop(probe::Session& session, io::PacketSink& sink, io::PacketSource& source, const io::Clock& clock,
+                  const Wait& wait, Renderer& renderer) {
     RunStats stats;
     ProgressLine progress(clock.now());
     Instant next_progress = clock.now() + std::chrono::seconds{1};
@@ -102,18 +117,11 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
             carry_out(out, sink, renderer, stats);
             break;
         }
-        timespec timeout{1, 0};
+        Duration timeout = std::chrono::seconds{1};
         auto wake = session.next_deadline();
         if (progress.on() && (!wake || next_progress < *wake)) wake = next_progress;
-        if (auto d = wake) {
-            auto left = std::max<std::int64_t>(0, (*d - clock.now()).count());
-            if (left < 1'000'000'000) timeout = {0, static_cast<long>(left)};
-        }
-        // The stop pipe wakes the wait for a signal that arrived after the check above.
-        pollfd pfd[2] = {{source.fd(), POLLIN, 0}, {io::stop_wake_fd(), POLLIN, 0}};
-        int rc = ::ppoll(pfd, 2, &timeout, nullptr);
-        if (rc < 0 && errno != EINTR) throw std::runtime_error("poll on the capture failed");
-        if (rc > 0 && pfd[0].revents != 0) source.drain(on_frame);
+        if (auto d = wake) timeout = std::clamp(*d - clock.now(), Duration::zero(), timeout);
+        if (wait(timeout)) source.drain(on_frame);
         session.on_timer(clock.now(), out);
         if (!out.events.empty()) progress.clear();  // never interleave with results
         carry_out(out, sink, renderer, stats);
@@ -131,6 +139,18 @@ RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSo
         spdlog::warn("the capture lost {} packets (ring full): answers may be missing; lower --rate or probe fewer flows at once",
                      stats.capture_drops);
     return stats;
+}
+
+}  // namespace
+
+RunStats run_session(probe::Session& session, Edge& edge, Renderer& renderer) {
+    return run_loop(session, edge.sink(), edge.source(), edge.clock(), [&edge](Duration d) { return edge.wait(d); }, renderer);
+}
+
+RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSource& source, const io::Clock& clock,
+                     Renderer& renderer) {
+    const int fd = source.fd();
+    return run_loop(session, sink, source, clock, [fd](Duration d) { return wait_for_frames(fd, d); }, renderer);
 }
 
 }  // namespace tcpprobe::app

@@ -299,7 +299,7 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
         if (tc.test == probe::TwTest::Duration) tc.duration = measurement;
         auto flow = std::make_unique<probe::TimeWaitFlow>(std::move(tc));
         flows.push_back(flow.get());
-        session.add(edge->clock.now(), std::move(flow));
+        session.add(edge->clock().now(), std::move(flow));
     }
     std::size_t next_port = todo.size();
     for (auto [round, count] : {std::pair{probe::Round::Coarse, coarse}, std::pair{probe::Round::Fine, fine}}) {
@@ -307,11 +307,11 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
             probe::TimeWaitConfig tc = base_config(next_port++);
             tc.duration = measurement;
             tc.slot = std::pair{round, slot};
-            session.add(edge->clock.now(), std::make_unique<probe::TimeWaitFlow>(std::move(tc)));
+            session.add(edge->clock().now(), std::make_unique<probe::TimeWaitFlow>(std::move(tc)));
         }
     }
-    RunStats stats = run_session(session, *edge->sender, *edge->capture, edge->clock, *renderer);
-    edge->capture->flush();
+    RunStats stats = run_session(session, *edge, *renderer);
+    edge->flush();
 
     std::string text = fmt::format("\n--- {} time-wait ({}) ---\n", o.target, o.test);
     text += fmt::format("{:<22} {:<7} {:<15} {}\n", "test", "answer", "outcome", "detail");

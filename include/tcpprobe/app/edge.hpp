@@ -24,22 +24,40 @@ struct EdgeRequest {
     bool headers_only = false;        ///< no payload needed: short snaplen, large ring
 };
 
-struct Edge {
+/// What a run talks to: the packet sink, the capture, the clock, and a wait on the
+/// capture. The live edge (open_edge) holds the raw socket, the pcap handle and the RST
+/// guard; tests put a simulated network behind the same interface (set_edge_provider).
+class Edge {
+public:
     Edge() = default;
     Edge(const Edge&) = delete;
     Edge& operator=(const Edge&) = delete;
-    /// Releases the capture and the nft socket in parallel: each release waits for an RCU
-    /// grace period in the kernel (packet_release, netlink), 15-25 ms apiece here.
-    ~Edge();
+    virtual ~Edge() = default;
 
     io::Route route;
     std::vector<std::uint16_t> sports;
-    io::PortReservation ports;
-    std::unique_ptr<io::PcapSource> capture;
-    std::unique_ptr<io::LibnetSender> sender;
-    std::unique_ptr<io::NftGuard> guard;
-    io::SystemClock clock;
+    bool rst_guard = false;  ///< the nft table keeps our kernel's RSTs off the wire
+
+    virtual io::PacketSink& sink() = 0;
+    virtual io::PacketSource& source() = 0;
+    virtual const io::Clock& clock() const = 0;
+    /// Blocks until captured frames are ready, a stop signal arrives or `timeout` has
+    /// passed; true when frames are ready.
+    virtual bool wait(Duration timeout) = 0;
+    /// Writes out what the -w file still buffers.
+    virtual void flush() {}
 };
+
+/// Where edges come from: the live one, or (tests) a simulated network.
+class EdgeProvider {
+public:
+    virtual ~EdgeProvider() = default;
+    virtual std::unique_ptr<Edge> open(const GlobalOptions& g, const EdgeRequest& req) = 0;
+    virtual std::unique_ptr<Edge> open_listen(const GlobalOptions& g, std::optional<wire::Ipv4Addr> local,
+                                              std::uint16_t port) = 0;
+};
+/// Replaces the live edge for the rest of the process (nullptr: the live one again).
+void set_edge_provider(EdgeProvider* provider);
 
 std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req);
 
@@ -53,5 +71,7 @@ std::unique_ptr<Renderer> make_renderer(const GlobalOptions& g);
 /// The run's random numbers, from getrandom(); the core only ever receives values drawn
 /// from it (tests pass a seeded io::Random instead).
 io::Random& run_rng();
+/// Makes run_rng() a reproducible stream (tests only: golden outputs need fixed ISNs).
+void seed_run_rng(std::uint64_t seed);
 
 }  // namespace tcpprobe::app
