@@ -5,6 +5,7 @@
 #include "tcpprobe/app/cli.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/app/runner.hpp"
+#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/close.hpp"
 
@@ -23,7 +24,7 @@ probe::CloseMode parse_mode(const std::string& m) {
 }
 
 struct Span {
-    std::string state;
+    tcb::State state;
     std::optional<Duration> lasted;  ///< unset for the final state
 };
 
@@ -42,7 +43,7 @@ std::string spans_text(const std::vector<Span>& s) {
     for (const auto& x : s) {
         if (!t.empty()) t += " -> ";
         t += x.lasted ? fmt::format("{} {:.3f} ms", x.state, to_ms_f(*x.lasted))
-                      : x.state == "CLOSED" ? x.state : x.state + " (at the end)";
+                      : x.state == tcb::State::Closed ? fmt::format("{}", x.state) : fmt::format("{} (at the end)", x.state);
     }
     return t.empty() ? "-" : t;
 }
@@ -50,7 +51,7 @@ std::string spans_text(const std::vector<Span>& s) {
 nlohmann::json spans_json(const std::vector<Span>& s) {
     auto a = nlohmann::json::array();
     for (const auto& x : s)
-        a.push_back({{"state", x.state}, {"duration_us", x.lasted ? nlohmann::json(to_us(*x.lasted)) : nlohmann::json(nullptr)}});
+        a.push_back({{"state", tcb::to_string(x.state)}, {"duration_us", x.lasted ? nlohmann::json(to_us(*x.lasted)) : nlohmann::json(nullptr)}});
     return a;
 }
 
@@ -86,7 +87,7 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
     const auto& c = flow.connect_result();
     const auto& r = flow.report();
     const bool connected = c.verdict == probe::Verdict::Open;
-    std::string verdict = connected ? std::string(probe::to_string(r.outcome)) : std::string(probe::to_string(c.verdict));
+    const Verdict verdict = connected ? verdict_of(r.outcome) : verdict_of(c.verdict);
     auto local = spans(r.local_states);
     auto peer = spans(r.peer_states);
 
@@ -95,7 +96,7 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
                            : fmt::format("\n--- {} {} ({}) ---\n", o.target, command, probe::to_string(mode));
     text += fmt::format("connect: {}\n", connect_line(c));
     if (connected) {
-        text += fmt::format("verdict {}: {}\n", verdict, r.pattern);
+        text += fmt::format("verdict {}: {}\n", to_string(verdict), probe::to_string(r.pattern));
         if (r.our_fin) {
             text += "after our FIN:";
             if (auto d = between(r.our_fin, r.peer_ack_of_fin)) text += fmt::format(" peer ACK +{:.3f} ms{},", to_ms_f(*d),
@@ -122,11 +123,11 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
     // Who holds TIME-WAIT, described the same way as `tcpprobe time-wait` describes the peer's.
     nlohmann::json tw_json = {{"side", nullptr}, {"observed", false}, {"duration_us", nullptr}};
     for (const auto& sp : local)
-        if (sp.state == "TIME-WAIT") {
+        if (sp.state == tcb::State::TimeWait) {
             tw_json = {{"side", "local"}, {"observed", true}, {"duration_us", sp.lasted ? nlohmann::json(to_us(*sp.lasted)) : nlohmann::json(nullptr)}};
             if (connected) text += fmt::format("TIME-WAIT: ours, {}\n", sp.lasted ? fmt::format("{:.3f} ms (--time-wait)", to_ms_f(*sp.lasted)) : std::string("cut short"));
         }
-    if (!peer.empty() && peer.back().state == "TIME-WAIT") {
+    if (!peer.empty() && peer.back().state == tcb::State::TimeWait) {
         tw_json = {{"side", "peer"}, {"observed", true}, {"duration_us", nullptr}};
         if (connected) text += "TIME-WAIT: held by the peer (inferred; `tcpprobe time-wait` measures it)\n";
     }
@@ -134,9 +135,9 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
     if (stats.interrupted) text += "interrupted\n";
 
     nlohmann::json summary = summary_head(command, o.target, prep, *edge);
-    summary.update({{"verdict", verdict},
+    summary.update({{"verdict", to_string(verdict)},
                     {"mode", probe::to_string(mode)},
-                    {"pattern", r.pattern},
+                    {"pattern", probe::to_string(r.pattern)},
                     {"interrupted", stats.interrupted},
                     {"connect", connect_json(flow)},
                     {"findings", r.findings},
@@ -162,14 +163,7 @@ int run_close(const GlobalOptions& g, const CloseOptions& o, const std::string& 
                     {"time_wait", tw_json}});
     renderer->summary(text, summary);
     if (stats.interrupted) return exit_status::interrupted;
-    if (!connected) return probe::exit_code(c.verdict);
-    switch (r.outcome) {
-        case probe::CloseOutcome::Clean: return 0;
-        case probe::CloseOutcome::Differs: return 1;
-        case probe::CloseOutcome::Pending:
-        case probe::CloseOutcome::Incomplete: return 2;
-    }
-    return exit_status::internal;
+    return exit_code(verdict);
 }
 
 }  // namespace

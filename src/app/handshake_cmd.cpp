@@ -8,6 +8,7 @@
 #include "tcpprobe/app/cli.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/app/runner.hpp"
+#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/handshake.hpp"
 
@@ -130,7 +131,7 @@ int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
     if (stats.interrupted) text += "interrupted\n";
     renderer->summary(text, std::move(summary));
     if (stats.interrupted) return exit_status::interrupted;
-    return probe::exit_code(verdict);
+    return exit_code(verdict_of(verdict));
 }
 
 }  // namespace tcpprobe::app

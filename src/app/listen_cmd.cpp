@@ -5,6 +5,7 @@
 #include "tcpprobe/app/cli.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/app/runner.hpp"
+#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/listen.hpp"
 
@@ -128,22 +129,22 @@ int run_listen(const GlobalOptions& g, const ListenOptions& o) {
             if (!best || static_cast<int>(v) < static_cast<int>(*best)) best = v;
         }
     }
-    std::string verdict = clients.empty() ? "no-client" : best ? std::string(to_string(*best)) : "observed";
+    const Verdict verdict = clients.empty() ? Verdict::NoClient : best ? verdict_of(*best) : Verdict::Observed;
     if (clients.empty()) text += "no client connected\n";
-    text += fmt::format("verdict {}\n", verdict);
+    text += fmt::format("verdict {}\n", to_string(verdict));
     if (stats.interrupted) text += "interrupted\n";
     nlohmann::json summary = {{"command", "listen"},
                               {"target", o.endpoint},
                               {"endpoint", o.endpoint},
                               {"interface", edge->route.interface},
                               {"answer", o.answer},
-                              {"verdict", verdict},
+                              {"verdict", to_string(verdict)},
                               {"interrupted", stats.interrupted},
                               {"clients", list},
                               {"inferred", list.empty() ? nlohmann::json(nullptr) : list[0]["inferred"]}};
     renderer->summary(text, summary);
     if (stats.interrupted) return exit_status::interrupted;
-    return clients.empty() ? 2 : best ? exit_for(*best) : 0;
+    return exit_code(verdict);
 }
 
 }  // namespace tcpprobe::app

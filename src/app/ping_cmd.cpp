@@ -9,6 +9,7 @@
 #include "tcpprobe/app/cli.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/app/runner.hpp"
+#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/ping.hpp"
 
@@ -188,7 +189,7 @@ int run_ping(const GlobalOptions& g, const PingOptions& o) {
     summary.update(stats_json(all));
     renderer->summary(text, std::move(summary));
     if (stats.interrupted) return exit_status::interrupted;
-    return probe::exit_code(verdict);
+    return exit_code(app::verdict_of(verdict));
 }
 
 }  // namespace tcpprobe::app

@@ -210,16 +210,6 @@ std::string_view to_string(ScheduleVerdict v) {
     return "?";
 }
 
-int exit_for(ScheduleVerdict v) {
-    switch (v) {
-        case ScheduleVerdict::Inferred:
-        case ScheduleVerdict::Measured: return 0;
-        case ScheduleVerdict::NoRetransmission: return 1;
-        case ScheduleVerdict::Inconclusive: return 2;
-    }
-    return 70;
-}
-
 RttStats rtt_stats(const std::vector<double>& us) {
     RttStats s;
     if (us.empty()) return s;

@@ -8,6 +8,7 @@
 #include "tcpprobe/app/cli.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/app/runner.hpp"
+#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/retransmit.hpp"
 
@@ -209,19 +210,16 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
             spread.push_back({{"gap", i + 1}, {"min_us", to_us(v.front())}, {"median_us", to_us(med)}, {"max_us", to_us(v.back())}, {"runs", v.size()}});
         }
     }
-    std::string verdict;
-    int code = 0;
+    Verdict verdict = Verdict::Pending;
     if (connect != probe::Verdict::Open || measured.empty()) {
-        verdict = std::string(probe::to_string(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect));
-        code = probe::exit_code(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
+        verdict = verdict_of(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
     } else {
         ScheduleVerdict v = judge_schedule(merged);
         // "No retransmission" is a claim about the peer: every run must show it.
         if (v == ScheduleVerdict::NoRetransmission &&
             std::any_of(measured.begin(), measured.end(), [](const auto* f) { return f->report().times.size() > 1; }))
             v = ScheduleVerdict::Inconclusive;
-        verdict = std::string(to_string(v));
-        code = exit_for(v);
+        verdict = verdict_of(v);
         if (v == ScheduleVerdict::NoRetransmission) {
             text += fmt::format("no retransmission of the {}: the peer dropped the state after its first copy. Likely causes:\n", what);
             for (const auto& c : no_retransmission_causes(base)) text += fmt::format("  - {}\n", c);
@@ -232,11 +230,11 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
                                 "could not be pinned (see the notes above)\n",
                                 merged_ev.copies.size(), measured.size(), merged_ev.probes.size());
     }
-    text += fmt::format("verdict {}\n", verdict);
+    text += fmt::format("verdict {}\n", to_string(verdict));
     if (stats.interrupted) text += "interrupted\n";
 
     nlohmann::json summary = summary_head("retransmit", o.target, prep, *edge);
-    summary.update({{"verdict", verdict},
+    summary.update({{"verdict", to_string(verdict)},
                     {"segment", o.segment},
                     {"peer_closes_first", o.peer_closes_first},
                     {"interrupted", stats.interrupted},
@@ -248,7 +246,7 @@ int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
     summary["inferred"] = merged_json.is_object() ? merged_json["inferred"] : nlohmann::json(nullptr);
     renderer->summary(text, summary);
     if (stats.interrupted) return exit_status::interrupted;
-    return code;
+    return exit_code(verdict);
 }
 
 }  // namespace tcpprobe::app

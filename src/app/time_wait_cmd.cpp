@@ -9,6 +9,7 @@
 #include "tcpprobe/app/cli.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/app/runner.hpp"
+#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/time_wait.hpp"
 
@@ -98,27 +99,27 @@ std::string duration_detail(const probe::TimeWaitFlow& f) {
     const std::string how = d.method() == probe::TwMethod::Lifetime
                                 ? fmt::format("one probe per connection, {} connections", d.engine().probes())
                                 : fmt::format("series of {} probes", d.kind() ? probe::to_string(*d.kind()) : "?");
-    if (r.outcome == "observed" && b)
+    if (r.outcome == probe::TwOutcome::Observed && b)
         return fmt::format("TIME-WAIT {} +/- {}, between {} and {} ({}, end confirmed by a RST)", secs(*f.duration()),
                            secs(*f.resolution()), secs(b->first), secs(b->second), how);
-    if (r.outcome == "silent-end" && b)
+    if (r.outcome == probe::TwOutcome::SilentEnd && b)
         return fmt::format("TIME-WAIT {} +/- {}, between {} and {} ({}); its end is a silence, not a RST: {}",
                            secs(*f.duration()), secs(*f.resolution()), secs(b->first), secs(b->second), how,
                            d.method() == probe::TwMethod::Lifetime ? silent_members(d) : loss_note(r));
-    if (r.outcome == "longer-than-max")
+    if (r.outcome == probe::TwOutcome::LongerThanMax)
         return fmt::format("still there after {} (--max-duration; {})",
                            secs(d.series_reached_max() ? *d.series_last_alive() : *d.engine().bracket().alive), how);
-    if (r.outcome == "inconsistent")
+    if (r.outcome == probe::TwOutcome::Inconsistent)
         return d.check() == probe::TwCheck::Inconsistent && d.method() != probe::TwMethod::Lifetime
                    ? "the ACK probe found TIME-WAIT still there after the series' probes went unanswered"
                    : "the connections probed once disagree (one alive after another was gone)";
-    if (r.outcome == "no-time-wait") {
+    if (r.outcome == probe::TwOutcome::NoTimeWait) {
         std::string_view last = "our probe";
         for (probe::TwProbe p : probe::tw_probes)
             if (d.kind_info(p).answered) last = probe::to_string(p);
         return fmt::format("{} drew a RST: the socket was already gone", last);
     }
-    if (r.outcome == "no-answer") return fmt::format("none of {} answered: {}", kinds_tried(d), loss_note(r));
+    if (r.outcome == probe::TwOutcome::NoAnswer) return fmt::format("none of {} answered: {}", kinds_tried(d), loss_note(r));
     return "";
 }
 
@@ -126,27 +127,27 @@ std::string detail_of(const probe::TimeWaitFlow& f) {
     const auto& r = f.report();
     const auto& c = f.config();
     if (!r.peer_closed_first) return "the peer did not close first";
-    if (r.outcome == "reset") return "the peer reset the connection instead of closing it";
-    if (r.outcome == "interrupted") return "interrupted before the test ended";
+    if (r.outcome == probe::TwOutcome::Reset) return "the peer reset the connection instead of closing it";
+    if (r.outcome == probe::TwOutcome::Interrupted) return "interrupted before the test ended";
     switch (c.test) {
         case probe::TwTest::Duration:
             return duration_detail(f);
         case probe::TwTest::Reuse:
-            if (r.outcome == "accepted") return fmt::format("new ISN = old SND.NXT + {}", r.isn_distance.value_or(0));
-            if (r.outcome == "refused") return "TIME-WAIT kept (answered with an ACK)";
-            if (r.outcome == "no-time-wait") return "the new SYN drew a RST: no TIME-WAIT";
+            if (r.outcome == probe::TwOutcome::Accepted) return fmt::format("new ISN = old SND.NXT + {}", r.isn_distance.value_or(0));
+            if (r.outcome == probe::TwOutcome::Refused) return "TIME-WAIT kept (answered with an ACK)";
+            if (r.outcome == probe::TwOutcome::NoTimeWait) return "the new SYN drew a RST: no TIME-WAIT";
             break;
         case probe::TwTest::Rst:
-            if (r.outcome == "killed") return "the probe after the RST got a RST: RFC 1337 not applied";
-            if (r.outcome == "ignored")
+            if (r.outcome == probe::TwOutcome::Killed) return "the probe after the RST got a RST: RFC 1337 not applied";
+            if (r.outcome == probe::TwOutcome::Ignored)
                 return fmt::format("the probe after each of {} RSTs got an ACK: TIME-WAIT survived (RFC 1337)", r.rounds);
             break;
         case probe::TwTest::Fin:
-            if (r.outcome == "re-acked") return "our repeated FIN was ACKed (the timer restarts)";
-            if (r.outcome == "no-time-wait") return "our repeated FIN drew a RST: no TIME-WAIT";
+            if (r.outcome == probe::TwOutcome::ReAcked) return "our repeated FIN was ACKed (the timer restarts)";
+            if (r.outcome == probe::TwOutcome::NoTimeWait) return "our repeated FIN drew a RST: no TIME-WAIT";
             break;
     }
-    if (r.outcome == "no-answer") return loss_note(r);
+    if (r.outcome == probe::TwOutcome::NoAnswer) return loss_note(r);
     return "";
 }
 
@@ -196,15 +197,6 @@ std::string kinds_line(const probe::TwDuration& d) {
         out += p == probe::TwProbe::Ack ? "" : ";";
     }
     return out;
-}
-
-int exit_for(const std::string& outcome) {
-    // longer-than-max only ran out of time: the TIME-WAIT answered throughout (0).
-    if (outcome == "observed" || outcome == "silent-end" || outcome == "longer-than-max" || outcome == "accepted" ||
-        outcome == "refused" || outcome == "killed" || outcome == "ignored" || outcome == "re-acked")
-        return 0;
-    if (outcome == "no-time-wait" || outcome == "reset" || outcome == "inconsistent") return 1;
-    return 2;
 }
 
 nlohmann::json opt_us(std::optional<Duration> d) { return d ? nlohmann::json(to_us(*d)) : nlohmann::json(nullptr); }
@@ -324,10 +316,10 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
         const auto& r = f->report();
         const auto& c = f->connect_result();
         const bool opened = c.verdict == probe::Verdict::Open;
-        const std::string outcome = opened ? r.outcome : std::string(probe::to_string(c.verdict));
-        text += fmt::format("{:<22} {:<7} {:<15} {}\n", name_of(*f), opened ? r.answer.value_or("-") : "-", outcome,
+        const Verdict outcome = opened ? verdict_of(r.outcome) : verdict_of(c.verdict);
+        text += fmt::format("{:<22} {:<7} {:<15} {}\n", name_of(*f), opened ? r.answer.value_or("-") : "-", to_string(outcome),
                             opened ? detail_of(*f) : connect_line(c));
-        code = std::max(code, opened ? exit_for(outcome) : probe::exit_code(c.verdict));
+        code = std::max(code, exit_code(outcome));
         observed |= opened && f->time_wait_seen();
         const bool dur = f->config().test == probe::TwTest::Duration;
         if (dur && f->duration()) measured = f->duration();
@@ -339,7 +331,7 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
         nlohmann::json t = {{"test", probe::to_string(f->config().test)},
                             {"isn", reuse ? nlohmann::json(probe::to_string(f->config().isn)) : nlohmann::json(nullptr)},
                             {"ts", reuse ? nlohmann::json(probe::to_string(f->config().ts)) : nlohmann::json(nullptr)},
-                            {"outcome", outcome},
+                            {"outcome", to_string(outcome)},
                             {"answer", opened ? opt_json(r.answer) : nlohmann::json(nullptr)},
                             {"peer_closed_first", r.peer_closed_first},
                             {"duration_us", opt_us(f->duration())},
@@ -356,7 +348,8 @@ int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
         if (dur) duration_json(*f, t);
         tests.push_back(std::move(t));
     }
-    const std::string verdict = flows.size() == 1 ? tests[0]["outcome"].get<std::string>() : (observed ? "observed" : "no-time-wait");
+    const std::string verdict = flows.size() == 1 ? tests[0]["outcome"].get<std::string>()
+                                                  : std::string(to_string(observed ? Verdict::Observed : Verdict::NoTimeWait));
     text += fmt::format("TIME-WAIT on the peer: {}{}\n", observed ? "observed" : "not observed",
                         measured ? fmt::format(", {:.2f} s", to_ms_f(*measured) / 1000) : std::string());
     text += notes;

@@ -33,6 +33,21 @@ std::string_view to_string(CloseOutcome o) {
     return "?";
 }
 
+std::string_view to_string(ClosePattern p) {
+    switch (p) {
+        case ClosePattern::None: return "none";
+        case ClosePattern::FourWay: return "4-way";
+        case ClosePattern::ThreeWay: return "3-way";
+        case ClosePattern::Simultaneous: return "simultaneous";
+        case ClosePattern::Passive: return "passive";
+        case ClosePattern::Reset: return "reset";
+        case ClosePattern::Abort: return "abort";
+        case ClosePattern::PeerClosedFirst: return "peer-closed-first";
+        case ClosePattern::Incomplete: return "incomplete";
+    }
+    return "?";
+}
+
 CloseFlow::CloseFlow(CloseConfig config)
     : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {}
 
@@ -49,15 +64,15 @@ void CloseFlow::finding(Instant t, std::string text, bool is_anomaly, Outbox& ou
     else note(t, std::move(text), out);
 }
 
-std::string CloseFlow::peer_now() const {
-    return report_.peer_states.empty() ? "CLOSED" : report_.peer_states.back().state;
+State CloseFlow::peer_now() const {
+    return report_.peer_states.empty() ? State::Closed : report_.peer_states.back().state;
 }
 
-void CloseFlow::peer_goes(Instant t, std::string to, std::string cause, Outbox& out) {
-    std::string from = peer_now();
+void CloseFlow::peer_goes(Instant t, State to, std::string cause, Outbox& out) {
+    const State from = peer_now();
     if (from == to) return;
     report_.peer_states.push_back({to, t});
-    peer_state(t, std::move(from), std::move(to), std::move(cause), out);
+    peer_state(t, std::string(tcb::to_string(from)), std::string(tcb::to_string(to)), std::move(cause), out);
 }
 
 void CloseFlow::send_fin(Instant now, Outbox& out) {
@@ -65,18 +80,18 @@ void CloseFlow::send_fin(Instant now, Outbox& out) {
     if (tcb_.fin_sent()) our_fin_seq_ = tcb_.snd.nxt - 1;
 }
 
-void CloseFlow::conclude(Instant now, CloseOutcome o, std::string pattern, Outbox& out) {
+void CloseFlow::conclude(Instant now, CloseOutcome o, ClosePattern pattern, Outbox& out) {
     if (concluded_) return;
     concluded_ = true;
     report_.outcome = o;
-    report_.pattern = std::move(pattern);
+    report_.pattern = pattern;
     report_.end = now;
     finish(now, Verdict::Open, out);
 }
 
 void CloseFlow::on_established(Instant t, Outbox& out) {
-    report_.local_states.push_back({std::string(tcb::to_string(tcb_.state())), t});
-    peer_goes(t, "ESTABLISHED", "our ACK completed the handshake", out);
+    report_.local_states.push_back({tcb_.state(), t});
+    peer_goes(t, State::Established, "our ACK completed the handshake", out);
     max_wait_until_ = t + cfg_.max_wait;
     if (!cfg_.request.empty()) apply(t, tcb_.send(t, cfg_.request), out);
     switch (cfg_.mode) {
@@ -137,16 +152,16 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
         // Its ACK of our FIN proves the peer got our FIN; if that was while its own FIN
         // was unacknowledged, it passed through CLOSING.
         report_.peer_passed_closing = std::any_of(report_.peer_states.begin(), report_.peer_states.end(),
-                                                  [](const StateSpan& s) { return s.state == "CLOSING"; }) ||
-                                      peer_now() == "FIN-WAIT-1";
+                                                  [](const StateSpan& s) { return s.state == State::Closing; }) ||
+                                      peer_now() == State::FinWait1;
         // The peer's state follows from where it was when our FIN reached it.
-        const std::string now_in = peer_now();
-        if (now_in == "ESTABLISHED") {
-            peer_goes(t, "CLOSE-WAIT", "acknowledged our FIN", out);
-        } else if (now_in == "FIN-WAIT-1") {
-            peer_goes(t, "CLOSING", "acknowledged our FIN before our ACK of its FIN", out);
-        } else if (now_in == "FIN-WAIT-2") {
-            peer_goes(t, "TIME-WAIT", "acknowledged our FIN", out);
+        const State now_in = peer_now();
+        if (now_in == State::Established) {
+            peer_goes(t, State::CloseWait, "acknowledged our FIN", out);
+        } else if (now_in == State::FinWait1) {
+            peer_goes(t, State::Closing, "acknowledged our FIN before our ACK of its FIN", out);
+        } else if (now_in == State::FinWait2) {
+            peer_goes(t, State::TimeWait, "acknowledged our FIN", out);
         }
     }
     if (id_gap) {
@@ -158,9 +173,9 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
         report_.peer_fin = t;
         peer_fin_seq_ = seg.seq + static_cast<std::uint32_t>(seg.payload.size());
         if (our_fin_seq_ && report_.peer_ack_of_fin) {
-            peer_goes(t, "LAST-ACK", "sent its FIN", out);
+            peer_goes(t, State::LastAck, "sent its FIN", out);
         } else {
-            peer_goes(t, "FIN-WAIT-1", "sent its FIN first", out);
+            peer_goes(t, State::FinWait1, "sent its FIN first", out);
             if (cfg_.mode == CloseMode::Active || cfg_.mode == CloseMode::Abort)
                 finding(t, "the peer closed first, before our FIN", cfg_.mode == CloseMode::Active, out);
             if (cfg_.mode == CloseMode::Simultaneous && tcb_.state() == State::Established) {
@@ -174,8 +189,8 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
     const State before_feed = tcb_.state();
     if (feed(t, seg, out)) {
         finding(t, fmt::format("the peer reset the connection (RST) while we were in {}", before_feed), true, out);
-        peer_goes(t, "CLOSED", "sent RST", out);
-        conclude(t, CloseOutcome::Differs, "reset", out);
+        peer_goes(t, State::Closed, "sent RST", out);
+        conclude(t, CloseOutcome::Differs, ClosePattern::Reset, out);
     }
 }
 
@@ -191,12 +206,12 @@ void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
     }
     if (const auto* g = std::get_if<tcb::GaveUp>(&a)) {
         finding(t, fmt::format("our {} was never acknowledged ({} retransmissions)", g->what, g->retransmissions), true, out);
-        conclude(t, CloseOutcome::Incomplete, "incomplete", out);
+        conclude(t, CloseOutcome::Incomplete, ClosePattern::Incomplete, out);
         return;
     }
     const auto* c = std::get_if<tcb::StateChanged>(&a);
     if (!c || phase() != Phase::Connected) return;
-    report_.local_states.push_back({std::string(tcb::to_string(c->to)), t});
+    report_.local_states.push_back({c->to, t});
     if (c->to != State::Closed || concluded_ || aborted_ || giving_up_) return;
     // The TCB closed normally (TIME-WAIT expired or LAST-ACK acknowledged): name the pattern.
     if (report_.peer_reset) return;
@@ -205,23 +220,23 @@ void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
         case CloseMode::HalfClose: {
             const bool peer_first = report_.peer_fin && report_.our_fin && *report_.peer_fin < *report_.our_fin;
             const bool crossed = std::any_of(report_.local_states.begin(), report_.local_states.end(),
-                                             [](const StateSpan& x) { return x.state == "CLOSING"; });
+                                             [](const StateSpan& x) { return x.state == State::Closing; });
             if (crossed) {
                 finding(t, "the peer's FIN crossed ours: a simultaneous close, not the sequence under test", true, out);
-                conclude(t, CloseOutcome::Differs, "simultaneous", out);
+                conclude(t, CloseOutcome::Differs, ClosePattern::Simultaneous, out);
             } else if (peer_first) {
-                conclude(t, CloseOutcome::Differs, "peer-closed-first", out);
+                conclude(t, CloseOutcome::Differs, ClosePattern::PeerClosedFirst, out);
             } else {
-                conclude(t, CloseOutcome::Clean, report_.combined_fin_ack ? "3-way" : "4-way", out);
+                conclude(t, CloseOutcome::Clean, report_.combined_fin_ack ? ClosePattern::ThreeWay : ClosePattern::FourWay, out);
             }
             break;
         }
         case CloseMode::Passive:
             note(t, "the peer closed first, so it now holds the TIME-WAIT state (2MSL)", out);
-            conclude(t, CloseOutcome::Clean, "passive", out);
+            conclude(t, CloseOutcome::Clean, ClosePattern::Passive, out);
             break;
         case CloseMode::Simultaneous:
-            conclude(t, report_.peer_passed_closing ? CloseOutcome::Clean : CloseOutcome::Differs, "simultaneous", out);
+            conclude(t, report_.peer_passed_closing ? CloseOutcome::Clean : CloseOutcome::Differs, ClosePattern::Simultaneous, out);
             break;
         case CloseMode::Abort:
             break;
@@ -235,22 +250,22 @@ void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbo
         // The state our FIN put us in starts when the FIN is on the wire, not when we
         // decided to send it (one time base for every interval).
         for (auto it = report_.local_states.rbegin(); it != report_.local_states.rend(); ++it) {
-            if (it->state != "FIN-WAIT-1" && it->state != "LAST-ACK") continue;
+            if (it->state != State::FinWait1 && it->state != State::LastAck) continue;
             auto next = it.base();  // the entry after *it
             if (it->since < t && (next == report_.local_states.end() || t <= next->since)) it->since = t;
             break;
         }
-        if (peer_now() == "FIN-WAIT-1") peer_goes(t, "CLOSING", "gets our FIN before our ACK of its FIN", out);
+        if (peer_now() == State::FinWait1) peer_goes(t, State::Closing, "gets our FIN before our ACK of its FIN", out);
     }
     if (seg.has(flag::ack) && peer_fin_seq_ && seg.ack == *peer_fin_seq_ + 1 && !report_.our_ack_of_peer_fin) {
         report_.our_ack_of_peer_fin = t;
-        const std::string now_in = peer_now();
-        if (now_in == "FIN-WAIT-1") peer_goes(t, "FIN-WAIT-2", "gets our ACK of its FIN", out);
-        else if (now_in == "CLOSING") peer_goes(t, "TIME-WAIT", "gets our ACK of its FIN", out);
-        else if (now_in == "LAST-ACK") peer_goes(t, "CLOSED", "gets our ACK of its FIN", out);
+        const State now_in = peer_now();
+        if (now_in == State::FinWait1) peer_goes(t, State::FinWait2, "gets our ACK of its FIN", out);
+        else if (now_in == State::Closing) peer_goes(t, State::TimeWait, "gets our ACK of its FIN", out);
+        else if (now_in == State::LastAck) peer_goes(t, State::Closed, "gets our ACK of its FIN", out);
     }
     if (seg.has(flag::rst) && aborted_ && report_.abort_rsts_sent == 1 && !report_.abort_probes_sent)
-        peer_goes(t, "CLOSED", "gets our in-window RST (to be confirmed)", out);
+        peer_goes(t, State::Closed, "gets our in-window RST (to be confirmed)", out);
 }
 
 // Abort: our in-window RST, then liveness probes (one byte far out of the window): a peer
@@ -275,8 +290,8 @@ void CloseFlow::on_abort_answer(Instant t, Liveness l, Outbox& out) {
     prober_.answered(t, l);
     if (l == Liveness::Gone) {
         report_.abort_confirmed = true;
-        peer_goes(t, "CLOSED", "answered our probe with RST: the connection is gone", out);
-        conclude(t, CloseOutcome::Clean, "abort", out);
+        peer_goes(t, State::Closed, "answered our probe with RST: the connection is gone", out);
+        conclude(t, CloseOutcome::Clean, ClosePattern::Abort, out);
         return;
     }
     if (report_.abort_rsts_sent < cfg_.abort_rsts) {
@@ -286,7 +301,7 @@ void CloseFlow::on_abort_answer(Instant t, Liveness l, Outbox& out) {
     report_.abort_confirmed = false;
     finding(t, fmt::format("the peer still answers in state after {} RSTs: it did not drop the connection",
                            report_.abort_rsts_sent), true, out);
-    conclude(t, CloseOutcome::Differs, "abort", out);
+    conclude(t, CloseOutcome::Differs, ClosePattern::Abort, out);
 }
 
 void CloseFlow::give_up(Instant now, std::string why, Outbox& out) {
@@ -296,9 +311,9 @@ void CloseFlow::give_up(Instant now, std::string why, Outbox& out) {
     giving_up_ = true;
     if (!aborted_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait})) {
         apply_with_cause(now, tcb_.abort(now), "cleanup after --max-wait (RST)", out);
-        peer_goes(now, "CLOSED", "gets our cleanup RST", out);
+        peer_goes(now, State::Closed, "gets our cleanup RST", out);
     }
-    conclude(now, CloseOutcome::Incomplete, "incomplete", out);
+    conclude(now, CloseOutcome::Incomplete, ClosePattern::Incomplete, out);
 }
 
 void CloseFlow::on_connected_timer(Instant now, Outbox& out) {

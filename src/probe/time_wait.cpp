@@ -39,6 +39,27 @@ std::string_view to_string(TwProbe p) {
     }
     return "?";
 }
+std::string_view to_string(TwOutcome o) {
+    switch (o) {
+        case TwOutcome::Pending: return "pending";
+        case TwOutcome::ConnectFailed: return "connect-failed";
+        case TwOutcome::Reset: return "reset";
+        case TwOutcome::Incomplete: return "incomplete";
+        case TwOutcome::Interrupted: return "interrupted";
+        case TwOutcome::NoAnswer: return "no-answer";
+        case TwOutcome::NoTimeWait: return "no-time-wait";
+        case TwOutcome::Observed: return "observed";
+        case TwOutcome::SilentEnd: return "silent-end";
+        case TwOutcome::LongerThanMax: return "longer-than-max";
+        case TwOutcome::Inconsistent: return "inconsistent";
+        case TwOutcome::Accepted: return "accepted";
+        case TwOutcome::Refused: return "refused";
+        case TwOutcome::Killed: return "killed";
+        case TwOutcome::Ignored: return "ignored";
+        case TwOutcome::ReAcked: return "re-acked";
+    }
+    return "?";
+}
 std::string_view to_string(TwMethod m) {
     switch (m) {
         case TwMethod::None: return "none";
@@ -266,12 +287,30 @@ std::optional<Duration> TimeWaitFlow::resolution() const {
 }
 
 bool TimeWaitFlow::time_wait_seen() const {
-    static const char* const seen[] = {"observed", "silent-end", "longer-than-max", "inconsistent", "accepted",
-                                       "refused",  "killed",     "ignored",         "re-acked"};
     if (!report_.tw_start) return false;
-    // An interrupted duration test still saw TIME-WAIT if it answered the learning probe.
-    if (report_.outcome == "interrupted") return cfg_.test == TwTest::Duration && cfg_.duration && cfg_.duration->kind();
-    return std::find(std::begin(seen), std::end(seen), report_.outcome) != std::end(seen);
+    switch (report_.outcome) {
+        case TwOutcome::Observed:
+        case TwOutcome::SilentEnd:
+        case TwOutcome::LongerThanMax:
+        case TwOutcome::Inconsistent:
+        case TwOutcome::Accepted:
+        case TwOutcome::Refused:
+        case TwOutcome::Killed:
+        case TwOutcome::Ignored:
+        case TwOutcome::ReAcked:
+            return true;
+        case TwOutcome::Interrupted:
+            // An interrupted duration test still saw TIME-WAIT if it answered the learning probe.
+            return cfg_.test == TwTest::Duration && cfg_.duration && cfg_.duration->kind();
+        case TwOutcome::Pending:
+        case TwOutcome::ConnectFailed:
+        case TwOutcome::Reset:
+        case TwOutcome::Incomplete:
+        case TwOutcome::NoAnswer:
+        case TwOutcome::NoTimeWait:
+            return false;
+    }
+    return false;
 }
 
 void TimeWaitFlow::begin(Instant now, Outbox& out) {
@@ -308,7 +347,7 @@ void TimeWaitFlow::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
 
 void TimeWaitFlow::check_connect_failed(Instant now, Outbox& out) {
     if (concluded_ || phase() != Phase::Draining || connect_result().verdict == Verdict::Open) return;
-    conclude(now, std::string(to_string(connect_result().verdict)), out);
+    conclude(now, TwOutcome::ConnectFailed, out);
 }
 
 void TimeWaitFlow::on_established(Instant t, Outbox& out) {
@@ -542,7 +581,7 @@ void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
         report_.peer_closed_first = true;
     const bool reset = feed(t, seg, out);
     if (reset) {
-        conclude(t, "reset", out);
+        conclude(t, TwOutcome::Reset, out);
         return;
     }
     if (tcb_.state() == State::CloseWait) {
@@ -580,7 +619,7 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                 d->tried(*e.kind, false, since_tw(e.sent.front()), static_cast<unsigned>(e.sent.size()));
                 report_.answer = flags;
                 note(t, fmt::format("{} drew a RST: no TIME-WAIT on this 4-tuple", to_string(*e.kind)), out);
-                conclude(t, "no-time-wait", out);
+                conclude(t, TwOutcome::NoTimeWait, out);
                 return;
             }
             d->tried(*e.kind, true, since_tw(e.sent.front()), static_cast<unsigned>(e.sent.size()));
@@ -627,31 +666,31 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                 report_.isn_distance = distance(report_.old_peer_nxt, seg.seq);
                 note(t, fmt::format("accepted: the peer's new ISN is its old SND.NXT + {}", *report_.isn_distance), out);
                 send(tcb_.make_segment(t, flag::rst, *reuse_isn_ + 1, Seq{0}), out);  // cleanup
-                conclude(t, "accepted", out);
+                conclude(t, TwOutcome::Accepted, out);
             } else if (rst) {
-                conclude(t, "no-time-wait", out);
+                conclude(t, TwOutcome::NoTimeWait, out);
             } else {
                 note(t, fmt::format("refused: the TIME-WAIT socket answered with {} (ack {})", flags,
                                     static_cast<std::int64_t>(distance(report_.old_our_nxt, seg.ack))), out);
                 report_.tw_alive_after = true;
-                conclude(t, "refused", out);
+                conclude(t, TwOutcome::Refused, out);
             }
             return;
         case Purpose::RstFollowUp:
             report_.answer = flags;
             report_.tw_alive_after = !rst;
             if (rst) {
-                conclude(t, "killed", out);
+                conclude(t, TwOutcome::Killed, out);
             } else if (report_.rounds < 1 + cfg_.retries) {
                 // The RST may have been lost on the way: send it again before calling it ignored.
                 rst_round(t, out);
             } else {
-                conclude(t, "ignored", out);
+                conclude(t, TwOutcome::Ignored, out);
             }
             return;
         case Purpose::Fin:
             report_.answer = flags;
-            conclude(t, rst ? "no-time-wait" : "re-acked", out);
+            conclude(t, rst ? TwOutcome::NoTimeWait : TwOutcome::ReAcked, out);
             return;
     }
 }
@@ -669,7 +708,7 @@ void TimeWaitFlow::on_silence(Instant now, Outbox& out) {
                 return;
             }
             note(now, "the TIME-WAIT answered none of the probes", out);
-            conclude(now, "no-answer", out);
+            conclude(now, TwOutcome::NoAnswer, out);
             return;
         case Purpose::Series:
             report_.first_dead = e.sent.front();
@@ -698,7 +737,7 @@ void TimeWaitFlow::on_silence(Instant now, Outbox& out) {
         case Purpose::Reuse:
         case Purpose::RstFollowUp:
         case Purpose::Fin:
-            conclude(now, "no-answer", out);
+            conclude(now, TwOutcome::NoAnswer, out);
             return;
     }
 }
@@ -715,7 +754,7 @@ void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
                              : "the peer did not close first within --max-wait: TIME-WAIT not set up", out);
             if (!tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait}))
                 apply_with_cause(now, tcb_.abort(now), "cleanup after --max-wait (RST)", out);
-            conclude(now, "incomplete", out);
+            conclude(now, TwOutcome::Incomplete, out);
         }
         return;
     }
@@ -770,28 +809,28 @@ std::optional<Instant> TimeWaitFlow::connected_deadline() const {
 // The duration test's outcome, once the measurement is over.
 void TimeWaitFlow::conclude_duration(Instant now, Outbox& out) {
     const TwDuration& d = *cfg_.duration;
-    std::string outcome = "inconsistent";
+    TwOutcome outcome = TwOutcome::Inconsistent;
     if (d.method() == TwMethod::Series) {
-        if (d.check() == TwCheck::Inconsistent) outcome = "inconsistent";
-        else if (d.series_reached_max()) outcome = "longer-than-max";
-        else if (d.series_end_confirmed()) outcome = "observed";
-        else outcome = "silent-end";
+        if (d.check() == TwCheck::Inconsistent) outcome = TwOutcome::Inconsistent;
+        else if (d.series_reached_max()) outcome = TwOutcome::LongerThanMax;
+        else if (d.series_end_confirmed()) outcome = TwOutcome::Observed;
+        else outcome = TwOutcome::SilentEnd;
     } else if (d.method() == TwMethod::Lifetime) {
         const LifetimeBracket b = d.engine().bracket();
         const Duration max = d.engine().config().max;
-        if (!b.consistent()) outcome = "inconsistent";
-        else if (b.closed()) outcome = b.end_confirmed() ? "observed" : "silent-end";
-        else if (b.alive && !b.upper() && *b.alive + d.config().slack >= max) outcome = "longer-than-max";
+        if (!b.consistent()) outcome = TwOutcome::Inconsistent;
+        else if (b.closed()) outcome = b.end_confirmed() ? TwOutcome::Observed : TwOutcome::SilentEnd;
+        else if (b.alive && !b.upper() && *b.alive + d.config().slack >= max) outcome = TwOutcome::LongerThanMax;
     }
     // The answer column: what ended the measurement (a RST, still an ACK, or silence).
-    report_.end_confirmed = outcome == "observed";
-    if (outcome == "observed") report_.answer = "R";
-    else if (outcome == "longer-than-max") report_.answer = ".";
-    else if (outcome == "silent-end") report_.answer.reset();
-    conclude(now, std::move(outcome), out);
+    report_.end_confirmed = outcome == TwOutcome::Observed;
+    if (outcome == TwOutcome::Observed) report_.answer = "R";
+    else if (outcome == TwOutcome::LongerThanMax) report_.answer = ".";
+    else if (outcome == TwOutcome::SilentEnd) report_.answer.reset();
+    conclude(now, outcome, out);
 }
 
-void TimeWaitFlow::conclude(Instant now, std::string outcome, Outbox& out) {
+void TimeWaitFlow::conclude(Instant now, TwOutcome outcome, Outbox& out) {
     if (concluded_) return;
     concluded_ = true;
     step_ = Step::Done;
@@ -805,7 +844,7 @@ void TimeWaitFlow::conclude(Instant now, std::string outcome, Outbox& out) {
         return;
     }
     if (cfg_.duration && !cfg_.duration->done()) cfg_.duration->abandon();
-    report_.outcome = std::move(outcome);
+    report_.outcome = outcome;
     finish(now, Verdict::Open, out);
 }
 
@@ -815,7 +854,7 @@ void TimeWaitFlow::on_interrupt(Instant now, Outbox& out) {
         apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
     concluded_ = true;
     if (cfg_.duration) cfg_.duration->interrupt();
-    if (!is_member()) report_.outcome = "interrupted";
+    if (!is_member()) report_.outcome = TwOutcome::Interrupted;
 }
 
 std::string TimeWaitFlow::progress(Instant now) const {

@@ -300,7 +300,7 @@ TEST_CASE("time-wait duration, Linux: FINs without ACK every second, confirmed b
     const auto& r = run.flow->report();
     const auto& m = run.series_model();
     CHECK(run.flow->done());
-    CHECK(r.outcome == "observed");
+    CHECK(r.outcome == probe::TwOutcome::Observed);
     CHECK(r.answer == std::optional<std::string>{"R"});
     CHECK(r.peer_closed_first);
     REQUIRE(r.tw_start);
@@ -368,7 +368,7 @@ TEST_CASE("time-wait duration, Linux: probes every 600 ms measure a 20 s TIME-WA
     DurationRun run(m, c);
     run.net.run(60s);
     INFO(run.trace());
-    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.flow->report().outcome == probe::TwOutcome::Observed);
     CHECK(run.d->method() == probe::TwMethod::Series);
     REQUIRE(run.flow->duration());
     CHECK(*run.flow->resolution() == 300ms);
@@ -385,7 +385,7 @@ TEST_CASE("time-wait duration: a stack whose TIME-WAIT answers only a retransmit
     INFO(run.trace());
     const auto& r = run.flow->report();
     CHECK(run.flow->done());
-    CHECK(r.outcome == "observed");
+    CHECK(r.outcome == probe::TwOutcome::Observed);
     CHECK(r.answer == std::optional<std::string>{"R"});
     CHECK(run.d->kind_info(probe::TwProbe::FinNoAck).answered == std::optional<bool>{false});
     CHECK(run.d->kind_info(probe::TwProbe::RetxFin).answered == std::optional<bool>{true});
@@ -409,7 +409,7 @@ TEST_CASE("time-wait duration: a stack that restarts TIME-WAIT on every FIN: the
                             {TwSegKind::FinNoAck, TwSegKind::RetxFin, TwSegKind::FinAck}));
     run.net.run(120s);
     INFO(run.trace());
-    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.flow->report().outcome == probe::TwOutcome::Observed);
     CHECK(run.d->kind() == std::optional<probe::TwProbe>{probe::TwProbe::FinNoAck});
     CHECK(run.d->kind_info(probe::TwProbe::FinNoAck).restarts == std::optional<bool>{true});
     check_engine_answer(run, 20s);
@@ -423,7 +423,7 @@ TEST_CASE("time-wait duration: a stack whose retransmitted FIN does not restart 
     DurationRun run(foreign(20s, {TwSegKind::RetxFin}, {}));
     run.net.run(120s);
     INFO(run.trace());
-    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.flow->report().outcome == probe::TwOutcome::Observed);
     CHECK(run.d->method() == probe::TwMethod::Series);
     CHECK(run.d->check() == probe::TwCheck::Confirmed);
     CHECK(run.d->kind_info(probe::TwProbe::RetxFin).restarts == std::optional<bool>{false});
@@ -441,7 +441,7 @@ TEST_CASE("time-wait duration: a stack that drops everything once TIME-WAIT is o
     INFO(run.trace());
     const auto& r = run.flow->report();
     CHECK(run.flow->done());
-    CHECK(r.outcome == "silent-end");
+    CHECK(r.outcome == probe::TwOutcome::SilentEnd);
     CHECK_FALSE(r.answer);
     CHECK(run.d->method() == probe::TwMethod::Lifetime);
     CHECK(run.d->check() == probe::TwCheck::Extended);  // connections probed once fell silent long before
@@ -459,7 +459,7 @@ TEST_CASE("time-wait duration: a closed port that only resets segments with ACK:
                             TwClosedReply::RstAckOnly));
     run.net.run(120s);
     INFO(run.trace());
-    CHECK(run.flow->report().outcome == "observed");
+    CHECK(run.flow->report().outcome == probe::TwOutcome::Observed);
     CHECK(run.d->method() == probe::TwMethod::Lifetime);
     for (const auto& mr : run.d->members()) {
         if (mr.result != probe::Liveness::Gone) continue;
@@ -495,7 +495,7 @@ TEST_CASE("time-wait duration: a lost answer is retried, not taken for the end")
     INFO(run.trace());
     const auto& r = run.flow->report();
     CHECK(dropped == 2);
-    CHECK(r.outcome == "observed");
+    CHECK(r.outcome == probe::TwOutcome::Observed);
     CHECK(run.d->method() == probe::TwMethod::Series);
     CHECK(r.retries == 2 + 2);  // two for the lost answers, two for the real end
     REQUIRE(run.flow->duration());
@@ -517,7 +517,7 @@ TEST_CASE("time-wait duration: a series whose last answers and every copy were l
     run.net.run(120s);
     INFO(run.trace());
     const auto& r = run.flow->report();
-    CHECK(r.outcome == "observed");  // the engine's end, confirmed by a RST
+    CHECK(r.outcome == probe::TwOutcome::Observed);  // the engine's end, confirmed by a RST
     CHECK(run.d->series_reached_max() == false);
     CHECK_FALSE(run.d->series_end_confirmed());
     CHECK(run.d->check() == probe::TwCheck::Unchecked);
@@ -535,7 +535,7 @@ TEST_CASE("time-wait duration: a TIME-WAIT longer than --max-duration is longer-
     INFO(run.trace());
     const auto& r = run.flow->report();
     CHECK(run.flow->done());
-    CHECK(r.outcome == "longer-than-max");
+    CHECK(r.outcome == probe::TwOutcome::LongerThanMax);
     CHECK(r.answer == std::optional<std::string>{"."});
     CHECK(run.d->method() == probe::TwMethod::Series);
     CHECK(run.d->check() == probe::TwCheck::Confirmed);
@@ -555,7 +555,7 @@ TEST_CASE("time-wait duration: a peer that keeps no TIME-WAIT (tcp_max_tw_bucket
     CHECK(run.flow->done());
     CHECK(r.peer_closed_first);
     CHECK_FALSE(run.flow->duration());
-    CHECK(r.outcome == "no-time-wait");
+    CHECK(r.outcome == probe::TwOutcome::NoTimeWait);
     CHECK(r.answer == std::optional<std::string>{"R"});  // our FIN again drew a RST
     CHECK_FALSE(run.flow->time_wait_seen());
     CHECK(run.members_probed() == 0);
@@ -567,7 +567,7 @@ TEST_CASE("time-wait duration: a TIME-WAIT that answers nothing is no-answer aft
     run.net.run(60s);
     INFO(run.trace());
     const auto& r = run.flow->report();
-    CHECK(r.outcome == "no-answer");
+    CHECK(r.outcome == probe::TwOutcome::NoAnswer);
     CHECK_FALSE(r.answer);
     CHECK_FALSE(run.flow->time_wait_seen());
     CHECK(r.probes == 9);  // three kinds, three copies each
@@ -582,7 +582,7 @@ TEST_CASE("time-wait duration on one connection (no connection probed once): the
     run.sim.run(150s);
     INFO(run.wire());
     const auto& r = run.flow.report();
-    CHECK(r.outcome == "observed");
+    CHECK(r.outcome == probe::TwOutcome::Observed);
     REQUIRE(run.flow.config().duration);
     CHECK(run.flow.config().duration->check() == probe::TwCheck::Unchecked);
     CHECK(run.flow.config().duration->method() == probe::TwMethod::Series);
@@ -623,7 +623,7 @@ TEST_CASE("time-wait reuse: a higher ISN or a newer TSval is accepted with ISN =
         if (ts && k.ts == TwTs::Newer) CHECK(static_cast<std::int32_t>(ts->tsval - run.model->ts_recent()) > 0);
         if (ts && k.ts == TwTs::Older) CHECK(static_cast<std::int32_t>(ts->tsval - run.model->ts_recent()) < 0);
         if (k.accepted) {
-            CHECK(r.outcome == "accepted");
+            CHECK(r.outcome == probe::TwOutcome::Accepted);
             CHECK(r.answer == std::optional<std::string>{"S."});
             REQUIRE(r.new_isn);
             CHECK(*r.new_isn == run.model->snd_nxt() + 65537u);
@@ -633,7 +633,7 @@ TEST_CASE("time-wait reuse: a higher ISN or a newer TSval is accepted with ISN =
             CHECK(flags_of(run.sim.sent_by_flow()).back() == "R");
             CHECK(run.sim.sent_by_flow().back().seq == syn.seq + 1);
         } else {
-            CHECK(r.outcome == "refused");
+            CHECK(r.outcome == probe::TwOutcome::Refused);
             CHECK(r.answer == std::optional<std::string>{"."});
             CHECK_FALSE(r.new_isn);
             CHECK(r.tw_alive_after == std::optional<bool>{true});
@@ -650,7 +650,7 @@ TEST_CASE("time-wait reuse: a lower ISN without a timestamp on a connection that
     TwRun run(c);
     run.sim.run(30s);
     REQUIRE(run.model);
-    CHECK(run.flow.report().outcome == "refused");
+    CHECK(run.flow.report().outcome == probe::TwOutcome::Refused);
     REQUIRE_FALSE(run.arrivals.empty());
     CHECK_FALSE(find_option<opt::Timestamps>(run.arrivals.front().second.options));
     CHECK(run.model->alive_at(run.sim.now()));
@@ -664,7 +664,7 @@ TEST_CASE("time-wait rst: with tcp_rfc1337 0 the in-window RST kills TIME-WAIT; 
     INFO(run.wire());
     const auto& r = run.flow.report();
     REQUIRE(run.model);
-    CHECK(r.outcome == "killed");
+    CHECK(r.outcome == probe::TwOutcome::Killed);
     CHECK(r.answer == std::optional<std::string>{"R"});
     CHECK(r.tw_alive_after == std::optional<bool>{false});
     CHECK(run.model->end() == TwModel::End::Killed);
@@ -683,7 +683,7 @@ TEST_CASE("time-wait rst: with tcp_rfc1337 1 the RST is ignored; the probe after
     INFO(run.wire());
     const auto& r = run.flow.report();
     REQUIRE(run.model);
-    CHECK(r.outcome == "ignored");
+    CHECK(r.outcome == probe::TwOutcome::Ignored);
     CHECK(r.answer == std::optional<std::string>{"."});
     CHECK(r.tw_alive_after == std::optional<bool>{true});
     CHECK(run.model->alive_at(run.sim.now()));
@@ -706,7 +706,7 @@ TEST_CASE("time-wait fin: our FIN again is re-ACKed by the TIME-WAIT socket, who
     INFO(run.wire());
     const auto& r = run.flow.report();
     REQUIRE(run.model);
-    CHECK(r.outcome == "re-acked");
+    CHECK(r.outcome == probe::TwOutcome::ReAcked);
     CHECK(r.answer == std::optional<std::string>{"."});
     REQUIRE(run.arrivals.size() == 1);
     const Segment& fin = run.arrivals[0].second;
@@ -729,7 +729,7 @@ TEST_CASE("time-wait: a peer that answers but does not close first: incomplete a
         INFO(run.wire());
         const auto& r = run.flow.report();
         CHECK(run.flow.done());
-        CHECK(r.outcome == "incomplete");
+        CHECK(r.outcome == probe::TwOutcome::Incomplete);
         CHECK_FALSE(r.peer_closed_first);
         CHECK_FALSE(r.tw_start);
         CHECK_FALSE(run.model);
@@ -751,7 +751,7 @@ TEST_CASE("time-wait: a peer that falls silent after the close gives no-answer")
         REQUIRE(run.model);
         CHECK(run.flow.done());
         CHECK(r.peer_closed_first);
-        CHECK(r.outcome == "no-answer");
+        CHECK(r.outcome == probe::TwOutcome::NoAnswer);
         CHECK_FALSE(r.answer);
         CHECK_FALSE(run.flow.duration());
     }

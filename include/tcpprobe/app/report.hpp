@@ -42,8 +42,6 @@ std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::Schedu
 enum class ScheduleVerdict { Inferred, Measured, NoRetransmission, Inconclusive };
 ScheduleVerdict judge_schedule(const probe::ScheduleFit& fit);
 std::string_view to_string(ScheduleVerdict v);
-/// 0 inferred / measured, 1 no-retransmission, 2 inconclusive.
-int exit_for(ScheduleVerdict v);
 
 struct RttStats {
     double min_us = 0, avg_us = 0, max_us = 0, mdev_us = 0;

@@ -39,7 +39,7 @@ struct CloseConfig {
 
 /// A state and when it was entered (capture time or timer instant).
 struct StateSpan {
-    std::string state;
+    tcb::State state;
     Instant since;
 };
 
@@ -47,9 +47,23 @@ struct StateSpan {
 enum class CloseOutcome { Pending, Clean, Differs, Incomplete };
 std::string_view to_string(CloseOutcome o);
 
+/// The close sequence seen, named once the flow concludes (text: "4-way", "3-way", ...).
+enum class ClosePattern {
+    None,             ///< not concluded
+    FourWay,          ///< the peer's ACK of our FIN, then its FIN
+    ThreeWay,         ///< the peer's FIN acknowledged ours (FIN/ACK combined)
+    Simultaneous,     ///< both FINs crossed: both ends in CLOSING
+    Passive,          ///< the peer closed first, we followed (LAST-ACK)
+    Reset,            ///< the peer reset the connection
+    Abort,            ///< our RST, then the check that the peer dropped it
+    PeerClosedFirst,  ///< active mode, but the peer's FIN came before ours
+    Incomplete,       ///< the sequence did not complete (no answer, --max-wait)
+};
+std::string_view to_string(ClosePattern p);
+
 struct CloseReport {
     CloseOutcome outcome = CloseOutcome::Pending;
-    std::string pattern = "none";   ///< 4-way, 3-way, simultaneous, passive, reset, abort, peer-closed-first, incomplete
+    ClosePattern pattern = ClosePattern::None;
     std::vector<std::string> findings;
     std::optional<Instant> our_fin;          ///< capture time of our first FIN
     std::optional<Instant> peer_ack_of_fin;  ///< first segment acknowledging our FIN
@@ -93,9 +107,9 @@ protected:
 
 private:
     void send_fin(Instant now, Outbox& out);
-    void peer_goes(Instant t, std::string to, std::string cause, Outbox& out);
-    std::string peer_now() const;
-    void conclude(Instant now, CloseOutcome o, std::string pattern, Outbox& out);
+    void peer_goes(Instant t, tcb::State to, std::string cause, Outbox& out);
+    tcb::State peer_now() const;
+    void conclude(Instant now, CloseOutcome o, ClosePattern pattern, Outbox& out);
     void give_up(Instant now, std::string why, Outbox& out);
     void finding(Instant t, std::string text, bool is_anomaly, Outbox& out);
     void send_abort_rst(Instant now, Outbox& out);

@@ -64,6 +64,30 @@ enum class TwCheck {
     Inconsistent,  ///< the series' end contradicted itself (its ACK probe was answered)
     Unchecked,     ///< no connection probed once could tell (one connection, or none left)
 };
+/// How a test ended; the text is the outcome column and the JSON "outcome" word.
+enum class TwOutcome {
+    Pending,        ///< not concluded
+    ConnectFailed,  ///< the connection never opened (the connect verdict tells how)
+    Reset,          ///< the peer reset the connection instead of closing it
+    Incomplete,     ///< the peer did not close first within --max-wait
+    Interrupted,
+    NoAnswer,       ///< the deciding probes drew no answer at all
+    NoTimeWait,     ///< a probe drew a RST: no TIME-WAIT
+    // duration
+    Observed,       ///< the end bracketed and confirmed by a RST
+    SilentEnd,      ///< bracketed, but its end is a silence
+    LongerThanMax,  ///< still there at --max-duration
+    Inconsistent,   ///< the evidence contradicts itself
+    // reuse
+    Accepted,       ///< the new SYN was answered with a SYN-ACK
+    Refused,        ///< it was answered with an ACK: TIME-WAIT kept
+    // rst
+    Killed,         ///< an in-window RST ended TIME-WAIT (RFC 1337 not applied)
+    Ignored,        ///< TIME-WAIT survived the RSTs (RFC 1337)
+    // fin
+    ReAcked,        ///< our repeated FIN was acknowledged
+};
+std::string_view to_string(TwOutcome o);
 std::string_view to_string(TwTest t);
 std::string_view to_string(TwIsn i);
 std::string_view to_string(TwTs t);
@@ -203,7 +227,7 @@ struct TimeWaitConfig {
 struct TimeWaitReport {
     bool peer_closed_first = false;
     std::optional<Instant> tw_start;        ///< capture of the peer's ACK of our FIN
-    std::string outcome = "pending";        ///< see time_wait.cpp
+    TwOutcome outcome = TwOutcome::Pending;
     std::optional<std::string> answer;      ///< flags of the answer that decided the outcome
     // duration (the series connection)
     std::optional<Instant> last_alive;      ///< last series probe answered (its first copy)
@@ -295,7 +319,7 @@ private:
     void member_tick(Instant now, Outbox& out);
     void hold_tick(Instant now, Outbox& out);
     void member_done(Instant now, Liveness l, Duration offset, Outbox& out);
-    void conclude(Instant now, std::string outcome, Outbox& out);
+    void conclude(Instant now, TwOutcome outcome, Outbox& out);
     void conclude_duration(Instant now, Outbox& out);
     /// The connection failed on its own (no answer to our SYN, RST, ICMP): the
     /// measurement must not wait for it.

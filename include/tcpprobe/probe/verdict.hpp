@@ -1,4 +1,4 @@
-// Verdicts are lower-case words in every output (DESIGN §1); exit codes follow them.
+// Verdicts are lower-case words in every output (DESIGN §1); app/verdict.hpp turns them into exit codes.
 #pragma once
 
 #include <string_view>
@@ -16,18 +16,6 @@ constexpr std::string_view to_string(Verdict v) {
         case Verdict::Unreachable: return "unreachable";
     }
     return "?";
-}
-
-/// DESIGN §1 exit status: 0 as expected, 1 negative answer, 2 no answer, 3 ICMP error.
-constexpr int exit_code(Verdict v) {
-    switch (v) {
-        case Verdict::Open: return 0;
-        case Verdict::Closed: return 1;
-        case Verdict::Pending:
-        case Verdict::Filtered: return 2;
-        case Verdict::Unreachable: return 3;
-    }
-    return 70;
 }
 
 /// Combining the verdicts of several flows: the most informative answer wins.
