@@ -1,14 +1,14 @@
-// `tcpprobe handshake HOST:PORT`: one flow per --count, the run and the summary.
+// `tcpprobe handshake HOST:PORTS...`: one flow per destination and --count round, each a
+// SYN with the chosen options, completed with an ACK (or a RST with --half-open).
 #include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "tcpprobe/app/cli.hpp"
+#include "tcpprobe/app/cli_options.hpp"
+#include "tcpprobe/app/command.hpp"
 #include "tcpprobe/app/report.hpp"
-#include "tcpprobe/app/runner.hpp"
-#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/handshake.hpp"
 
@@ -16,122 +16,182 @@ namespace tcpprobe::app {
 
 using namespace tcpprobe::wire;
 
-int run_handshake(const GlobalOptions& g, const HandshakeOptions& o) {
-    // Validate everything before touching the network (bad input: nothing is sent).
-    // Every HOST:PORTS expands to destinations; each gets --count flows of its own.
-    std::vector<PreparedTarget> dests;
-    std::vector<std::string> names;
-    for (const auto& text : o.targets) {
-        TargetSpec spec = parse_target_spec(text);
-        for (auto port : spec.ports) {
-            std::string one = fmt::format("{}:{}", spec.host, port);
-            dests.push_back(prepare_target(one, o.syn, o.conn));
-            names.push_back(one);
-        }
-    }
-    if (dests.empty()) throw io::UsageError("handshake: no target given (HOST:PORTS)");
-    const PreparedTarget& prep = dests.front();
-    const std::string target_text = fmt::format("{}", fmt::join(o.targets, " "));
-    const Duration interval = parse_duration(o.interval, "--interval");
-    const Duration linger = parse_duration(o.linger, "--linger");
-    if (o.count < 1) throw io::UsageError("--count: must be at least 1");
-    const std::size_t total = dests.size() * o.count;
-    if (total > 1 && o.syn.sport) throw io::UsageError("--sport goes with one handshake only (each flow needs its own port)");
-    if (o.half_open && o.stale_syn) throw io::UsageError("--half-open and --stale-syn cannot be combined");
+namespace {
 
-    std::vector<Ipv4Addr> addrs;
-    std::vector<std::uint16_t> ports;
-    for (const auto& d : dests) {
-        if (std::find(addrs.begin(), addrs.end(), d.addr) == addrs.end()) addrs.push_back(d.addr);
-        if (std::find(ports.begin(), ports.end(), d.target.port) == ports.end()) ports.push_back(d.target.port);
-    }
-    auto edge = open_edge(g, {addrs, ports, total, prep.syn.sport, !o.half_open});
-    auto renderer = make_renderer(g);
-    renderer->set_multi_flow(total > 1);
+void options(CLI::App& cmd, HandshakeOptions& h) {
+    cmd.add_option("targets", h.targets, "HOST:PORTS, e.g. host:443, host:80,443, host:8000-8100 (several allowed)")
+        ->required()
+        ->type_name("HOST:PORTS");
+    add_syn_options(cmd, h.syn);
+    cmd.add_flag("--half-open", h.half_open, "answer the SYN-ACK with RST instead of ACK (no RST guard needed)");
+    number(cmd, "--count", h.count, "number of handshakes, each from its own source port (default 1)");
+    cmd.add_option("--interval", h.interval, "time between handshake starts with --count (default 1s)")->type_name("DURATION");
+    cmd.add_flag("--stale-syn", h.stale_syn, "send a stale SYN first, then the real one (RFC 9293 old duplicate SYN)");
+    cmd.add_option("--linger", h.linger, "after the handshake, keep receiving and ACKing this long (default 0)")->type_name("DURATION");
+    add_connect_options(cmd, h.conn);
+}
 
-    probe::Session session;
-    std::vector<const probe::HandshakeFlow*> flows;
-    std::vector<std::size_t> dest_of;
-    const Instant start = edge->clock().now();
-    for (std::size_t i = 0; i < total; ++i) {
-        // Round k of --count reaches every destination together (within the global pace).
-        const std::size_t d = i % dests.size(), round = i / dests.size();
-        probe::HandshakeConfig hc;
-        hc.connect = make_connect_config(dests[d], *edge, i);
-        hc.half_open = o.half_open;
-        hc.connect.kernel_rst_expected = o.half_open && !edge->rst_guard;
-        hc.stale_syn = o.stale_syn;
-        hc.stale_isn = hc.connect.tcb.iss + 0x40000000u;  // far from the real ISN, either way round
-        hc.linger = linger;
-        auto flow = std::make_unique<probe::HandshakeFlow>(std::move(hc));
-        flows.push_back(flow.get());
-        dest_of.push_back(d);
-        session.add(start + interval * static_cast<std::int64_t>(round), std::move(flow));
-    }
-
-    RunStats stats = run_session(session, *edge, *renderer);
-    edge->flush();
-
-    probe::Verdict verdict = probe::Verdict::Pending;
-    std::vector<double> rtts;
+struct HandshakeResult {
+    Verdict verdict = Verdict::Pending;
+    RunHead head;
+    struct Probe {
+        std::string target;
+        const probe::HandshakeFlow* flow;
+    };
+    std::vector<Probe> probes;
     unsigned answered = 0;
     std::size_t anomalies = 0;
-    auto probes = nlohmann::json::array();
-    std::string text = fmt::format("\n--- {} handshake ---\n", target_text);
-    for (std::size_t i = 0; i < flows.size(); ++i) {
-        const auto* f = flows[i];
-        const auto& r = f->connect_result();
-        verdict = probe::combine(verdict, r.verdict);
-        anomalies += r.anomalies.size();
-        if (r.verdict == probe::Verdict::Open || r.verdict == probe::Verdict::Closed || r.verdict == probe::Verdict::Unreachable) ++answered;
-        if (r.rtt && r.verdict == probe::Verdict::Open) rtts.push_back(static_cast<double>(to_us(*r.rtt)));
-        nlohmann::json p = connect_json(*f);
-        p["target"] = names[dest_of[i]];
-        if (const auto& st = f->stale())
-            p["stale_syn"] = {{"first_answered", st->first_answered},
-                              {"second_answer", st->second_answer ? nlohmann::json(*st->second_answer) : nlohmann::json(nullptr)},
-                              {"second_answer_acks_old", st->second_answer_acks_old},
-                              {"reset_sent", st->reset_sent}};
-        probes.push_back(p);
+    std::vector<double> rtt_us;  ///< of the open ones
+    RunStats stats;
+    bool one() const { return probes.size() == 1; }
+    double loss_pct() const {
+        return 100.0 * static_cast<double>(probes.size() - answered) / static_cast<double>(probes.size());
+    }
+};
 
-        std::string head = total > 1 ? fmt::format("[{}] {} ", f->tuple().local.port, names[dest_of[i]]) : "";
-        text += head + connect_line(r) + '\n';
-        if (total == 1 && r.answer && r.verdict == probe::Verdict::Open)
-            text += fmt::format("peer options: <{}>\n", format_options(r.peer_options));
-        if (total == 1 && r.negotiated) text += fmt::format("negotiated: {}\n", negotiated_text(*r.negotiated));
-        if (const auto& st = f->stale())
+nlohmann::json stale_json(const probe::StaleSynReport& st) {
+    return {{"first_answered", st.first_answered},
+            {"second_answer", st.second_answer ? nlohmann::json(*st.second_answer) : nlohmann::json(nullptr)},
+            {"second_answer_acks_old", st.second_answer_acks_old},
+            {"reset_sent", st.reset_sent}};
+}
+
+nlohmann::json to_json(const HandshakeResult& r) {
+    nlohmann::json summary = to_json(r.head);
+    auto probes = nlohmann::json::array();
+    for (const auto& p : r.probes) {
+        nlohmann::json j = connect_json(*p.flow);
+        j["target"] = p.target;
+        if (const auto& st = p.flow->stale()) j["stale_syn"] = stale_json(*st);
+        probes.push_back(std::move(j));
+    }
+    summary.update({{"verdict", to_string(r.verdict)},
+                    {"sent", r.probes.size()},
+                    {"answered", r.answered},
+                    {"loss_pct", r.loss_pct()},
+                    {"anomaly_count", r.anomalies},
+                    {"capture_drops", r.stats.capture_drops}});
+    summary["probes"] = std::move(probes);
+    if (!r.one() && !r.rtt_us.empty()) {
+        RttStats s = rtt_stats(r.rtt_us);
+        summary["rtt"] = {{"min_us", std::llround(s.min_us)}, {"avg_us", std::llround(s.avg_us)},
+                          {"max_us", std::llround(s.max_us)}, {"mdev_us", std::llround(s.mdev_us)}};
+    }
+    return summary;
+}
+
+std::string to_text(const HandshakeResult& r) {
+    std::string text = fmt::format("\n--- {} handshake ---\n", r.head.target);
+    for (const auto& p : r.probes) {
+        const auto& c = p.flow->connect_result();
+        std::string head = r.one() ? "" : fmt::format("[{}] {} ", p.flow->tuple().local.port, p.target);
+        text += head + connect_line(c) + '\n';
+        if (r.one() && c.answer && c.verdict == probe::Verdict::Open)
+            text += fmt::format("peer options: <{}>\n", format_options(c.peer_options));
+        if (r.one() && c.negotiated) text += fmt::format("negotiated: {}\n", negotiated_text(*c.negotiated));
+        if (const auto& st = p.flow->stale())
             text += fmt::format("stale SYN: first answered {}, peer answered the real SYN with {}{}, stale connection reset {}\n",
                                 st->first_answered ? "yes" : "no", st->second_answer.value_or("nothing"),
-                                st->second_answer_acks_old ? " acknowledging the stale ISN" : "",
-                                st->reset_sent ? "yes" : "no");
-        for (const auto& a : r.anomalies) text += fmt::format("{}anomaly: {}\n", head, a);
+                                st->second_answer_acks_old ? " acknowledging the stale ISN" : "", st->reset_sent ? "yes" : "no");
+        for (const auto& a : c.anomalies) text += fmt::format("{}anomaly: {}\n", head, a);
     }
-    nlohmann::json summary = summary_head("handshake", target_text, prep, *edge);
-    summary.update({{"verdict", probe::to_string(verdict)},
-                    {"interrupted", stats.interrupted},
-                    {"sent", total},
-                    {"answered", answered},
-                    {"loss_pct", 100.0 * static_cast<double>(total - answered) / static_cast<double>(total)},
-                    {"anomaly_count", anomalies},
-                    {"capture_drops", stats.capture_drops}});
-    summary["probes"] = std::move(probes);
-    if (total > 1) {
-        text += fmt::format("{} handshakes, {} answered, {:.1f}% loss\n", total, answered,
-                            100.0 * static_cast<double>(total - answered) / static_cast<double>(total));
-        if (!rtts.empty()) {
-            RttStats s = rtt_stats(rtts);
+    if (!r.one()) {
+        text += fmt::format("{} handshakes, {} answered, {:.1f}% loss\n", r.probes.size(), r.answered, r.loss_pct());
+        if (!r.rtt_us.empty()) {
+            RttStats s = rtt_stats(r.rtt_us);
             text += fmt::format("rtt min/avg/max/mdev = {:.3f}/{:.3f}/{:.3f}/{:.3f} ms\n", s.min_us / 1e3, s.avg_us / 1e3,
                                 s.max_us / 1e3, s.mdev_us / 1e3);
-            summary["rtt"] = {{"min_us", std::llround(s.min_us)}, {"avg_us", std::llround(s.avg_us)},
-                              {"max_us", std::llround(s.max_us)}, {"mdev_us", std::llround(s.mdev_us)}};
         }
     }
-    if (stats.undecodable) text += fmt::format("{} captured packet(s) could not be decoded\n", stats.undecodable);
-    if (stats.capture_drops) text += fmt::format("the capture lost {} packet(s): some verdicts may be wrong\n", stats.capture_drops);
-    if (stats.interrupted) text += "interrupted\n";
-    renderer->summary(text, std::move(summary));
-    if (stats.interrupted) return exit_status::interrupted;
-    return exit_code(verdict_of(verdict));
+    if (r.stats.undecodable) text += fmt::format("{} captured packet(s) could not be decoded\n", r.stats.undecodable);
+    if (r.stats.capture_drops) text += fmt::format("the capture lost {} packet(s): some verdicts may be wrong\n", r.stats.capture_drops);
+    return text;
+}
+
+class HandshakeJob final : public TypedJob<HandshakeResult> {
+public:
+    explicit HandshakeJob(const HandshakeOptions& o) : o_(o) {
+        // Every HOST:PORTS expands to destinations; each gets --count flows of its own.
+        for (const auto& text : o.targets) {
+            TargetSpec spec = parse_target_spec(text);
+            for (auto port : spec.ports) {
+                std::string one = fmt::format("{}:{}", spec.host, port);
+                dests_.push_back(prepare_target(one, o.syn, o.conn));
+                names_.push_back(one);
+            }
+        }
+        if (dests_.empty()) throw io::UsageError("handshake: no target given (HOST:PORTS)");
+        interval_ = parse_duration(o.interval, "--interval");
+        linger_ = parse_duration(o.linger, "--linger");
+        if (o.count < 1) throw io::UsageError("--count: must be at least 1");
+        total_ = dests_.size() * o.count;
+        if (total_ > 1 && o.syn.sport) throw io::UsageError("--sport goes with one handshake only (each flow needs its own port)");
+        if (o.half_open && o.stale_syn) throw io::UsageError("--half-open and --stale-syn cannot be combined");
+    }
+
+    std::unique_ptr<Edge> open(const GlobalOptions& g) override {
+        std::vector<Ipv4Addr> addrs;
+        std::vector<std::uint16_t> ports;
+        for (const auto& d : dests_) {
+            if (std::find(addrs.begin(), addrs.end(), d.addr) == addrs.end()) addrs.push_back(d.addr);
+            if (std::find(ports.begin(), ports.end(), d.target.port) == ports.end()) ports.push_back(d.target.port);
+        }
+        return open_edge(g, {addrs, ports, total_, dests_.front().syn.sport, !o_.half_open});
+    }
+
+    void build(probe::Session& session, Edge& edge, Renderer& renderer) override {
+        renderer.set_multi_flow(total_ > 1);
+        const Instant start = edge.clock().now();
+        for (std::size_t i = 0; i < total_; ++i) {
+            // Round k of --count reaches every destination together (within the global pace).
+            const std::size_t d = i % dests_.size(), round = i / dests_.size();
+            probe::HandshakeConfig hc;
+            hc.connect = make_connect_config(dests_[d], edge, i);
+            hc.half_open = o_.half_open;
+            hc.connect.kernel_rst_expected = o_.half_open && !edge.rst_guard;
+            hc.stale_syn = o_.stale_syn;
+            hc.stale_isn = hc.connect.tcb.iss + 0x40000000u;  // far from the real ISN, either way round
+            hc.linger = linger_;
+            auto flow = std::make_unique<probe::HandshakeFlow>(std::move(hc));
+            probes_.push_back({names_[d], flow.get()});
+            session.add(start + interval_ * static_cast<std::int64_t>(round), std::move(flow));
+        }
+    }
+
+    HandshakeResult result(const Edge& edge, const RunStats& stats) override {
+        HandshakeResult r;
+        r.head = run_head("handshake", fmt::format("{}", fmt::join(o_.targets, " ")), dests_.front(), edge);
+        r.probes = probes_;
+        r.stats = stats;
+        probe::Verdict verdict = probe::Verdict::Pending;
+        for (const auto& p : probes_) {
+            const auto& c = p.flow->connect_result();
+            verdict = probe::combine(verdict, c.verdict);
+            r.anomalies += c.anomalies.size();
+            if (c.verdict == probe::Verdict::Open || c.verdict == probe::Verdict::Closed || c.verdict == probe::Verdict::Unreachable)
+                ++r.answered;
+            if (c.rtt && c.verdict == probe::Verdict::Open) r.rtt_us.push_back(static_cast<double>(to_us(*c.rtt)));
+        }
+        r.verdict = verdict_of(verdict);
+        return r;
+    }
+
+private:
+    HandshakeOptions o_;
+    std::vector<PreparedTarget> dests_;
+    std::vector<std::string> names_;
+    Duration interval_{}, linger_{};
+    std::size_t total_ = 0;
+    std::vector<HandshakeResult::Probe> probes_;
+};
+
+}  // namespace
+
+CommandSpec handshake_command() {
+    return make_command<HandshakeOptions>("handshake", "SYN with the chosen options, observe, complete (or reset)", options,
+                                          [](const GlobalOptions&, const HandshakeOptions& o) {
+                                              return std::make_unique<HandshakeJob>(o);
+                                          });
 }
 
 }  // namespace tcpprobe::app

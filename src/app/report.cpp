@@ -251,14 +251,17 @@ probe::ConnectConfig make_connect_config(const PreparedTarget& p, const Edge& ed
     return c;
 }
 
-nlohmann::json summary_head(const std::string& command, const std::string& target_text, const PreparedTarget& p,
-                            const Edge& edge) {
-    return {{"command", command},
-            {"target", target_text},
-            {"address", to_string(p.addr)},
-            {"source", to_string(edge.route.source)},
-            {"interface", edge.route.interface},
-            {"rst_guard", edge.rst_guard}};
+RunHead run_head(const std::string& command, const std::string& target_text, const PreparedTarget& p, const Edge& edge) {
+    return {command, target_text, p.addr, edge.route.source, edge.route.interface, edge.rst_guard};
+}
+
+nlohmann::json to_json(const RunHead& h) {
+    return {{"command", h.command},
+            {"target", h.target},
+            {"address", to_string(h.address)},
+            {"source", to_string(h.source)},
+            {"interface", h.interface},
+            {"rst_guard", h.rst_guard}};
 }
 
 }  // namespace tcpprobe::app

@@ -5,10 +5,9 @@
 
 #include <fmt/format.h>
 
-#include "tcpprobe/app/cli.hpp"
+#include "tcpprobe/app/cli_options.hpp"
+#include "tcpprobe/app/command.hpp"
 #include "tcpprobe/app/report.hpp"
-#include "tcpprobe/app/runner.hpp"
-#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/retransmit.hpp"
 
@@ -18,13 +17,30 @@ using namespace tcpprobe::wire;
 
 namespace {
 
-std::string sysctl_for(const probe::RetransmitConfig& c) {
-    return c.segment == probe::RetxSegment::SynAck ? "tcp_synack_retries" : "tcp_orphan_retries";
+void options(CLI::App& cmd, RetransmitOptions& r) {
+    add_target(cmd, r.target);
+    add_syn_options(cmd, r.syn);
+    add_connect_options(cmd, r.conn);
+    cmd.add_option("--segment", r.segment, "synack (default): one SYN, never ACK the SYN-ACK; fin: never ACK the peer's FIN")
+        ->check(CLI::IsMember({"synack", "fin"}));
+    cmd.add_flag("--peer-closes-first", r.peer_closes_first, "fin: the peer closes first (after --request) and sits in FIN-WAIT-1");
+    cmd.add_option("--request", r.request, "data to send after the handshake (fin): TEXT with escapes, or @FILE")->type_name("TEXT|@FILE");
+    cmd.add_option("--idle", r.idle, "fin: delay from the open connection (and request) to our FIN (default 200ms)")->type_name("DURATION");
+    cmd.add_option("--max-wait", r.max_wait, "longest measurement (default 75s)")->type_name("DURATION");
+    cmd.add_option("--tolerance", r.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
+    cmd.add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");
+    number(cmd, "--count", r.count, "N connections measured in parallel, each on its own source port, merged so that a copy lost in one run is seen in another (default 3)");
 }
 
+std::string sysctl_for(probe::RetxSegment s) {
+    return s == probe::RetxSegment::SynAck ? "tcp_synack_retries" : "tcp_orphan_retries";
+}
+
+std::string what_for(probe::RetxSegment s) { return s == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN"; }
+
 /// Why a peer may not retransmit at all.
-std::vector<std::string> no_retransmission_causes(const probe::RetransmitConfig& c) {
-    if (c.segment == probe::RetxSegment::SynAck)
+std::vector<std::string> no_retransmission_causes(probe::RetxSegment s) {
+    if (s == probe::RetxSegment::SynAck)
         return {"SYN cookies (tcp_syncookies=2, or under SYN flood): the server keeps no state to retransmit from",
                 "a SYN proxy or load balancer in front answers the SYN itself",
                 "tcp_synack_retries=0"};
@@ -34,20 +50,21 @@ std::vector<std::string> no_retransmission_causes(const probe::RetransmitConfig&
 
 nlohmann::json run_json(const probe::RetransmitFlow& f) {
     const auto& r = f.report();
-    nlohmann::json j = schedule_json(r.evidence, r.fit, sysctl_for(f.config()));
+    nlohmann::json j = schedule_json(r.evidence, r.fit, sysctl_for(f.config().segment));
     j.update({{"sport", f.tuple().local.port},
               {"end", r.end},
               {"trailing_rst", r.rst_at.has_value()},
               {"probes_sent", r.probes_sent},
               {"cleanup_sent", r.cleanup_sent}});
+    j["connect"] = connect_json(f);
     return j;
 }
 
 std::string run_text(const probe::RetransmitFlow& f) {
     const auto& r = f.report();
-    const std::string what = f.config().segment == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN";
+    const std::string what = what_for(f.config().segment);
     if (r.times.empty()) return fmt::format("no {} seen ({})\n", what, r.end);
-    std::string t = schedule_text(r.evidence, r.fit, sysctl_for(f.config()), what);
+    std::string t = schedule_text(r.evidence, r.fit, sysctl_for(f.config().segment), what);
     if (r.rst_at) t += fmt::format("  RST +{:.3f} ms after the first {}\n", to_ms_f(*r.rst_at - r.times.front()), what);
     return t;
 }
@@ -105,148 +122,200 @@ std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vect
     return {speaker, fit};
 }
 
-}  // namespace
-
-int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o) {
-    PreparedTarget prep = prepare_target(o.target, o.syn, o.conn);
-    probe::RetransmitConfig base;
-    if (o.segment == "synack") base.segment = probe::RetxSegment::SynAck;
-    else if (o.segment == "fin") base.segment = probe::RetxSegment::Fin;
-    else throw io::UsageError(fmt::format("--segment: '{}' is not synack or fin", o.segment));
-    if (o.peer_closes_first && base.segment != probe::RetxSegment::Fin)
-        throw io::UsageError("--peer-closes-first goes with --segment fin");
-    base.peer_closes_first = o.peer_closes_first;
-    base.request = o.request.empty() ? ByteVec{} : parse_request(o.request);
-    if (o.peer_closes_first && base.request.empty())
-        throw io::UsageError("--peer-closes-first needs --request (something that makes the peer close, e.g. 'GET / HTTP/1.0\\r\\n\\r\\n')");
-    base.idle = parse_duration(o.idle, "--idle");
-    base.max_wait = parse_duration(o.max_wait, "--max-wait");
-    auto tol = probe::parse_tolerance(o.tolerance);
-    if (!tol) throw io::UsageError(fmt::format("--tolerance: '{}' is not e.g. 50ms,10% or 50ms,10%", o.tolerance));
-    base.tolerance = *tol;
-    base.cleanup = !o.no_cleanup;
-    if (o.count < 1) throw io::UsageError("--count: must be at least 1");
-    if (o.count > 1 && o.syn.sport) throw io::UsageError("--sport cannot be combined with --count > 1 (use --count 1)");
-
-    auto edge = open_edge(g, {{prep.addr}, {prep.target.port}, o.count, prep.syn.sport, true});
-    auto renderer = make_renderer(g);
-    renderer->set_multi_flow(o.count > 1);
-    probe::Session session;  // the runs go in parallel: a copy lost in one is seen in another
-    std::vector<const probe::RetransmitFlow*> flows;
-    for (unsigned i = 0; i < o.count; ++i) {
-        probe::RetransmitConfig rc = base;
-        rc.connect = make_connect_config(prep, *edge, i);
-        // Our SYN is repeated only after a long silence: a repeated SYN makes many stacks
-        // resend their SYN-ACK at once and restart its timer, which would skew the schedule.
-        if (base.segment == probe::RetxSegment::SynAck)
-            rc.connect.tcb.rto.initial_rto = std::max(rc.connect.tcb.rto.initial_rto, Duration{std::chrono::milliseconds{2500}});
-        auto flow = std::make_unique<probe::RetransmitFlow>(std::move(rc));
-        flows.push_back(flow.get());
-        session.add(edge->clock().now(), std::move(flow));
-    }
-    RunStats stats = run_session(session, *edge, *renderer);
-    edge->flush();
-
-    const std::string what = base.segment == probe::RetxSegment::SynAck ? "SYN-ACK" : "FIN";
-    std::string text = fmt::format("\n--- {} retransmit ({}{}) ---\n", o.target, o.segment,
-                                   o.peer_closes_first ? ", peer closes first" : "");
-    auto runs = nlohmann::json::array();
-    probe::Verdict connect = probe::Verdict::Pending;
-    std::vector<const probe::RetransmitFlow*> measured;
-    for (const auto* f : flows) {
-        connect = probe::combine(connect, f->connect_result().verdict);
-        if (o.count > 1) text += fmt::format("[{}]\n", f->tuple().local.port);
-        if (f->connect_result().verdict != probe::Verdict::Open) {
-            text += fmt::format("connect: {}\n", connect_line(f->connect_result()));
-        } else {
-            text += run_text(*f);
-            measured.push_back(f);
-        }
-        nlohmann::json run = run_json(*f);
-        run["connect"] = connect_json(*f);
-        runs.push_back(run);
-    }
-    // SYN-ACK runs on one axis (the peer's timer starts when our SYN arrives and counts
-    // copies: every run has the same schedule); FIN runs vote (see vote()).
-    probe::ScheduleEvidence merged_ev;
-    probe::ScheduleFit merged;
-    nlohmann::json merged_json = nullptr;
-    if (!measured.empty()) {
-        if (measured.size() == 1) {
-            merged_ev = measured.front()->report().evidence;
-            merged = measured.front()->report().fit;
-        } else if (base.segment == probe::RetxSegment::SynAck) {
-            std::vector<probe::ScheduleEvidence> evs;
-            for (const auto* f : measured) evs.push_back(f->report().evidence);
-            merged_ev = probe::merge_evidence(evs, base.tolerance);
-            merged = probe::fit_schedule(merged_ev, base.tolerance, probe::RetryRule::Count);
-            text += fmt::format("merged over {} runs:\n", measured.size());
-            text += schedule_text(merged_ev, merged, sysctl_for(base), what);
-        } else {
-            auto [speaker, fit] = vote(measured);
-            merged_ev = speaker->report().evidence;
-            merged = std::move(fit);
-            text += fmt::format("judged over {} runs (each connection has its own RTO), speaking: [{}]\n", measured.size(),
-                                speaker->tuple().local.port);
-            text += schedule_text(merged_ev, merged, sysctl_for(base), what);
-        }
-        merged_json = schedule_json(merged_ev, merged, sysctl_for(base));
-        merged_json["runs"] = measured.size();
-    }
-    // The spread over runs, gap by gap.
-    nlohmann::json spread = nlohmann::json::array();
-    if (measured.size() > 1) {
-        std::size_t most = 0;
-        for (const auto* f : measured) most = std::max(most, f->report().fit.gaps.size());
-        text += "spread over runs (observed gaps):\n";
-        for (std::size_t i = 0; i < most; ++i) {
-            std::vector<Duration> v;
-            for (const auto* f : measured)
-                if (i < f->report().fit.gaps.size()) v.push_back(f->report().fit.gaps[i]);
-            std::sort(v.begin(), v.end());
-            Duration med = v[v.size() / 2];
-            text += fmt::format("  gap {}: min {:.3f} median {:.3f} max {:.3f} ms ({} runs)\n", i + 1, to_ms_f(v.front()),
-                                to_ms_f(med), to_ms_f(v.back()), v.size());
-            spread.push_back({{"gap", i + 1}, {"min_us", to_us(v.front())}, {"median_us", to_us(med)}, {"max_us", to_us(v.back())}, {"runs", v.size()}});
-        }
-    }
+struct RetransmitResult {
     Verdict verdict = Verdict::Pending;
-    if (connect != probe::Verdict::Open || measured.empty()) {
-        verdict = verdict_of(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
-    } else {
-        ScheduleVerdict v = judge_schedule(merged);
+    RunHead head;
+    std::string segment_word;  ///< --segment as given
+    probe::RetxSegment segment = probe::RetxSegment::SynAck;
+    bool peer_closes_first = false;
+    probe::Tolerance tolerance;
+    std::vector<const probe::RetransmitFlow*> flows;
+    std::vector<const probe::RetransmitFlow*> measured;  ///< the runs that connected
+    /// The schedule that speaks for all runs: the one run, the SYN-ACK runs merged, or the
+    /// FIN runs' vote (with the speaker's port).
+    std::optional<probe::ScheduleEvidence> evidence;
+    probe::ScheduleFit fit;
+    std::optional<std::uint16_t> speaker;
+    std::optional<ScheduleVerdict> judged;  ///< when measured
+};
+
+/// The spread over runs, gap by gap: (min, median, max, runs).
+struct GapSpread {
+    Duration min, median, max;
+    std::size_t runs;
+};
+std::vector<GapSpread> spread(const std::vector<const probe::RetransmitFlow*>& measured) {
+    std::vector<GapSpread> out;
+    if (measured.size() < 2) return out;
+    std::size_t most = 0;
+    for (const auto* f : measured) most = std::max(most, f->report().fit.gaps.size());
+    for (std::size_t i = 0; i < most; ++i) {
+        std::vector<Duration> v;
+        for (const auto* f : measured)
+            if (i < f->report().fit.gaps.size()) v.push_back(f->report().fit.gaps[i]);
+        std::sort(v.begin(), v.end());
+        out.push_back({v.front(), v[v.size() / 2], v.back(), v.size()});
+    }
+    return out;
+}
+
+std::string to_text(const RetransmitResult& r) {
+    const std::string what = what_for(r.segment), sysctl = sysctl_for(r.segment);
+    std::string text = fmt::format("\n--- {} retransmit ({}{}) ---\n", r.head.target, r.segment_word,
+                                   r.peer_closes_first ? ", peer closes first" : "");
+    for (const auto* f : r.flows) {
+        if (r.flows.size() > 1) text += fmt::format("[{}]\n", f->tuple().local.port);
+        text += f->connect_result().verdict != probe::Verdict::Open ? fmt::format("connect: {}\n", connect_line(f->connect_result()))
+                                                                    : run_text(*f);
+    }
+    if (r.evidence && r.measured.size() > 1) {
+        text += r.speaker ? fmt::format("judged over {} runs (each connection has its own RTO), speaking: [{}]\n", r.measured.size(), *r.speaker)
+                          : fmt::format("merged over {} runs:\n", r.measured.size());
+        text += schedule_text(*r.evidence, r.fit, sysctl, what);
+    }
+    const auto gaps = spread(r.measured);
+    if (!gaps.empty()) text += "spread over runs (observed gaps):\n";
+    for (std::size_t i = 0; i < gaps.size(); ++i)
+        text += fmt::format("  gap {}: min {:.3f} median {:.3f} max {:.3f} ms ({} runs)\n", i + 1, to_ms_f(gaps[i].min),
+                            to_ms_f(gaps[i].median), to_ms_f(gaps[i].max), gaps[i].runs);
+    if (r.judged == ScheduleVerdict::NoRetransmission) {
+        text += fmt::format("no retransmission of the {}: the peer dropped the state after its first copy. Likely causes:\n", what);
+        for (const auto& c : no_retransmission_causes(r.segment)) text += fmt::format("  - {}\n", c);
+    }
+    if (r.judged == ScheduleVerdict::Inconclusive)
+        text += fmt::format("inconclusive: {} copies seen over {} run(s), {} liveness probe(s) sent; the end of the schedule "
+                            "could not be pinned (see the notes above)\n",
+                            r.evidence->copies.size(), r.measured.size(), r.evidence->probes.size());
+    text += fmt::format("verdict {}\n", to_string(r.verdict));
+    return text;
+}
+
+nlohmann::json to_json(const RetransmitResult& r) {
+    auto runs = nlohmann::json::array();
+    for (const auto* f : r.flows) runs.push_back(run_json(*f));
+    nlohmann::json merged = nullptr;
+    if (r.evidence) {
+        merged = schedule_json(*r.evidence, r.fit, sysctl_for(r.segment));
+        merged["runs"] = r.measured.size();
+        if (r.judged == ScheduleVerdict::NoRetransmission) merged["no_retransmission_causes"] = no_retransmission_causes(r.segment);
+    }
+    auto gaps = nlohmann::json::array();
+    const auto spreads = spread(r.measured);
+    for (std::size_t i = 0; i < spreads.size(); ++i)
+        gaps.push_back({{"gap", i + 1}, {"min_us", to_us(spreads[i].min)}, {"median_us", to_us(spreads[i].median)},
+                        {"max_us", to_us(spreads[i].max)}, {"runs", spreads[i].runs}});
+    nlohmann::json summary = to_json(r.head);
+    summary.update({{"verdict", to_string(r.verdict)},
+                    {"segment", r.segment_word},
+                    {"peer_closes_first", r.peer_closes_first},
+                    {"tolerance", {{"floor_us", to_us(r.tolerance.floor)}, {"percent", r.tolerance.percent}}},
+                    {"runs", runs},
+                    {"merged", merged},
+                    {"spread", gaps}});
+    // The merged inference at the top level, as DESIGN §1 spells it.
+    summary["inferred"] = merged.is_object() ? merged["inferred"] : nlohmann::json(nullptr);
+    return summary;
+}
+
+class RetransmitJob final : public TypedJob<RetransmitResult> {
+public:
+    explicit RetransmitJob(const RetransmitOptions& o) : o_(o), prep_(prepare_target(o.target, o.syn, o.conn)) {
+        if (o.segment == "synack") base_.segment = probe::RetxSegment::SynAck;
+        else if (o.segment == "fin") base_.segment = probe::RetxSegment::Fin;
+        else throw io::UsageError(fmt::format("--segment: '{}' is not synack or fin", o.segment));
+        if (o.peer_closes_first && base_.segment != probe::RetxSegment::Fin)
+            throw io::UsageError("--peer-closes-first goes with --segment fin");
+        base_.peer_closes_first = o.peer_closes_first;
+        base_.request = o.request.empty() ? ByteVec{} : parse_request(o.request);
+        if (o.peer_closes_first && base_.request.empty())
+            throw io::UsageError("--peer-closes-first needs --request (something that makes the peer close, e.g. 'GET / HTTP/1.0\\r\\n\\r\\n')");
+        base_.idle = parse_duration(o.idle, "--idle");
+        base_.max_wait = parse_duration(o.max_wait, "--max-wait");
+        auto tol = probe::parse_tolerance(o.tolerance);
+        if (!tol) throw io::UsageError(fmt::format("--tolerance: '{}' is not e.g. 50ms,10% or 50ms,10%", o.tolerance));
+        base_.tolerance = *tol;
+        base_.cleanup = !o.no_cleanup;
+        if (o.count < 1) throw io::UsageError("--count: must be at least 1");
+        if (o.count > 1 && o.syn.sport) throw io::UsageError("--sport cannot be combined with --count > 1 (use --count 1)");
+    }
+
+    std::unique_ptr<Edge> open(const GlobalOptions& g) override {
+        return open_edge(g, {{prep_.addr}, {prep_.target.port}, o_.count, prep_.syn.sport, true});
+    }
+
+    void build(probe::Session& session, Edge& edge, Renderer& renderer) override {
+        renderer.set_multi_flow(o_.count > 1);
+        // The runs go in parallel: a copy lost in one is seen in another.
+        for (unsigned i = 0; i < o_.count; ++i) {
+            probe::RetransmitConfig rc = base_;
+            rc.connect = make_connect_config(prep_, edge, i);
+            // Our SYN is repeated only after a long silence: a repeated SYN makes many stacks
+            // resend their SYN-ACK at once and restart its timer, which would skew the schedule.
+            if (base_.segment == probe::RetxSegment::SynAck)
+                rc.connect.tcb.rto.initial_rto = std::max(rc.connect.tcb.rto.initial_rto, Duration{std::chrono::milliseconds{2500}});
+            auto flow = std::make_unique<probe::RetransmitFlow>(std::move(rc));
+            flows_.push_back(flow.get());
+            session.add(edge.clock().now(), std::move(flow));
+        }
+    }
+
+    RetransmitResult result(const Edge& edge, const RunStats&) override {
+        RetransmitResult r;
+        r.head = run_head("retransmit", o_.target, prep_, edge);
+        r.segment_word = o_.segment;
+        r.segment = base_.segment;
+        r.peer_closes_first = o_.peer_closes_first;
+        r.tolerance = base_.tolerance;
+        r.flows = flows_;
+        probe::Verdict connect = probe::Verdict::Pending;
+        for (const auto* f : flows_) {
+            connect = probe::combine(connect, f->connect_result().verdict);
+            if (f->connect_result().verdict == probe::Verdict::Open) r.measured.push_back(f);
+        }
+        // SYN-ACK runs on one axis (the peer's timer starts when our SYN arrives and counts
+        // copies: every run has the same schedule); FIN runs vote (see vote()).
+        if (r.measured.size() == 1) {
+            r.evidence = r.measured.front()->report().evidence;
+            r.fit = r.measured.front()->report().fit;
+        } else if (!r.measured.empty() && base_.segment == probe::RetxSegment::SynAck) {
+            std::vector<probe::ScheduleEvidence> evs;
+            for (const auto* f : r.measured) evs.push_back(f->report().evidence);
+            r.evidence = probe::merge_evidence(evs, base_.tolerance);
+            r.fit = probe::fit_schedule(*r.evidence, base_.tolerance, probe::RetryRule::Count);
+        } else if (!r.measured.empty()) {
+            auto [speaker, fit] = vote(r.measured);
+            r.evidence = speaker->report().evidence;
+            r.fit = std::move(fit);
+            r.speaker = speaker->tuple().local.port;
+        }
+        if (connect != probe::Verdict::Open || r.measured.empty()) {
+            r.verdict = verdict_of(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
+            return r;
+        }
+        ScheduleVerdict v = judge_schedule(r.fit);
         // "No retransmission" is a claim about the peer: every run must show it.
         if (v == ScheduleVerdict::NoRetransmission &&
-            std::any_of(measured.begin(), measured.end(), [](const auto* f) { return f->report().times.size() > 1; }))
+            std::any_of(r.measured.begin(), r.measured.end(), [](const auto* f) { return f->report().times.size() > 1; }))
             v = ScheduleVerdict::Inconclusive;
-        verdict = verdict_of(v);
-        if (v == ScheduleVerdict::NoRetransmission) {
-            text += fmt::format("no retransmission of the {}: the peer dropped the state after its first copy. Likely causes:\n", what);
-            for (const auto& c : no_retransmission_causes(base)) text += fmt::format("  - {}\n", c);
-            merged_json["no_retransmission_causes"] = no_retransmission_causes(base);
-        }
-        if (v == ScheduleVerdict::Inconclusive)
-            text += fmt::format("inconclusive: {} copies seen over {} run(s), {} liveness probe(s) sent; the end of the schedule "
-                                "could not be pinned (see the notes above)\n",
-                                merged_ev.copies.size(), measured.size(), merged_ev.probes.size());
+        r.judged = v;
+        r.verdict = verdict_of(v);
+        return r;
     }
-    text += fmt::format("verdict {}\n", to_string(verdict));
-    if (stats.interrupted) text += "interrupted\n";
 
-    nlohmann::json summary = summary_head("retransmit", o.target, prep, *edge);
-    summary.update({{"verdict", to_string(verdict)},
-                    {"segment", o.segment},
-                    {"peer_closes_first", o.peer_closes_first},
-                    {"interrupted", stats.interrupted},
-                    {"tolerance", {{"floor_us", to_us(base.tolerance.floor)}, {"percent", base.tolerance.percent}}},
-                    {"runs", runs},
-                    {"merged", merged_json},
-                    {"spread", spread}});
-    // The merged inference at the top level, as DESIGN §1 spells it.
-    summary["inferred"] = merged_json.is_object() ? merged_json["inferred"] : nlohmann::json(nullptr);
-    renderer->summary(text, summary);
-    if (stats.interrupted) return exit_status::interrupted;
-    return exit_code(verdict);
+private:
+    RetransmitOptions o_;
+    PreparedTarget prep_;
+    probe::RetransmitConfig base_;
+    std::vector<const probe::RetransmitFlow*> flows_;
+};
+
+}  // namespace
+
+CommandSpec retransmit_command() {
+    return make_command<RetransmitOptions>("retransmit", "the peer's SYN-ACK or FIN retransmission schedule, never ACKed", options,
+                                           [](const GlobalOptions&, const RetransmitOptions& o) {
+                                               return std::make_unique<RetransmitJob>(o);
+                                           });
 }
 
 }  // namespace tcpprobe::app

@@ -6,10 +6,9 @@
 
 #include <fmt/format.h>
 
-#include "tcpprobe/app/cli.hpp"
+#include "tcpprobe/app/cli_options.hpp"
+#include "tcpprobe/app/command.hpp"
 #include "tcpprobe/app/report.hpp"
-#include "tcpprobe/app/runner.hpp"
-#include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/probe/time_wait.hpp"
 
@@ -18,6 +17,26 @@ namespace tcpprobe::app {
 using namespace tcpprobe::wire;
 
 namespace {
+
+void options(CLI::App& cmd, TimeWaitOptions& w) {
+    add_target(cmd, w.target);
+    add_syn_options(cmd, w.syn, false);
+    add_connect_options(cmd, w.conn);
+    cmd.add_option("--test", w.test, "duration (default), reuse, rst, fin, or all (each on its own connection)")
+        ->check(CLI::IsMember({"duration", "reuse", "rst", "fin", "all"}));
+    cmd.add_option("--isn", w.isn, "reuse: the new SYN's ISN higher (default) or lower than the old connection's SND.NXT")
+        ->check(CLI::IsMember({"higher", "lower"}));
+    cmd.add_option("--ts", w.ts, "timestamps on both connections; reuse: the new SYN's TSval newer (default) or older; none: no timestamps")
+        ->check(CLI::IsMember({"newer", "older", "none"}));
+    cmd.add_option("--request", w.request, "what makes the peer close first (default an HTTP/1.0 GET): TEXT with escapes, or @FILE")
+        ->type_name("TEXT|@FILE");
+    cmd.add_option("--max-wait", w.max_wait, "longest wait for the peer to close first (default 10s)")->type_name("DURATION");
+    cmd.add_option("--probe-interval", w.probe_interval, "duration: time between the series' probes, at least 600ms (default 1s)")
+        ->type_name("DURATION");
+    cmd.add_option("--max-duration", w.max_duration,
+                   "duration: the longest TIME-WAIT looked for; one still there then is longer-than-max (default 150s)")
+        ->type_name("DURATION");
+}
 
 struct Plan {
     probe::TwTest test;
@@ -233,138 +252,186 @@ void duration_json(const probe::TimeWaitFlow& f, nlohmann::json& t) {
     t["lifetime"] = {{"connections", d.engine().connections()}, {"probed", d.engine().probes()}, {"probes", std::move(probes)}};
 }
 
-}  // namespace
+/// One test's line of the table.
+struct TestResult {
+    const probe::TimeWaitFlow* flow;
+    bool opened;
+    Verdict outcome;
+};
 
-int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o) {
-    SynOptions syn = o.syn;
-    syn.ts = o.ts != "none";  // --ts newer|older needs timestamps on the old connection
-    PreparedTarget prep = prepare_target(o.target, syn, o.conn);
-    const std::vector<Plan> todo = plans(o);
-    const ByteVec request = parse_request(o.request);
-    const Duration max_wait = parse_duration(o.max_wait, "--max-wait");
-    const Duration interval = parse_duration(o.probe_interval, "--probe-interval");
-    const Duration max_duration = parse_duration(o.max_duration, "--max-duration");
-    if (interval < std::chrono::milliseconds{600})
-        throw io::UsageError(fmt::format("--probe-interval: '{}' is below 600ms (Linux rate-limits its answers to one per 500 ms)",
-                                         o.probe_interval));
-    if (max_duration < std::chrono::seconds{2})
-        throw io::UsageError(fmt::format("--max-duration: '{}' is below 2s (the first connection probed once goes at 2 s)",
-                                         o.max_duration));
-    const bool with_duration = std::any_of(todo.begin(), todo.end(), [](const Plan& p) { return p.test == probe::TwTest::Duration; });
-    if (todo.size() > 1 && o.syn.sport) throw io::UsageError("--sport goes with one test (--test all uses a port per test)");
-    if (with_duration && o.syn.sport)
-        throw io::UsageError("--sport goes with --test reuse, rst or fin (duration uses a port per connection it probes)");
-    if (o.test != "reuse" && o.test != "all" && o.isn != "higher")
-        throw io::UsageError("--isn higher|lower goes with --test reuse");
-
-    // The duration test's measurement and the connections it probes once.
-    std::shared_ptr<probe::TwDuration> measurement;
-    unsigned coarse = 0, fine = 0;
-    if (with_duration) {
-        probe::TwDurationConfig dc;
-        dc.lifetime.max = max_duration;
-        measurement = std::make_shared<probe::TwDuration>(dc);
-        coarse = measurement->engine().slots(probe::Round::Coarse);
-        fine = probe::LifetimeEngine::fine_capacity(dc.lifetime);
-    }
-    const std::size_t connections = todo.size() + coarse + fine;
-
-    auto edge = open_edge(g, {{prep.addr}, {prep.target.port}, connections, prep.syn.sport, true});
-    auto renderer = make_renderer(g);
-    renderer->set_multi_flow(connections > 1);
-    probe::Session session;
-    std::vector<const probe::TimeWaitFlow*> flows;
-    auto base_config = [&](std::size_t i) {
-        probe::TimeWaitConfig tc;
-        tc.connect = make_connect_config(prep, *edge, i);
-        tc.request = request;
-        tc.max_wait = max_wait;
-        tc.probe_interval = interval;
-        tc.max_duration = max_duration;
-        return tc;
-    };
-    for (std::size_t i = 0; i < todo.size(); ++i) {
-        probe::TimeWaitConfig tc = base_config(i);
-        tc.test = todo[i].test;
-        tc.isn = todo[i].isn;
-        tc.ts = todo[i].ts;
-        if (tc.test == probe::TwTest::Duration) tc.duration = measurement;
-        auto flow = std::make_unique<probe::TimeWaitFlow>(std::move(tc));
-        flows.push_back(flow.get());
-        session.add(edge->clock().now(), std::move(flow));
-    }
-    std::size_t next_port = todo.size();
-    for (auto [round, count] : {std::pair{probe::Round::Coarse, coarse}, std::pair{probe::Round::Fine, fine}}) {
-        for (unsigned slot = 0; slot < count; ++slot) {
-            probe::TimeWaitConfig tc = base_config(next_port++);
-            tc.duration = measurement;
-            tc.slot = std::pair{round, slot};
-            session.add(edge->clock().now(), std::make_unique<probe::TimeWaitFlow>(std::move(tc)));
-        }
-    }
-    RunStats stats = run_session(session, *edge, *renderer);
-    edge->flush();
-
-    std::string text = fmt::format("\n--- {} time-wait ({}) ---\n", o.target, o.test);
-    text += fmt::format("{:<22} {:<7} {:<15} {}\n", "test", "answer", "outcome", "detail");
-    auto tests = nlohmann::json::array();
-    int code = 0;
+struct TimeWaitResult {
+    Verdict verdict = Verdict::Pending;  ///< the worst test's outcome: the exit status
+    Verdict word = Verdict::Pending;     ///< the summary's verdict: the one test's, or observed / no-time-wait
+    RunHead head;
+    std::string test_word;  ///< --test as given
+    std::vector<TestResult> tests;
     std::optional<Duration> measured;
     bool observed = false;
+};
+
+std::string to_text(const TimeWaitResult& r) {
+    std::string text = fmt::format("\n--- {} time-wait ({}) ---\n", r.head.target, r.test_word);
+    text += fmt::format("{:<22} {:<7} {:<15} {}\n", "test", "answer", "outcome", "detail");
     std::string notes;
-    for (const auto* f : flows) {
-        const auto& r = f->report();
-        const auto& c = f->connect_result();
-        const bool opened = c.verdict == probe::Verdict::Open;
-        const Verdict outcome = opened ? verdict_of(r.outcome) : verdict_of(c.verdict);
-        text += fmt::format("{:<22} {:<7} {:<15} {}\n", name_of(*f), opened ? r.answer.value_or("-") : "-", to_string(outcome),
-                            opened ? detail_of(*f) : connect_line(c));
-        code = std::max(code, exit_code(outcome));
-        observed |= opened && f->time_wait_seen();
-        const bool dur = f->config().test == probe::TwTest::Duration;
-        if (dur && f->duration()) measured = f->duration();
-        if (dur && opened && f->config().duration && f->config().duration->kind()) {
-            if (auto m = method_line(*f->config().duration); !m.empty()) notes += m + "\n";
-            notes += kinds_line(*f->config().duration) + "\n";
+    for (const auto& t : r.tests) {
+        const auto& f = *t.flow;
+        text += fmt::format("{:<22} {:<7} {:<15} {}\n", name_of(f), t.opened ? f.report().answer.value_or("-") : "-",
+                            to_string(t.outcome), t.opened ? detail_of(f) : connect_line(f.connect_result()));
+        if (f.config().test == probe::TwTest::Duration && t.opened && f.config().duration && f.config().duration->kind()) {
+            if (auto m = method_line(*f.config().duration); !m.empty()) notes += m + "\n";
+            notes += kinds_line(*f.config().duration) + "\n";
         }
-        const bool reuse = f->config().test == probe::TwTest::Reuse;
-        nlohmann::json t = {{"test", probe::to_string(f->config().test)},
-                            {"isn", reuse ? nlohmann::json(probe::to_string(f->config().isn)) : nlohmann::json(nullptr)},
-                            {"ts", reuse ? nlohmann::json(probe::to_string(f->config().ts)) : nlohmann::json(nullptr)},
-                            {"outcome", to_string(outcome)},
-                            {"answer", opened ? opt_json(r.answer) : nlohmann::json(nullptr)},
-                            {"peer_closed_first", r.peer_closed_first},
-                            {"duration_us", opt_us(f->duration())},
-                            {"resolution_us", opt_us(f->resolution())},
-                            {"probes", r.probes},
-                            {"retries", r.retries},
-                            {"unanswered", r.unanswered},
-                            {"end_confirmed", r.end_confirmed},
-                            {"new_isn", r.new_isn ? nlohmann::json(r.new_isn->raw()) : nlohmann::json(nullptr)},
-                            {"isn_distance", opt_json(r.isn_distance)},
-                            {"time_wait_alive_after", opt_json(r.tw_alive_after)},
-                            {"rounds", f->config().test == probe::TwTest::Rst ? nlohmann::json(r.rounds) : nlohmann::json(nullptr)},
-                            {"connect", connect_json(*f)}};
-        if (dur) duration_json(*f, t);
-        tests.push_back(std::move(t));
     }
-    const std::string verdict = flows.size() == 1 ? tests[0]["outcome"].get<std::string>()
-                                                  : std::string(to_string(observed ? Verdict::Observed : Verdict::NoTimeWait));
-    text += fmt::format("TIME-WAIT on the peer: {}{}\n", observed ? "observed" : "not observed",
-                        measured ? fmt::format(", {:.2f} s", to_ms_f(*measured) / 1000) : std::string());
-    text += notes;
-    if (stats.interrupted) text += "interrupted\n";
-    nlohmann::json summary = summary_head("time-wait", o.target, prep, *edge);
-    summary.update({{"verdict", verdict},
-                    {"test", o.test},
-                    {"interrupted", stats.interrupted},
+    text += fmt::format("TIME-WAIT on the peer: {}{}\n", r.observed ? "observed" : "not observed",
+                        r.measured ? fmt::format(", {:.2f} s", to_ms_f(*r.measured) / 1000) : std::string());
+    return text + notes;
+}
+
+nlohmann::json to_json(const TestResult& t) {
+    const auto& f = *t.flow;
+    const auto& r = f.report();
+    const bool reuse = f.config().test == probe::TwTest::Reuse;
+    nlohmann::json j = {{"test", probe::to_string(f.config().test)},
+                        {"isn", reuse ? nlohmann::json(probe::to_string(f.config().isn)) : nlohmann::json(nullptr)},
+                        {"ts", reuse ? nlohmann::json(probe::to_string(f.config().ts)) : nlohmann::json(nullptr)},
+                        {"outcome", to_string(t.outcome)},
+                        {"answer", t.opened ? opt_json(r.answer) : nlohmann::json(nullptr)},
+                        {"peer_closed_first", r.peer_closed_first},
+                        {"duration_us", opt_us(f.duration())},
+                        {"resolution_us", opt_us(f.resolution())},
+                        {"probes", r.probes},
+                        {"retries", r.retries},
+                        {"unanswered", r.unanswered},
+                        {"end_confirmed", r.end_confirmed},
+                        {"new_isn", r.new_isn ? nlohmann::json(r.new_isn->raw()) : nlohmann::json(nullptr)},
+                        {"isn_distance", opt_json(r.isn_distance)},
+                        {"time_wait_alive_after", opt_json(r.tw_alive_after)},
+                        {"rounds", f.config().test == probe::TwTest::Rst ? nlohmann::json(r.rounds) : nlohmann::json(nullptr)},
+                        {"connect", connect_json(f)}};
+    if (f.config().test == probe::TwTest::Duration) duration_json(f, j);
+    return j;
+}
+
+nlohmann::json to_json(const TimeWaitResult& r) {
+    auto tests = nlohmann::json::array();
+    for (const auto& t : r.tests) tests.push_back(to_json(t));
+    nlohmann::json summary = to_json(r.head);
+    summary.update({{"verdict", to_string(r.word)},
+                    {"test", r.test_word},
                     {"tests", tests},
-                    {"time_wait", {{"side", observed ? nlohmann::json("peer") : nlohmann::json(nullptr)},
-                                   {"observed", observed},
-                                   {"duration_us", opt_us(measured)}}}});
-    renderer->summary(text, summary);
-    if (stats.interrupted) return exit_status::interrupted;
-    return code;
+                    {"time_wait", {{"side", r.observed ? nlohmann::json("peer") : nlohmann::json(nullptr)},
+                                   {"observed", r.observed},
+                                   {"duration_us", opt_us(r.measured)}}}});
+    return summary;
+}
+
+class TimeWaitJob final : public TypedJob<TimeWaitResult> {
+public:
+    explicit TimeWaitJob(const TimeWaitOptions& o) : o_(o), prep_(prepare(o)), todo_(plans(o)) {
+        request_ = parse_request(o.request);
+        max_wait_ = parse_duration(o.max_wait, "--max-wait");
+        interval_ = parse_duration(o.probe_interval, "--probe-interval");
+        max_duration_ = parse_duration(o.max_duration, "--max-duration");
+        if (interval_ < std::chrono::milliseconds{600})
+            throw io::UsageError(fmt::format("--probe-interval: '{}' is below 600ms (Linux rate-limits its answers to one per 500 ms)",
+                                             o.probe_interval));
+        if (max_duration_ < std::chrono::seconds{2})
+            throw io::UsageError(fmt::format("--max-duration: '{}' is below 2s (the first connection probed once goes at 2 s)",
+                                             o.max_duration));
+        const bool with_duration =
+            std::any_of(todo_.begin(), todo_.end(), [](const Plan& p) { return p.test == probe::TwTest::Duration; });
+        if (todo_.size() > 1 && o.syn.sport) throw io::UsageError("--sport goes with one test (--test all uses a port per test)");
+        if (with_duration && o.syn.sport)
+            throw io::UsageError("--sport goes with --test reuse, rst or fin (duration uses a port per connection it probes)");
+        if (o.test != "reuse" && o.test != "all" && o.isn != "higher")
+            throw io::UsageError("--isn higher|lower goes with --test reuse");
+        // The duration test's measurement and the connections it probes once.
+        if (with_duration) {
+            probe::TwDurationConfig dc;
+            dc.lifetime.max = max_duration_;
+            measurement_ = std::make_shared<probe::TwDuration>(dc);
+            coarse_ = measurement_->engine().slots(probe::Round::Coarse);
+            fine_ = probe::LifetimeEngine::fine_capacity(dc.lifetime);
+        }
+    }
+
+    std::unique_ptr<Edge> open(const GlobalOptions& g) override {
+        return open_edge(g, {{prep_.addr}, {prep_.target.port}, connections(), prep_.syn.sport, true});
+    }
+
+    void build(probe::Session& session, Edge& edge, Renderer& renderer) override {
+        renderer.set_multi_flow(connections() > 1);
+        for (std::size_t i = 0; i < todo_.size(); ++i) {
+            probe::TimeWaitConfig tc = base_config(edge, i);
+            tc.test = todo_[i].test;
+            tc.isn = todo_[i].isn;
+            tc.ts = todo_[i].ts;
+            if (tc.test == probe::TwTest::Duration) tc.duration = measurement_;
+            auto flow = std::make_unique<probe::TimeWaitFlow>(std::move(tc));
+            flows_.push_back(flow.get());
+            session.add(edge.clock().now(), std::move(flow));
+        }
+        std::size_t next_port = todo_.size();
+        for (auto [round, count] : {std::pair{probe::Round::Coarse, coarse_}, std::pair{probe::Round::Fine, fine_}}) {
+            for (unsigned slot = 0; slot < count; ++slot) {
+                probe::TimeWaitConfig tc = base_config(edge, next_port++);
+                tc.duration = measurement_;
+                tc.slot = std::pair{round, slot};
+                session.add(edge.clock().now(), std::make_unique<probe::TimeWaitFlow>(std::move(tc)));
+            }
+        }
+    }
+
+    TimeWaitResult result(const Edge& edge, const RunStats&) override {
+        TimeWaitResult r;
+        r.head = run_head("time-wait", o_.target, prep_, edge);
+        r.test_word = o_.test;
+        for (const auto* f : flows_) {
+            const auto& c = f->connect_result();
+            const bool opened = c.verdict == probe::Verdict::Open;
+            const Verdict outcome = opened ? verdict_of(f->report().outcome) : verdict_of(c.verdict);
+            r.tests.push_back({f, opened, outcome});
+            r.observed |= opened && f->time_wait_seen();
+            if (f->config().test == probe::TwTest::Duration && f->duration()) r.measured = f->duration();
+            // The exit status is the worst test's.
+            if (r.tests.size() == 1 || exit_code(outcome) > exit_code(r.verdict)) r.verdict = outcome;
+        }
+        r.word = flows_.size() == 1 ? r.tests.front().outcome : r.observed ? Verdict::Observed : Verdict::NoTimeWait;
+        return r;
+    }
+
+private:
+    static PreparedTarget prepare(const TimeWaitOptions& o) {
+        SynOptions syn = o.syn;
+        syn.ts = o.ts != "none";  // --ts newer|older needs timestamps on the old connection
+        return prepare_target(o.target, syn, o.conn);
+    }
+    std::size_t connections() const { return todo_.size() + coarse_ + fine_; }
+    probe::TimeWaitConfig base_config(const Edge& edge, std::size_t i) const {
+        probe::TimeWaitConfig tc;
+        tc.connect = make_connect_config(prep_, edge, i);
+        tc.request = request_;
+        tc.max_wait = max_wait_;
+        tc.probe_interval = interval_;
+        tc.max_duration = max_duration_;
+        return tc;
+    }
+
+    TimeWaitOptions o_;
+    PreparedTarget prep_;
+    std::vector<Plan> todo_;
+    ByteVec request_;
+    Duration max_wait_{}, interval_{}, max_duration_{};
+    std::shared_ptr<probe::TwDuration> measurement_;
+    unsigned coarse_ = 0, fine_ = 0;
+    std::vector<const probe::TimeWaitFlow*> flows_;
+};
+
+}  // namespace
+
+CommandSpec time_wait_command() {
+    return make_command<TimeWaitOptions>("time-wait", "make the peer close first, then probe its TIME-WAIT on the same 4-tuple", options,
+                                         [](const GlobalOptions&, const TimeWaitOptions& o) { return std::make_unique<TimeWaitJob>(o); });
 }
 
 }  // namespace tcpprobe::app

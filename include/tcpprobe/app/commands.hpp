@@ -1,5 +1,5 @@
-// Options of each command and the functions that run them. The CLI binds these structs;
-// the command functions validate them (UsageError), open the I/O edge and run a session.
+// Options of each command, as the command line binds them; each command's prepare step
+// validates them (UsageError) before anything is opened (see command.hpp).
 #pragma once
 
 #include <optional>
@@ -114,12 +114,5 @@ struct PingOptions {
     std::string timeout = "1s";
 };
 
-int run_handshake(const GlobalOptions& g, const HandshakeOptions& o);
-int run_ping(const GlobalOptions& g, const PingOptions& o);
-int run_time_wait(const GlobalOptions& g, const TimeWaitOptions& o);
-int run_listen(const GlobalOptions& g, const ListenOptions& o);
-int run_retransmit(const GlobalOptions& g, const RetransmitOptions& o);
-int run_teardown(const GlobalOptions& g, const CloseOptions& o);
-int run_half_close(const GlobalOptions& g, const CloseOptions& o);
 
 }  // namespace tcpprobe::app

@@ -62,8 +62,16 @@ PreparedTarget prepare_target(const std::string& target, const SynOptions& syn, 
 /// The connect configuration of flow `i` of a run.
 probe::ConnectConfig make_connect_config(const PreparedTarget& p, const Edge& edge, std::size_t i);
 
-/// The summary object's common head: command, target, address, source, interface, guard.
-nlohmann::json summary_head(const std::string& command, const std::string& target_text, const PreparedTarget& p,
-                            const Edge& edge);
+/// The summary's common head: command, target, address, source, interface, guard.
+struct RunHead {
+    std::string command;
+    std::string target;  ///< as the user wrote it
+    wire::Ipv4Addr address;
+    wire::Ipv4Addr source;
+    std::string interface;
+    bool rst_guard = false;
+};
+RunHead run_head(const std::string& command, const std::string& target_text, const PreparedTarget& p, const Edge& edge);
+nlohmann::json to_json(const RunHead& h);
 
 }  // namespace tcpprobe::app
