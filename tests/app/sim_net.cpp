@@ -80,19 +80,7 @@ std::unique_ptr<app::Edge> SimNet::open_listen(const app::GlobalOptions&, std::o
 void SimNet::capture(Instant t, const Segment& seg) { ready_.push_back({t, encode(seg)}); }
 
 void SimNet::capture_icmp(Instant t, const Segment& quoted) {
-    // Port unreachable (type 3 code 3) from the server, quoting our IP header and the
-    // first 8 bytes of the TCP header (RFC 792).
-    wire::ByteVec q = encode(quoted);
-    q.resize(28);
-    wire::ByteVec icmp = {3, 3, 0, 0, 0, 0, 0, 0};
-    icmp.insert(icmp.end(), q.begin(), q.end());
-    wire::store_be16(icmp, 2, static_cast<std::uint16_t>(~wire::craft::ones_complement_sum(icmp)));
-    wire::craft::Ip ip;
-    ip.src = server_addr;
-    ip.dst = quoted.src.addr;
-    ip.protocol = 1;
-    ip.id = 0;
-    ready_.push_back({t, wire::craft::ipv4_packet(ip, icmp)});
+    ready_.push_back({t, wire::craft::icmp_port_unreachable(server_addr, encode(quoted))});
 }
 
 void SimNet::send(const Segment& seg) {

@@ -164,17 +164,7 @@ TEST_CASE("handshake: a SYN-ACK carrying data and unexpected flags is reported")
 TEST_CASE("handshake: an outgoing RST we did not send is the local kernel's") {
     probe::HandshakeFlow flow(config());
     Sim sim(flow, Sim::PeerKind::Listening);
-    sim.set_app([](Sim& s, Instant t, const tcb::Actions& a) {
-        for (const auto& x : a)
-            if (const auto* send = std::get_if<tcb::SendSegment>(&x); send && send->segment.has(wire::flag::syn)) {
-                wire::Segment rst;
-                rst.src = client;
-                rst.dst = server;
-                rst.seq = wire::Seq{1001};
-                rst.flags = wire::flag::rst;
-                s.capture(t + 150us, rst, true);  // the kernel answers the SYN-ACK
-            }
-    });
+    sim.set_app(kernel_resets_synacks(150us));  // the kernel answers the SYN-ACK
     sim.run();
     CHECK(count_anomalies(sim.events(), "local kernel sent a RST") == 1);
 }

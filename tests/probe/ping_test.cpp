@@ -100,3 +100,16 @@ TEST_CASE("ping: an answer to an earlier, timed-out probe is late and not counte
     CHECK(lane.probes()[0].result == probe::ProbeResult::Silence);
     CHECK(lane.late() >= 1);
 }
+
+TEST_CASE("ping: the local kernel's RST after each SYN-ACK is counted apart; ours, known by its IP ID, is not") {
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 100ms, 1, 2);
+    probe::PingLane lane(lane_config(), plan);
+    Sim sim(lane, Sim::PeerKind::Listening, 150us);
+    // Without the RST guard the kernel answers the SYN-ACK too, just after our RST.
+    sim.set_app(kernel_resets_synacks(170us));
+    sim.run();
+    REQUIRE(lane.probes().size() == 2);
+    for (const auto& p : lane.probes()) CHECK(p.result == probe::ProbeResult::SynAck);
+    CHECK(lane.kernel_rsts() == 2);
+    CHECK(flags_of(sim.sent_by_flow()) == std::vector<std::string>{"S", "R", "S", "R"});  // our own RSTs went out
+}

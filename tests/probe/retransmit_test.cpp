@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include "sim.hpp"
+#include "support/doctest_printers.hpp"
 #include "tcpprobe/probe/listen.hpp"
 #include "tcpprobe/probe/retransmit.hpp"
 
@@ -22,6 +23,23 @@ probe::RetransmitConfig config(probe::RetxSegment seg) {
 
 std::vector<Duration> gaps(const probe::RetransmitReport& r) { return r.fit.gaps; }
 }  // namespace
+
+/// --peer-closes-first with a request the peer answers (answer_and_close) and closes after.
+probe::RetransmitConfig peer_closes_first_config() {
+    auto c = config(probe::RetxSegment::Fin);
+    c.peer_closes_first = true;
+    c.request = {'G', 'E', 'T', '\n'};
+    return c;
+}
+
+/// The peer application: the first request gets 10 bytes, then the peer closes.
+void answer_and_close(Sim& s, Instant t, const tcb::Actions& a) {
+    for (const auto& x : a)
+        if (std::holds_alternative<tcb::DataReceived>(x) && s.peer().state() == State::Established) {
+            s.peer_actions(t, s.peer().send(t, wire::ByteVec(10, 'r')));
+            s.peer_actions(t, s.peer().close(t));
+        }
+}
 
 probe::RetransmitConfig linux_synack_config() { return config(probe::RetxSegment::SynAck); }
 
@@ -165,18 +183,9 @@ TEST_CASE("retransmit fin: we close first, the peer's FIN in LAST-ACK is never A
 }
 
 TEST_CASE("retransmit fin --peer-closes-first: the peer closes after the request and its FIN is never ACKed") {
-    auto c = config(probe::RetxSegment::Fin);
-    c.peer_closes_first = true;
-    c.request = {'G', 'E', 'T', '\n'};
-    probe::RetransmitFlow flow(c);
+    probe::RetransmitFlow flow(peer_closes_first_config());
     Sim sim(flow, Sim::PeerKind::Listening);
-    sim.set_app([](Sim& s, Instant t, const tcb::Actions& a) {
-        for (const auto& x : a)
-            if (std::holds_alternative<tcb::DataReceived>(x) && s.peer().state() == State::Established) {
-                s.peer_actions(t, s.peer().send(t, wire::ByteVec(10, 'r')));
-                s.peer_actions(t, s.peer().close(t));
-            }
-    });
+    sim.set_app(answer_and_close);
     sim.run();
     const auto& r = flow.report();
     CHECK(r.times.size() == 6);
@@ -245,4 +254,28 @@ TEST_CASE("retransmit synack: a peer flooding SYN-ACK copies ends the run at 64 
     CHECK_FALSE(r.fit.linux_like);
     REQUIRE_FALSE(flow.connect_result().anomalies.empty());
     CHECK(flow.connect_result().anomalies.back() == "more than 64 copies: a flood, not a retransmission schedule");
+}
+
+TEST_CASE("retransmit fin --peer-closes-first: the FIN's copies reach the TCB once; our probes echo the first FIN's timestamp") {
+    probe::RetransmitFlow flow(peer_closes_first_config());
+    Sim sim(flow, Sim::PeerKind::Listening);
+    linux_like_peer(sim, 2);
+    sim.set_app(answer_and_close);
+    sim.run();
+    std::vector<std::string> ours;
+    for (const auto& l : segment_lines(sim.events()))
+        if (l.starts_with(">")) ours.push_back(l);
+    // The request, the ACK of the peer's data (not of its FIN), then liveness probes: one
+    // byte far outside the window. Every probe's TSecr is the TSval of the peer's first
+    // FIN: its copies (TSval 91000, 93000) are counted, never handed to the TCB again.
+    CHECK(ours == std::vector<std::string>{
+              "> S 0:0(0) win 64240 <mss 1460,sackOK,TS val 5000 ecr 0,nop,wscale 7>",
+              "> . 1:1(0) ack 1 win 64240 <nop,nop,TS val 5000 ecr 90000>",
+              "> P. 1:5(4) ack 1 win 64240 <nop,nop,TS val 5000 ecr 90000>",
+              "> . 5:5(0) ack 11 win 64240 <nop,nop,TS val 5000 ecr 90000>",
+              "> . 1073741829:1073741830(1) ack 11 win 64240 <nop,nop,TS val 5250 ecr 90000>",
+              "> . 1073741829:1073741830(1) ack 11 win 64240 <nop,nop,TS val 5650 ecr 90000>",
+              "> . 1073741829:1073741830(1) ack 11 win 64240 <nop,nop,TS val 12401 ecr 90000>",
+          });
+    CHECK(flow.report().times.size() == 3);
 }

@@ -38,6 +38,28 @@ std::vector<std::string> flags_of(const std::vector<wire::Segment>& segs) {
     return out;
 }
 
+PeerApp kernel_resets_synacks(Duration after) {
+    return [after](Sim& s, Instant t, const tcb::Actions& a) {
+        for (const auto& x : a)
+            if (const auto* send = std::get_if<tcb::SendSegment>(&x); send && send->segment.has(wire::flag::syn | wire::flag::ack)) {
+                wire::Segment rst;
+                rst.src = client;
+                rst.dst = server;
+                rst.seq = send->segment.ack;
+                rst.flags = wire::flag::rst;
+                rst.ip.id = 0x7777;
+                s.capture(t + after, rst, true);
+            }
+    };
+}
+
+std::vector<std::string> segment_lines(const std::vector<probe::Event>& events) {
+    std::vector<std::string> out;
+    for (const auto& e : events)
+        if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body)) out.push_back(s->line);
+    return out;
+}
+
 Sim::Sim(probe::Flow& flow, PeerKind kind, Duration one_way) : flow_(flow), kind_(kind), delay_(one_way) {
     peer_.emplace(server_tcb());
     if (kind_ == PeerKind::Listening) peer_actions(now_, peer_->open_passive(now_));

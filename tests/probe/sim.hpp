@@ -101,4 +101,14 @@ private:
 /// Flags of the segments in order, e.g. {"S", "S.", "."}.
 std::vector<std::string> flags_of(const std::vector<wire::Segment>& segs);
 
+/// A peer application for flows run without the RST guard: whenever the peer sends a
+/// SYN-ACK, the local kernel's own RST (seq = its ACK, an IP ID tcpprobe never uses)
+/// shows up in the capture `after` later, as if sent by us.
+PeerApp kernel_resets_synacks(Duration after);
+
+/// The flow's own trace of the wire: every segment line it reported, in packetdrill
+/// notation with relative numbers ("> S 0:0(0) win 64240 <mss 1460,...>"), so tests
+/// compare whole segments (flags, seq/ack, window, options), not flags only.
+std::vector<std::string> segment_lines(const std::vector<probe::Event>& events);
+
 }  // namespace tcpprobe::sim

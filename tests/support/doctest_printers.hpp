@@ -56,3 +56,13 @@ struct doctest::StringMaker<std::vector<tcpprobe::Duration>> {
         return (out + "]").c_str();
     }
 };
+
+/// Segment lines and flag lists, one per line, so a failed trace comparison shows both traces.
+template <>
+struct doctest::StringMaker<std::vector<std::string>> {
+    static doctest::String convert(const std::vector<std::string>& v) {
+        std::string out = "{";
+        for (const auto& s : v) out += "\n    \"" + s + "\"";
+        return (out + (v.empty() ? "}" : "\n}")).c_str();
+    }
+};

@@ -8,6 +8,7 @@
 // test names only what it is about.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 
@@ -110,6 +111,20 @@ inline ByteVec ipv4_packet(const Ip& ip, Bytes payload) {
 /// IPv4 + TCP with both checksums right (unless overridden).
 inline ByteVec tcp_packet(const Tcp& t, const Ip& ip = {}) {
     return ipv4_packet(ip, tcp_segment(t, ip.src, ip.dst));
+}
+
+/// An ICMP port unreachable (type 3 code 3) from `from` to the quoted packet's source,
+/// quoting its IP header and the first 8 bytes after it (RFC 792).
+inline ByteVec icmp_port_unreachable(Ipv4Addr from, Bytes quoted_packet) {
+    ByteVec icmp = {3, 3, 0, 0, 0, 0, 0, 0};
+    icmp.insert(icmp.end(), quoted_packet.begin(), quoted_packet.begin() + std::min<std::size_t>(28, quoted_packet.size()));
+    store_be16(icmp, 2, static_cast<std::uint16_t>(~ones_complement_sum(icmp)));
+    Ip ip;
+    ip.src = from;
+    ip.dst = Ipv4Addr{load_be32(quoted_packet, 12)};
+    ip.protocol = 1;
+    ip.id = 0;
+    return ipv4_packet(ip, icmp);
 }
 
 /// Ethernet II header (zero MACs) in front of a packet.

@@ -1,0 +1,80 @@
+// The listen scenario (probe::ListenFlow) against a simulated client: its SYN schedule
+// timed at the wire with our liveness probes, and our answers with --answer. Whole
+// segment lines are compared (flags, relative seq/ack, window, options).
+#include <doctest/doctest.h>
+
+#include "sim.hpp"
+#include "support/doctest_printers.hpp"
+#include "tcpprobe/probe/listen.hpp"
+
+using namespace tcpprobe;
+using namespace tcpprobe::sim;
+
+namespace {
+
+/// The sim's peer plays the client: RTO 1 s doubling, `retries` retransmissions.
+void client_connects(Sim& sim, unsigned retries) {
+    sim.peer() = tcb::Tcb([retries] {
+        auto c = server_tcb();
+        c.rto.initial_rto = 1s;
+        c.rto.max_retries = retries;
+        return c;
+    }());
+    sim.at(sim.start() + 10ms, [](Sim& s, Instant t) { s.peer_actions(t, s.peer().open_active(t)); });
+}
+
+probe::ListenConfig config(probe::ListenAnswer answer = probe::ListenAnswer::None) {
+    probe::ListenConfig lc;
+    lc.connect.tcb = client_tcb();  // our listening endpoint (the sim's 'client' address)
+    lc.answer = answer;
+    return lc;
+}
+
+}  // namespace
+
+TEST_CASE("listen: the client's SYN copies and our liveness probes, line by line") {
+    probe::ListenFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Closed);
+    client_connects(sim, 1);
+    sim.run();
+    // Two SYN copies 1 s apart (TSval counts milliseconds), then, after the client's
+    // give-up time, our probe: an ACK of its SYN that a SYN-SENT client would drop and a
+    // closed port answers with RST.
+    CHECK(segment_lines(sim.events()) == std::vector<std::string>{
+              "< S 0:0(0) win 65160 <mss 1400,sackOK,TS val 90000 ecr 0,nop,wscale 9>",
+              "< S 0:0(0) win 65160 <mss 1400,sackOK,TS val 91000 ecr 0,nop,wscale 9>",
+              "> . 0:0(0) ack 1 win 65535",
+              "< R 1:1(0) win 0",
+          });
+    CHECK(flow.report().syn_times.size() == 2);
+    CHECK(flow.report().fit.gaps == std::vector<Duration>{1s});
+    CHECK(flow.report().end == "confirmed");
+}
+
+TEST_CASE("listen --answer synack: our SYN-ACK carries our options and the client's handshake completes") {
+    probe::ListenFlow flow(config(probe::ListenAnswer::SynAck));
+    Sim sim(flow, Sim::PeerKind::Closed);
+    client_connects(sim, 3);
+    sim.run(5s);
+    CHECK(segment_lines(sim.events()) == std::vector<std::string>{
+              "< S 0:0(0) win 65160 <mss 1400,sackOK,TS val 90000 ecr 0,nop,wscale 9>",
+              "> S. 0:0(0) ack 1 win 64240 <mss 1460,sackOK,TS val 5000 ecr 90000,nop,wscale 7>",
+              "< . 1:1(0) ack 1 win 127 <nop,nop,TS val 90000 ecr 5000>",  // 65160 >> 9: window scaling is on
+          });
+    CHECK(sim.peer().state() == tcb::State::Established);
+}
+
+TEST_CASE("listen --answer syn: a bare SYN makes a simultaneous open") {
+    probe::ListenFlow flow(config(probe::ListenAnswer::Syn));
+    Sim sim(flow, Sim::PeerKind::Closed);
+    client_connects(sim, 3);
+    sim.run(5s);
+    // RFC 9293 §3.5 figure 8: the client in SYN-SENT gets our SYN, answers SYN-ACK.
+    CHECK(segment_lines(sim.events()) == std::vector<std::string>{
+              "< S 0:0(0) win 65160 <mss 1400,sackOK,TS val 90000 ecr 0,nop,wscale 9>",
+              "> S 0:0(0) win 64240 <mss 1460,sackOK,TS val 5000 ecr 0,nop,wscale 7>",
+              "< S. 0:0(0) ack 1 win 65160 <mss 1400,sackOK,TS val 90000 ecr 5000,nop,wscale 9>",
+              "> . 1:1(0) ack 1 win 64240 <nop,nop,TS val 5000 ecr 90000>",
+          });
+    CHECK(sim.peer().state() == tcb::State::Established);
+}
