@@ -9,7 +9,7 @@ _tcpprobe_commands='handshake teardown half-close retransmit listen time-wait
     ping'
 
 _tcpprobe_global_opts='-o --output -w --write -v --verbose -q --quiet --no-color
-    --no-rst-guard --source --interface --version -h --help'
+    --no-rst-guard --source -i --interface --version -h --help'
 
 # The SYN options every command takes (for listen: the options of our answer;
 # for time-wait, --isn and --ts take words instead of a number and a flag).
@@ -18,10 +18,10 @@ _tcpprobe_synonly_opts='--mss --no-mss --wscale --sack --ts --option --window
 
 # ... and the connection options of every command that connects.
 _tcpprobe_syn_opts="$_tcpprobe_synonly_opts"'
-    --timeout --rto --retries'
+    -W --timeout --rto --retries'
 
 _tcpprobe_handshake_opts="$_tcpprobe_syn_opts"'
-    --half-open --stale-syn --count --interval --linger'
+    --half-open --stale-syn -c --count --interval --linger'
 
 _tcpprobe_teardown_opts="$_tcpprobe_syn_opts"'
     --mode --idle --request --max-wait --time-wait'
@@ -31,19 +31,19 @@ _tcpprobe_half_close_opts="$_tcpprobe_syn_opts"'
 
 _tcpprobe_retransmit_opts="$_tcpprobe_syn_opts"'
     --segment --peer-closes-first --request --idle --max-wait --tolerance
-    --no-cleanup --count'
+    --no-cleanup -c --count'
 
 _tcpprobe_listen_opts="$_tcpprobe_synonly_opts"'
-    --rto --retries --answer --max-wait --tolerance --count'
+    --rto --retries --answer --max-wait --tolerance -c --count'
 
 _tcpprobe_time_wait_opts="$_tcpprobe_syn_opts"'
     --test --request --max-wait --probe-interval --max-duration'
 
 _tcpprobe_ping_opts="$_tcpprobe_synonly_opts"'
-    --count --interval --rate --flood --timeout'
+    -c --count --interval --rate --flood -W --timeout'
 
 # Options that take a value (the next word is that value, not a command or target).
-_tcpprobe_value_opts='-o --output -w --write --source --interface --mss --wscale
+_tcpprobe_value_opts='-o --output -w --write --source -i --interface -c -W --mss --wscale
     --option --window --ttl --tos --ip-id --isn --sport --flags --timeout --rto
     --retries --count --interval --linger --mode --idle --request --max-wait
     --time-wait --segment --tolerance --answer --test --probe-interval

@@ -53,7 +53,7 @@ complete -c tcpprobe -s q -l quiet -d 'Log only errors'
 complete -c tcpprobe -l no-color -d 'Never color the text output'
 complete -c tcpprobe -l no-rst-guard -d 'Do not install the nftables RST guard'
 complete -c tcpprobe -l source -x -a '(__fish_print_hostnames)' -d 'Source address instead of the routed one'
-complete -c tcpprobe -l interface -x -a '(__fish_print_interfaces)' -d 'Send and capture on this interface'
+complete -c tcpprobe -s i -l interface -x -a '(__fish_print_interfaces)' -d 'Send and capture on this interface'
 complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -l version -d 'Show the version and exit'
 complete -c tcpprobe -s h -l help -d 'Show help and exit'
 
@@ -76,14 +76,14 @@ complete -c tcpprobe -n $any -l ip-id -x -d 'IP identification of the first pack
 complete -c tcpprobe -n $num -l isn -x -d 'Initial sequence number'
 complete -c tcpprobe -n $any -l sport -x -d 'Source port'
 complete -c tcpprobe -n $any -l flags -x -a 'fin syn rst psh ack urg ece cwr ece,cwr' -d 'Extra TCP flags on the SYN'
-complete -c tcpprobe -n $conn -l timeout -x -d 'No answer to our SYN by then means filtered (e.g. 3s)'
+complete -c tcpprobe -n $conn -s W -l timeout -x -d 'No answer to our SYN by then means filtered (e.g. 3s)'
 complete -c tcpprobe -n $conn -l rto -x -d 'Initial retransmission timeout (e.g. 1s)'
 complete -c tcpprobe -n $conn -l retries -x -d 'Retransmissions before giving up'
 
 # handshake
 complete -c tcpprobe -n $hs -l half-open -d 'Answer the SYN-ACK with RST instead of ACK'
 complete -c tcpprobe -n $hs -l stale-syn -d 'Send a stale SYN first (old duplicate SYN)'
-complete -c tcpprobe -n $hs -l count -x -d 'Number of handshakes'
+complete -c tcpprobe -n $hs -s c -l count -x -d 'Number of handshakes'
 complete -c tcpprobe -n $hs -l interval -x -d 'Time between handshake starts (e.g. 200ms)'
 complete -c tcpprobe -n $hs -l linger -x -d 'Keep receiving and ACKing after the handshake'
 
@@ -108,7 +108,7 @@ complete -c tcpprobe -n $retx -l idle -x -d 'fin: time before our FIN (e.g. 200m
 complete -c tcpprobe -n $retx -l max-wait -x -d 'Longest measurement (e.g. 75s)'
 complete -c tcpprobe -n $retx -l tolerance -x -d 'Gap tolerance FLOOR,PCT% (e.g. 50ms,10%)'
 complete -c tcpprobe -n $retx -l no-cleanup -d 'Do not send the final RST that clears the peer\'s state'
-complete -c tcpprobe -n $retx -l count -x -d 'Measure N times, each on a fresh source port'
+complete -c tcpprobe -n $retx -s c -l count -x -d 'Measure N times, each on a fresh source port'
 
 # listen: [ADDR:]PORT, then how to answer
 complete -c tcpprobe -n $listen -l answer -x -d 'How to answer a client\'s first SYN' -a '
@@ -119,7 +119,7 @@ complete -c tcpprobe -n $listen -l rto -x -d 'Our retransmission timeout when an
 complete -c tcpprobe -n $listen -l retries -x -d 'Our retransmissions when answering'
 complete -c tcpprobe -n $listen -l max-wait -x -d 'Stop after this long (e.g. 60s)'
 complete -c tcpprobe -n $listen -l tolerance -x -d 'Gap tolerance FLOOR,PCT% (e.g. 50ms,10%)'
-complete -c tcpprobe -n $listen -l count -x -d 'Stop once this many clients are done'
+complete -c tcpprobe -n $listen -s c -l count -x -d 'Stop once this many clients are done'
 
 # time-wait
 complete -c tcpprobe -n $tw -l test -x -d 'What to ask the peer\'s TIME-WAIT' -a '
@@ -141,8 +141,8 @@ complete -c tcpprobe -n $tw -l probe-interval -x -d 'duration: time between the 
 complete -c tcpprobe -n $tw -l max-duration -x -d 'duration: the longest TIME-WAIT looked for (e.g. 150s)'
 
 # ping
-complete -c tcpprobe -n $ping -l count -x -d 'Probes per destination'
+complete -c tcpprobe -n $ping -s c -l count -x -d 'Probes per destination'
 complete -c tcpprobe -n $ping -l interval -x -d 'Time between probes over the whole run (e.g. 200ms)'
 complete -c tcpprobe -n $ping -l rate -x -d 'Probes per second over the whole run'
 complete -c tcpprobe -n $ping -l flood -d 'As fast as answers come back, no per-probe lines'
-complete -c tcpprobe -n $ping -l timeout -x -d 'A probe unanswered this long is lost (e.g. 1s)'
+complete -c tcpprobe -n $ping -s W -l timeout -x -d 'A probe unanswered this long is lost (e.g. 1s)'

@@ -47,7 +47,7 @@ CommandLine::CommandLine()
     app.add_flag("--no-color", g.no_color, "no colors (also when NO_COLOR is set or stdout is not a TTY)");
     app.add_flag("--no-rst-guard", g.no_rst_guard, "do not install the nftables RST guard");
     app.add_option("--source", g.source, "source address (default: from the routing table)")->type_name("ADDR");
-    app.add_option("--interface", g.interface, "interface to send and capture on (default: from the route)")->type_name("IFACE");
+    app.add_option("-i,--interface", g.interface, "interface to send and capture on (default: from the route)")->type_name("IFACE");
 
     state_->commands = commands();
     for (auto& c : state_->commands) {
@@ -86,7 +86,7 @@ int CommandLine::run(int argc, char** argv) {
         std::string a = argv[i];
         if (a.empty() || a[0] == '-') {
             // skip a global option's value
-            if ((a == "-o" || a == "--output" || a == "-w" || a == "--write" || a == "--source" || a == "--interface") && i + 1 < argc) ++i;
+            if ((a == "-o" || a == "--output" || a == "-w" || a == "--write" || a == "--source" || a == "-i" || a == "--interface") && i + 1 < argc) ++i;
             continue;
         }
         if (app_->get_subcommands([&](CLI::App* c) { return c->get_name() == a; }).empty()) {

@@ -24,7 +24,7 @@ void options(CLI::App& cmd, HandshakeOptions& h) {
         ->type_name("HOST:PORTS");
     add_syn_options(cmd, h.syn);
     cmd.add_flag("--half-open", h.half_open, "answer the SYN-ACK with RST instead of ACK (no RST guard needed)");
-    number(cmd, "--count", h.count, "number of handshakes, each from its own source port (default 1)");
+    number(cmd, "-c,--count", h.count, "number of handshakes, each from its own source port (default 1)");
     cmd.add_option("--interval", h.interval, "time between handshake starts with --count (default 1s)")->type_name("DURATION");
     cmd.add_flag("--stale-syn", h.stale_syn, "send a stale SYN first, then the real one (RFC 9293 old duplicate SYN)");
     cmd.add_option("--linger", h.linger, "after the handshake, keep receiving and ACKing this long (default 0)")->type_name("DURATION");

@@ -25,7 +25,7 @@ void options(CLI::App& cmd, ListenOptions& l) {
         ->check(CLI::IsMember({"none", "synack", "syn"}));
     cmd.add_option("--max-wait", l.max_wait, "stop after this long (default 60s)")->type_name("DURATION");
     cmd.add_option("--tolerance", l.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
-    number(cmd, "--count", l.count, "stop once this many clients are done (default 1)");
+    number(cmd, "-c,--count", l.count, "stop once this many clients are done (default 1)");
 }
 
 struct Endpoint {

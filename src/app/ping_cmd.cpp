@@ -23,12 +23,12 @@ void options(CLI::App& cmd, PingOptions& pg) {
         ->required()
         ->type_name("HOST:PORTS");
     add_syn_options(cmd, pg.syn, true, false);  // ping picks a source port per lane
-    number(cmd, "--count", pg.count, "probes per destination (default 5)");
+    number(cmd, "-c,--count", pg.count, "probes per destination (default 5)");
     cmd.add_option("--interval", pg.interval, "time between probes over the whole run (default 1s)")->type_name("DURATION");
     cmd.add_option_function<double>("--rate", [&pg](const double& v) { pg.rate = v; }, "probes per second over the whole run")
         ->type_name("PPS");
     cmd.add_flag("--flood", pg.flood, "as fast as the sender allows (bounded by --count); no per-probe lines");
-    cmd.add_option("--timeout", pg.timeout, "a probe unanswered this long is lost (default 1s)")->type_name("DURATION");
+    cmd.add_option("-W,--timeout", pg.timeout, "a probe unanswered this long is lost (default 1s)")->type_name("DURATION");
 }
 
 struct Destination {

@@ -29,7 +29,7 @@ void options(CLI::App& cmd, RetransmitOptions& r) {
     cmd.add_option("--max-wait", r.max_wait, "longest measurement (default 75s)")->type_name("DURATION");
     cmd.add_option("--tolerance", r.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
     cmd.add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");
-    number(cmd, "--count", r.count, "N connections measured in parallel, each on its own source port, merged so that a copy lost in one run is seen in another (default 3)");
+    number(cmd, "-c,--count", r.count, "N connections measured in parallel, each on its own source port, merged so that a copy lost in one run is seen in another (default 3)");
 }
 
 std::string sysctl_for(probe::RetxSegment s) {
