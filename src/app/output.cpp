@@ -3,6 +3,7 @@
 // change) are held back until it is known and then shown at 0.
 #include "tcpprobe/app/output.hpp"
 
+#include <fmt/color.h>
 #include <fmt/format.h>
 
 #include "tcpprobe/wire/format.hpp"
@@ -115,14 +116,14 @@ protected:
     }
 
 private:
-    static constexpr const char* cyan = "\033[36m";
-    static constexpr const char* green = "\033[32m";
-    static constexpr const char* red = "\033[31m";
-    static constexpr const char* yellow = "\033[33m";
-    static constexpr const char* bold = "\033[1m";
+    static constexpr fmt::text_style cyan = fmt::fg(fmt::terminal_color::cyan);
+    static constexpr fmt::text_style green = fmt::fg(fmt::terminal_color::green);
+    static constexpr fmt::text_style red = fmt::fg(fmt::terminal_color::red);
+    static constexpr fmt::text_style yellow = fmt::fg(fmt::terminal_color::yellow);
+    static constexpr fmt::text_style bold = fmt::emphasis::bold;
 
-    std::string paint(const std::string& s, const char* code) const {
-        return style_.color ? fmt::format("{}{}\033[0m", code, s) : s;
+    std::string paint(const std::string& s, fmt::text_style style) const {
+        return style_.color ? fmt::format(style, "{}", s) : s;
     }
 
     std::FILE* out_;
