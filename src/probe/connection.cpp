@@ -49,6 +49,7 @@ void ConnectionFlow::send(const Segment& s, Outbox& out) {
 void ConnectionFlow::apply(Instant now, const tcb::Actions& actions, Outbox& out) {
     for (const auto& a : actions) {
         if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
+            if (s->reason == tcb::SendReason::Retransmission && phase_ == Phase::Connected) ++connected_retransmissions_;
             send(s->segment, out);
         } else if (const auto* c = std::get_if<tcb::StateChanged>(&a)) {
             event(now, StateEvent{"local", std::string(to_string(c->from)), std::string(to_string(c->to)), c->cause}, out);

@@ -580,6 +580,14 @@ void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
     if (seg.has(flag::fin) && !report_.peer_closed_first && tcb_.state() == State::Established)
         report_.peer_closed_first = true;
     const bool reset = feed(t, seg, out);
+    if (reset && connected_retransmissions_ > 0) {
+        // Our segments had gone unanswered: the peer's timers (FIN-WAIT-2, its own
+        // retransmissions) may have run out meanwhile. The test was not set up.
+        anomaly(t, fmt::format("the peer reset the connection after {} retransmission(s) of ours: TIME-WAIT not set up "
+                               "(loss on the path explains it)", connected_retransmissions_), out);
+        conclude(t, TwOutcome::Incomplete, out);
+        return;
+    }
     if (reset) {
         conclude(t, TwOutcome::Reset, out);
         return;

@@ -279,6 +279,36 @@ TEST_CASE("teardown active: a peer that resets instead of closing gives pattern 
     CHECK(flow.report().peer_reset);
 }
 
+TEST_CASE("teardown passive: our FIN lost while the peer's FIN-WAIT-2 timer runs out: its RST is loss, incomplete") {
+    // The lab's server (tcp_fin_timeout = 3) drops FIN-WAIT-2 and answers our late FIN with
+    // a RST; here the peer resets 1.5 s into FIN-WAIT-2, after our FIN went out twice and
+    // was lost both times. Before: "differs", pattern "reset", a claim about the peer.
+    auto c = config(CloseMode::Passive);
+    c.request = {'G', 'E', 'T', '\n'};
+    probe::CloseFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app([inner = answer_and_close()](Sim& s, Instant t, const tcb::Actions& a) {
+        inner(s, t, a);
+        if (has(a, State::FinWait2))
+            s.at(t + 1500ms, [](Sim& later, Instant now) { later.peer_actions(now, later.peer().abort(now)); });
+    });
+    unsigned fins_lost = 0;
+    sim.set_peer_hook([&](Sim&, Instant, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (!seg.has(wire::flag::fin)) return std::nullopt;
+        ++fins_lost;
+        return std::vector<wire::Segment>{};  // lost on the path
+    });
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(fins_lost == 2);
+    CHECK(r.peer_reset);
+    CHECK(r.outcome == CloseOutcome::Incomplete);
+    auto found = std::find_if(r.findings.begin(), r.findings.end(), [](const std::string& f) {
+        return f.find("after 1 retransmission(s) of ours") != std::string::npos;
+    });
+    CHECK(found != r.findings.end());
+}
+
 TEST_CASE("teardown active: a peer that never ACKs our FIN: it retransmits, gives up, incomplete") {
     auto c = config(CloseMode::Active);
     c.connect.tcb.rto.max_retries = 2;

@@ -111,6 +111,9 @@ protected:
     tcb::Tcb tcb_;
     ConnectResult cres_;
     Instant started_{};
+    /// Our retransmissions once connected (data, FIN): something of ours went unanswered,
+    /// so the peer's own timers may have run out meanwhile (loss, not its behaviour).
+    unsigned connected_retransmissions_ = 0;
 
 private:
     void record_outgoing(Instant t, const wire::Segment& seg, Outbox& out);
