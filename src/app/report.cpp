@@ -195,7 +195,8 @@ std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::Schedu
 ScheduleVerdict judge_schedule(const probe::ScheduleFit& fit) {
     if (fit.inferred_retries) return ScheduleVerdict::Inferred;
     const bool end_known = fit.end == probe::ScheduleEnd::Confirmed || fit.end == probe::ScheduleEnd::PeerRst;
-    if (fit.retransmissions == 0 && end_known && fit.missing.empty()) return ScheduleVerdict::NoRetransmission;
+    if (fit.retransmissions == 0 && end_known && fit.missing.empty() && fit.gone_before_first_rto)
+        return ScheduleVerdict::NoRetransmission;
     if (fit.fitted && end_known && !fit.linux_like && fit.describable && fit.copies_sent) return ScheduleVerdict::Measured;
     return ScheduleVerdict::Inconclusive;
 }

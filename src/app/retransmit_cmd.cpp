@@ -72,22 +72,40 @@ std::string run_text(const probe::RetransmitFlow& f) {
 /// FIN runs are judged one by one, not merged: each connection's RTO comes from its own
 /// RTT and carries any backoff its earlier retransmissions left (on a lossy path the runs'
 /// schedules differ). The runs vote: a Linux setting stands when every run that carries
-/// Linux's signature infers the same value; runs that disagree make it inconclusive.
+/// Linux's signature infers the same value and a second run backs it; runs that disagree
+/// make it inconclusive. A run that lost its original copy (or whose end is not pinned)
+/// infers nothing by itself, but it backs the value when Linux's schedule under that
+/// value, and no other, explains its copies and its confirmed end.
 /// Returns the run that speaks for all, with its fit adjusted by the vote.
-std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vector<const probe::RetransmitFlow*>& runs) {
+std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vector<const probe::RetransmitFlow*>& runs,
+                                                                 const probe::Tolerance& tol) {
     std::vector<const probe::RetransmitFlow*> inferring;
     for (const auto* f : runs)
         if (f->report().fit.inferred_retries) inferring.push_back(f);
     if (!inferring.empty()) {
         probe::ScheduleFit fit = inferring.front()->report().fit;
+        const unsigned value = *fit.inferred_retries;
         const bool agree = std::all_of(inferring.begin(), inferring.end(), [&](const auto* f) {
-            return *f->report().fit.inferred_retries == *fit.inferred_retries;
+            return *f->report().fit.inferred_retries == value;
         });
+        // A run without the signature backs the value when, read as a Linux schedule that
+        // may have lost its first copies, its copies and end fit this value and no other.
+        std::size_t backing = 0;
+        for (const auto* f : runs) {
+            const auto& r = f->report();
+            if (r.fit.inferred_retries || r.fit.retransmissions < 1 || r.fit.end != probe::ScheduleEnd::Confirmed) continue;
+            std::vector<unsigned> fits;
+            for (unsigned n = 0; n <= 15; ++n)
+                if (probe::linux_setting_explains(r.evidence, tol, probe::RetryRule::OrphanTime, n)) fits.push_back(n);
+            if (fits.size() == 1 && fits.front() == value) ++backing;
+        }
         // One run alone is not enough: a run that lost copies at the end can pin the wrong
         // expiry; two runs that agree cannot both have been misled the same way by chance.
-        const bool enough = inferring.size() >= std::min<std::size_t>(2, runs.size());
-        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}", inferring.size(), runs.size(),
-                                        !agree ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough"));
+        const bool enough = inferring.size() + backing >= std::min<std::size_t>(2, runs.size());
+        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}{}", inferring.size(), runs.size(),
+                                        !agree ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough",
+                                        backing ? fmt::format("; {} other run(s) that lost copies fit this value only", backing)
+                                                : ""));
         if (!agree || !enough) {
             fit.inferred_retries.reset();
             fit.linux_like = false;
@@ -278,12 +296,22 @@ public:
             r.evidence = r.measured.front()->report().evidence;
             r.fit = r.measured.front()->report().fit;
         } else if (!r.measured.empty() && base_.segment == probe::RetxSegment::SynAck) {
+            // A run whose SYN we had to repeat is left out when others are not: our repeated
+            // SYN may have met a held request, which then resends its SYN-ACK at once and
+            // restarts its timer (Linux's tcp_check_req, BSD's syncache), so that run's
+            // copies are on another axis. One lost SYN must not blur the merged schedule.
             std::vector<probe::ScheduleEvidence> evs;
-            for (const auto* f : r.measured) evs.push_back(f->report().evidence);
+            for (const auto* f : r.measured)
+                if (f->connect_result().syns_sent <= 1) evs.push_back(f->report().evidence);
+            const std::size_t left_out = evs.empty() ? 0 : r.measured.size() - evs.size();
+            if (evs.empty())
+                for (const auto* f : r.measured) evs.push_back(f->report().evidence);
             r.evidence = probe::merge_evidence(evs, base_.tolerance);
             r.fit = probe::fit_schedule(*r.evidence, base_.tolerance, probe::RetryRule::Count);
+            if (left_out)
+                r.fit.notes.push_back(fmt::format("{} run(s) left out of the merge: our SYN was repeated there", left_out));
         } else if (!r.measured.empty()) {
-            auto [speaker, fit] = vote(r.measured);
+            auto [speaker, fit] = vote(r.measured, base_.tolerance);
             r.evidence = speaker->report().evidence;
             r.fit = std::move(fit);
             r.speaker = speaker->tuple().local.port;

@@ -8,6 +8,11 @@ namespace tcpprobe::probe {
 using namespace tcpprobe::wire;
 using tcb::State;
 
+namespace {
+/// Between liveness rounds once one went unanswered (see on_connected_timer).
+constexpr Duration silent_round_gap = std::chrono::seconds{1};
+}  // namespace
+
 ListenFlow::ListenFlow(ListenConfig config)
     : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {
     flow_tag_ = tuple().remote.port;  // every client shares our port: tell them apart by theirs
@@ -92,11 +97,19 @@ void ListenFlow::on_connected_timer(Instant now, Outbox& out) {
         return;
     }
     if (concluded_ || report_.syn_times.empty()) return;
+    const std::size_t settled = prober_.results().size();
     if (prober_.due(now)) {
         // An ACK of the client's SYN, no SYN of ours: ignored in SYN-SENT, RST when closed.
         send(tcb_.make_segment(now, flag::ack, tcb_.iss(), *client_isn_ + 1), out);
         prober_.sent(now);
     }
+    // A client in SYN-SENT drops our ACK: a silent round is what "still there" looks like,
+    // so only a RST dates the end. Keep asking once per second after a silent round
+    // (until silence_at() or --max-wait ends the run): the give-up time is the evidence
+    // for a time-based rule, and rounds at the model's growing gaps would leave it
+    // seconds wide.
+    if (prober_.results().size() > settled && prober_.last() == Liveness::Silent)
+        prober_.plan_one(now + silent_round_gap);
     if (auto s = silence_at(); s && now >= *s && !prober_.outstanding()) conclude(now, "silence", out);
 }
 

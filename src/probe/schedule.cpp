@@ -285,6 +285,31 @@ bool linux_explains(const std::vector<Duration>& c, const Model& fitted, RetryRu
     return false;
 }
 
+/// RTO = SRTT + max(RTTVAR term, 200 ms): at least 200 ms, a few RTTs above it at most.
+std::pair<Duration, Duration> linux_fin_rto_range(const ScheduleEvidence& ev, const Tolerance& tol) {
+    return {200ms - tol.for_gap(200ms), 200ms + (ev.rtt ? *ev.rtt * 4 : 0ms) + tol.for_gap(200ms) + 50ms};
+}
+
+/// The last copy Linux sends under `setting` (model positions 0..n), from its rule.
+std::optional<unsigned> linux_copies(RetryRule rule, const Model& m, unsigned setting) {
+    switch (rule) {
+        case RetryRule::Count:
+            return setting;
+        case RetryRule::OrphanTime:
+        case RetryRule::SynTime: {
+            // At each expiry k the time since the first retransmission (FIN) or since the
+            // original (SYN) is checked against the limit: below it, copy k goes out.
+            const Duration limit = rule == RetryRule::OrphanTime ? model_timeout(setting, 200ms) : model_timeout(setting, 1s);
+            for (unsigned k = 1; k < 64; ++k) {
+                const Duration elapsed = rule == RetryRule::OrphanTime ? m.span(1, k) : m.span(0, k);
+                if (elapsed >= limit) return k - 1;
+            }
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;
+}
+
 void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleEvidence& ev, const Tolerance& tol) {
     auto miss = [&](std::string s) { f.linux_mismatch.push_back(std::move(s)); };
     const bool shape_ok = m.kind == Backoff::Doubling || (rule == RetryRule::SynTime && m.kind == Backoff::Linear);
@@ -293,9 +318,7 @@ void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleE
     if (rule == RetryRule::OrphanTime && f.gaps.size() < 2)
         miss("fewer than three copies: the doubling is not shown (a FIN RTO is a range, not a value)");
     if (rule == RetryRule::OrphanTime) {
-        // RTO = SRTT + max(RTTVAR term, 200 ms): at least 200 ms, a few RTTs above it at most.
-        const Duration lo = 200ms - tol.for_gap(200ms);
-        const Duration hi = 200ms + (ev.rtt ? *ev.rtt * 4 : 0ms) + tol.for_gap(200ms) + 50ms;
+        const auto [lo, hi] = linux_fin_rto_range(ev, tol);
         if (m.r0 < lo || m.r0 > hi)
             miss(fmt::format("initial RTO {:.3f} s, Linux's is the RTT-based RTO with a 200 ms floor (here {:.0f}-{:.0f} ms)",
                              secs(m.r0), to_ms_f(lo), to_ms_f(hi)));
@@ -312,21 +335,39 @@ void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleE
 }
 
 /// A client's SYN: Linux stops at the first expiry at or after (2^(N+1) - 1) s from its
-/// first SYN, whatever its copies (lost ones included) were. The give-up bracket pins N
-/// when exactly one limit falls in it (the expiry lags the limit by at most one 1 s gap).
-std::optional<unsigned> syn_limit_in(Duration held, Duration gone, const Tolerance& tol) {
-    std::optional<unsigned> n;
+/// first SYN, whatever its copies (lost ones included) were. N fits when its limit lies
+/// after the last copy seen (a copy goes out only while the time is below the limit),
+/// the last sign of life is less than one 1 s gap after it (the give-up expiry lags the
+/// limit by less than a gap), and the first sign of death is not before it. A RST that
+/// comes late (its rounds lost) leaves several limits in the bracket: no single N.
+std::vector<unsigned> syn_limits_in(Duration last_copy, Duration held, Duration gone, const Tolerance& tol) {
+    std::vector<unsigned> n;
     for (unsigned b = 0; b < 12; ++b) {
         const Duration limit = model_timeout(b, 1s);
-        // The give-up expiry lags the limit by at most one 1 s gap, and the probes after it
-        // follow within about 2 s: a gone seen much later speaks of a shifted origin (the
-        // client's first SYN lost), not of this limit.
-        if (limit + 1s + tol.floor > held && limit <= gone + tol.for_gap(1s) && gone <= limit + 3s) {
-            if (n) return std::nullopt;
-            n = b;
-        }
+        if (limit > last_copy && limit + 1s + tol.floor > held && limit <= gone + tol.for_gap(1s)) n.push_back(b);
     }
     return n;
+}
+
+/// A client's SYN schedule has no anchor: the first SYN seen may follow lost ones. In a
+/// linear phase (1 s gaps) each lost leading SYN moves the origin one gap earlier and
+/// leaves the gaps seen as they are, so the limit is read under each such origin (up to
+/// `max_leading_lost` lost SYNs) and stands only when every reading that fits gives the
+/// same N. A doubling schedule with Linux's 1 s first gap has no such twin: its origin is
+/// the first copy seen.
+std::optional<unsigned> syn_limit_pinned(Duration last_copy, Duration held, Duration gone, const Model& m,
+                                         bool shiftable, const Tolerance& tol) {
+    constexpr unsigned max_leading_lost = 3;
+    std::optional<unsigned> pinned;
+    for (unsigned s = 0; s <= (shiftable ? max_leading_lost : 0); ++s) {
+        const Duration shift = m.r0 * s;
+        const auto fits = syn_limits_in(last_copy + shift, held + shift, gone + shift, tol);
+        if (fits.size() > 1) return std::nullopt;
+        if (fits.empty()) continue;
+        if (pinned && *pinned != fits.front()) return std::nullopt;
+        pinned = fits.front();
+    }
+    return pinned;
 }
 
 void match_family(ScheduleFit& f, const Model& m, RetryRule rule) {
@@ -347,6 +388,45 @@ void match_family(ScheduleFit& f, const Model& m, RetryRule rule) {
 }
 
 }  // namespace
+
+bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, unsigned setting,
+                            Duration max_rto) {
+    const std::vector<Duration> c = axis(ev);
+    if (c.size() < 2 || ev.peer_rst) return false;  // nothing to compare; Linux gives up silently
+    std::optional<Duration> held = c.back(), gone;
+    for (const auto& p : ev.probes) {
+        if (p.answer == Liveness::Alive && p.at > *held) held = p.at;
+        if (p.answer == Liveness::Gone && (!gone || p.at < *gone)) gone = p.at;
+    }
+    if (!gone) return false;  // the end was not seen: nothing to check the setting against
+    if (!ev.origin_is_first_copy && ev.rtt) {
+        gone = std::max(Duration::zero(), *gone - *ev.rtt);
+        held = std::max(Duration::zero(), *held - *ev.rtt);
+    }
+    const Duration g1 = c[1] - c[0];
+    for (unsigned start = 0; start <= max_lost_in_a_row; ++start) {
+        for (unsigned k1 = 1; k1 <= max_lost_in_a_row + 1; ++k1) {
+            Model m{Backoff::Doubling, {}, 1, max_rto};
+            m.r0 = rule == RetryRule::OrphanTime
+                       ? Duration{static_cast<std::int64_t>(static_cast<double>(g1.count()) / m.unit_span(start, start + k1))}
+                       : 1s;
+            if (rule == RetryRule::OrphanTime) {
+                const auto [lo, hi] = linux_fin_rto_range(ev, tol);
+                if (m.r0 < lo || m.r0 > hi) continue;
+            }
+            if (rule == RetryRule::SynTime) continue;  // linear phases: not needed by any caller yet
+            auto a = align(c, m, start, tol);
+            if (!a || a->index.front() != start || a->lost > std::max<std::size_t>(1, c.size() / 2)) continue;
+            const auto sent = linux_copies(rule, m, setting);
+            if (!sent || a->index.back() > *sent) continue;
+            const Duration zero_at = c.front() - m.span(0, start);
+            const Duration expiry = zero_at + m.span(0, *sent + 1);
+            const Duration slack = tol.for_gap(m.gap(*sent + 1)) / 2;
+            if (expiry + slack >= *held && expiry <= *gone + slack) return true;
+        }
+    }
+    return false;
+}
 
 ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, Duration max_rto) {
     ScheduleFit f;
@@ -369,6 +449,14 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
     if (!ev.origin_is_first_copy && ev.rtt && f.gone_by) f.gone_by = std::max(Duration::zero(), *f.gone_by - *ev.rtt);
     if (!ev.origin_is_first_copy && ev.rtt && f.held_until) f.held_until = std::max(Duration::zero(), *f.held_until - *ev.rtt);
 
+    if (c.size() == 1 && f.gone_by) {
+        // One copy and then gone: "no retransmission" only if the peer was gone before any
+        // retransmission could have been due (RFC 6298's 1 s initial RTO for SYN and
+        // SYN-ACK, Linux's 200 ms floor for a FIN). Later, retransmissions lost on the path
+        // would look the same.
+        const Duration earliest = rule == RetryRule::OrphanTime ? Duration{200ms} : Duration{1s};
+        f.gone_before_first_rto = *f.gone_by <= c.front() + earliest + tol.for_gap(earliest);
+    }
     auto best = best_alignment(ev, tol, rule, max_rto);
     if (!best) {
         if (c.size() >= 2) f.notes.push_back("no backoff model explains these gaps, even with lost copies");
@@ -454,8 +542,13 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
     }
     f.next_gap = m.gap((f.copies_sent ? *f.copies_sent : last) + 1);
 
-    if (rule == RetryRule::SynTime && f.end == ScheduleEnd::Confirmed && f.gone_by && f.held_until)
-        f.time_pinned = syn_limit_in(*f.held_until - zero_at, *f.gone_by - zero_at, tol);
+    if (rule == RetryRule::SynTime && f.end == ScheduleEnd::Confirmed && f.gone_by && f.held_until) {
+        // Every gap seen so far one initial RTO (a linear phase, or a single first gap):
+        // lost leading SYNs would leave the same gaps.
+        bool flat = true;
+        for (unsigned j = 1; j <= last; ++j) flat = flat && m.unit(j) == 1.0;
+        f.time_pinned = syn_limit_pinned(c.back() - zero_at, *f.held_until - zero_at, *f.gone_by - zero_at, m, flat, tol);
+    }
     check_linux(f, m, rule, ev, tol);
     if (f.copies_sent && !end_at_expiry)
         f.linux_mismatch.push_back("the peer gave up before its next copy was due, at no model expiry "
@@ -465,6 +558,10 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
         // A client's SYN: the rule is a time limit, so the give-up time is the evidence
         // (the copies' count depends on the linear phase and on copies lost at the end).
         f.inferred_retries = f.time_pinned;
+    } else if (f.linux_like && rule == RetryRule::SynTime) {
+        // The copies' count cannot stand in for the time: lost leading SYNs shift it.
+        f.linux_like = false;
+        f.linux_mismatch.push_back("the give-up time pins no single limit (lost first SYNs would shift it)");
     } else if (f.linux_like) {
         f.inferred_retries = linux_setting(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1));
         if (!f.inferred_retries) {

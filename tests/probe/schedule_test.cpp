@@ -249,3 +249,68 @@ TEST_CASE("schedule: tolerance text") {
     CHECK_FALSE(parse_tolerance("10%,"));
     CHECK_FALSE(parse_tolerance("-5%"));
 }
+
+TEST_CASE("schedule: one copy, then gone after a retransmission could have been due: not 'no retransmission'") {
+    // A SYN-ACK, then a RST to the liveness probe 300 ms later: the peer kept nothing.
+    ScheduleFit quick = fit_schedule(evidence({0ms}, {{300ms, Liveness::Gone}}), Tolerance{}, RetryRule::Count);
+    CHECK(quick.gone_before_first_rto);
+    // Gone only at 7.3 s: copies at 1, 3 s (RFC 6298) may have been lost on the path.
+    ScheduleFit late = fit_schedule(evidence({0ms}, {{1100ms, Liveness::Silent}, {7300ms, Liveness::Gone}}), Tolerance{},
+                                    RetryRule::SynTime);
+    CHECK(late.retransmissions == 0);
+    CHECK(late.end == ScheduleEnd::Confirmed);
+    CHECK_FALSE(late.gone_before_first_rto);
+    // A FIN: Linux's RTO floor is 200 ms.
+    ScheduleFit fin = fit_schedule(evidence({0ms}, {{900ms, Liveness::Gone}}), Tolerance{}, RetryRule::OrphanTime);
+    CHECK_FALSE(fin.gone_before_first_rto);
+}
+
+TEST_CASE("schedule: a client's lost first SYNs: tcp_syn_retries only when every origin they allow gives one N") {
+    // Linux 6.18, tcp_syn_retries = 2, tcp_syn_linear_timeouts = 4: SYNs at 0..5 s, gone at 7 s
+    // (measured in the lab: the probe at 7.34 s drew the RST).
+    SUBCASE("all seen") {
+        ScheduleFit f = fit_schedule(evidence({0ms, 1013ms, 2037ms, 3061ms, 4087ms, 5109ms}, {{7340ms, Liveness::Gone}}),
+                                     Tolerance{}, RetryRule::SynTime);
+        REQUIRE(f.inferred_retries);
+        CHECK(*f.inferred_retries == 2);
+    }
+    SUBCASE("the first SYN lost: the axis starts 1 s late, the limit still pins N = 2") {
+        ScheduleFit f = fit_schedule(evidence({0ms, 1024ms, 2043ms, 3072ms, 4092ms}, {{6348ms, Liveness::Gone}}),
+                                     Tolerance{}, RetryRule::SynTime);
+        REQUIRE(f.inferred_retries);
+        CHECK(*f.inferred_retries == 2);
+    }
+    SUBCASE("the first three lost (bench, 30 % loss): N = 1 from the first SYN seen, N = 2 from three lost: nothing") {
+        // Before: tcp_syn_retries = 1 (gone 4.3 s after the first SYN seen, limit 3 s).
+        ScheduleFit f = fit_schedule(evidence({0ms, 1023ms, 2052ms}, {{4316ms, Liveness::Gone}}), Tolerance{},
+                                     RetryRule::SynTime);
+        CHECK_FALSE(f.inferred_retries);
+        CHECK_FALSE(f.linux_like);
+    }
+    SUBCASE("a late RST (its rounds lost) after five SYNs: 15 s fits if three were lost, 7 s if none: nothing") {
+        // Before: tcp_syn_retries = 3 (bench, 30 % loss; the truth was 2 with the first SYN lost).
+        ScheduleFit f = fit_schedule(evidence({0ms, 1020ms, 2048ms, 3068ms, 4096ms},
+                                              {{6341ms, Liveness::Silent}, {8557ms, Liveness::Silent},
+                                               {10626ms, Liveness::Silent}, {12232ms, Liveness::Gone}}),
+                                     Tolerance{}, RetryRule::SynTime);
+        CHECK_FALSE(f.inferred_retries);
+    }
+}
+
+TEST_CASE("schedule: a FIN run that lost its original backs or contradicts another run's tcp_orphan_retries") {
+    // tcp_orphan_retries = 2 on a 208 ms RTO: copies at 0, 0.208, 0.624, 1.456 s, gone at 3.12 s.
+    // Without its original the run starts at copy #1: it infers nothing by itself.
+    ScheduleEvidence lost_first = evidence({0ms, 416ms, 1248ms}, {{250ms, Liveness::Alive}, {3079ms, Liveness::Gone}});
+    lost_first.rtt = 1ms;
+    ScheduleFit alone = fit_schedule(lost_first, Tolerance{}, RetryRule::OrphanTime);
+    CHECK_FALSE(alone.inferred_retries);
+    CHECK(linux_setting_explains(lost_first, Tolerance{}, RetryRule::OrphanTime, 2));
+    // Under tcp_orphan_retries = 1 Linux stops after copy #2: the copy at 1.248 s contradicts it.
+    CHECK_FALSE(linux_setting_explains(lost_first, Tolerance{}, RetryRule::OrphanTime, 1));
+    // Under 3 it would send copy #4 and give up at ~6.4 s, not by 3.1 s.
+    CHECK_FALSE(linux_setting_explains(lost_first, Tolerance{}, RetryRule::OrphanTime, 3));
+    // Without a confirmed end nothing is backed.
+    ScheduleEvidence open = evidence({0ms, 416ms, 1248ms});
+    open.rtt = 1ms;
+    CHECK_FALSE(linux_setting_explains(open, Tolerance{}, RetryRule::OrphanTime, 2));
+}

@@ -130,6 +130,9 @@ struct ScheduleFit {
     std::optional<Duration> gone_by;        ///< earliest evidence it was gone
     std::optional<unsigned> copies_sent;    ///< the peer's retransmissions, lost ones included (when the end pins it)
     std::optional<unsigned> time_pinned;    ///< client SYN: tcp_syn_retries from the give-up time alone
+    /// One copy seen and the state gone before any retransmission could have been due: only
+    /// then is "no retransmission" a fact (later, lost copies would look the same).
+    bool gone_before_first_rto = false;
     std::optional<Duration> give_up_after;  ///< first copy to the peer giving up (model)
 
     // Linux or not.
@@ -149,6 +152,16 @@ struct ScheduleFit {
 /// Fits the evidence. `rule` selects Linux's signature and setting; `max_rto` caps gaps.
 ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule,
                          Duration max_rto = std::chrono::seconds{120});
+
+/// Whether Linux's schedule under `setting` (its initial RTO unknown within Linux's range,
+/// the first copies and up to two in a row possibly lost) explains this run: every copy
+/// on one model position, none after the last copy the setting allows, and the give-up
+/// expiry between the last sign of life and the first of death. A run that lost its
+/// original copy cannot infer by itself, but it can agree or disagree with a run that
+/// did. Needs two copies and a confirmed end (false otherwise); SYN-ACK (Count) and FIN
+/// (OrphanTime) only.
+bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, unsigned setting,
+                            Duration max_rto = std::chrono::seconds{120});
 
 /// Convenience for callers with plain capture times (the first is the origin and the
 /// original; `ended` marks a confirmed end after the last copy with nothing held).
