@@ -202,7 +202,7 @@ Duration model_timeout(unsigned n, Duration base) { return base * ((std::int64_t
 
 /// Linux's setting from the copies it sent (model positions 0..sent) and its give-up
 /// expiry (`expiry`, relative to the original copy).
-std::optional<unsigned> linux_setting(RetryRule rule, const Model& m, unsigned sent, Duration expiry) {
+std::optional<unsigned> linux_setting(RetryRule rule, const Model& m, unsigned sent, Duration expiry, Duration margin) {
     switch (rule) {
         case RetryRule::Count:
             return sent;
@@ -218,11 +218,20 @@ std::optional<unsigned> linux_setting(RetryRule rule, const Model& m, unsigned s
             if (sent == 0) return std::nullopt;
             const Duration last = m.span(1, sent);          // since the first retransmission
             const Duration until = expiry - m.span(0, 1);
+            // N fits when its limit lies after the last copy's time and by the give-up
+            // expiry. A limit within `margin` of either end fits as well as not (the
+            // peer's timers run on its clock, ours measure copies a few ms apart): with
+            // an RTO of 235 ms, 1.4 s (N = 2) and the expiry at 1.41 s are one reading,
+            // 0.6 s (N = 1) another, and the schedule is the same for both.
+            std::optional<unsigned> n;
             for (unsigned b = 0; b < 16; ++b) {
                 const Duration limit = model_timeout(b, 200ms);
-                if (limit > last) return limit <= until ? std::optional<unsigned>(b) : std::nullopt;
+                if (limit + margin > last && limit <= until + margin) {
+                    if (n) return std::nullopt;
+                    n = b;
+                }
             }
-            return std::nullopt;
+            return n;
         }
     }
     return std::nullopt;
@@ -563,7 +572,7 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
         f.linux_like = false;
         f.linux_mismatch.push_back("the give-up time pins no single limit (lost first SYNs would shift it)");
     } else if (f.linux_like) {
-        f.inferred_retries = linux_setting(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1));
+        f.inferred_retries = linux_setting(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1), tol.floor);
         if (!f.inferred_retries) {
             f.linux_like = false;
             f.linux_mismatch.push_back("the give-up time matches no value of the Linux setting");

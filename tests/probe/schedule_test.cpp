@@ -90,6 +90,11 @@ TEST_CASE("schedule: orphaned FIN retransmissions stop on time from the first re
         ScheduleFit g = fit_schedule(at_ms({0, 203.7, 611.5}), Tolerance{}, true, RetryRule::OrphanTime);
         CHECK(*g.inferred_retries == 1);
     }
+    SUBCASE("an RTO of 235 ms (a loaded host): the expiry after copy #2 falls on N = 2's limit: N = 1 or 2, nothing") {
+        // Bench at 0 % loss with the machine loaded: 'tcp_orphan_retries = 1' against a server set to 2.
+        ScheduleFit g = fit_schedule(at_ms({0, 235, 705}), Tolerance{}, true, RetryRule::OrphanTime);
+        CHECK_FALSE(g.inferred_retries);
+    }
     SUBCASE("tcp_orphan_retries = 3: four retransmissions") {
         ScheduleFit g = fit_schedule(at_ms({0, 203.9, 611.9, 1427.9, 3059.9}), Tolerance{}, true, RetryRule::OrphanTime);
         CHECK(*g.inferred_retries == 3);
