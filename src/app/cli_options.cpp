@@ -20,6 +20,12 @@ void add_target(CLI::App& cmd, std::string& target) {
     cmd.add_option("target", target, "HOST:PORT")->required()->type_name("HOST:PORT");
 }
 
+void add_targets(CLI::App& cmd, std::vector<std::string>& targets, const std::string& example) {
+    cmd.add_option("targets", targets, "HOST:PORTS, e.g. " + example + ", host:80,443, host:8000-8100 (several allowed)")
+        ->required()
+        ->type_name("HOST:PORTS");
+}
+
 void add_syn_options(CLI::App& cmd, SynOptions& s, bool isn_and_ts, bool sport) {
     optional_number(cmd, "--mss", s.mss, "MSS option value (default: interface MTU - 40)");
     cmd.add_flag("--no-mss", s.no_mss, "send no MSS option");

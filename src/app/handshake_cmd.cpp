@@ -19,9 +19,7 @@ using namespace tcpprobe::wire;
 namespace {
 
 void options(CLI::App& cmd, HandshakeOptions& h) {
-    cmd.add_option("targets", h.targets, "HOST:PORTS, e.g. host:443, host:80,443, host:8000-8100 (several allowed)")
-        ->required()
-        ->type_name("HOST:PORTS");
+    add_targets(cmd, h.targets, "host:443");
     add_syn_options(cmd, h.syn);
     cmd.add_flag("--half-open", h.half_open, "answer the SYN-ACK with RST instead of ACK (no RST guard needed)");
     number(cmd, "-c,--count", h.count, "number of handshakes, each from its own source port (default 1)");

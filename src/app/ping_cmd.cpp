@@ -19,9 +19,7 @@ using namespace tcpprobe::wire;
 namespace {
 
 void options(CLI::App& cmd, PingOptions& pg) {
-    cmd.add_option("targets", pg.targets, "HOST:PORTS, e.g. host:80, host:80,443, host:8000-8100 (several allowed)")
-        ->required()
-        ->type_name("HOST:PORTS");
+    add_targets(cmd, pg.targets, "host:80");
     add_syn_options(cmd, pg.syn, true, false);  // ping picks a source port per lane
     number(cmd, "-c,--count", pg.count, "probes per destination (default 5)");
     cmd.add_option("--interval", pg.interval, "time between probes over the whole run (default 1s)")->type_name("DURATION");

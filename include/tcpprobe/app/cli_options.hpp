@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -27,6 +28,8 @@ CLI::Option* optional_number(CLI::App& cmd, const std::string& name, std::option
 
 /// The positional HOST:PORT.
 void add_target(CLI::App& cmd, std::string& target);
+/// The positional HOST:PORTS..., several allowed; `example` is the first one the help shows.
+void add_targets(CLI::App& cmd, std::vector<std::string>& targets, const std::string& example);
 /// The SYN options; `isn_and_ts` is false for time-wait, where --isn and --ts name the
 /// reuse test's choices instead; `sport` is false for ping (a source port per lane).
 void add_syn_options(CLI::App& cmd, SynOptions& s, bool isn_and_ts = true, bool sport = true);
