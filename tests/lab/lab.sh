@@ -5,6 +5,7 @@
 #                                                     ${TP_LAB}-path (L2 bridge; nft bridge table tppath for loss)
 #
 # Usage: lab.sh up|down|status|env|exec-client CMD...|exec-server CMD...|exec-path CMD...
+#        lab.sh firewall drop|reset SECONDS | firewall off
 #
 #   up           (re)create the lab; tears an existing one down first and
 #                cleans up after itself if any step fails
@@ -14,13 +15,21 @@
 #   env          print shell assignments (TP_CLI_NS=... TP_SRV_IP=...) for eval
 #   exec-client  run CMD inside the client namespace
 #   exec-server  run CMD inside the server namespace
+#   firewall     make the path a stateful firewall that forgets idle connections
+#                (the `idle` command's middlebox): conntrack on the bridged traffic
+#                (br_netfilter), nf_conntrack_tcp_timeout_established=SECONDS,
+#                nf_conntrack_tcp_loose=0 (no pick-up of a forgotten connection)
+#                and `ct state invalid drop` (drop) or `... reject with tcp reset`
+#                (reset: the path answers with its own RST, TTL 255); `off`
+#                restores the plain bridge. Nothing of it exists unless asked for.
 #
 # Server-namespace ports (see README.md and servers.py):
 #   7 echo | 80 http (server closes first) | 81 closed (RST) |
 #   82 SYN dropped (nft) | 83 nft reject icmp admin-prohibited (3/13) |
 #   8001 close 0.5 s after client EOF | 8002 close at client EOF |
 #   8003 send 5000 x after client EOF, close | 8004 reply, then RST (linger 0) |
-#   8005 never close
+#   8005 never close | 8006 http, then shutdown(SHUT_WR), socket kept open |
+#   8007 echo with SO_KEEPALIVE, TCP_KEEPIDLE 3 s, TCP_KEEPINTVL 1 s, TCP_KEEPCNT 4
 #
 # Environment:
 #   TP_LAB       instance name (default tp, [A-Za-z0-9_-], at most 13 chars)
@@ -300,6 +309,63 @@ EOF
          "(servers pid $(servers_pid), log $LOGFILE)"
 }
 
+FW_TABLE=tpfirewall
+FW_ADDR_SUFFIX=254
+
+# The idle-timeout firewall (see the header). Per-namespace sysctls of the path
+# namespace only; the previous values are kept in $STATE_DIR/firewall and restored.
+firewall_off() {
+    local saved key val
+    ns_exists "$PATH_NS" || return 0
+    in_path nft delete table inet "$FW_TABLE" 2>/dev/null || true
+    in_path ip addr del "$TP_LAB_NET.$FW_ADDR_SUFFIX/$PREFIX" dev "$PATH_BR" 2>/dev/null || true
+    saved=$STATE_DIR/firewall
+    if [[ -r $saved ]]; then
+        while read -r key val; do
+            [[ -n $key && -n $val ]] && set_sysctl "$PATH_NS" "$key" "$val"
+        done <"$saved"
+        rm -f "$saved"
+    fi
+}
+
+firewall_on() { # drop|reset SECONDS
+    local mode=$1 secs=$2 action key saved
+    [[ $mode == drop || $mode == reset ]] || die "firewall: mode must be drop or reset, not '$mode'"
+    [[ $secs =~ ^[0-9]{1,7}$ ]] && (( secs > 0 )) || die "firewall: SECONDS must be a positive integer, not '$secs'"
+    ns_exists "$PATH_NS" || die "netns $PATH_NS does not exist (run: lab.sh up)"
+    in_path test -e /proc/sys/net/bridge/bridge-nf-call-iptables ||
+        die "firewall: br_netfilter is not loaded (modprobe br_netfilter): no conntrack on the bridge"
+    firewall_off
+    saved=$STATE_DIR/firewall
+    : >"$saved"
+    for key in net.netfilter.nf_conntrack_tcp_timeout_established net.netfilter.nf_conntrack_tcp_loose \
+               net.ipv4.ip_default_ttl net.bridge.bridge-nf-call-iptables; do
+        echo "$key $(in_path sysctl -n "$key" 2>/dev/null || echo)" >>"$saved"
+    done
+    set_sysctl "$PATH_NS" net.bridge.bridge-nf-call-iptables 1
+    action=drop
+    if [[ $mode == reset ]]; then
+        # The RST needs a route back to the client, and carries the path's own TTL.
+        in_path ip addr add "$TP_LAB_NET.$FW_ADDR_SUFFIX/$PREFIX" dev "$PATH_BR"
+        set_sysctl "$PATH_NS" net.ipv4.ip_default_ttl 255
+        action="reject with tcp reset"
+    fi
+    # A `ct timeout` policy object would be the per-flow way, but the kernel does not
+    # apply it to bridged traffic (tried: it stays at 5 days): the namespace's sysctl.
+    in_path nft -f - <<EOF
+table inet $FW_TABLE {
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        ip saddr $CLI_IP ip daddr $SRV_IP ct state invalid counter $action
+        ip saddr $SRV_IP ip daddr $CLI_IP ct state invalid counter drop
+    }
+}
+EOF
+    set_sysctl "$PATH_NS" net.netfilter.nf_conntrack_tcp_loose 0
+    set_sysctl "$PATH_NS" net.netfilter.nf_conntrack_tcp_timeout_established "$secs"
+    echo "lab '$TP_LAB' path: firewall $mode, established timeout ${secs} s"
+}
+
 lab_status() {
     local ok=0 ns pid
     echo "lab '$TP_LAB' (net $TP_LAB_NET.0/$PREFIX, state $STATE_DIR)"
@@ -350,7 +416,7 @@ EOF
 }
 
 usage() {
-    echo "usage: ${0##*/} up|down|status|env|exec-client CMD...|exec-server CMD...|exec-path CMD..." >&2
+    echo "usage: ${0##*/} up|down|status|env|exec-client CMD...|exec-server CMD...|exec-path CMD...|firewall drop|reset SECONDS|firewall off" >&2
     exit 2
 }
 
@@ -363,6 +429,12 @@ case $cmd in
     down)        lab_down ;;
     status)      lab_status ;;
     env)         lab_env ;;
+    firewall)
+        case ${1:-} in
+            off) firewall_off ;;
+            drop|reset) [[ $# -eq 2 ]] || usage; firewall_on "$1" "$2" ;;
+            *) usage ;;
+        esac ;;
     exec-client|exec-server|exec-path)
         [[ $# -gt 0 ]] || usage
         case $cmd in exec-client) ns=$CLI_NS ;; exec-server) ns=$SRV_NS ;; *) ns=$PATH_NS ;; esac

@@ -22,6 +22,13 @@ Port  Behaviour            What the server does on each connection
 8005  never_close          Read (discard) until client EOF, then keep the
                            socket open until the process exits (server side
                            stays in CLOSE_WAIT).
+8006  http_shutdown        As http, but end with shutdown(SHUT_WR) instead of
+                           close(), and keep the socket until the client's
+                           FIN or RST (or the idle timeout): its FIN-WAIT-2
+                           has no bound (tcp_fin_timeout covers only orphans).
+8007  keepalive_echo       Echo, with SO_KEEPALIVE and TCP_KEEPIDLE 3 s,
+                           TCP_KEEPINTVL 1 s, TCP_KEEPCNT 4: an idle client
+                           gets 4 probes 1 s apart after 3 s, then a RST.
 
 (Ports 81/82/83 are NOT served here: 81 = closed (kernel RST), 82 = SYNs
 dropped by nft, 83 = nft reject with ICMP admin-prohibited; see lab.sh.)
@@ -149,6 +156,21 @@ def h_never_close(conn, addr):
     return KEEP_OPEN
 
 
+def h_http_shutdown(conn, addr):
+    h_http(conn, addr)
+    conn.shutdown(socket.SHUT_WR)
+    n = drain_until_eof(conn)
+    log("http_shutdown %s:%d client closed after %d more bytes" % (addr[0], addr[1], n))
+
+
+def h_keepalive_echo(conn, addr, idle=3, intvl=1, count=4):
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, intvl)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    h_echo(conn, addr)
+
+
 @dataclass
 class Behaviour:
     name: str
@@ -166,6 +188,8 @@ BEHAVIOURS: Dict[int, Behaviour] = {
     8003: Behaviour("send_after_eof", h_send_after_eof, {"nbytes": 5000}),
     8004: Behaviour("rst_after_reply", h_rst_after_reply),
     8005: Behaviour("never_close", h_never_close),
+    8006: Behaviour("http_shutdown", h_http_shutdown),
+    8007: Behaviour("keepalive_echo", h_keepalive_echo, {"idle": 3, "intvl": 1, "count": 4}),
 }
 
 
