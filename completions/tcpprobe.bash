@@ -6,7 +6,7 @@
 # tests/app/cli_docs_test.cpp checks it.
 
 _tcpprobe_commands='handshake teardown half-close retransmit listen time-wait
-    ping'
+    ping fin-wait-2 keepalive idle'
 
 _tcpprobe_global_opts='-o --output -w --write -v --verbose -q --quiet --no-color
     --no-rst-guard --source -i --interface --version -h --help'
@@ -39,6 +39,15 @@ _tcpprobe_listen_opts="$_tcpprobe_synonly_opts"'
 _tcpprobe_time_wait_opts="$_tcpprobe_syn_opts"'
     --test --request --max-wait --probe-interval --max-duration'
 
+_tcpprobe_fin_wait_2_opts="$_tcpprobe_syn_opts"'
+    --request --max-wait --max-duration --resolution'
+
+_tcpprobe_idle_opts="$_tcpprobe_syn_opts"'
+    --max-idle --resolution --data --request'
+
+_tcpprobe_keepalive_opts="$_tcpprobe_syn_opts"'
+    --request --answer --max-wait --send --count'
+
 _tcpprobe_ping_opts="$_tcpprobe_synonly_opts"'
     -c --count --interval --rate --flood -W --timeout'
 
@@ -47,7 +56,7 @@ _tcpprobe_value_opts='-o --output -w --write --source -i --interface -c -W --mss
     --option --window --ttl --tos --ip-id --isn --sport --flags --timeout --rto
     --retries --count --interval --linger --mode --idle --request --max-wait
     --time-wait --segment --tolerance --answer --test --probe-interval
-    --max-duration --rate'
+    --max-duration --rate --resolution --max-idle --send'
 
 _tcpprobe_interfaces() {
     local d
@@ -117,8 +126,9 @@ _tcpprobe() {
             mapfile -t COMPREPLY < <(compgen -W 'synack fin' -- "$cur")
             return
             ;;
+        # listen: how to answer; keepalive: a number of probes (nothing to offer).
         --answer)
-            mapfile -t COMPREPLY < <(compgen -W 'none synack syn' -- "$cur")
+            mapfile -t COMPREPLY < <([[ $command == listen ]] && compgen -W 'none synack syn' -- "$cur")
             return
             ;;
         --test)
@@ -161,7 +171,8 @@ _tcpprobe() {
         --source | --mss | --wscale | --option | --window | --ttl | --tos | --ip-id | \
             --sport | --count | --interval | --linger | --timeout | --rto | \
             --retries | --idle | --max-wait | --time-wait | --tolerance | \
-            --probe-interval | --max-duration | --rate)
+            --probe-interval | --max-duration | --rate | --resolution | \
+            --max-idle | --send)
             # A free-form value: nothing sensible to offer.
             return
             ;;
@@ -185,6 +196,9 @@ _tcpprobe() {
         listen) opts=$_tcpprobe_listen_opts ;;
         time-wait) opts=$_tcpprobe_time_wait_opts ;;
         ping) opts=$_tcpprobe_ping_opts ;;
+        fin-wait-2) opts=$_tcpprobe_fin_wait_2_opts ;;
+        idle) opts=$_tcpprobe_idle_opts ;;
+        keepalive) opts=$_tcpprobe_keepalive_opts ;;
         *) return ;;
     esac
     if [[ $cur == -* ]]; then

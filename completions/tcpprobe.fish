@@ -4,16 +4,19 @@
 # Every command and option of the CLI must be listed here, per command:
 # tests/app/cli_docs_test.cpp checks it.
 
-set -l commands handshake teardown half-close retransmit listen time-wait ping
+set -l commands handshake teardown half-close retransmit listen time-wait ping fin-wait-2 keepalive idle
 # Conditions: after any command, after a command that connects, after one of them.
-set -l any "__fish_seen_subcommand_from handshake teardown half-close retransmit listen time-wait ping"
+set -l any "__fish_seen_subcommand_from handshake teardown half-close retransmit listen time-wait ping fin-wait-2 keepalive idle"
 # --isn N and the flag --ts (time-wait gives both words of its own)
-set -l num "__fish_seen_subcommand_from handshake teardown half-close retransmit listen ping"
-set -l conn "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait"
-set -l targets "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait ping"
+set -l num "__fish_seen_subcommand_from handshake teardown half-close retransmit listen ping fin-wait-2 keepalive idle"
+set -l conn "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait fin-wait-2 keepalive idle"
+set -l targets "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait ping fin-wait-2 keepalive idle"
 set -l hs "__fish_seen_subcommand_from handshake"
 set -l tw "__fish_seen_subcommand_from time-wait"
 set -l ping "__fish_seen_subcommand_from ping"
+set -l fw2 "__fish_seen_subcommand_from fin-wait-2"
+set -l idle "__fish_seen_subcommand_from idle"
+set -l ka "__fish_seen_subcommand_from keepalive"
 set -l retx "__fish_seen_subcommand_from retransmit"
 set -l listen "__fish_seen_subcommand_from listen"
 set -l close "__fish_seen_subcommand_from teardown half-close"
@@ -44,6 +47,12 @@ complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a time-wait
     -d 'Make the peer close first, then probe its TIME-WAIT'
 complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a ping \
     -d 'Half-open SYN probes timed at the wire, to one or many HOST:PORTS'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a fin-wait-2 \
+    -d 'How long the peer holds FIN-WAIT-2 (one FIN per connection)'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a keepalive \
+    -d 'Record the peer\'s keepalive probes on an idle connection (or send ours)'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a idle \
+    -d 'How long the path (NAT, firewall) carries an idle connection'
 
 # Global options (accepted after the command too)
 complete -c tcpprobe -s o -l output -x -a 'text json' -d 'Output format'
@@ -139,6 +148,25 @@ complete -c tcpprobe -n $tw -l request -x -a '(__tcpprobe_request_file)' -d 'Wha
 complete -c tcpprobe -n $tw -l max-wait -x -d 'Longest wait for the peer to close first (e.g. 10s)'
 complete -c tcpprobe -n $tw -l probe-interval -x -d 'duration: time between the series probes, at least 600ms (e.g. 1s)'
 complete -c tcpprobe -n $tw -l max-duration -x -d 'duration: the longest TIME-WAIT looked for (e.g. 150s)'
+
+# fin-wait-2
+complete -c tcpprobe -n $fw2 -l request -x -a '(__tcpprobe_request_file)' -d 'What makes the peer close first: TEXT with escapes, or @FILE'
+complete -c tcpprobe -n $fw2 -l max-wait -x -d 'Longest wait for the peer to close first (e.g. 10s)'
+complete -c tcpprobe -n $fw2 -l max-duration -x -d 'The longest FIN-WAIT-2 looked for (e.g. 150s)'
+complete -c tcpprobe -n $fw2 -l resolution -x -d 'Widest bracket the fine round leaves (e.g. 500ms)'
+
+# idle
+complete -c tcpprobe -n $idle -l max-idle -x -d 'The longest idle time tried (e.g. 300s)'
+complete -c tcpprobe -n $idle -l resolution -x -d 'Widest bracket the fine round leaves (e.g. 2s)'
+complete -c tcpprobe -n $idle -l data -d 'Probe with one byte of new data, not a keepalive-style ACK'
+complete -c tcpprobe -n $idle -l request -x -a '(__tcpprobe_request_file)' -d 'Data to send once connected: TEXT with escapes, or @FILE'
+
+# keepalive
+complete -c tcpprobe -n $ka -l request -x -a '(__tcpprobe_request_file)' -d 'Data to send once connected: TEXT with escapes, or @FILE'
+complete -c tcpprobe -n $ka -l answer -x -d 'Answer the peer\'s first N probes with an ACK'
+complete -c tcpprobe -n $ka -l max-wait -x -d 'Longest wait for the peer\'s probes (e.g. 135m)'
+complete -c tcpprobe -n $ka -l send -x -d 'Send our own keepalive probes this far apart (e.g. 1s)'
+complete -c tcpprobe -n $ka -l count -x -d 'With --send: probes to send'
 
 # ping
 complete -c tcpprobe -n $ping -s c -l count -x -d 'Probes per destination'

@@ -32,6 +32,14 @@ std::string_view to_string(Verdict v) {
         case Verdict::ReAcked: return "re-acked";
         case Verdict::Reset: return "reset";
         case Verdict::NoAnswer: return "no-answer";
+        case Verdict::NoBound: return "no-bound";
+        case Verdict::Forgotten: return "forgotten";
+        case Verdict::NoTimeout: return "no-timeout";
+        case Verdict::Keepalive: return "keepalive";
+        case Verdict::NoKeepalive: return "no-keepalive";
+        case Verdict::Answered: return "answered";
+        case Verdict::PartlyAnswered: return "partly-answered";
+        case Verdict::Unanswered: return "unanswered";
         case Verdict::Interrupted: return "interrupted";
     }
     return "?";
@@ -53,6 +61,13 @@ int exit_code(Verdict v) {
         case Verdict::Killed:
         case Verdict::Ignored:
         case Verdict::ReAcked:
+        // fin-wait-2 / idle: a bracket, or nothing ended the state within the time given;
+        // keepalive: the peer probes, or answers ours.
+        case Verdict::NoBound:
+        case Verdict::Forgotten:
+        case Verdict::NoTimeout:
+        case Verdict::Keepalive:
+        case Verdict::Answered:
             return 0;
         // A negative answer.
         case Verdict::Closed:
@@ -61,6 +76,8 @@ int exit_code(Verdict v) {
         case Verdict::NoTimeWait:
         case Verdict::Reset:
         case Verdict::Inconsistent:
+        case Verdict::NoKeepalive:
+        case Verdict::PartlyAnswered:
             return 1;
         // No answer, or not enough of one to tell.
         case Verdict::Pending:
@@ -69,6 +86,7 @@ int exit_code(Verdict v) {
         case Verdict::Inconclusive:
         case Verdict::NoClient:
         case Verdict::NoAnswer:
+        case Verdict::Unanswered:
         case Verdict::Interrupted:
             return 2;
         case Verdict::Unreachable:

@@ -106,6 +106,11 @@ const std::vector<Case>& cases() {
         {"time_wait_reuse_lower", {"time-wait", "198.18.0.2:80", "--test", "reuse", "--isn", "lower", "--ts", "none"}, time_wait_ports},
         {"time_wait_no_close", {"time-wait", "198.18.0.2:8003", "--test", "rst", "--max-wait", "3s"}, time_wait_ports},
         {"ping", {"ping", "198.18.0.2:8004,81-83", "--count", "2", "--interval", "50ms"}, lab_ports},
+        // The simulated server's FIN-WAIT-2 (a tcb::Tcb) has no timer: no bound within 4 s.
+        {"fin_wait_2_no_bound", {"fin-wait-2", "198.18.0.2:80", "--max-duration", "4s"}, lab_ports},
+        {"idle_no_timeout", {"idle", "198.18.0.2:8004", "--max-idle", "4s"}, lab_ports},
+        {"keepalive_none", {"keepalive", "198.18.0.2:8004", "--max-wait", "3s"}, lab_ports},
+        {"keepalive_send", {"keepalive", "198.18.0.2:8004", "--send", "1s", "--count", "2"}, lab_ports},
     };
     return all;
 }

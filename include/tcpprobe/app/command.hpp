@@ -113,5 +113,8 @@ CommandSpec retransmit_command();
 CommandSpec listen_command();
 CommandSpec time_wait_command();
 CommandSpec ping_command();
+CommandSpec fin_wait_2_command();
+CommandSpec keepalive_command();
+CommandSpec idle_command();
 
 }  // namespace tcpprobe::app

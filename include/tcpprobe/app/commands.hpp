@@ -104,6 +104,29 @@ struct TimeWaitOptions {
     std::string max_duration = "150s";
 };
 
+/// fin-wait-2 and idle: connections probed once each by the lifetime engine.
+struct LifetimeOptions {
+    std::string target;
+    SynOptions syn;
+    ConnectOptions conn;
+    std::string request;            ///< fin-wait-2: default an HTTP/1.0 GET; idle: none
+    std::string max_wait = "10s";   ///< fin-wait-2: for the peer to close first
+    std::string max_duration;       ///< the longest lifetime looked for (fin-wait-2 150s, idle --max-idle)
+    std::string resolution;         ///< widest bracket left (fin-wait-2 500ms, idle 2s)
+    bool data = false;              ///< idle: probe with one byte of data
+};
+
+struct KeepaliveOptions {
+    std::string target;
+    SynOptions syn;
+    ConnectOptions conn;
+    std::string request;
+    unsigned answer = 0;
+    std::string max_wait = "135m";
+    std::string send;               ///< INTERVAL: send our own probes
+    unsigned count = 3;
+};
+
 struct PingOptions {
     std::vector<std::string> targets;   ///< HOST:PORTS, e.g. host:80,443 or host:8000-8100
     SynOptions syn;

@@ -26,6 +26,10 @@ enum class Verdict {
     NoClient, Observed,
     // time-wait (Observed, Incomplete above too)
     NoTimeWait, SilentEnd, LongerThanMax, Inconsistent, Accepted, Refused, Killed, Ignored, ReAcked, Reset, NoAnswer,
+    // fin-wait-2 (Measured, SilentEnd, Inconsistent, Incomplete, Inconclusive above too), idle
+    NoBound, Forgotten, NoTimeout,
+    // keepalive
+    Keepalive, NoKeepalive, Answered, PartlyAnswered, Unanswered,
     Interrupted,
 };
 
