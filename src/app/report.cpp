@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/wire/icmp.hpp"
@@ -123,6 +124,7 @@ nlohmann::json schedule_json(const probe::ScheduleEvidence& ev, const probe::Sch
             {"family_matched", fit.family_matched},
             {"family_mismatched", fit.family_mismatched},
             {"notes", fit.notes},
+            {"candidates", fit.retries_candidates},
             {"inferred", fit.inferred_retries ? nlohmann::json{{"sysctl", sysctl}, {"value", *fit.inferred_retries}}
                                               : nlohmann::json(nullptr)}};
 }
@@ -175,6 +177,12 @@ std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::Schedu
         return t;
     }
     if (fit.copies_sent) t += fmt::format("the peer sent {} retransmission(s) in all (lost ones included)\n", *fit.copies_sent);
+    if (fit.linux_like && fit.retries_candidates.size() > 1) {
+        t += fmt::format("no {} inferred: Linux's signature, but its give-up fits {} = {} alike (at this RTO these "
+                         "settings give up at the same expiry; runs at another RTO, e.g. more --count, can tell them apart)\n",
+                         sysctl, sysctl, fmt::join(fit.retries_candidates, " or "));
+        return t;
+    }
     t += fmt::format("no {} inferred: not Linux's signature", sysctl);
     for (std::size_t i = 0; i < fit.linux_mismatch.size(); ++i) t += (i ? "; " : " (") + fit.linux_mismatch[i];
     t += fit.linux_mismatch.empty() ? "\n" : ")\n";

@@ -79,40 +79,28 @@ std::string run_text(const probe::RetransmitFlow& f) {
 /// Returns the run that speaks for all, with its fit adjusted by the vote.
 std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vector<const probe::RetransmitFlow*>& runs,
                                                                  const probe::Tolerance& tol) {
-    std::vector<const probe::RetransmitFlow*> inferring;
-    for (const auto* f : runs)
-        if (f->report().fit.inferred_retries) inferring.push_back(f);
-    if (!inferring.empty()) {
-        probe::ScheduleFit fit = inferring.front()->report().fit;
-        const unsigned value = *fit.inferred_retries;
-        const bool agree = std::all_of(inferring.begin(), inferring.end(), [&](const auto* f) {
-            return *f->report().fit.inferred_retries == value;
+    std::vector<probe::RunFit> fits;
+    for (const auto* f : runs) fits.push_back({&f->report().evidence, &f->report().fit});
+    const probe::SettingVote v = probe::vote_setting(fits, tol, probe::RetryRule::OrphanTime);
+    if (v.signature_runs > 0) {
+        const auto* speaker = *std::find_if(runs.begin(), runs.end(), [](const auto* f) {
+            return f->report().fit.linux_like && !f->report().fit.retries_candidates.empty();
         });
-        // A run without the signature backs the value when, read as a Linux schedule that
-        // may have lost its first copies, its copies and end fit this value and no other.
-        std::size_t backing = 0;
-        for (const auto* f : runs) {
-            const auto& r = f->report();
-            if (r.fit.inferred_retries || r.fit.retransmissions < 1 || r.fit.end != probe::ScheduleEnd::Confirmed) continue;
-            std::vector<unsigned> fits;
-            for (unsigned n = 0; n <= 15; ++n)
-                if (probe::linux_setting_explains(r.evidence, tol, probe::RetryRule::OrphanTime, n)) fits.push_back(n);
-            if (fits.size() == 1 && fits.front() == value) ++backing;
-        }
-        // One run alone is not enough: a run that lost copies at the end can pin the wrong
-        // expiry; two runs that agree cannot both have been misled the same way by chance.
-        const bool enough = inferring.size() + backing >= std::min<std::size_t>(2, runs.size());
-        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}{}", inferring.size(), runs.size(),
-                                        !agree ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough",
-                                        backing ? fmt::format("; {} other run(s) that lost copies fit this value only", backing)
-                                                : ""));
-        if (!agree || !enough) {
-            fit.inferred_retries.reset();
+        probe::ScheduleFit fit = speaker->report().fit;
+        fit.retries_candidates = v.values;
+        fit.inferred_retries = v.inferred;
+        const bool enough = v.signature_runs + v.backing_runs >= std::min<std::size_t>(2, runs.size());
+        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}{}", v.signature_runs, runs.size(),
+                                        v.values.empty() ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough",
+                                        v.backing_runs ? fmt::format("; {} other run(s) that lost copies fit it", v.backing_runs) : ""));
+        if (!v.inferred) {
+            if (v.values.size() > 1 && enough) return {speaker, fit};  // Linux, the value not pinned: the text says which
+            fit.retries_candidates.clear();
             fit.linux_like = false;
-            fit.linux_mismatch.push_back(agree ? "only one run carries Linux's signature" : "the runs infer different values");
+            fit.linux_mismatch.push_back(!v.values.empty() ? "only one run carries Linux's signature" : "the runs infer different values");
             fit.copies_sent.reset();
         }
-        return {inferring.front(), fit};
+        return {speaker, fit};
     }
     // No run looks like Linux. A foreign schedule is described only when the runs agree on
     // it: a run whose original copy was lost shows an initial RTO twice the others'.

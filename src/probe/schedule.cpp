@@ -200,22 +200,28 @@ std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const Tolera
 /// (2^(n+1) - 1) x base: Linux's tcp_model_timeout() below the linear-backoff threshold.
 Duration model_timeout(unsigned n, Duration base) { return base * ((std::int64_t{2} << n) - 1); }
 
-/// Linux's setting from the copies it sent (model positions 0..sent) and its give-up
-/// expiry (`expiry`, relative to the original copy).
-std::optional<unsigned> linux_setting(RetryRule rule, const Model& m, unsigned sent, Duration expiry, Duration margin) {
+/// Every value of Linux's setting that explains the copies it sent (model positions
+/// 0..sent) and its give-up expiry (`expiry`, relative to the original copy). One value:
+/// inferred; more: the schedule cannot tell them apart; none: not Linux's rule.
+std::vector<unsigned> linux_settings(RetryRule rule, const Model& m, unsigned sent, Duration expiry, Duration margin) {
+    std::vector<unsigned> fits;
     switch (rule) {
         case RetryRule::Count:
-            return sent;
+            fits.push_back(sent);
+            break;
         case RetryRule::SynTime: {
             const Duration last = m.span(0, sent);
             for (unsigned b = 0; b < 16; ++b) {
                 const Duration limit = model_timeout(b, 1s);
-                if (limit > last) return limit <= expiry ? std::optional<unsigned>(b) : std::nullopt;
+                if (limit > last) {
+                    if (limit <= expiry) fits.push_back(b);
+                    break;
+                }
             }
-            return std::nullopt;
+            break;
         }
         case RetryRule::OrphanTime: {
-            if (sent == 0) return std::nullopt;
+            if (sent == 0) break;
             const Duration last = m.span(1, sent);          // since the first retransmission
             const Duration until = expiry - m.span(0, 1);
             // N fits when its limit lies after the last copy's time and by the give-up
@@ -223,18 +229,14 @@ std::optional<unsigned> linux_setting(RetryRule rule, const Model& m, unsigned s
             // peer's timers run on its clock, ours measure copies a few ms apart): with
             // an RTO of 235 ms, 1.4 s (N = 2) and the expiry at 1.41 s are one reading,
             // 0.6 s (N = 1) another, and the schedule is the same for both.
-            std::optional<unsigned> n;
             for (unsigned b = 0; b < 16; ++b) {
                 const Duration limit = model_timeout(b, 200ms);
-                if (limit + margin > last && limit <= until + margin) {
-                    if (n) return std::nullopt;
-                    n = b;
-                }
+                if (limit + margin > last && limit <= until + margin) fits.push_back(b);
             }
-            return n;
+            break;
         }
     }
-    return std::nullopt;
+    return fits;
 }
 
 /// Families from public descriptions of their stacks (the man page carries the table).
@@ -437,6 +439,40 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
     return false;
 }
 
+SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, RetryRule rule) {
+    SettingVote v;
+    std::optional<std::vector<unsigned>> allowed;
+    auto offer = [&](const std::vector<unsigned>& values) {
+        if (!allowed) {
+            allowed = values;
+            return;
+        }
+        std::erase_if(*allowed, [&](unsigned n) { return std::find(values.begin(), values.end(), n) == values.end(); });
+    };
+    for (const auto& r : runs) {
+        if (r.fit->linux_like && !r.fit->retries_candidates.empty()) {
+            ++v.signature_runs;
+            offer(r.fit->retries_candidates);
+        }
+    }
+    if (v.signature_runs == 0) return v;
+    for (const auto& r : runs) {
+        const ScheduleFit& f = *r.fit;
+        if ((f.linux_like && !f.retries_candidates.empty()) || f.retransmissions < 1 || f.end != ScheduleEnd::Confirmed)
+            continue;
+        std::vector<unsigned> fits;
+        for (unsigned n = 0; n <= 15; ++n)
+            if (linux_setting_explains(*r.evidence, tol, rule, n)) fits.push_back(n);
+        if (fits.empty()) continue;  // explained by no value: it neither backs nor contradicts
+        ++v.backing_runs;
+        offer(fits);
+    }
+    v.values = *allowed;
+    const bool enough = v.signature_runs + v.backing_runs >= std::min<std::size_t>(2, runs.size());
+    if (v.values.size() == 1 && enough) v.inferred = v.values.front();
+    return v;
+}
+
 ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, Duration max_rto) {
     ScheduleFit f;
     const std::vector<Duration> c = axis(ev);
@@ -572,8 +608,9 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
         f.linux_like = false;
         f.linux_mismatch.push_back("the give-up time pins no single limit (lost first SYNs would shift it)");
     } else if (f.linux_like) {
-        f.inferred_retries = linux_setting(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1), tol.floor);
-        if (!f.inferred_retries) {
+        f.retries_candidates = linux_settings(rule, m, *f.copies_sent, m.span(0, *f.copies_sent + 1), tol.floor);
+        if (f.retries_candidates.size() == 1) f.inferred_retries = f.retries_candidates.front();
+        if (f.retries_candidates.empty()) {
             f.linux_like = false;
             f.linux_mismatch.push_back("the give-up time matches no value of the Linux setting");
         }

@@ -94,6 +94,8 @@ TEST_CASE("schedule: orphaned FIN retransmissions stop on time from the first re
         // Bench at 0 % loss with the machine loaded: 'tcp_orphan_retries = 1' against a server set to 2.
         ScheduleFit g = fit_schedule(at_ms({0, 235, 705}), Tolerance{}, true, RetryRule::OrphanTime);
         CHECK_FALSE(g.inferred_retries);
+        CHECK(g.linux_like);
+        CHECK(g.retries_candidates == std::vector<unsigned>{1, 2});
     }
     SUBCASE("tcp_orphan_retries = 3: four retransmissions") {
         ScheduleFit g = fit_schedule(at_ms({0, 203.9, 611.9, 1427.9, 3059.9}), Tolerance{}, true, RetryRule::OrphanTime);
@@ -318,4 +320,44 @@ TEST_CASE("schedule: a FIN run that lost its original backs or contradicts anoth
     ScheduleEvidence open = evidence({0ms, 416ms, 1248ms});
     open.rtt = 1ms;
     CHECK_FALSE(linux_setting_explains(open, Tolerance{}, RetryRule::OrphanTime, 2));
+}
+
+TEST_CASE("schedule: FIN runs vote; runs at another RTO pin what one run cannot") {
+    const ScheduleEvidence none;
+    // RTO 235 ms: N = 1 and N = 2 both give up at the expiry after copy #2.
+    const ScheduleFit slow = fit_schedule(at_ms({0, 235, 705}), Tolerance{}, true, RetryRule::OrphanTime);
+    // RTO 204 ms: N = 2 sends copy #3 (its limit, 1.4 s, is not reached at 1.224 s), N = 1 does not.
+    const ScheduleFit fast = fit_schedule(at_ms({0, 204, 612, 1428}), Tolerance{}, true, RetryRule::OrphanTime);
+    REQUIRE(fast.retries_candidates == std::vector<unsigned>{2});
+    // N = 1 at 204 ms: copies at 0, 0.204, 0.612 s, then the give-up.
+    const ScheduleFit one = fit_schedule(at_ms({0, 204, 612}), Tolerance{}, true, RetryRule::OrphanTime);
+    REQUIRE(one.retries_candidates == std::vector<unsigned>{1});
+
+    SUBCASE("one ambiguous run alone: both values stand, nothing inferred") {
+        const SettingVote v = vote_setting({{&none, &slow}}, Tolerance{}, RetryRule::OrphanTime);
+        CHECK(v.values == std::vector<unsigned>{1, 2});
+        CHECK_FALSE(v.inferred);
+    }
+    SUBCASE("two ambiguous runs: still both") {
+        const SettingVote v = vote_setting({{&none, &slow}, {&none, &slow}}, Tolerance{}, RetryRule::OrphanTime);
+        CHECK(v.values == std::vector<unsigned>{1, 2});
+        CHECK_FALSE(v.inferred);
+    }
+    SUBCASE("an ambiguous run and one at 204 ms: 2") {
+        const SettingVote v = vote_setting({{&none, &slow}, {&none, &fast}, {&none, &slow}}, Tolerance{}, RetryRule::OrphanTime);
+        CHECK(v.signature_runs == 3);
+        REQUIRE(v.inferred);
+        CHECK(*v.inferred == 2);
+    }
+    SUBCASE("the 204 ms run alone among several is not enough") {
+        const ScheduleFit open = fit_schedule(at_ms({0, 204}), Tolerance{}, false, RetryRule::OrphanTime);
+        const SettingVote v = vote_setting({{&none, &fast}, {&none, &open}}, Tolerance{}, RetryRule::OrphanTime);
+        CHECK(v.values == std::vector<unsigned>{2});
+        CHECK_FALSE(v.inferred);
+    }
+    SUBCASE("runs that pin different values disagree") {
+        const SettingVote v = vote_setting({{&none, &one}, {&none, &fast}}, Tolerance{}, RetryRule::OrphanTime);
+        CHECK(v.values.empty());
+        CHECK_FALSE(v.inferred);
+    }
 }

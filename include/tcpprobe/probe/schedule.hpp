@@ -139,6 +139,10 @@ struct ScheduleFit {
     bool linux_like = false;                ///< every part of Linux's signature holds
     std::vector<std::string> linux_mismatch;  ///< why not, when not
     std::optional<unsigned> inferred_retries;  ///< only when linux_like and the end is pinned
+    /// Linux-like with a pinned end: every value of the setting that gives up at the same
+    /// expiry. More than one (e.g. tcp_orphan_retries 1 and 2 at an RTO near 235 ms): the
+    /// schedule cannot tell them apart, nothing is inferred, runs with other RTOs may.
+    std::vector<unsigned> retries_candidates;
     std::string family;                     ///< best matching family ("" = no known family)
     std::vector<std::string> family_matched;
     std::vector<std::string> family_mismatched;
@@ -162,6 +166,25 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
 /// (OrphanTime) only.
 bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, unsigned setting,
                             Duration max_rto = std::chrono::seconds{120});
+
+/// Runs measured separately (FIN runs: each connection has its own RTO) vote on Linux's
+/// setting. A run with Linux's signature offers the values that fit its give-up
+/// (`retries_candidates`); a run that lost copies and has a confirmed end offers the
+/// values `linux_setting_explains` accepts. The values all of them allow stand; a single
+/// one is inferred when at least two runs offered it (or the only run there is): a run
+/// that lost copies at the end can pin a wrong expiry, two cannot by chance. Runs at
+/// different RTOs separate values that one run cannot (1 and 2 near 235 ms).
+struct SettingVote {
+    std::size_t signature_runs = 0;  ///< runs with Linux's signature
+    std::size_t backing_runs = 0;    ///< other runs whose copies and end fit some values
+    std::vector<unsigned> values;    ///< allowed by every offering run (empty: they disagree)
+    std::optional<unsigned> inferred;
+};
+struct RunFit {
+    const ScheduleEvidence* evidence;
+    const ScheduleFit* fit;
+};
+SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, RetryRule rule);
 
 /// Convenience for callers with plain capture times (the first is the origin and the
 /// original; `ended` marks a confirmed end after the last copy with nothing held).
