@@ -204,6 +204,9 @@ def judge_close(pattern, extra=None):
     def judge(s, gt):
         v, pat = verdict_line(s), s.get("pattern")
         findings = "; ".join(str(f) for f in s.get("findings") or [])
+        if v == "clean" and pattern is not None and str(pat).endswith("-unconfirmed"):
+            # The tool says itself that the pattern is not a fact: it could not tell.
+            return "inconclusive", f"clean/{pat}" + (f": {findings}" if findings else "")
         if v == "clean" and (pattern is None or pat == pattern):
             why = extra(s) if extra else None
             if why is None:

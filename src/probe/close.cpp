@@ -38,6 +38,7 @@ std::string_view to_string(ClosePattern p) {
         case ClosePattern::None: return "none";
         case ClosePattern::FourWay: return "4-way";
         case ClosePattern::ThreeWay: return "3-way";
+        case ClosePattern::ThreeWayUnconfirmed: return "3-way-unconfirmed";
         case ClosePattern::Simultaneous: return "simultaneous";
         case ClosePattern::Passive: return "passive";
         case ClosePattern::Reset: return "reset";
@@ -238,7 +239,11 @@ void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
             } else if (peer_first) {
                 conclude(t, CloseOutcome::Differs, ClosePattern::PeerClosedFirst, out);
             } else {
-                conclude(t, CloseOutcome::Clean, report_.combined_fin_ack ? ClosePattern::ThreeWay : ClosePattern::FourWay, out);
+                conclude(t, CloseOutcome::Clean,
+                         !report_.combined_fin_ack        ? ClosePattern::FourWay
+                         : report_.combined_unconfirmed ? ClosePattern::ThreeWayUnconfirmed
+                                                        : ClosePattern::ThreeWay,
+                         out);
             }
             break;
         }

@@ -156,6 +156,24 @@ TEST_CASE("teardown active: without a per-connection IP ID, a FIN/ACK later than
     CHECK(r.findings.front().find("later than RFC 1122 lets an ACK wait") != std::string::npos);
 }
 
+TEST_CASE("teardown active: without a per-connection IP ID, a FIN/ACK within 0.5 s is 3-way-unconfirmed, not 3-way") {
+    // Loss bench, 30 %: port 8001 ACKs our FIN and closes 0.5 s later (a 4-way close);
+    // the ACK was lost, and with the RTT inflated by a retransmitted SYN the FIN fell
+    // within the delayed-ACK bound: "3-way" was a false statement.
+    probe::CloseFlow flow(config(CloseMode::Active));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app(close_after_fin(300ms));
+    std::uint16_t random_id = 7;
+    sim.set_peer_rewrite([&](wire::Segment& s) { s.ip.id = random_id = static_cast<std::uint16_t>(random_id + 9973); });
+    sim.set_peer_filter([](const wire::Segment& s) { return s.flags == wire::flag::ack && s.payload.empty() && s.ack == wire::Seq{1002}; });
+    sim.run();
+    const auto& r = flow.report();
+    CHECK(to_string(r.pattern) == "3-way-unconfirmed");
+    CHECK(r.combined_unconfirmed);
+    CHECK_FALSE(r.peer_ack_lost);
+    CHECK(r.outcome == CloseOutcome::Clean);
+}
+
 TEST_CASE("teardown passive: the peer closes first after the request; we walk CLOSE-WAIT, LAST-ACK; it holds TIME-WAIT") {
     auto c = config(CloseMode::Passive);
     c.request = {'G', 'E', 'T', '\n'};

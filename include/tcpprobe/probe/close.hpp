@@ -52,6 +52,10 @@ enum class ClosePattern {
     None,             ///< not concluded
     FourWay,          ///< the peer's ACK of our FIN, then its FIN
     ThreeWay,         ///< the peer's FIN acknowledged ours (FIN/ACK combined)
+    /// FIN and ACK came together, but nothing rules out a separate ACK lost on the path
+    /// (the peer's IP IDs are no per-connection counter, its FIN came within RFC 1122's
+    /// delayed-ACK bound): 3-way or 4-way, the pattern is not a fact.
+    ThreeWayUnconfirmed,
     Simultaneous,     ///< both FINs crossed: both ends in CLOSING
     Passive,          ///< the peer closed first, we followed (LAST-ACK)
     Reset,            ///< the peer reset the connection
