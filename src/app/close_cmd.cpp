@@ -15,11 +15,8 @@ using namespace tcpprobe::wire;
 namespace {
 
 /// The --mode words, from the modes teardown runs (half-close is a command of its own).
-std::vector<std::string> mode_words() {
-    std::vector<std::string> words;
-    for (auto m : {probe::CloseMode::Active, probe::CloseMode::Passive, probe::CloseMode::Simultaneous, probe::CloseMode::Abort})
-        words.emplace_back(probe::to_string(m));
-    return words;
+Words<probe::CloseMode> mode_words() {
+    return words_of({probe::CloseMode::Active, probe::CloseMode::Passive, probe::CloseMode::Simultaneous, probe::CloseMode::Abort});
 }
 
 void close_options(CLI::App& cmd, CloseOptions& o, bool with_mode) {
@@ -27,8 +24,7 @@ void close_options(CLI::App& cmd, CloseOptions& o, bool with_mode) {
     add_syn_options(cmd, o.syn);
     add_connect_options(cmd, o.conn);
     if (with_mode) {
-        cmd.add_option("--mode", o.mode, "active (we FIN first, default), passive, simultaneous or abort")
-            ->check(CLI::IsMember(mode_words()));
+        choice(cmd, "--mode", o.mode, mode_words(), "active (we FIN first, default), passive, simultaneous or abort");
         cmd.add_option("--idle", o.idle, "quiet time before our FIN or RST; time we stay in CLOSE-WAIT (default 200ms)")
             ->type_name("DURATION");
     }
@@ -37,14 +33,6 @@ void close_options(CLI::App& cmd, CloseOptions& o, bool with_mode) {
         ->type_name("TEXT|@FILE");
     cmd.add_option("--max-wait", o.max_wait, "longest wait for the peer's part of the close (default 10s)")->type_name("DURATION");
     cmd.add_option("--time-wait", o.time_wait, "length of our own TIME-WAIT after an active close (default 2s)")->type_name("DURATION");
-}
-
-probe::CloseMode parse_mode(const std::string& m) {
-    if (m == "active") return probe::CloseMode::Active;
-    if (m == "passive") return probe::CloseMode::Passive;
-    if (m == "simultaneous") return probe::CloseMode::Simultaneous;
-    if (m == "abort") return probe::CloseMode::Abort;
-    throw io::UsageError(fmt::format("--mode: '{}' is not one of active, passive, simultaneous, abort", m));
 }
 
 struct Span {
@@ -233,7 +221,7 @@ CommandSpec teardown_command() {
     return make_command<CloseOptions>(
         "teardown", "handshake, optional request, then a close sequence (--mode)",
         [](CLI::App& cmd, CloseOptions& o) { close_options(cmd, o, true); },
-        [](const GlobalOptions&, const CloseOptions& o) { return std::make_unique<CloseJob>(o, "teardown", parse_mode(o.mode)); });
+        [](const GlobalOptions&, const CloseOptions& o) { return std::make_unique<CloseJob>(o, "teardown", o.mode); });
 }
 
 CommandSpec half_close_command() {

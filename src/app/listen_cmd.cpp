@@ -16,13 +16,15 @@ namespace {
 
 constexpr std::size_t max_clients = 1024;  // bounded memory whatever the network sends
 
+const Words<probe::ListenAnswer> answer_words =
+    words_of({probe::ListenAnswer::None, probe::ListenAnswer::SynAck, probe::ListenAnswer::Syn});
+
 void options(CLI::App& cmd, ListenOptions& l) {
     cmd.add_option("endpoint", l.endpoint, "[ADDR:]PORT to watch (no ADDR: any local address)")->required()->type_name("[ADDR:]PORT");
     add_syn_options(cmd, l.syn);
     cmd.add_option("--rto", l.conn.rto, "our retransmission timeout when answering (default 1s)")->type_name("DURATION");
     number(cmd, "--retries", l.conn.retries, "our retransmissions when answering (default 3)");
-    cmd.add_option("--answer", l.answer, "none (default): only time the SYNs; synack: answer the first SYN; syn: answer with a bare SYN")
-        ->check(CLI::IsMember({"none", "synack", "syn"}));
+    choice(cmd, "--answer", l.answer, answer_words, "none (default): only time the SYNs; synack: answer the first SYN; syn: answer with a bare SYN");
     cmd.add_option("--max-wait", l.max_wait, "stop after this long (default 60s)")->type_name("DURATION");
     cmd.add_option("--tolerance", l.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
     number(cmd, "-c,--count", l.count, "stop once this many clients are done (default 1)");
@@ -45,13 +47,6 @@ Endpoint parse_endpoint(const std::string& text) {
         check_target_address(e.addr->value, text);
     }
     return e;
-}
-
-probe::ListenAnswer parse_answer(const std::string& a) {
-    if (a == "none") return probe::ListenAnswer::None;
-    if (a == "synack") return probe::ListenAnswer::SynAck;
-    if (a == "syn") return probe::ListenAnswer::Syn;
-    throw io::UsageError(fmt::format("--answer: '{}' is not none, synack or syn", a));
 }
 
 struct ListenResult {
@@ -111,12 +106,10 @@ nlohmann::json to_json(const ListenResult& r) {
 class ListenJob final : public TypedJob<ListenResult> {
 public:
     ListenJob(const GlobalOptions& g, const ListenOptions& o)
-        : quiet_(g.quiet), o_(o), ep_(parse_endpoint(o.endpoint)), syn_(plan_syn(o.syn)), answer_(parse_answer(o.answer)) {
+        : quiet_(g.quiet), o_(o), ep_(parse_endpoint(o.endpoint)), syn_(plan_syn(o.syn)), answer_(o.answer) {
         max_wait_ = parse_duration(o.max_wait, "--max-wait");
         rto_ = parse_duration(o.conn.rto, "--rto");
-        auto tol = probe::parse_tolerance(o.tolerance);
-        if (!tol) throw io::UsageError(fmt::format("--tolerance: '{}' is not e.g. 50ms, 10% or 50ms,10%", o.tolerance));
-        tolerance_ = *tol;
+        tolerance_ = parse_tolerance(o.tolerance, "--tolerance");
         if (o.count < 1) throw io::UsageError("--count: must be at least 1");
     }
 
@@ -134,14 +127,14 @@ public:
         std::string where = ep_.addr ? to_string(*ep_.addr) : std::string("any address");
         if (!quiet_)
             fmt::print(stderr, "tcpprobe: listening on {} port {} (interface {}), answer {}, for up to {:.0f} s\n", where, ep_.port,
-                       edge.route.interface, o_.answer, to_ms_f(max_wait_) / 1000);
+                       edge.route.interface, word_of(answer_words, o_.answer), to_ms_f(max_wait_) / 1000);
     }
 
     ListenResult result(const Edge& edge, const RunStats&) override {
         ListenResult r;
         r.endpoint = o_.endpoint;
         r.interface = edge.route.interface;
-        r.answer_word = o_.answer;
+        r.answer_word = word_of(answer_words, o_.answer);
         r.answer = answer_;
         r.clients = clients_;
         // The most telling client decides (inferred, then measured, no-retransmission,

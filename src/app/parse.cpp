@@ -105,6 +105,34 @@ Duration parse_duration(std::string_view text, std::string_view option) {
     return Duration{static_cast<std::int64_t>(std::llround(v * scale))};
 }
 
+probe::Tolerance parse_tolerance(std::string_view text, std::string_view option) {
+    auto bad = [&] {
+        return io::UsageError(fmt::format("{}: '{}' is not a tolerance (e.g. 50ms, 10% or 50ms,10%)", option, text));
+    };
+    probe::Tolerance t{Duration::zero(), 0.0};
+    std::size_t at = 0;
+    for (;;) {
+        const std::size_t comma = text.find(',', at);
+        const std::string_view part = text.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+        if (part.empty()) throw bad();
+        if (part.back() == '%') {
+            double v = 0;
+            const auto [end, ec] = std::from_chars(part.data(), part.data() + part.size() - 1, v);
+            if (ec != std::errc{} || end != part.data() + part.size() - 1 || !(v >= 0 && v <= 1000)) throw bad();
+            t.percent = v;
+        } else {
+            if (std::isdigit(static_cast<unsigned char>(part.back()))) throw bad();  // no unit
+            try {
+                t.floor = parse_duration(part, option);
+            } catch (const io::UsageError&) {
+                throw bad();
+            }
+        }
+        if (comma == std::string_view::npos) return t;
+        at = comma + 1;
+    }
+}
+
 std::uint16_t parse_flags(std::string_view text) {
     static constexpr std::pair<std::string_view, std::uint16_t> names[] = {
         {"fin", wire::flag::fin}, {"syn", wire::flag::syn}, {"rst", wire::flag::rst}, {"psh", wire::flag::psh},

@@ -17,12 +17,13 @@ using namespace tcpprobe::wire;
 
 namespace {
 
+const Words<probe::RetxSegment> segment_words = words_of({probe::RetxSegment::SynAck, probe::RetxSegment::Fin});
+
 void options(CLI::App& cmd, RetransmitOptions& r) {
     add_target(cmd, r.target);
     add_syn_options(cmd, r.syn);
     add_connect_options(cmd, r.conn);
-    cmd.add_option("--segment", r.segment, "synack (default): one SYN, never ACK the SYN-ACK; fin: never ACK the peer's FIN")
-        ->check(CLI::IsMember({"synack", "fin"}));
+    choice(cmd, "--segment", r.segment, segment_words, "synack (default): one SYN, never ACK the SYN-ACK; fin: never ACK the peer's FIN");
     cmd.add_flag("--peer-closes-first", r.peer_closes_first, "fin: the peer closes first (after --request) and sits in FIN-WAIT-1");
     cmd.add_option("--request", r.request, "data to send after the handshake (fin): TEXT with escapes, or @FILE")->type_name("TEXT|@FILE");
     cmd.add_option("--idle", r.idle, "fin: delay from the open connection (and request) to our FIN (default 200ms)")->type_name("DURATION");
@@ -226,9 +227,7 @@ nlohmann::json to_json(const RetransmitResult& r) {
 class RetransmitJob final : public TypedJob<RetransmitResult> {
 public:
     explicit RetransmitJob(const RetransmitOptions& o) : o_(o), prep_(prepare_target(o.target, o.syn, o.conn)) {
-        if (o.segment == "synack") base_.segment = probe::RetxSegment::SynAck;
-        else if (o.segment == "fin") base_.segment = probe::RetxSegment::Fin;
-        else throw io::UsageError(fmt::format("--segment: '{}' is not synack or fin", o.segment));
+        base_.segment = o.segment;
         if (o.peer_closes_first && base_.segment != probe::RetxSegment::Fin)
             throw io::UsageError("--peer-closes-first goes with --segment fin");
         base_.peer_closes_first = o.peer_closes_first;
@@ -237,9 +236,7 @@ public:
             throw io::UsageError("--peer-closes-first needs --request (something that makes the peer close, e.g. 'GET / HTTP/1.0\\r\\n\\r\\n')");
         base_.idle = parse_duration(o.idle, "--idle");
         base_.max_wait = parse_duration(o.max_wait, "--max-wait");
-        auto tol = probe::parse_tolerance(o.tolerance);
-        if (!tol) throw io::UsageError(fmt::format("--tolerance: '{}' is not e.g. 50ms,10% or 50ms,10%", o.tolerance));
-        base_.tolerance = *tol;
+        base_.tolerance = parse_tolerance(o.tolerance, "--tolerance");
         base_.cleanup = !o.no_cleanup;
         if (o.count < 1) throw io::UsageError("--count: must be at least 1");
         if (o.count > 1 && o.syn.sport) throw io::UsageError("--sport cannot be combined with --count > 1 (use --count 1)");
@@ -268,7 +265,7 @@ public:
     RetransmitResult result(const Edge& edge, const RunStats&) override {
         RetransmitResult r;
         r.head = run_head("retransmit", o_.target, prep_, edge);
-        r.segment_word = o_.segment;
+        r.segment_word = word_of(segment_words, o_.segment);
         r.segment = base_.segment;
         r.peer_closes_first = o_.peer_closes_first;
         r.tolerance = base_.tolerance;

@@ -18,16 +18,23 @@ using namespace tcpprobe::wire;
 
 namespace {
 
+using Test = TimeWaitOptions::Test;
+const Words<Test> test_words = {{std::string(probe::to_string(probe::TwTest::Duration)), Test::Duration},
+                                {std::string(probe::to_string(probe::TwTest::Reuse)), Test::Reuse},
+                                {std::string(probe::to_string(probe::TwTest::Rst)), Test::Rst},
+                                {std::string(probe::to_string(probe::TwTest::Fin)), Test::Fin},
+                                {"all", Test::All}};
+const Words<probe::TwIsn> isn_words = words_of({probe::TwIsn::Higher, probe::TwIsn::Lower});
+const Words<probe::TwTs> ts_words = words_of({probe::TwTs::Newer, probe::TwTs::Older, probe::TwTs::None});
+
 void options(CLI::App& cmd, TimeWaitOptions& w) {
     add_target(cmd, w.target);
     add_syn_options(cmd, w.syn, false);
     add_connect_options(cmd, w.conn);
-    cmd.add_option("--test", w.test, "duration (default), reuse, rst, fin, or all (each on its own connection)")
-        ->check(CLI::IsMember({"duration", "reuse", "rst", "fin", "all"}));
-    cmd.add_option("--isn", w.isn, "reuse: the new SYN's ISN higher (default) or lower than the old connection's SND.NXT")
-        ->check(CLI::IsMember({"higher", "lower"}));
-    cmd.add_option("--ts", w.ts, "timestamps on both connections; reuse: the new SYN's TSval newer (default) or older; none: no timestamps")
-        ->check(CLI::IsMember({"newer", "older", "none"}));
+    choice(cmd, "--test", w.test, test_words, "duration (default), reuse, rst, fin, or all (each on its own connection)");
+    choice(cmd, "--isn", w.isn, isn_words, "reuse: the new SYN's ISN higher (default) or lower than the old connection's SND.NXT");
+    choice(cmd, "--ts", w.ts, ts_words,
+           "timestamps on both connections; reuse: the new SYN's TSval newer (default) or older; none: no timestamps");
     cmd.add_option("--request", w.request, "what makes the peer close first (default an HTTP/1.0 GET): TEXT with escapes, or @FILE")
         ->type_name("TEXT|@FILE");
     cmd.add_option("--max-wait", w.max_wait, "longest wait for the peer to close first (default 10s)")->type_name("DURATION");
@@ -44,36 +51,25 @@ struct Plan {
     probe::TwTs ts = probe::TwTs::Newer;
 };
 
-probe::TwIsn parse_isn(const std::string& v) {
-    if (v == "higher") return probe::TwIsn::Higher;
-    if (v == "lower") return probe::TwIsn::Lower;
-    throw io::UsageError(fmt::format("--isn: '{}' is not higher or lower", v));
-}
-
-probe::TwTs parse_ts(const std::string& v) {
-    if (v == "newer") return probe::TwTs::Newer;
-    if (v == "older") return probe::TwTs::Older;
-    if (v == "none") return probe::TwTs::None;
-    throw io::UsageError(fmt::format("--ts: '{}' is not newer, older or none", v));
-}
-
 std::vector<Plan> plans(const TimeWaitOptions& o) {
     using probe::TwIsn;
     using probe::TwTest;
     using probe::TwTs;
-    if (o.test == "all")
-        return {{TwTest::Duration},
-                {TwTest::Reuse, TwIsn::Higher, TwTs::Newer},
-                {TwTest::Reuse, TwIsn::Lower, TwTs::None},
-                {TwTest::Reuse, TwIsn::Lower, TwTs::Newer},
-                {TwTest::Reuse, TwIsn::Higher, TwTs::Older},  // PAWS
-                {TwTest::Rst},
-                {TwTest::Fin}};
-    if (o.test == "duration") return {{TwTest::Duration}};
-    if (o.test == "reuse") return {{TwTest::Reuse, parse_isn(o.isn), parse_ts(o.ts)}};
-    if (o.test == "rst") return {{TwTest::Rst}};
-    if (o.test == "fin") return {{TwTest::Fin}};
-    throw io::UsageError(fmt::format("--test: '{}' is not duration, reuse, rst, fin or all", o.test));
+    switch (o.test) {
+        case Test::All:
+            return {{TwTest::Duration},
+                    {TwTest::Reuse, TwIsn::Higher, TwTs::Newer},
+                    {TwTest::Reuse, TwIsn::Lower, TwTs::None},
+                    {TwTest::Reuse, TwIsn::Lower, TwTs::Newer},
+                    {TwTest::Reuse, TwIsn::Higher, TwTs::Older},  // PAWS
+                    {TwTest::Rst},
+                    {TwTest::Fin}};
+        case Test::Duration: return {{TwTest::Duration}};
+        case Test::Reuse: return {{TwTest::Reuse, o.isn, o.ts}};
+        case Test::Rst: return {{TwTest::Rst}};
+        case Test::Fin: return {{TwTest::Fin}};
+    }
+    return {};
 }
 
 std::string name_of(const probe::TimeWaitFlow& f) {
@@ -343,7 +339,7 @@ public:
         if (todo_.size() > 1 && o.syn.sport) throw io::UsageError("--sport goes with one test (--test all uses a port per test)");
         if (with_duration && o.syn.sport)
             throw io::UsageError("--sport goes with --test reuse, rst or fin (duration uses a port per connection it probes)");
-        if (o.test != "reuse" && o.test != "all" && o.isn != "higher")
+        if (o.test != Test::Reuse && o.test != Test::All && o.isn != probe::TwIsn::Higher)
             throw io::UsageError("--isn higher|lower goes with --test reuse");
         // The duration test's measurement and the connections it probes once.
         if (with_duration) {
@@ -385,7 +381,7 @@ public:
     TimeWaitResult result(const Edge& edge, const RunStats&) override {
         TimeWaitResult r;
         r.head = run_head("time-wait", o_.target, prep_, edge);
-        r.test_word = o_.test;
+        r.test_word = word_of(test_words, o_.test);
         for (const auto* f : flows_) {
             const auto& c = f->connect_result();
             const bool opened = c.verdict == probe::Verdict::Open;
@@ -403,7 +399,7 @@ public:
 private:
     static PreparedTarget prepare(const TimeWaitOptions& o) {
         SynOptions syn = o.syn;
-        syn.ts = o.ts != "none";  // --ts newer|older needs timestamps on the old connection
+        syn.ts = o.ts != probe::TwTs::None;  // --ts newer|older needs timestamps on the old connection
         return prepare_target(o.target, syn, o.conn);
     }
     std::size_t connections() const { return todo_.size() + coarse_ + fine_; }

@@ -5,6 +5,15 @@
 
 namespace tcpprobe::probe {
 
+std::string_view to_string(ListenAnswer a) {
+    switch (a) {
+        case ListenAnswer::None: return "none";
+        case ListenAnswer::SynAck: return "synack";
+        case ListenAnswer::Syn: return "syn";
+    }
+    return "?";
+}
+
 using namespace tcpprobe::wire;
 using tcb::State;
 

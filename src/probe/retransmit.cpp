@@ -5,6 +5,8 @@
 
 namespace tcpprobe::probe {
 
+std::string_view to_string(RetxSegment s) { return s == RetxSegment::SynAck ? "synack" : "fin"; }
+
 using namespace tcpprobe::wire;
 
 namespace {

@@ -16,39 +16,6 @@ Duration Tolerance::for_gap(Duration expected) const {
     return std::max(floor, pct);
 }
 
-std::optional<Tolerance> parse_tolerance(const std::string& text) {
-    Tolerance t{Duration::zero(), 0.0};
-    bool any = false;
-    std::size_t at = 0;
-    while (at <= text.size()) {
-        auto comma = text.find(',', at);
-        std::string part = text.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
-        if (part.empty()) return std::nullopt;
-        if (part.back() == '%') {
-            double v = 0;
-            auto [end, ec] = std::from_chars(part.data(), part.data() + part.size() - 1, v);
-            if (ec != std::errc{} || end != part.data() + part.size() - 1 || v < 0 || v > 1000) return std::nullopt;
-            t.percent = v;
-        } else {
-            double scale = 0;
-            std::size_t digits = part.size();
-            if (part.ends_with("ms")) scale = 1e6, digits -= 2;
-            else if (part.ends_with("us")) scale = 1e3, digits -= 2;
-            else if (part.ends_with("s")) scale = 1e9, digits -= 1;
-            else return std::nullopt;
-            double v = 0;
-            auto [end, ec] = std::from_chars(part.data(), part.data() + digits, v);
-            if (ec != std::errc{} || end != part.data() + digits || v < 0 || v * scale > 1e13) return std::nullopt;
-            t.floor = Duration{static_cast<std::int64_t>(v * scale)};
-        }
-        any = true;
-        if (comma == std::string::npos) break;
-        at = comma + 1;
-    }
-    if (!any) return std::nullopt;
-    return t;
-}
-
 std::string_view to_string(Backoff b) {
     switch (b) {
         case Backoff::Doubling: return "doubling";

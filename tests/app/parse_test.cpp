@@ -115,6 +115,21 @@ TEST_CASE("parse: parse_duration: bad durations are refused, naming the option a
     }
 }
 
+TEST_CASE("parse: parse_tolerance: a floor in the duration grammar, a percentage, or both") {
+    using namespace std::chrono;
+    const auto t = app::parse_tolerance("50ms,10%", "--tolerance");
+    CHECK(t.floor == milliseconds{50});
+    CHECK(t.percent == doctest::Approx(10.0));
+    CHECK(app::parse_tolerance("2s", "--tolerance").floor == seconds{2});
+    CHECK(app::parse_tolerance("1m", "--tolerance").floor == minutes{1});  // the same units as every duration
+    CHECK(app::parse_tolerance("5%", "--tolerance").percent == doctest::Approx(5.0));
+    CHECK(app::parse_tolerance("12.5%,250us", "--tolerance").floor == microseconds{250});
+    for (const char* bad : {"", "50", "ms", "10%,", ",10%", "-5%", "5%%", "1001%", "10x", "-1s"}) {
+        CAPTURE(bad);
+        check_message(usage_error([&] { app::parse_tolerance(bad, "--tolerance"); }), {"--tolerance", std::string("'") + bad + "'"});
+    }
+}
+
 TEST_CASE("parse: parse_flags: names, tcpdump letters, any case, several separators") {
     using namespace wire::flag;
     CHECK(parse_flags("ece,cwr") == (ece | cwr));

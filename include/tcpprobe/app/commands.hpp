@@ -6,6 +6,11 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/close.hpp"
+#include "tcpprobe/probe/listen.hpp"
+#include "tcpprobe/probe/retransmit.hpp"
+#include "tcpprobe/probe/time_wait.hpp"
+
 namespace tcpprobe::app {
 
 struct GlobalOptions {
@@ -60,7 +65,7 @@ struct CloseOptions {
     std::string target;
     SynOptions syn;
     ConnectOptions conn;
-    std::string mode = "active";  ///< teardown only
+    probe::CloseMode mode = probe::CloseMode::Active;  ///< teardown only
     std::string request;          ///< TEXT with \r \n \t \\ \xHH escapes, or @FILE
     std::string idle = "200ms";
     std::string max_wait = "10s";
@@ -71,7 +76,7 @@ struct RetransmitOptions {
     std::string target;
     SynOptions syn;
     ConnectOptions conn;
-    std::string segment = "synack";
+    probe::RetxSegment segment = probe::RetxSegment::SynAck;
     bool peer_closes_first = false;
     std::string request;
     std::string idle = "200ms";
@@ -85,7 +90,7 @@ struct ListenOptions {
     std::string endpoint;          ///< [ADDR:]PORT or :PORT
     SynOptions syn;                ///< the options of our SYN-ACK / SYN when answering
     ConnectOptions conn;
-    std::string answer = "none";
+    probe::ListenAnswer answer = probe::ListenAnswer::None;
     std::string max_wait = "60s";
     std::string tolerance = "50ms,10%";
     unsigned count = 1;
@@ -95,9 +100,11 @@ struct TimeWaitOptions {
     std::string target;
     SynOptions syn;
     ConnectOptions conn;
-    std::string test = "duration";
-    std::string isn = "higher";
-    std::string ts = "newer";
+    /// --test: one of the probe's tests, or all of them.
+    enum class Test { Duration, Reuse, Rst, Fin, All };
+    Test test = Test::Duration;
+    probe::TwIsn isn = probe::TwIsn::Higher;
+    probe::TwTs ts = probe::TwTs::Newer;
     std::string request = "GET / HTTP/1.0\\r\\n\\r\\n";
     std::string max_wait = "10s";
     std::string probe_interval = "1s";

@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "tcpprobe/probe/schedule.hpp"
 #include "tcpprobe/time.hpp"
 #include "tcpprobe/wire/tcp_options.hpp"
 
@@ -31,6 +32,9 @@ Target parse_target(std::string_view text);
 void check_target_address(std::uint32_t addr, std::string_view shown);
 /// "250ms", "2s", "1.5s", "100us", "2m"; a bare number is seconds.
 Duration parse_duration(std::string_view text, std::string_view option);
+/// --tolerance: "50ms", "10%" or both ("50ms,10%"): a floor in parse_duration's grammar
+/// (a unit is required: a bare number could be either) and a percentage of the gap.
+probe::Tolerance parse_tolerance(std::string_view text, std::string_view option);
 /// "ece,cwr" or "E,W": the eight classic flag names (or tcpdump letters).
 std::uint16_t parse_flags(std::string_view text);
 /// "KIND:HEX" (KIND 0-255; HEX the bytes after kind and length). Kinds 0 and 1 take no

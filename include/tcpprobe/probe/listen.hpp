@@ -26,6 +26,7 @@
 namespace tcpprobe::probe {
 
 enum class ListenAnswer { None, SynAck, Syn };
+std::string_view to_string(ListenAnswer a);  ///< "none", "synack", "syn" (the --answer words)
 
 struct ListenConfig {
     ConnectConfig connect;  ///< tcb.tuple = (our endpoint, the client); our SYN / SYN-ACK options

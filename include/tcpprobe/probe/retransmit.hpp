@@ -25,6 +25,7 @@
 namespace tcpprobe::probe {
 
 enum class RetxSegment { SynAck, Fin };
+std::string_view to_string(RetxSegment s);  ///< "synack", "fin" (the --segment words)
 
 struct RetransmitConfig {
     ConnectConfig connect;

@@ -39,9 +39,6 @@ struct Tolerance {
     Duration for_gap(Duration expected) const;
 };
 
-/// Parses "50ms" (floor only), "10%" (percent only) or "50ms,10%". Returns nullopt when malformed.
-std::optional<Tolerance> parse_tolerance(const std::string& text);
-
 /// Which segment's schedule, which decides Linux's signature and how its setting is read.
 enum class RetryRule {
     /// SYN-ACK: counts retransmissions (req->num_timeout >= tcp_synack_retries); the
