@@ -361,9 +361,22 @@ void CloseFlow::on_connected_timer(Instant now, Outbox& out) {
         }
         return;
     }
-    if (max_wait_until_ && now >= *max_wait_until_ && tcb_.state() != State::TimeWait) {
-        give_up(now, fmt::format("the close did not complete within --max-wait (we are in {})", tcb_.state()), out);
+    if (auto until = give_up_at(); until && now >= *until) {
+        if (tcb_.state() != State::TimeWait)
+            give_up(now, fmt::format("the close did not complete within --max-wait (we are in {})", tcb_.state()), out);
+        else
+            give_up(now, fmt::format("the peer retransmitted its FIN {} time(s) into our TIME-WAIT until --max-wait: "
+                                     "our ACKs do not reach it", tcb_.time_wait_fins()), out);
     }
+}
+
+// --max-wait bounds every state. Our own TIME-WAIT is part of a completed close and runs
+// its 2MSL even past --max-wait; only a peer that keeps retransmitting its FIN into it
+// (each copy restarts 2MSL) is cut off, at the later of --max-wait and the first 2MSL.
+std::optional<Instant> CloseFlow::give_up_at() const {
+    if (!max_wait_until_ || tcb_.state() != State::TimeWait) return max_wait_until_;
+    if (tcb_.time_wait_fins() == 0 || !tcb_.time_wait_since()) return std::nullopt;
+    return std::max(*max_wait_until_, *tcb_.time_wait_since() + tcb_.config().time_wait);
 }
 
 std::optional<Instant> CloseFlow::connected_deadline() const {
@@ -373,7 +386,7 @@ std::optional<Instant> CloseFlow::connected_deadline() const {
         if (x && (!d || *x < *d)) d = x;
     };
     consider(quiet_until_);
-    if (tcb_.state() != State::TimeWait) consider(max_wait_until_);
+    consider(give_up_at());
     return d;
 }
 

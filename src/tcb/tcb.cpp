@@ -167,6 +167,7 @@ void Tcb::enter_time_wait(Instant now, std::string cause, Actions& out) {
     if (rto_deadline_) out.push_back(CancelTimer{TimerKind::Retransmit});
     rto_deadline_.reset();
     time_wait_deadline_ = now + cfg_.time_wait;
+    time_wait_since_ = now;
     out.push_back(ArmTimer{TimerKind::TimeWait, *time_wait_deadline_});
 }
 
@@ -753,10 +754,19 @@ void Tcb::handle_time_wait(Instant now, const Segment& seg, Actions& out) {
     }
     const Seq fin_at = seg.seq + static_cast<std::uint32_t>(seg.payload.size());
     if (seg.has(flag::fin) && fin_at + 1 == rcv.nxt) {
-        // The peer did not get our last ACK: re-ACK and restart the 2MSL timer.
-        out.push_back(Note{"retransmitted FIN in TIME-WAIT: re-ACK, 2MSL restarted"});
+        // The peer did not get our last ACK: re-ACK and restart the 2MSL timer. A peer
+        // repeating its FIN faster than 2MSL would keep us here for ever, so the restart
+        // stops at time_wait_max_periods x 2MSL after TIME-WAIT began.
+        ++time_wait_fins_;
         send_ack(now, SendReason::Ack, out);
-        time_wait_deadline_ = now + cfg_.time_wait;
+        const Instant cap = time_wait_since_.value_or(now) + cfg_.time_wait * std::max(1u, cfg_.time_wait_max_periods);
+        const Instant restarted = std::min(now + cfg_.time_wait, cap);
+        if (time_wait_deadline_ && restarted <= *time_wait_deadline_) {
+            out.push_back(Note{"retransmitted FIN in TIME-WAIT: re-ACK, 2MSL not restarted (TIME-WAIT at its longest)"});
+            return;
+        }
+        out.push_back(Note{"retransmitted FIN in TIME-WAIT: re-ACK, 2MSL restarted"});
+        time_wait_deadline_ = restarted;
         out.push_back(ArmTimer{TimerKind::TimeWait, *time_wait_deadline_});
         return;
     }

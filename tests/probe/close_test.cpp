@@ -381,3 +381,70 @@ TEST_CASE("half-close: a peer that never closes: incomplete at --max-wait, and o
     CHECK(flags_of(sim.sent_by_flow()).back() == "R");
     CHECK(sim.peer().state() == State::Closed);  // nothing left on the peer
 }
+
+namespace {
+/// Active close where every ACK of ours to the peer's FIN is lost, and the peer repeats
+/// that FIN every 1.5 s, faster than our 2 s TIME-WAIT (bounded: 80 copies, 120 s).
+void peer_repeats_its_fin(Sim& sim) {
+    sim.set_app([app = close_after_fin(100ms)](Sim& s, Instant t, const tcb::Actions& a) {
+        app(s, t, a);
+        if (!has(a, State::LastAck)) return;
+        auto sent = std::find_if(a.begin(), a.end(), [](const tcb::Action& x) {
+            const auto* send = std::get_if<tcb::SendSegment>(&x);
+            return send && send->segment.has(wire::flag::fin);
+        });
+        REQUIRE(sent != a.end());
+        wire::Segment fin = std::get<tcb::SendSegment>(*sent).segment;
+        for (int i = 1; i <= 80; ++i)
+            s.at(t + i * 1500ms, [fin](Sim& later, Instant now) { later.peer_actions(now, {tcb::SendSegment{fin, tcb::SendReason::Retransmission}}); });
+    });
+    // When its own retransmissions give up, its RST is lost too: only the copies above go on.
+    sim.set_peer_filter([](const wire::Segment& s) { return s.has(wire::flag::rst); });
+    // Our ACKs of its FIN never arrive: the peer stays in LAST-ACK.
+    sim.set_peer_hook([](Sim& s, Instant, const wire::Segment&) -> std::optional<std::vector<wire::Segment>> {
+        if (s.peer().state() == State::LastAck) return std::vector<wire::Segment>{};
+        return std::nullopt;
+    });
+}
+
+Instant time_wait_entry(const probe::CloseReport& r) {
+    auto tw = std::find_if(r.local_states.begin(), r.local_states.end(), [](const auto& s) { return s.state == "TIME-WAIT"; });
+    REQUIRE(tw != r.local_states.end());
+    return tw->since;
+}
+}  // namespace
+
+TEST_CASE("teardown active: a peer repeating its FIN every 1.5 s restarts our TIME-WAIT only up to twice 2MSL") {
+    probe::CloseFlow flow(config(CloseMode::Active));  // TIME-WAIT 2 s, --max-wait 10 s
+    Sim sim(flow, Sim::PeerKind::Listening);
+    peer_repeats_its_fin(sim);
+    sim.run(120s);
+    REQUIRE(flow.done());
+    const auto& r = flow.report();
+    const Instant entry = time_wait_entry(r);
+    // 2MSL restarted by the copies at +1.5 s (to 3.5 s) and +3 s (capped at 4 s); the copy
+    // at +4.5 s meets a closed connection.
+    CHECK(r.local_states.back().state == "CLOSED");
+    CHECK(r.local_states.back().since - entry == 4s);
+    CHECK(sim.now() - entry < 6s);
+}
+
+TEST_CASE("teardown active: --max-wait ends a TIME-WAIT the peer keeps restarting with its FIN") {
+    auto c = config(CloseMode::Active);
+    c.connect.tcb.time_wait_max_periods = 1000;  // no cap in the TCB: the probe's deadline must hold
+    probe::CloseFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    peer_repeats_its_fin(sim);
+    sim.run(120s);
+    REQUIRE(flow.done());
+    const auto& r = flow.report();
+    CHECK(r.outcome == CloseOutcome::Incomplete);
+    // --max-wait (10 s) counts from ESTABLISHED; the handshake took 200 us.
+    REQUIRE(r.end);
+    CHECK(*r.end - sim.start() >= 10s);
+    CHECK(*r.end - sim.start() < 10s + 1ms);
+    auto found = std::find_if(r.findings.begin(), r.findings.end(),
+                              [](const std::string& f) { return f.find("retransmitted its FIN") != std::string::npos; });
+    CHECK(found != r.findings.end());
+    CHECK(time_wait_entry(r) - sim.start() < 1s);
+}

@@ -110,6 +110,7 @@ protected:
     void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
 
 private:
+    std::optional<Instant> give_up_at() const;
     void send_fin(Instant now, Outbox& out);
     void peer_goes(Instant t, tcb::State to, std::string cause, Outbox& out);
     tcb::State peer_now() const;

@@ -54,6 +54,9 @@ struct TcbConfig {
     std::uint32_t mtu = 65535;        ///< the link's MTU: no packet we send is larger (68..65535 used)
     RetransmitPolicy rto;
     Duration time_wait = std::chrono::seconds{60};  ///< 2MSL
+    /// A retransmitted FIN restarts 2MSL (RFC 9293 §3.10.7.4), but never past this many
+    /// 2MSL periods after TIME-WAIT began: a peer repeating its FIN cannot hold us forever.
+    unsigned time_wait_max_periods = 2;
     std::uint32_t ts_offset = 0;      ///< TSval at the TCB's first instant
     bool rfc1337 = false;             ///< ignore RST in TIME-WAIT (RFC 1337 TIME-WAIT assassination)
 };
@@ -106,6 +109,9 @@ public:
     bool fin_acked() const;
     bool fin_received() const { return fin_received_; }
     std::uint32_t ts_recent() const { return ts_recent_; }
+    /// When TIME-WAIT began, and how many retransmitted FINs the peer sent in it.
+    std::optional<Instant> time_wait_since() const { return time_wait_since_; }
+    unsigned time_wait_fins() const { return time_wait_fins_; }
 
     struct SendVars {
         wire::Seq una, nxt;
@@ -198,6 +204,8 @@ private:
     Duration rto_{};
     unsigned retries_ = 0;
     std::optional<Instant> time_wait_deadline_;
+    std::optional<Instant> time_wait_since_;
+    unsigned time_wait_fins_ = 0;
 };
 
 }  // namespace tcpprobe::tcb
