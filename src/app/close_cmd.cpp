@@ -132,7 +132,7 @@ std::string to_text(const CloseResult& res) {
                                     sp.lasted ? fmt::format("{:.3f} ms (--time-wait)", to_ms_f(*sp.lasted)) : std::string("cut short"));
         if (res.peer_time_wait()) text += "TIME-WAIT: held by the peer (inferred; `tcpprobe time-wait` measures it)\n";
     }
-    for (const auto& a : c.anomalies) text += fmt::format("anomaly: {}\n", a);
+    text += anomaly_lines(c);
     return text;
 }
 
@@ -148,7 +148,7 @@ nlohmann::json to_json(const CloseResult& res) {
                     {"pattern", probe::to_string(r.pattern)},
                     {"connect", connect_json(*res.flow)},
                     {"findings", r.findings},
-                    {"anomaly_count", c.anomalies.size()},
+                    {"anomaly_count", c.anomaly_total},
                     {"our_fin_to_peer_ack_us", opt_us(between(r.our_fin, r.peer_ack_of_fin))},
                     {"our_fin_to_peer_fin_us", opt_us(between(r.our_fin, r.peer_fin))},
                     {"peer_close_wait_us", opt_us(res.flow->peer_close_wait())},

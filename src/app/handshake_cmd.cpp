@@ -91,7 +91,7 @@ std::string to_text(const HandshakeResult& r) {
             text += fmt::format("stale SYN: first answered {}, peer answered the real SYN with {}{}, stale connection reset {}\n",
                                 st->first_answered ? "yes" : "no", st->second_answer.value_or("nothing"),
                                 st->second_answer_acks_old ? " acknowledging the stale ISN" : "", st->reset_sent ? "yes" : "no");
-        for (const auto& a : c.anomalies) text += fmt::format("{}anomaly: {}\n", head, a);
+        text += anomaly_lines(c, head);
     }
     if (!r.one()) {
         text += fmt::format("{} handshakes, {} answered, {:.1f}% loss\n", r.probes.size(), r.answered, r.loss_pct());
@@ -165,7 +165,7 @@ public:
         for (const auto& p : probes_) {
             const auto& c = p.flow->connect_result();
             verdict = probe::combine(verdict, c.verdict);
-            r.anomalies += c.anomalies.size();
+            r.anomalies += c.anomaly_total;
             if (c.verdict == probe::Verdict::Open || c.verdict == probe::Verdict::Closed || c.verdict == probe::Verdict::Unreachable)
                 ++r.answered;
             if (c.rtt && c.verdict == probe::Verdict::Open) r.rtt_us.push_back(static_cast<double>(to_us(*c.rtt)));

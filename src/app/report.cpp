@@ -36,6 +36,20 @@ nlohmann::json negotiated_json(const tcb::Negotiated& n) {
             {"timestamps", n.timestamps}};
 }
 
+std::string anomaly_lines(const probe::ConnectResult& r, const std::string& head) {
+    std::string text;
+    std::uint64_t listed = 0;
+    for (std::size_t i = 0; i < r.anomalies.size(); ++i) {
+        const std::uint64_t n = i < r.anomaly_counts.size() ? r.anomaly_counts[i] : 1;
+        listed += n;
+        text += n > 1 ? fmt::format("{}anomaly: {} ({} times)\n", head, r.anomalies[i], n)
+                      : fmt::format("{}anomaly: {}\n", head, r.anomalies[i]);
+    }
+    if (r.anomaly_total > listed)
+        text += fmt::format("{}anomaly: {} more of other kinds (only counted)\n", head, r.anomaly_total - listed);
+    return text;
+}
+
 nlohmann::json connect_json(const probe::ConnectionFlow& f) {
     const auto& r = f.connect_result();
     nlohmann::json p = {{"sport", f.tuple().local.port},
@@ -47,7 +61,9 @@ nlohmann::json connect_json(const probe::ConnectionFlow& f) {
                         {"irs", r.irs ? nlohmann::json(r.irs->raw()) : nlohmann::json(nullptr)},
                         {"final_state", r.final_state},
                         {"interrupted", r.interrupted},
-                        {"anomalies", r.anomalies}};
+                        {"anomalies", r.anomalies},
+                        {"anomaly_counts", r.anomaly_counts},
+                        {"anomaly_total", r.anomaly_total}};
     if (r.answer) {
         p["answer"] = {{"flags", format_flags(r.answer->flags)}, {"window", r.answer->window}, {"ttl", r.answer->ip.ttl}};
         p["peer_options"] = options_json(r.peer_options);

@@ -32,8 +32,27 @@ void ConnectionFlow::note(Instant t, std::string text, Outbox& out) const {
 }
 
 void ConnectionFlow::anomaly(Instant t, std::string text, Outbox& out) {
-    event(t, NoteEvent{Severity::Anomaly, text}, out);
-    cres_.anomalies.push_back(std::move(text));
+    ++cres_.anomaly_total;
+    auto& texts = cres_.anomalies;
+    const auto it = std::find(texts.begin(), texts.end(), text);
+    if (it == texts.end()) {
+        if (texts.size() >= max_anomaly_texts) {
+            if (!overflow_noted_) {
+                overflow_noted_ = true;
+                event(t, NoteEvent{Severity::Anomaly, fmt::format("more than {} kinds of anomaly: the rest are only counted",
+                                                                  max_anomaly_texts)}, out);
+            }
+            return;
+        }
+        event(t, NoteEvent{Severity::Anomaly, text}, out);
+        texts.push_back(std::move(text));
+        cres_.anomaly_counts.push_back(1);
+        return;
+    }
+    const std::uint64_t n = ++cres_.anomaly_counts[static_cast<std::size_t>(it - texts.begin())];
+    if (n <= max_anomaly_repeats_shown) event(t, NoteEvent{Severity::Anomaly, text}, out);
+    else if (n == max_anomaly_repeats_shown + 1)
+        event(t, NoteEvent{Severity::Anomaly, fmt::format("{} (repeated: further ones are only counted)", text)}, out);
 }
 
 void ConnectionFlow::peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const {

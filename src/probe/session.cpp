@@ -34,7 +34,12 @@ Session::Entry* Session::find(const wire::FourTuple& t) {
 
 void Session::touch(std::size_t i) {
     Entry& e = flows_[i];
+    const std::optional<Instant> d = e.flow->done() ? std::nullopt : e.flow->next_deadline();
+    // The deadline did not move: its live entry stands (a segment per microsecond from a
+    // peer must not add an entry each).
+    if (d && d == e.queued) return;
     ++e.generation;
+    e.queued = d;
     if (e.flow->done()) {
         if (!e.counted_done) {
             e.counted_done = true;
@@ -46,10 +51,18 @@ void Session::touch(std::size_t i) {
         }
         return;
     }
-    if (auto d = e.flow->next_deadline()) {
+    if (d) {
         heap_.push_back({*d, i, e.generation});
         std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
+        if (heap_.size() > 2 * flows_.size() + 64) compact();
     }
+}
+
+void Session::compact() {
+    std::erase_if(heap_, [&](const Timer& t) {
+        return t.index != end_marker && flows_[t.index].started && t.generation != flows_[t.index].generation;
+    });
+    std::make_heap(heap_.begin(), heap_.end(), std::greater<>{});
 }
 
 void Session::start(std::size_t i, Instant now, Outbox& out) {
@@ -119,6 +132,7 @@ void Session::on_timer(Instant now, Outbox& out) {
         Timer top = heap_.front();
         std::pop_heap(heap_.begin(), heap_.end(), std::greater<>{});
         heap_.pop_back();
+        if (top.index != end_marker) flows_[top.index].queued.reset();  // its live entry is gone
         if (top.index == end_marker) {
             ended_ = true;
             for (std::size_t i = 0; i < flows_.size(); ++i)

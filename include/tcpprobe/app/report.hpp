@@ -23,6 +23,8 @@ nlohmann::json negotiated_json(const tcb::Negotiated& n);
 nlohmann::json connect_json(const probe::ConnectionFlow& f);
 /// "verdict open, rtt 0.042 ms" plus ICMP and filtered details, one line.
 std::string connect_line(const probe::ConnectResult& r);
+/// "anomaly: TEXT" lines (with "(N times)" for repeats, and how many were only counted).
+std::string anomaly_lines(const probe::ConnectResult& r, const std::string& head = "");
 
 /// A retransmission schedule as JSON: times_us (from the first copy), gaps_us, the
 /// model's gaps, per-gap tolerance verdicts, initial RTO, backoff, lost copies, the

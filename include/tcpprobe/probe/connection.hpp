@@ -35,10 +35,19 @@ struct ConnectResult {
     wire::OptionList peer_options;
     std::optional<tcb::Negotiated> negotiated;
     std::optional<wire::Seq> irs;
+    /// Distinct anomaly texts in the order first seen, at most max_anomaly_texts, with
+    /// how often each came; anomaly_total counts every one (also those not listed).
     std::vector<std::string> anomalies;
+    std::vector<std::uint64_t> anomaly_counts;
+    std::uint64_t anomaly_total = 0;
     bool interrupted = false;
     std::string final_state = "CLOSED";
 };
+
+/// A hostile peer can make every segment an anomaly: the report keeps this many
+/// distinct texts, and the trace shows each text this many times, then counts it.
+inline constexpr std::size_t max_anomaly_texts = 16;
+inline constexpr std::uint64_t max_anomaly_repeats_shown = 3;
 
 /// Option values outside their RFC ranges on a SYN or SYN-ACK (window scale above 14,
 /// MSS 0 or below 88), one text each.
@@ -121,6 +130,7 @@ private:
     void check_established(Instant t, Outbox& out);
 
     Phase phase_ = Phase::Idle;
+    bool overflow_noted_ = false;  ///< the "only counted" note for new kinds was shown
     bool done_ = false;
     std::optional<Instant> drain_until_;
 

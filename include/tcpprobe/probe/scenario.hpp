@@ -67,6 +67,9 @@ public:
     const Flow& flow(std::size_t i) const { return *flows_[i].flow; }
     /// Captured packets that belonged to no flow (a narrow capture filter keeps this at 0).
     std::uint64_t unmatched() const { return unmatched_; }
+    /// Entries in the timer heap, live and stale: at most a few per flow, however many
+    /// segments a peer sends (each may move a flow's deadline).
+    std::size_t timer_entries() const { return heap_.size(); }
 
 private:
     struct Entry {
@@ -75,6 +78,7 @@ private:
         bool started = false;
         bool counted_done = false;
         std::uint32_t generation = 0;  ///< heap entries with an older generation are stale
+        std::optional<Instant> queued = std::nullopt;  ///< the deadline of its one live heap entry
     };
     struct Timer {
         Instant at;
@@ -87,6 +91,8 @@ private:
     /// After any call into flow i: count it done, or queue its next deadline.
     void touch(std::size_t i);
     void drop_stale() const;
+    /// Removes every stale entry once they outnumber the flows.
+    void compact();
 
     std::vector<Entry> flows_;
     std::unordered_map<wire::FourTuple, std::size_t, wire::FourTupleHash> by_tuple_;
