@@ -8,7 +8,7 @@
 _tcpprobe_commands='handshake teardown half-close retransmit listen time-wait
     ping fin-wait-2 keepalive idle'
 
-_tcpprobe_global_opts='-o --output -w --write -v --verbose -q --quiet --no-color
+_tcpprobe_global_opts='-o --output -w --write --write-limit -v --verbose -q --quiet --no-color
     --no-rst-guard --source -i --interface --version -h --help'
 
 # The SYN options every command takes (for listen: the options of our answer;
@@ -52,7 +52,7 @@ _tcpprobe_ping_opts="$_tcpprobe_synonly_opts"'
     -c --count --interval --rate --flood -W --timeout'
 
 # Options that take a value (the next word is that value, not a command or target).
-_tcpprobe_value_opts='-o --output -w --write --source -i --interface -c -W --mss --wscale
+_tcpprobe_value_opts='-o --output -w --write --write-limit --source -i --interface -c -W --mss --wscale
     --option --window --ttl --tos --ip-id --isn --sport --flags --timeout --rto
     --retries --count --interval --linger --mode --idle --request --max-wait
     --time-wait --segment --tolerance --answer --test --probe-interval

@@ -57,6 +57,7 @@ complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a idle \
 # Global options (accepted after the command too)
 complete -c tcpprobe -s o -l output -x -a 'text json' -d 'Output format'
 complete -c tcpprobe -s w -l write -r -F -d 'Write every captured packet to a pcap file'
+complete -c tcpprobe -l write-limit -x -d 'Stop writing the pcap file at this size (e.g. 10M)'
 complete -c tcpprobe -s v -l verbose -d 'More log output on stderr (repeatable)'
 complete -c tcpprobe -s q -l quiet -d 'Log only errors'
 complete -c tcpprobe -l no-color -d 'Never color the text output'

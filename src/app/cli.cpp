@@ -42,6 +42,8 @@ CommandLine::CommandLine()
     app.add_option("-o,--output", g.output, "output format: text (default) or json (JSON Lines)")
         ->check(CLI::IsMember({"text", "json"}));
     app.add_option("-w,--write", g.write_pcap, "write every captured packet to FILE (pcap)")->type_name("FILE");
+    app.add_option("--write-limit", g.write_limit, "stop writing the -w file at this size (e.g. 10M; suffixes K, M, G)")
+        ->type_name("SIZE");
     app.add_flag("-v,--verbose", g.verbosity, "more log output on stderr (repeatable)");
     app.add_flag("-q,--quiet", g.quiet, "only errors on stderr");
     app.add_flag("--no-color", g.no_color, "no colors (also when NO_COLOR is set or stdout is not a TTY)");
@@ -86,7 +88,7 @@ int CommandLine::run(int argc, char** argv) {
         std::string a = argv[i];
         if (a.empty() || a[0] == '-') {
             // skip a global option's value
-            if ((a == "-o" || a == "--output" || a == "-w" || a == "--write" || a == "--source" || a == "-i" || a == "--interface") && i + 1 < argc) ++i;
+            if ((a == "-o" || a == "--output" || a == "-w" || a == "--write" || a == "--write-limit" || a == "--source" || a == "-i" || a == "--interface") && i + 1 < argc) ++i;
             continue;
         }
         if (app_->get_subcommands([&](CLI::App* c) { return c->get_name() == a; }).empty()) {

@@ -37,6 +37,21 @@ void seed_run_rng(std::uint64_t seed) { rng_slot() = std::make_unique<io::Random
 void set_edge_provider(EdgeProvider* provider) { edge_provider = provider; }
 
 namespace {
+void check_write_options(const GlobalOptions& g) {
+    if (!g.write_pcap.empty()) parse_write_path(g.write_pcap);
+    if (g.write_limit.empty()) return;
+    parse_write_limit(g.write_limit);
+    if (g.write_pcap.empty()) throw io::UsageError("--write-limit: only with -w FILE");
+}
+
+void drop_privileges_logged() {
+    const io::DropReport r = io::drop_privileges();
+    spdlog::debug("privileges dropped: uid {} gid {}, no capabilities, no_new_privs, seccomp", r.uid, r.gid);
+    if (!r.bounding_set_emptied)
+        spdlog::info("the capability bounding set could not be emptied (CAP_SETPCAP not granted): "
+                     "`setcap cap_net_raw,cap_net_admin,cap_setpcap+ep` grants it");
+}
+
 std::string new_table_name() { return io::guard_table_name(::getpid(), static_cast<std::uint32_t>(run_rng()())); }
 }  // namespace
 
@@ -48,6 +63,8 @@ struct LiveEdge final : Edge {
     /// Releases the capture and the nft socket in parallel: each release waits for an RCU
     /// grace period in the kernel (packet_release, netlink), 15-25 ms apiece here.
     ~LiveEdge() override {
+        if (capture && capture->write_skipped())
+            spdlog::warn("-w: the file reached --write-limit; {} later packets were not written", capture->write_skipped());
         std::thread capture_closer([c = std::move(capture)]() mutable { c.reset(); });
         std::thread guard_closer([g = std::move(guard)]() mutable { g.reset(); });
         sender.reset();
@@ -73,9 +90,11 @@ struct LiveEdge final : Edge {
 struct PcapFile {
     int fd = -1;
     std::string path;
-    explicit PcapFile(const std::string& option) {
-        if (option.empty()) return;
-        path = parse_write_path(option);
+    std::uint64_t limit = 0;
+    explicit PcapFile(const GlobalOptions& g) {
+        if (g.write_pcap.empty()) return;
+        path = parse_write_path(g.write_pcap);
+        if (!g.write_limit.empty()) limit = parse_write_limit(g.write_limit);
         fd = io::create_user_file(path, fmt::format("-w {}", path));
     }
     ~PcapFile() {
@@ -86,7 +105,7 @@ struct PcapFile {
     /// Hands the file to the capture, which closes it.
     void attach(io::PcapSource& capture) {
         if (fd < 0) return;
-        capture.dump_to(std::exchange(fd, -1), path);
+        capture.dump_to(std::exchange(fd, -1), path, limit);
     }
 };
 }  // namespace
@@ -94,9 +113,9 @@ struct PcapFile {
 std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) {
     if (edge_provider) return edge_provider->open(g, req);
     const bool guard = req.rst_guard && !g.no_rst_guard;
-    if (!g.write_pcap.empty()) parse_write_path(g.write_pcap);  // a usage error before anything else
+    check_write_options(g);  // a usage error before anything else
     io::require_capabilities(true);  // CAP_NET_ADMIN for SO_MARK even without the guard
-    PcapFile pcap_file(g.write_pcap);
+    PcapFile pcap_file(g);
 
     auto edge = std::make_unique<LiveEdge>();
     std::optional<wire::Ipv4Addr> source;
@@ -118,8 +137,12 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     // socket, the -w file, the loop's wake-up pipe, the libraries' own; with room to spare.
     constexpr std::size_t base_fds = 64;
     io::ensure_fd_limit(req.flows + base_fds, fmt::format("{} flows (one reserved source port each)", req.flows));
-    for (std::size_t i = 0; i < req.flows; ++i)
-        edge->sports.push_back(edge->ports.reserve(edge->route.source, req.sport.value_or(0)));
+    // Many flows: a block of consecutive ports, so the capture filter stays short and exact.
+    if (req.flows > 1 && !req.sport)
+        edge->sports = edge->ports.reserve_block(edge->route.source, req.flows, static_cast<std::uint32_t>(run_rng()()));
+    else
+        for (std::size_t i = 0; i < req.flows; ++i)
+            edge->sports.push_back(edge->ports.reserve(edge->route.source, req.sport.value_or(0)));
 
     // Many flows: a ring that holds their answers while we are still sending: 2 KiB
     // frames (a whole 1500-byte packet), or 256 bytes when only headers matter (every
@@ -143,29 +166,32 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
         spdlog::debug("RST guard: nft table ip {}", table);
     }
     edge->rst_guard = edge->guard != nullptr;
-    io::drop_privileges();
+    drop_privileges_logged();
     return edge;
 }
 
 std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wire::Ipv4Addr> local, std::uint16_t port) {
     if (edge_provider) return edge_provider->open_listen(g, local, port);
-    if (!g.write_pcap.empty()) parse_write_path(g.write_pcap);
+    check_write_options(g);
     io::require_capabilities(true);
-    PcapFile pcap_file(g.write_pcap);
     auto edge = std::make_unique<LiveEdge>();
+    // The port is held for the run: refused if a local socket uses it (its traffic is not
+    // ours to capture, and its clients' SYNs not ours to drop), and nothing local can
+    // take it while we watch. Who may listen on a privileged port is who may bind it.
+    edge->ports.hold_for_listen(local, port);
+    PcapFile pcap_file(g);
     if (!g.interface.empty()) edge->route.interface = g.interface;
     else if (local) edge->route = io::select_route(*local, local, std::nullopt);
     else edge->route.interface = "any";
     if (local) edge->route.source = *local;
-    std::string filter = fmt::format("tcp port {}", port);
-    if (local) filter += fmt::format(" and host {}", wire::to_string(*local));
+    const std::string filter = io::listen_capture_filter(port, local ? std::vector<wire::Ipv4Addr>{*local} : io::local_ipv4_addresses());
     edge->capture = std::make_unique<io::PcapSource>(edge->route.interface, filter);
     pcap_file.attach(*edge->capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface == "any" ? "" : edge->route.interface, packet_mark);
     std::string table = new_table_name();
     edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));
     edge->rst_guard = true;
-    io::drop_privileges();
+    drop_privileges_logged();
     return edge;
 }
 

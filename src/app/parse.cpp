@@ -223,6 +223,26 @@ wire::ByteVec parse_request(std::string_view text) {
     return out;
 }
 
+std::uint64_t parse_write_limit(std::string_view text) {
+    std::uint64_t unit = 1;
+    std::string_view digits = text;
+    if (!digits.empty()) {
+        switch (digits.back()) {
+            case 'K': case 'k': unit = 1ULL << 10; break;
+            case 'M': case 'm': unit = 1ULL << 20; break;
+            case 'G': case 'g': unit = 1ULL << 30; break;
+            default: break;
+        }
+        if (unit != 1) digits.remove_suffix(1);
+    }
+    std::uint64_t n = 0;
+    auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+    const bool ok = !digits.empty() && ec == std::errc() && p == digits.data() + digits.size() && n <= (1ULL << 50) / unit;
+    if (!ok || n * unit < 1024)
+        throw UsageError(fmt::format("--write-limit '{}': expected a size of at least 1024 bytes, e.g. 65536, 512K, 10M or 1G", text));
+    return n * unit;
+}
+
 std::string parse_write_path(std::string_view text) {
     if (text == "-")
         throw UsageError("-w -: standard output carries the results (text or JSON); give -w a file name for the capture");

@@ -23,7 +23,7 @@ LibnetSender::LibnetSender(const std::string& interface, std::uint32_t mark) {
     if (!l_) {
         std::string why = err;
         if (why.find("ermission") != std::string::npos || why.find("not permitted") != std::string::npos)
-            throw PrivilegeError("CAP_NET_RAW is required to open a raw socket: run as root or `setcap cap_net_raw,cap_net_admin+ep tcpprobe`");
+            throw PrivilegeError("CAP_NET_RAW is required to open a raw socket: run as root or `setcap cap_net_raw,cap_net_admin,cap_setpcap+ep tcpprobe`");
         throw EnvironmentError(fmt::format("libnet_init: {}", why));
     }
     int fd = libnet_getfd(l_);
@@ -32,7 +32,7 @@ LibnetSender::LibnetSender(const std::string& interface, std::uint32_t mark) {
         libnet_destroy(l_);
         l_ = nullptr;
         if (e == EPERM)
-            throw PrivilegeError("CAP_NET_ADMIN is required to mark packets (SO_MARK): run as root or `setcap cap_net_raw,cap_net_admin+ep tcpprobe`");
+            throw PrivilegeError("CAP_NET_ADMIN is required to mark packets (SO_MARK): run as root or `setcap cap_net_raw,cap_net_admin,cap_setpcap+ep tcpprobe`");
         throw EnvironmentError(fmt::format("SO_MARK: {}", std::strerror(e)));
     }
 }

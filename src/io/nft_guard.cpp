@@ -79,7 +79,7 @@ NftGuard::NftGuard(const std::string& table, const std::string& ruleset) : table
         while (!why.empty() && (why.back() == '\n' || why.back() == '^' || why.back() == ' ')) why.pop_back();
         switch (kind) {
             case NftFailure::MissingCapability:
-                throw PrivilegeError("CAP_NET_ADMIN is required for the nftables RST guard: run as root or `setcap cap_net_raw,cap_net_admin+ep tcpprobe` (or use --no-rst-guard)");
+                throw PrivilegeError("CAP_NET_ADMIN is required for the nftables RST guard: run as root or `setcap cap_net_raw,cap_net_admin,cap_setpcap+ep tcpprobe` (or use --no-rst-guard)");
             case NftFailure::TableExists:
                 throw EnvironmentError(fmt::format("nftables RST guard: a table named ip {} already exists (another process's); run again", table));
             case NftFailure::Other:

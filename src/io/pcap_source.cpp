@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -19,45 +21,84 @@ struct DrainContext {
     const std::function<void(const CapturedFrame&)>* on_frame;
     int link_type;
     pcap_dumper_t* dumper;
+    PcapSource::DumpBudget* budget;
     std::size_t count = 0;
 };
 
 void on_packet(u_char* user, const pcap_pkthdr* h, const u_char* bytes) {
     auto* ctx = reinterpret_cast<DrainContext*>(user);
-    if (ctx->dumper) pcap_dump(reinterpret_cast<u_char*>(ctx->dumper), h, bytes);
+    // A record is a 16-byte header and the captured bytes.
+    if (ctx->dumper && ctx->budget->take(16 + std::uint64_t{h->caplen})) pcap_dump(reinterpret_cast<u_char*>(ctx->dumper), h, bytes);
     // With nanosecond precision, tv_usec holds nanoseconds.
     auto ns = static_cast<std::int64_t>(h->ts.tv_sec) * 1'000'000'000 + h->ts.tv_usec;
     (*ctx->on_frame)(CapturedFrame{instant_from_ns(ns), ctx->link_type, {bytes, h->caplen}});
     ++ctx->count;
 }
 
-std::string join_ports(const char* dir, const std::vector<std::uint16_t>& ports) {
+/// Sorted, distinct values folded into inclusive ranges.
+template <class T>
+std::vector<std::pair<T, T>> ranges_of(std::vector<T> v) {
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    std::vector<std::pair<T, T>> out;
+    for (T x : v) {
+        if (!out.empty() && out.back().second + 1 == x) out.back().second = x;
+        else out.emplace_back(x, x);
+    }
+    return out;
+}
+
+std::string any_of(const std::vector<std::string>& terms) {
     std::string s;
-    for (auto p : ports) s += fmt::format("{}{}", s.empty() ? "" : " or ", p);
-    return fmt::format("{} port ({})", dir, s);
+    for (const auto& t : terms) s += fmt::format("{}{}", s.empty() ? "" : " or ", t);
+    return terms.size() == 1 ? s : fmt::format("({})", s);
+}
+
+/// "src port 80", "(dst port 80 or dst portrange 1000-1999)": exact for any number of
+/// ports, and short when they are consecutive (a target's port range, the run's block of
+/// source ports).
+std::string port_clause(const char* dir, const std::vector<std::uint16_t>& ports) {
+    std::vector<std::string> terms;
+    for (auto [lo, hi] : ranges_of(ports))
+        terms.push_back(lo == hi ? fmt::format("{} port {}", dir, lo) : fmt::format("{} portrange {}-{}", dir, lo, hi));
+    return any_of(terms);
+}
+
+/// The same for addresses; a run of consecutive addresses is compared as a number at the
+/// IPv4 header's source (12) or destination (16) offset.
+std::string host_clause(const char* dir, const std::vector<wire::Ipv4Addr>& hosts) {
+    std::vector<std::uint32_t> values;
+    for (auto h : hosts) values.push_back(h.value);
+    const int offset = std::string_view(dir) == "src" ? 12 : 16;
+    std::vector<std::string> terms;
+    for (auto [lo, hi] : ranges_of(values))
+        terms.push_back(lo == hi ? fmt::format("{} host {}", dir, wire::to_string(wire::Ipv4Addr{lo}))
+                                 : fmt::format("(ip[{}:4] >= {} and ip[{}:4] <= {})", offset, lo, offset, hi));
+    return any_of(terms);
 }
 }  // namespace
 
+// Exact whatever the number of ports and targets: a packet passes only if it belongs to
+// one of the run's flows (our address and one of our reserved source ports, one of the
+// targets and target ports). The source ports are held by the run (PortReservation), so
+// no other local socket's traffic can match. An earlier version dropped a list longer
+// than 32 entries, and -w then recorded all TCP to or from the targets.
 std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t>& local_ports,
                            const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports) {
     const std::string l = wire::to_string(local);
-    // Long lists make the BPF program long; beyond a few dozen entries the local address
-    // is filter enough and the flow table discards the rest.
-    constexpr std::size_t max_listed = 32;
-    auto hosts = [&](const char* dir) {
-        std::string h;
-        for (auto r : remotes) h += fmt::format("{}{}", h.empty() ? "" : " or ", wire::to_string(r));
-        return remotes.size() <= max_listed && !remotes.empty() ? fmt::format(" and {} host ({})", dir, h) : std::string();
-    };
-    std::string out_dir = fmt::format("src host {}{}", l, hosts("dst"));
-    std::string in_dir = fmt::format("dst host {}{}", l, hosts("src"));
-    if (!local_ports.empty() && local_ports.size() <= max_listed) {
-        out_dir += " and " + join_ports("src", local_ports);
-        in_dir += " and " + join_ports("dst", local_ports);
+    std::string out_dir = fmt::format("src host {}", l);
+    std::string in_dir = fmt::format("dst host {}", l);
+    if (!remotes.empty()) {
+        out_dir += " and " + host_clause("dst", remotes);
+        in_dir += " and " + host_clause("src", remotes);
     }
-    if (!remote_ports.empty() && remote_ports.size() <= max_listed) {
-        out_dir += " and " + join_ports("dst", remote_ports);
-        in_dir += " and " + join_ports("src", remote_ports);
+    if (!local_ports.empty()) {
+        out_dir += " and " + port_clause("src", local_ports);
+        in_dir += " and " + port_clause("dst", local_ports);
+    }
+    if (!remote_ports.empty()) {
+        out_dir += " and " + port_clause("dst", remote_ports);
+        in_dir += " and " + port_clause("src", remote_ports);
     }
     // ICMP errors (unreachable, source quench, redirect, time exceeded, parameter problem)
     // that quote a TCP packet; the quoted ports are checked by the decoder and flow table.
@@ -65,6 +106,14 @@ std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t
         "icmp and dst host {} and (icmp[0] == 3 or icmp[0] == 4 or icmp[0] == 5 or icmp[0] == 11 or icmp[0] == 12)"
         " and icmp[17] == 6", l);
     return fmt::format("(tcp and (({}) or ({}))) or ({})", out_dir, in_dir, icmp);
+}
+
+// Only segments to `port` on one of our addresses and our answers from it: a local
+// client's connection to some remote port `port` is not ours, and is not captured.
+std::string listen_capture_filter(std::uint16_t port, const std::vector<wire::Ipv4Addr>& locals) {
+    if (locals.empty()) return fmt::format("tcp and (dst port {} or src port {})", port, port);
+    return fmt::format("tcp and ((dst port {} and {}) or (src port {} and {}))", port, host_clause("dst", locals), port,
+                       host_clause("src", locals));
 }
 
 PcapSource::PcapSource(const std::string& interface, const std::string& filter, int snaplen, int buffer_bytes) {
@@ -83,7 +132,7 @@ PcapSource::PcapSource(const std::string& interface, const std::string& filter, 
         pcap_close(p_);
         p_ = nullptr;
         if (rc == PCAP_ERROR_PERM_DENIED)
-            throw PrivilegeError("CAP_NET_RAW is required to capture: run as root or `setcap cap_net_raw,cap_net_admin+ep tcpprobe`");
+            throw PrivilegeError("CAP_NET_RAW is required to capture: run as root or `setcap cap_net_raw,cap_net_admin,cap_setpcap+ep tcpprobe`");
         throw EnvironmentError(fmt::format("cannot capture on {}: {}", interface, why));
     }
     link_type_ = pcap_datalink(p_);
@@ -110,7 +159,8 @@ PcapSource::~PcapSource() {
     if (p_) pcap_close(p_);
 }
 
-void PcapSource::dump_to(int fd, const std::string& shown) {
+void PcapSource::dump_to(int fd, const std::string& shown, std::uint64_t limit_bytes) {
+    dump_ = DumpBudget{limit_bytes, 24, 0};  // the file header
     std::FILE* f = ::fdopen(fd, "wb");
     if (!f) {
         ::close(fd);
@@ -144,7 +194,7 @@ std::unique_ptr<PcapSource> PcapSource::open_file(const std::string& path) {
 }
 
 std::size_t PcapSource::drain(const std::function<void(const CapturedFrame&)>& on_frame) {
-    DrainContext ctx{&on_frame, link_type_, dumper_};
+    DrainContext ctx{&on_frame, link_type_, dumper_, &dump_};
     while (ctx.count < max_frames_per_drain) {
         const auto budget = static_cast<int>(max_frames_per_drain - ctx.count);
         int n = pcap_dispatch(p_, budget, on_packet, reinterpret_cast<u_char*>(&ctx));

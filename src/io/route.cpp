@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -129,28 +130,53 @@ PortReservation::~PortReservation() {
     for (int fd : fds_) ::close(fd);
 }
 
-std::uint16_t PortReservation::reserve(wire::Ipv4Addr source, std::uint16_t port) {
+namespace {
+/// A TCP socket bound to `addr`:`port` (never listening), or -1 with errno set.
+int bound_socket(wire::Ipv4Addr addr, std::uint16_t port) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        int e = errno;
-        if (e == EMFILE || e == ENFILE) {
-            rlimit r{};
-            ::getrlimit(RLIMIT_NOFILE, &r);
-            throw EnvironmentError(fmt::format("cannot reserve source port {}: {} (RLIMIT_NOFILE {}): probe fewer ports per run, "
-                                               "or raise the limit (ulimit -n)", fds_.size() + 1, std::strerror(e), r.rlim_cur));
-        }
-        throw EnvironmentError(fmt::format("socket: {}", std::strerror(e)));
-    }
-    auto sa = to_sockaddr(source, port);
+    if (fd < 0) return -1;
+    auto sa = to_sockaddr(addr, port);
     if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0) {
         int e = errno;
         ::close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
+[[noreturn]] void throw_out_of_descriptors(int e, std::size_t reserved) {
+    rlimit r{};
+    ::getrlimit(RLIMIT_NOFILE, &r);
+    throw EnvironmentError(fmt::format("cannot reserve source port {}: {} (RLIMIT_NOFILE {}): probe fewer ports per run, "
+                                       "or raise the limit (ulimit -n)", reserved + 1, std::strerror(e), r.rlim_cur));
+}
+
+[[noreturn]] void throw_range_used_up(wire::Ipv4Addr source, std::size_t reserved) {
+    throw EnvironmentError(fmt::format("no free source port on {} after {} reserved: the ephemeral range "
+                                       "(net.ipv4.ip_local_port_range) is used up; probe fewer ports per run",
+                                       wire::to_string(source), reserved));
+}
+
+std::pair<std::uint16_t, std::uint16_t> ephemeral_range() {
+    unsigned lo = 32768, hi = 60999;  // Linux's default
+    if (std::FILE* f = std::fopen("/proc/sys/net/ipv4/ip_local_port_range", "r")) {
+        unsigned a = 0, b = 0;
+        if (std::fscanf(f, "%u %u", &a, &b) == 2 && a >= 1 && a <= b && b <= 65535) lo = a, hi = b;
+        std::fclose(f);
+    }
+    return {static_cast<std::uint16_t>(lo), static_cast<std::uint16_t>(hi)};
+}
+}  // namespace
+
+std::uint16_t PortReservation::reserve(wire::Ipv4Addr source, std::uint16_t port) {
+    int fd = bound_socket(source, port);
+    if (fd < 0) {
+        int e = errno;
+        if (e == EMFILE || e == ENFILE) throw_out_of_descriptors(e, fds_.size());
         if (port != 0 && e == EADDRINUSE)
             throw UsageError(fmt::format("--sport {}: port in use on {}", port, wire::to_string(source)));
-        if (port == 0 && e == EADDRINUSE)
-            throw EnvironmentError(fmt::format("no free source port on {} after {} reserved: the ephemeral range "
-                                               "(net.ipv4.ip_local_port_range) is used up; probe fewer ports per run",
-                                               wire::to_string(source), fds_.size()));
+        if (port == 0 && e == EADDRINUSE) throw_range_used_up(source, fds_.size());
         throw EnvironmentError(fmt::format("bind {}:{}: {}", wire::to_string(source), port, std::strerror(e)));
     }
     sockaddr_in bound{};
@@ -158,6 +184,54 @@ std::uint16_t PortReservation::reserve(wire::Ipv4Addr source, std::uint16_t port
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
     fds_.push_back(fd);
     return ntohs(bound.sin_port);
+}
+
+std::vector<std::uint16_t> PortReservation::reserve_block(wire::Ipv4Addr source, std::size_t count, std::uint32_t start_hint) {
+    const auto [lo, hi] = ephemeral_range();
+    const std::uint32_t size = std::uint32_t{hi} - lo + 1;
+    std::vector<std::uint16_t> ports;
+    for (std::uint32_t i = 0; i < size && ports.size() < count; ++i) {
+        const auto port = static_cast<std::uint16_t>(lo + (start_hint + i) % size);
+        int fd = bound_socket(source, port);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE) throw_out_of_descriptors(errno, fds_.size());
+            continue;  // in use (or reserved by the administrator): the next one
+        }
+        fds_.push_back(fd);
+        ports.push_back(port);
+    }
+    if (ports.size() < count) throw_range_used_up(source, fds_.size());
+    return ports;
+}
+
+void PortReservation::hold_for_listen(std::optional<wire::Ipv4Addr> local, std::uint16_t port) {
+    const wire::Ipv4Addr addr = local.value_or(wire::Ipv4Addr{0});
+    int fd = bound_socket(addr, port);
+    if (fd >= 0) {
+        fds_.push_back(fd);
+        return;
+    }
+    const int e = errno;
+    const std::string where = local ? fmt::format("{}:{}", wire::to_string(*local), port) : fmt::format("port {}", port);
+    if (e == EADDRINUSE)
+        throw UsageError(fmt::format("listen {}: a local socket uses this port (listening, connected or in TIME-WAIT; "
+                                     "see `ss -tan sport = :{}`): listen watches only ports nothing local uses",
+                                     where, port));
+    if (e == EACCES)
+        throw PrivilegeError(fmt::format("listen {}: a privileged port (below net.ipv4.ip_unprivileged_port_start) "
+                                         "needs root or CAP_NET_BIND_SERVICE, as a server binding it would", where));
+    throw EnvironmentError(fmt::format("listen {}: cannot hold the port: {}", where, std::strerror(e)));
+}
+
+std::vector<wire::Ipv4Addr> local_ipv4_addresses() {
+    std::vector<wire::Ipv4Addr> out;
+    ifaddrs* list = nullptr;
+    if (getifaddrs(&list) != 0) return out;
+    for (ifaddrs* i = list; i; i = i->ifa_next)
+        if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET)
+            out.push_back(wire::Ipv4Addr{ntohl(reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr.s_addr)});
+    freeifaddrs(list);
+    return out;
 }
 
 }  // namespace tcpprobe::io

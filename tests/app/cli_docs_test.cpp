@@ -471,7 +471,7 @@ TEST_CASE("cli docs: man page: EXIT STATUS lists every code the program returns"
 TEST_CASE("cli docs: man page: PRIVILEGES and SEE ALSO carry what the design requires") {
     ManPage m = read_man();
     const std::string priv = man_text(m, "PRIVILEGES");
-    for (std::string item : {"CAP_NET_RAW", "CAP_NET_ADMIN", "setcap cap_net_raw,cap_net_admin+ep", "no_new_privs",
+    for (std::string item : {"CAP_NET_RAW", "CAP_NET_ADMIN", "setcap cap_net_raw,cap_net_admin,cap_setpcap+ep", "no_new_privs",
                              "tcpprobe_", "flags owner", "SIGKILL", "SO_MARK"})
         CHECK_MESSAGE(priv.find(item) != std::string::npos, "man/tcpprobe.8: PRIVILEGES does not mention " << item);
     const std::string see = man_text(m, "SEE ALSO");

@@ -16,6 +16,7 @@ namespace tcpprobe::app {
 struct GlobalOptions {
     std::string output = "text";
     std::string write_pcap;
+    std::string write_limit;  ///< --write-limit SIZE; empty: no limit
     int verbosity = 0;
     bool quiet = false;
     bool no_color = false;

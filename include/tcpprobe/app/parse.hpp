@@ -49,6 +49,9 @@ inline constexpr std::size_t max_request_bytes = 65536;
 wire::ByteVec parse_request(std::string_view text);
 /// -w FILE: the capture's path; "-" is refused (standard output carries the results).
 std::string parse_write_path(std::string_view text);
+/// --write-limit SIZE: bytes, or with a K, M or G suffix (powers of 1024); at least 1 KiB
+/// (the pcap file header and a packet or two). Throws UsageError.
+std::uint64_t parse_write_limit(std::string_view text);
 /// Decimal or 0x-hex unsigned number within [lo, hi].
 std::uint64_t parse_number(std::string_view text, std::string_view option, std::uint64_t lo, std::uint64_t hi);
 

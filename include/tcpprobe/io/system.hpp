@@ -32,6 +32,9 @@ Route select_route(wire::Ipv4Addr target, std::optional<wire::Ipv4Addr> source,
 /// True when `addr` is the broadcast address of a local interface (directed broadcast).
 bool is_local_broadcast(wire::Ipv4Addr addr);
 
+/// Every IPv4 address of this network namespace's interfaces.
+std::vector<wire::Ipv4Addr> local_ipv4_addresses();
+
 /// Resolves "host" to one IPv4 address. Throws UsageError.
 wire::Ipv4Addr resolve_ipv4(const std::string& host);
 
@@ -47,6 +50,14 @@ public:
     ~PortReservation();
     /// A random free ephemeral port on `source` (port 0 = any), or the given one.
     std::uint16_t reserve(wire::Ipv4Addr source, std::uint16_t port = 0);
+    /// `count` free ports of the ephemeral range, consecutive from `start_hint` (taken
+    /// modulo the range) where free, so that the capture filter names a few ranges.
+    std::vector<std::uint16_t> reserve_block(wire::Ipv4Addr source, std::size_t count, std::uint32_t start_hint);
+    /// Holds `port` on `local` (nullopt: every address) for `listen`, so no local socket
+    /// uses it during the run. Throws UsageError when a local socket already uses it
+    /// (listening, connected or in TIME-WAIT), PrivilegeError when the port is below
+    /// net.ipv4.ip_unprivileged_port_start and the process may not bind it.
+    void hold_for_listen(std::optional<wire::Ipv4Addr> local, std::uint16_t port);
 
 private:
     std::vector<int> fds_;
@@ -87,8 +98,26 @@ public:
     int link_type() const { return link_type_; }
     /// Writes every captured frame to `fd` as well (pcap, nanosecond precision); takes
     /// ownership of `fd` (see create_user_file). `shown` names the file in errors.
-    void dump_to(int fd, const std::string& shown);
+    void dump_to(int fd, const std::string& shown, std::uint64_t limit_bytes = 0);
     void flush();
+    /// Packets not written because the file reached its limit (--write-limit).
+    std::uint64_t write_skipped() const { return dump_.skipped; }
+
+    /// The -w file's budget: a packet is written only while the file stays within
+    /// `limit` bytes (0: no limit); the rest are counted.
+    struct DumpBudget {
+        std::uint64_t limit = 0;
+        std::uint64_t written = 0;
+        std::uint64_t skipped = 0;
+        bool take(std::uint64_t bytes) {
+            if (limit && written + bytes > limit) {
+                ++skipped;
+                return false;
+            }
+            written += bytes;
+            return true;
+        }
+    };
     /// Packets the kernel dropped for lack of buffer space (pcap_stats).
     std::uint64_t kernel_drops() const;
     std::uint64_t drops() const override { return kernel_drops(); }
@@ -97,6 +126,7 @@ private:
     PcapSource() = default;
     pcap* p_ = nullptr;
     pcap_dumper* dumper_ = nullptr;
+    DumpBudget dump_;
     int fd_ = -1;
     int link_type_ = 0;
 };
@@ -105,6 +135,9 @@ private:
 /// errors sent to `local`. Pure: tested against golden strings.
 std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t>& local_ports,
                            const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports);
+
+/// `listen`'s filter: segments to `port` on one of `locals` and those from it. Pure.
+std::string listen_capture_filter(std::uint16_t port, const std::vector<wire::Ipv4Addr>& locals);
 
 // --- nftables RST guard -----------------------------------------------------------
 
@@ -149,8 +182,25 @@ private:
 
 /// Throws PrivilegeError naming the missing capability and the setcap command.
 void require_capabilities(bool need_net_admin);
-/// Drops every capability and sets no_new_privs; open handles keep working.
-void drop_privileges();
+/// Who the process runs as after setup. A user running a file-capability copy stays
+/// who it is; root (or sudo) becomes the invoking user named by SUDO_UID/SUDO_GID, or
+/// nobody (65534) when there is none or it names root. Pure.
+struct RunIdentity {
+    unsigned uid = 0, gid = 0;
+    bool switch_ids = false;
+};
+inline constexpr unsigned nobody_id = 65534;
+RunIdentity identity_after_setup(unsigned ruid, unsigned euid, unsigned rgid, const char* sudo_uid, const char* sudo_gid);
+
+struct DropReport {
+    unsigned uid = 0, gid = 0;
+    bool bounding_set_emptied = false;  ///< false: CAP_SETPCAP was not held (setcap without it)
+};
+/// After setup, for good: the bounding and ambient sets emptied, uid/gid switched from
+/// root (identity_after_setup), every other capability set emptied, no_new_privs, and a
+/// seccomp allow-list (anything else fails with EPERM). Open handles keep working; the
+/// nft table goes when its netlink socket closes (`flags owner`), which needs no privilege.
+DropReport drop_privileges();
 /// Makes room for `needed` open descriptors (one reserved socket per source port, plus
 /// the run's own): raises the soft RLIMIT_NOFILE, up to the hard limit, when it is lower.
 /// Throws EnvironmentError naming both limits and what to do when the hard limit is lower.
