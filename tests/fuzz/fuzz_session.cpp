@@ -128,8 +128,8 @@ std::optional<wire::DecodedPacket> peer_packet(Input& in, const wire::Segment* l
     const std::uint8_t mode = in.u8();
     std::uint32_t seq = in.u32(), ack = in.u32();
     if (last_ours && mode % 4 != 0) {  // mostly near the numbers in play
-        seq = last_ours->ack.value + static_cast<std::uint32_t>(static_cast<std::int8_t>(seq & 0xff));
-        ack = last_ours->seq.value + static_cast<std::uint32_t>(last_ours->payload.size()) +
+        seq = last_ours->ack.raw() + static_cast<std::uint32_t>(static_cast<std::int8_t>(seq & 0xff));
+        ack = last_ours->seq.raw() + static_cast<std::uint32_t>(last_ours->payload.size()) +
               static_cast<std::uint32_t>(static_cast<std::int8_t>(ack & 0xff));
     }
     wire::ByteVec b(20 + 20 + opt_len + payload_len, 0);

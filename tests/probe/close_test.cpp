@@ -408,7 +408,7 @@ void peer_repeats_its_fin(Sim& sim) {
 }
 
 Instant time_wait_entry(const probe::CloseReport& r) {
-    auto tw = std::find_if(r.local_states.begin(), r.local_states.end(), [](const auto& s) { return s.state == "TIME-WAIT"; });
+    auto tw = std::find_if(r.local_states.begin(), r.local_states.end(), [](const auto& s) { return s.state == State::TimeWait; });
     REQUIRE(tw != r.local_states.end());
     return tw->since;
 }
@@ -424,7 +424,7 @@ TEST_CASE("teardown active: a peer repeating its FIN every 1.5 s restarts our TI
     const Instant entry = time_wait_entry(r);
     // 2MSL restarted by the copies at +1.5 s (to 3.5 s) and +3 s (capped at 4 s); the copy
     // at +4.5 s meets a closed connection.
-    CHECK(r.local_states.back().state == "CLOSED");
+    CHECK(r.local_states.back().state == State::Closed);
     CHECK(r.local_states.back().since - entry == 4s);
     CHECK(sim.now() - entry < 6s);
 }
