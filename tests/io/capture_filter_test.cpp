@@ -96,8 +96,6 @@ TEST_CASE("capture filter: several ports and destinations: single ones listed wi
     CHECK(g.find("(ip[16:4] >= 3323068418 and ip[16:4] <= 3323068419)") != std::string::npos);
     CHECK(matches(g, tcp(us, 40000, other, 80)));
     CHECK_FALSE(matches(g, tcp(us, 40000, wire::Ipv4Addr{0xC6120004}, 80)));
-    CHECK(matches(f, tcp(other, 443, us, 40001)));
-    CHECK_FALSE(matches(f, tcp(other, 22, us, 40001)));
 }
 
 TEST_CASE("capture filter: 40 source ports to one target port: only those flows pass") {

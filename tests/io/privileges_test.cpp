@@ -1,7 +1,7 @@
 // Who tcpprobe runs as once setup is over (io::identity_after_setup): never root, the
 // invoking user under sudo, nobody otherwise; a file-capability user keeps its ids.
 // The drop itself (capability sets, no_new_privs, seccomp) is checked on a running probe
-// by the lab test test_privileges.py, which reads /proc/PID/status.
+// by the lab test tests/integration/test_hardening.py, which reads /proc/PID/status.
 #include <doctest/doctest.h>
 
 #include "tcpprobe/io/system.hpp"
