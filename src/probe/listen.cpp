@@ -162,9 +162,11 @@ void ListenFlow::conclude(Instant now, std::string end, Outbox& out) {
     concluded_ = true;
     report_.end = std::move(end);
     report_.evidence = evidence(report_.end == "max-wait" || report_.end == "flood");
-    if (report_.end == "rst") report_.evidence.peer_rst = now - report_.syn_times.front();
     report_.probes_sent = prober_.probes_sent();
+    // A flow starts with its client's SYN in listen_cmd, but the flow itself takes any
+    // first segment (fuzz_session found a RST first reading an empty list here).
     if (!report_.syn_times.empty()) {
+        if (report_.end == "rst") report_.evidence.peer_rst = now - report_.syn_times.front();
         report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, RetryRule::SynTime);
         for (const auto& n : report_.fit.notes) note(now, n, out);
     }

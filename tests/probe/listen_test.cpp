@@ -78,3 +78,22 @@ TEST_CASE("listen --answer syn: a bare SYN makes a simultaneous open") {
           });
     CHECK(sim.peer().state() == tcb::State::Established);
 }
+
+TEST_CASE("listen: a client's RST before any SYN ends the flow 'rst' with no SYN and no RST time") {
+    // Regression (fuzz_session input 2e01000002591919191919ffffffceae88): conclude("rst")
+    // read the first SYN's time from an empty list.
+    probe::ListenFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Silent);
+    wire::Segment rst;
+    rst.src = server;
+    rst.dst = client;
+    rst.flags = wire::flag::rst;
+    rst.seq = wire::Seq{1234};
+    sim.at(sim.start() + 10ms, [&](Sim& s, Instant t) { s.capture(t, rst, false); });
+    sim.run(5s);
+    CHECK(flow.concluded());
+    CHECK(flow.report().end == "rst");
+    CHECK(flow.report().syn_times.empty());
+    CHECK_FALSE(flow.report().evidence.peer_rst.has_value());
+    CHECK(flow.report().evidence.copies.empty());
+}
