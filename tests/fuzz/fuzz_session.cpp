@@ -5,8 +5,9 @@
 // captured in the outgoing direction.
 //
 // Input: byte 0 picks the scenario (the bare TCB, handshake variants, the five close
-// modes, retransmit synack/fin, time-wait reuse/rst/fin, listen with each answer); the
-// rest is a list of operations. The target aborts (a real finding) when
+// modes, retransmit synack/fin, time-wait reuse/rst, listen with each answer, keepalive
+// watch/send, fin-wait-2, idle with each probe; the last two run several connections,
+// one per slot of their measurement); the rest is a list of operations. The target aborts (a real finding) when
 //   - SND.UNA is after SND.NXT in the scenario's TCB,
 //   - the bare TCB hands up more bytes than the peer's segments carried,
 //   - a session is not done after the input ends and simulated time runs on: every
@@ -14,10 +15,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <map>
 #include <memory>
 
 #include "tcpprobe/probe/close.hpp"
 #include "tcpprobe/probe/handshake.hpp"
+#include "tcpprobe/probe/keepalive.hpp"
+#include "tcpprobe/probe/lifetime_flow.hpp"
 #include "tcpprobe/probe/listen.hpp"
 #include "tcpprobe/probe/retransmit.hpp"
 #include "tcpprobe/probe/scenario.hpp"
@@ -51,9 +55,9 @@ void check(bool ok) {
     if (!ok) std::abort();
 }
 
-tcb::TcbConfig tcb_config() {
+tcb::TcbConfig tcb_config(std::uint16_t local_port = us.port) {
     tcb::TcbConfig c;
-    c.tuple = {us, peer};
+    c.tuple = {{us.addr, local_port}, peer};
     c.iss = wire::Seq{1000};
     c.syn_options = tcb::default_syn_options(1460, 7, true, true);
     c.time_wait = 2s;
@@ -61,22 +65,27 @@ tcb::TcbConfig tcb_config() {
     return c;
 }
 
-probe::ConnectConfig connect_config() {
+probe::ConnectConfig connect_config(std::uint16_t local_port = us.port) {
     probe::ConnectConfig c;
-    c.tcb = tcb_config();
+    c.tcb = tcb_config(local_port);
     return c;
 }
 
-/// The scenario picked by `sel`, and its connection (for the TCB invariants).
-std::unique_ptr<probe::Flow> make_flow(std::uint8_t sel, const probe::ConnectionFlow*& conn) {
+/// Scenarios byte 0 selects; one more value is the bare TCB.
+constexpr unsigned scenario_count = 20;
+constexpr bool is_listen(unsigned sel) { return sel >= 12 && sel <= 14; }
+
+/// Adds the scenario picked by `sel` (below scenario_count) to `session`; returns its
+/// connections (for the TCB invariants), one per local port from us.port on.
+std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session& session, Instant now) {
     const wire::ByteVec request{'G', 'E', 'T', '\r', '\n'};
     std::unique_ptr<probe::ConnectionFlow> f;
-    switch (sel % 15) {
+    switch (sel) {
         case 0: case 1: case 2: {
             probe::HandshakeConfig c;
             c.connect = connect_config();
-            c.half_open = sel % 15 == 1;
-            c.stale_syn = sel % 15 == 2;
+            c.half_open = sel == 1;
+            c.stale_syn = sel == 2;
             c.stale_isn = wire::Seq{5000};
             c.linger = 3s;
             f = std::make_unique<probe::HandshakeFlow>(c);
@@ -85,7 +94,7 @@ std::unique_ptr<probe::Flow> make_flow(std::uint8_t sel, const probe::Connection
         case 3: case 4: case 5: case 6: case 7: {
             probe::CloseConfig c;
             c.connect = connect_config();
-            c.mode = static_cast<probe::CloseMode>(sel % 15 - 3);
+            c.mode = static_cast<probe::CloseMode>(sel - 3);
             c.request = request;
             f = std::make_unique<probe::CloseFlow>(c);
             break;
@@ -93,7 +102,7 @@ std::unique_ptr<probe::Flow> make_flow(std::uint8_t sel, const probe::Connection
         case 8: case 9: {
             probe::RetransmitConfig c;
             c.connect = connect_config();
-            c.segment = sel % 15 == 8 ? probe::RetxSegment::SynAck : probe::RetxSegment::Fin;
+            c.segment = sel == 8 ? probe::RetxSegment::SynAck : probe::RetxSegment::Fin;
             c.peer_closes_first = true;
             c.request = request;
             c.max_wait = 30s;
@@ -103,26 +112,63 @@ std::unique_ptr<probe::Flow> make_flow(std::uint8_t sel, const probe::Connection
         case 10: case 11: {
             probe::TimeWaitConfig c;
             c.connect = connect_config();
-            c.test = sel % 15 == 10 ? probe::TwTest::Reuse : probe::TwTest::Rst;
+            c.test = sel == 10 ? probe::TwTest::Reuse : probe::TwTest::Rst;
             c.request = request;
             f = std::make_unique<probe::TimeWaitFlow>(c);
             break;
         }
-        default: {
+        case 12: case 13: case 14: {
             probe::ListenConfig c;
             c.connect = connect_config();
-            c.answer = static_cast<probe::ListenAnswer>(sel % 15 - 12);
+            c.answer = static_cast<probe::ListenAnswer>(sel - 12);
             f = std::make_unique<probe::ListenFlow>(c);
             break;
         }
+        case 15: case 16: {
+            probe::KeepaliveConfig c;
+            c.connect = connect_config();
+            c.request = request;
+            c.mode = sel == 15 ? probe::KeepaliveMode::Watch : probe::KeepaliveMode::Send;
+            c.answer = 1;
+            c.max_wait = 10min;  // keepalive_cmd's --max-wait, shorter than the default
+            c.count = 3;
+            f = std::make_unique<probe::KeepaliveFlow>(c);
+            break;
+        }
+        default: {  // fin-wait-2, idle (ack, data): one connection per slot, as lifetime_cmd builds them
+            const auto subject = sel == 17 ? probe::LifetimeSubject::FinWait2 : probe::LifetimeSubject::Idle;
+            probe::LifetimeConfig lc;
+            lc.max = 8s;
+            lc.resolution = 1s;
+            auto run = std::make_shared<probe::LifetimeRun>(subject, lc);
+            std::vector<const probe::ConnectionFlow*> conns;
+            std::uint16_t port = us.port;
+            for (auto [round, count] : {std::pair{probe::Round::Coarse, run->engine().slots(probe::Round::Coarse)},
+                                        std::pair{probe::Round::Fine, probe::LifetimeEngine::fine_capacity(lc)}})
+                for (unsigned slot = 0; slot < count; ++slot) {
+                    probe::LifetimeFlowConfig c;
+                    c.connect = connect_config(port++);
+                    c.request = request;
+                    c.idle_probe = sel == 19 ? probe::IdleProbe::Data : probe::IdleProbe::Ack;
+                    c.max_wait = 5s;
+                    c.run = run;
+                    c.round = round;
+                    c.slot = slot;
+                    auto lf = std::make_unique<probe::LifetimeFlow>(std::move(c));
+                    conns.push_back(lf.get());
+                    session.add(now, std::move(lf));
+                }
+            return conns;
+        }
     }
-    conn = f.get();
-    return f;
+    const probe::ConnectionFlow* conn = f.get();
+    session.add(now, std::move(f));
+    return {conn};
 }
 
 /// A TCP segment from the peer as raw bytes (header fields, options and payload from the
 /// input; sequence numbers near what we sent last), decoded by the wire layer like a capture.
-std::optional<wire::DecodedPacket> peer_packet(Input& in, const wire::Segment* last_ours) {
+std::optional<wire::DecodedPacket> peer_packet(Input& in, const wire::Segment* last_ours, std::uint16_t local_port = us.port) {
     const std::uint8_t opt_len = static_cast<std::uint8_t>((in.u8() % 11) * 4);
     const std::uint8_t payload_len = in.u8() % 48;
     const std::uint8_t mode = in.u8();
@@ -140,7 +186,7 @@ std::optional<wire::DecodedPacket> peer_packet(Input& in, const wire::Segment* l
     wire::store_be32(b, 12, peer.addr.value);
     wire::store_be32(b, 16, us.addr.value);
     wire::store_be16(b, 20, mode & 0x80 ? in.u16() : peer.port);
-    wire::store_be16(b, 22, us.port);
+    wire::store_be16(b, 22, local_port);
     wire::store_be32(b, 24, seq);
     wire::store_be32(b, 28, ack);
     const std::uint16_t flags = in.u16() & 0x0fff;
@@ -200,32 +246,38 @@ void fuzz_tcb(Input& in) {
     }
 }
 
-void fuzz_scenario(std::uint8_t sel, Input& in) {
-    const probe::ConnectionFlow* conn = nullptr;
+void fuzz_scenario(unsigned sel, Input& in) {
     probe::Session session;
     Instant now = instant_from_ns(1'000'000'000);
-    session.add(now, make_flow(sel, conn));
+    const std::vector<const probe::ConnectionFlow*> conns = add_flows(sel, session, now);
     // listen waits for clients until --max-wait: the command bounds its session (set_end),
     // the flow does not; every other scenario must end by itself.
-    if (sel % 15 >= 12) session.set_end(now + 60s);
+    if (is_listen(sel)) session.set_end(now + 60s);
     probe::Outbox out;
     std::vector<wire::Segment> unsent_capture;  // ours, not yet seen by the "capture"
-    std::optional<wire::Segment> last;
+    std::map<std::uint16_t, wire::Segment> last;  // our last segment, per local port
+    auto last_of = [&](std::uint16_t port) -> const wire::Segment* {
+        auto it = last.find(port);
+        return it == last.end() ? nullptr : &it->second;
+    };
     auto settle = [&] {
         for (auto& s : out.send) {
-            last = s;
+            last[s.src.port] = s;
             unsent_capture.push_back(std::move(s));
         }
         out.send.clear();
         out.events.clear();
-        check(!wire::after(conn->tcb().snd.una, conn->tcb().snd.nxt));
+        for (const auto* c : conns) check(!wire::after(c->tcb().snd.una, c->tcb().snd.nxt));
     };
+    // Which connection the next peer segment or forged one belongs to.
+    auto pick_port = [&] { return static_cast<std::uint16_t>(us.port + (conns.size() > 1 ? in.u8() % conns.size() : 0)); };
     session.on_timer(now, out);
     settle();
     for (int steps = 0; !in.empty() && steps < 4096 && !session.done(); ++steps) {
         switch (in.u8() % 8) {
             case 0: case 1: case 2: {
-                if (auto p = peer_packet(in, last ? &*last : nullptr)) session.on_packet(now, *p, out);
+                const std::uint16_t port = pick_port();
+                if (auto p = peer_packet(in, last_of(port), port)) session.on_packet(now, *p, out);
                 break;
             }
             case 3: {  // our segments reach the capture (all, or all but one: lost before it)
@@ -249,7 +301,7 @@ void fuzz_scenario(std::uint8_t sel, Input& in) {
                 e.type = static_cast<std::uint8_t>(in.u8() % 13);
                 e.code = static_cast<std::uint8_t>(in.u8() % 16);
                 e.next_hop_mtu = in.u16();
-                e.quoted_src = us;
+                e.quoted_src = {us.addr, pick_port()};
                 e.quoted_dst = peer;
                 e.quoted_seq = wire::Seq{in.u32()};
                 p.body = e;
@@ -258,14 +310,15 @@ void fuzz_scenario(std::uint8_t sel, Input& in) {
             }
             case 6: {  // a segment of our own kernel, or a forged one, in the outgoing direction
                 wire::Segment s;
-                s.src = us;
+                s.src = {us.addr, pick_port()};
                 s.dst = peer;
                 s.flags = in.u16() & 0x0fff;
                 s.seq = wire::Seq{in.u32()};
                 s.ack = wire::Seq{in.u32()};
-                if (last && in.u8() % 2) {
-                    s.seq = last->seq;
-                    s.ack = last->ack;
+                const wire::Segment* l = last_of(s.src.port);
+                if (l && in.u8() % 2) {
+                    s.seq = l->seq;
+                    s.ack = l->ack;
                 }
                 session.on_packet(now, outgoing(s), out);
                 break;
@@ -295,8 +348,8 @@ void fuzz_scenario(std::uint8_t sel, Input& in) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     Input in{data, size};
-    const std::uint8_t sel = in.u8();
-    if (sel % 16 == 15) fuzz_tcb(in);
-    else fuzz_scenario(sel % 16, in);
+    const unsigned sel = in.u8() % (scenario_count + 1);
+    if (sel == scenario_count) fuzz_tcb(in);
+    else fuzz_scenario(sel, in);
     return 0;
 }
