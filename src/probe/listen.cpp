@@ -152,7 +152,10 @@ std::optional<Instant> ListenFlow::silence_at() const {
 std::optional<Instant> ListenFlow::connected_deadline() const {
     if (answered_) return tcb_.next_deadline();
     if (concluded_ || report_.syn_times.empty()) return std::nullopt;
-    std::optional<Instant> d = silence_at();
+    // Silence ends the run only when no probe is outstanding (on_connected_timer): while one
+    // is, its answer wait is the deadline. A silence already past would otherwise be a
+    // deadline that never moves (fuzz_session: the runner spun until the answer wait ended).
+    std::optional<Instant> d = prober_.outstanding() ? std::nullopt : silence_at();
     if (auto p = prober_.next_deadline(); p && (!d || *p < *d)) d = p;
     return d;
 }

@@ -186,7 +186,9 @@ std::optional<Instant> RetransmitFlow::connected_deadline() const {
         if (x && (!d || *x < *d)) d = x;
     };
     consider(fin_at_);
-    consider(silence_at());
+    // As in listen: silence counts only with no probe outstanding, else a silence already
+    // past is a deadline that never moves.
+    if (!prober_.outstanding()) consider(silence_at());
     if (!report_.times.empty()) consider(prober_.next_deadline());
     if (measuring_since_) consider(*measuring_since_ + cfg_.max_wait);
     return d;

@@ -97,3 +97,52 @@ TEST_CASE("listen: a client's RST before any SYN ends the flow 'rst' with no SYN
     CHECK_FALSE(flow.report().evidence.peer_rst.has_value());
     CHECK(flow.report().evidence.copies.empty());
 }
+
+TEST_CASE("listen: a client that stops sending and never answers a probe: every timer moves the deadline on") {
+    // Regression (fuzz_session): once the silence point had passed while a liveness probe
+    // was outstanding, the flow's deadline stayed at that past silence point: the runner
+    // called it again and again at the same instant until the probe's answer wait ended
+    // (before the fix: thousands of calls at one instant here).
+    for (int copies = 1; copies <= 4; ++copies) {
+        CAPTURE(copies);
+        probe::ListenFlow flow(config());
+        probe::Outbox out;
+        const Instant t0 = Sim::default_start();
+        flow.start(t0, out);
+        if (auto d = flow.next_deadline(); d && *d <= t0) flow.on_timer(t0, out);  // it begins
+        wire::Segment syn;
+        syn.src = server;  // the client
+        syn.dst = client;  // our listening endpoint
+        syn.flags = wire::flag::syn;
+        syn.seq = wire::Seq{777};
+        syn.window = 64240;
+        std::vector<Instant> copies_at;  // 0, 1, 3, 7 s: Linux's doubling from 1 s
+        for (int i = 0, at = 0; i < copies; ++i, at = 2 * at + 1) copies_at.push_back(t0 + 10ms + std::chrono::seconds{at});
+        Instant now = t0;
+        int repeated = 0, timers = 0;
+        unsigned probes = 0;
+        std::size_t next_copy = 0;
+        while (!flow.done() && now < t0 + 60s && timers < 10000) {
+            std::optional<Instant> d = flow.next_deadline();
+            if (next_copy < copies_at.size() && (!d || copies_at[next_copy] <= *d)) {
+                now = copies_at[next_copy++];
+                flow.on_segment(now, syn, false, out);
+                continue;
+            }
+            REQUIRE(d.has_value());
+            if (*d <= now) ++repeated;
+            now = std::max(now, *d);
+            flow.on_timer(now, out);
+            ++timers;
+            for (const auto& s : out.send) {
+                if (s.has(wire::flag::ack) && !s.has(wire::flag::syn)) ++probes;
+                flow.on_segment(now, s, true, out);  // our probes reach the capture
+            }
+            out.send.clear();
+        }
+        CHECK(flow.report().syn_times.size() == static_cast<std::size_t>(copies));
+        CHECK(probes > 0);
+        CHECK(repeated == 0);
+        CHECK(timers < 1000);  // about one a second over the minute, plus the probes' retries
+    }
+}
