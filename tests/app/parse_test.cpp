@@ -297,3 +297,16 @@ TEST_CASE("parse: parse_write_path: -w - is refused, standard output carries the
     CHECK(app::parse_write_path("run.pcap") == "run.pcap");
     check_message(usage_error([] { app::parse_write_path("-"); }), {"-w -", "standard output", "file name"});
 }
+
+TEST_CASE("parse: parse_write_limit: bytes or K/M/G (powers of 1024), at least 1024, no overflow") {
+    CHECK(app::parse_write_limit("65536") == 65536);
+    CHECK(app::parse_write_limit("512K") == 512u * 1024);
+    CHECK(app::parse_write_limit("10m") == 10u * 1024 * 1024);
+    CHECK(app::parse_write_limit("1G") == 1ULL << 30);
+    CHECK(app::parse_write_limit("1024") == 1024);
+    for (const char* bad : {"", "K", "1023", "0", "-5", "10X", "1.5M", "M10", "99999999999999999999", "2000000000G"}) {
+        CAPTURE(bad);
+        const std::string msg = test::usage_error([&] { app::parse_write_limit(bad); });
+        CHECK(msg.find("--write-limit") != std::string::npos);
+    }
+}

@@ -68,4 +68,27 @@ TEST_CASE("pcap source: drain hands over at most max_frames_per_drain frames per
     std::remove(path.c_str());
 }
 
+TEST_CASE("pcap source: -w with --write-limit: the file stops at the limit and every later packet is counted") {
+    // 100 frames of 20 bytes: each record is a 16-byte header and the frame. A limit of
+    // the file header (24) and ten records, plus 35 bytes that no eleventh record fits.
+    const std::string path = write_capture(100);
+    char out_name[] = "/tmp/tcpprobe_wlimit_XXXXXX";
+    const int fd = ::mkstemp(out_name);
+    REQUIRE(fd >= 0);
+    const std::uint64_t limit = 24 + 10 * 36 + 35;
+    {
+        auto source = io::PcapSource::open_file(path);
+        source->dump_to(fd, out_name, limit);
+        CHECK(source->drain([](const io::CapturedFrame&) {}) == 100);  // the run still sees every frame
+        source->flush();
+        CHECK(source->write_skipped() == 90);
+    }
+    std::ifstream written(out_name, std::ios::binary | std::ios::ate);
+    CHECK(static_cast<std::uint64_t>(written.tellg()) == 24 + 10 * 36);
+    auto reread = io::PcapSource::open_file(out_name);
+    CHECK(reread->drain([](const io::CapturedFrame&) {}) == 10);  // a valid capture of the first ten
+    std::remove(path.c_str());
+    std::remove(out_name);
+}
+
 TEST_SUITE_END();

@@ -146,3 +146,24 @@ TEST_CASE("listen: a client that stops sending and never answers a probe: every 
         CHECK(timers < 1000);  // about one a second over the minute, plus the probes' retries
     }
 }
+
+TEST_CASE("listen: a client repeating its SYN beyond 64 copies ends the flow 'flood' with 64 times kept") {
+    // Security review row 3 (for listen): every copy re-fitted the whole schedule, so a
+    // client sending its SYN without end cost CPU without bound.
+    probe::ListenFlow flow(config());
+    probe::Outbox out;
+    const Instant t0 = Sim::default_start();
+    flow.start(t0, out);
+    if (auto d = flow.next_deadline(); d && *d <= t0) flow.on_timer(t0, out);
+    wire::Segment syn;
+    syn.src = server;  // the client
+    syn.dst = client;
+    syn.flags = wire::flag::syn;
+    syn.seq = wire::Seq{777};
+    syn.window = 64240;
+    for (int i = 0; i < 1000; ++i) flow.on_segment(t0 + 10ms + i * 1ms, syn, false, out);
+    CHECK(flow.done());
+    CHECK(flow.report().end == "flood");
+    CHECK(flow.report().syn_times.size() == 64);
+    CHECK(flow.connect_result().anomalies.back() == "more than 64 SYNs: a flood, not a retransmission schedule");
+}
