@@ -15,6 +15,7 @@
 #include "tcpprobe/app/runner.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/io/files.hpp"
+#include "tcpprobe/io/raw_source.hpp"
 
 namespace tcpprobe::app {
 
@@ -60,15 +61,19 @@ namespace {
 /// The real edge: a libnet raw socket, a pcap handle, the nft RST guard.
 struct LiveEdge final : Edge {
     LiveEdge() = default;
-    /// Releases the capture and the nft socket in parallel: each release waits for an RCU
-    /// grace period in the kernel (packet_release, netlink), 15-25 ms apiece here.
+    /// A packet socket and the nft socket each wait for an RCU grace period when they are
+    /// released (packet_release, netlink; 15-25 ms apiece here): they are closed in
+    /// threads while the rest goes. Raw sockets close at once, and RawSource reads the
+    /// sender's socket: it goes first.
     ~LiveEdge() override {
-        if (capture && capture->write_skipped())
-            spdlog::warn("-w: the file reached --write-limit; {} later packets were not written", capture->write_skipped());
-        std::thread capture_closer([c = std::move(capture)]() mutable { c.reset(); });
+        if (pcap_capture && pcap_capture->write_skipped())
+            spdlog::warn("-w: the file reached --write-limit; {} later packets were not written", pcap_capture->write_skipped());
+        if (raw_capture) capture.reset();
+        std::thread capture_closer;
+        if (capture) capture_closer = std::thread([c = std::move(capture)]() mutable { c.reset(); });
         std::thread guard_closer([g = std::move(guard)]() mutable { g.reset(); });
         sender.reset();
-        capture_closer.join();
+        if (capture_closer.joinable()) capture_closer.join();
         guard_closer.join();
     }
 
@@ -79,7 +84,10 @@ struct LiveEdge final : Edge {
     void flush() override { capture->flush(); }
 
     io::PortReservation ports;
-    std::unique_ptr<io::PcapSource> capture;
+    /// io::RawSource, or io::PcapSource for -w FILE, loopback and runs that must see the
+    /// local kernel's own packets.
+    std::unique_ptr<io::PacketSource> capture;
+    io::PcapSource* pcap_capture = nullptr;  ///< the capture when it is libpcap's (-w, its limit)
     std::unique_ptr<io::LibnetSender> sender;
     std::unique_ptr<io::NftGuard> guard;
     io::SystemClock system_clock;
@@ -102,6 +110,7 @@ struct PcapFile {
     }
     PcapFile(const PcapFile&) = delete;
     PcapFile& operator=(const PcapFile&) = delete;
+    bool given() const { return fd >= 0; }
     /// Hands the file to the capture, which closes it.
     void attach(io::PcapSource& capture) {
         if (fd < 0) return;
@@ -154,11 +163,30 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     const int snaplen = req.headers_only ? 256 : wide ? 2048 : 65535;
     const auto ring = static_cast<int>(std::clamp<std::size_t>(req.flows * 4 * (static_cast<std::size_t>(snaplen) + 96),
                                                                std::size_t{1} << 20, std::size_t{32} << 20));
-    edge->capture = std::make_unique<io::PcapSource>(
-        edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports),
-        snaplen, wide ? ring : 1 << 20);
-    pcap_file.attach(*edge->capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
+    // Raw IP sockets unless the run writes a pcap file, must see the local kernel's own
+    // packets (no RST guard), or stays on loopback (where a raw socket would receive our
+    // own segments a second time). See io/raw_source.hpp for why.
+    const bool raw = !pcap_file.given() && !(req.kernel_rsts_matter && !guard) && edge->route.interface != "lo";
+    if (raw) {
+        try {
+            edge->capture = std::make_unique<io::RawSource>(
+                edge->route.interface,
+                io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports, true),
+                edge->sender->fd(), [s = edge->sender.get()] { return s->sent(); }, snaplen, wide ? ring : 1 << 20);
+            edge->raw_capture = true;
+        } catch (const io::EnvironmentError& e) {
+            spdlog::debug("raw-socket capture unavailable ({}), capturing with libpcap", e.what());
+        }
+    }
+    if (!edge->capture) {
+        auto pcap = std::make_unique<io::PcapSource>(
+            edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports),
+            snaplen, wide ? ring : 1 << 20);
+        pcap_file.attach(*pcap);
+        edge->pcap_capture = pcap.get();
+        edge->capture = std::move(pcap);
+    }
     if (guard) {
         std::string table = new_table_name();
         edge->guard = std::make_unique<io::NftGuard>(
@@ -185,8 +213,10 @@ std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wir
     else edge->route.interface = "any";
     if (local) edge->route.source = *local;
     const std::string filter = io::listen_capture_filter(port, local ? std::vector<wire::Ipv4Addr>{*local} : io::local_ipv4_addresses());
-    edge->capture = std::make_unique<io::PcapSource>(edge->route.interface, filter);
-    pcap_file.attach(*edge->capture);
+    auto capture = std::make_unique<io::PcapSource>(edge->route.interface, filter);
+    pcap_file.attach(*capture);
+    edge->pcap_capture = capture.get();
+    edge->capture = std::move(capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface == "any" ? "" : edge->route.interface, packet_mark);
     std::string table = new_table_name();
     edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));

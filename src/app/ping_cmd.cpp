@@ -46,6 +46,16 @@ double percentile(const std::vector<double>& sorted, double p) {
 struct Tally {
     std::uint64_t sent = 0, synack = 0, rst = 0, icmp = 0, silence = 0;
     std::vector<double> rtt_us;
+    /// Adds a destination's counts and RTTs (then sorted).
+    void add(const probe::PingTally::Destination& d) {
+        sent += d.sent;
+        synack += d.synack;
+        rst += d.rst;
+        icmp += d.icmp;
+        silence += d.silence;
+        for (auto ns : d.rtt_ns) rtt_us.push_back(static_cast<double>(ns) / 1e3);
+        std::sort(rtt_us.begin(), rtt_us.end());
+    }
     double loss_pct() const { return sent ? 100.0 * static_cast<double>(silence) / static_cast<double>(sent) : 0.0; }
     probe::Verdict verdict() const {
         if (synack) return probe::Verdict::Open;
@@ -89,6 +99,7 @@ struct PingResult {
     Tally all;
     std::size_t lanes = 0;
     std::uint64_t kernel_rsts = 0, late = 0;
+    bool kernel_rsts_seen = true;  ///< false: the raw-socket capture cannot see them
     RunStats stats;
     Duration elapsed{};
 };
@@ -107,7 +118,8 @@ nlohmann::json to_json(const PingResult& r) {
                               {"interface", r.interface},
                               {"verdict", to_string(r.verdict)},
                               {"lanes", r.lanes},
-                              {"kernel_rsts", r.kernel_rsts},
+                              // null: the raw-socket capture does not see the kernel's packets
+                              {"kernel_rsts", r.kernel_rsts_seen ? nlohmann::json(r.kernel_rsts) : nlohmann::json()},
                               {"late", r.late},
                               {"undecodable", r.stats.undecodable},
                               {"capture_drops", r.stats.capture_drops},
@@ -155,11 +167,15 @@ public:
         if (o.flood) spacing_ = Duration::zero();
         if (timeout_ <= Duration::zero()) throw io::UsageError("--timeout: must be positive");
 
-        // Lanes per destination: enough for the pace (probes in flight = rate x timeout), no more.
+        // Lanes per destination: enough for the pace (probes in flight = rate x timeout), no
+        // more. A quarter more than the average in flight absorbs late answers; below one
+        // probe in flight per destination, one lane each (any free lane takes the next
+        // ticket, so the lanes together carry rate x timeout): 10,000 ports need 10,000
+        // source ports, not 20,000.
         const double per_dest_rate = spacing_ > Duration::zero()
                                          ? 1e9 / static_cast<double>(spacing_.count()) / static_cast<double>(dests_.size())
                                          : 1e12;
-        lanes_per_ = static_cast<std::size_t>(std::ceil(per_dest_rate * static_cast<double>(timeout_.count()) / 1e9)) + 1;
+        lanes_per_ = static_cast<std::size_t>(std::ceil(1.25 * per_dest_rate * static_cast<double>(timeout_.count()) / 1e9));
         lanes_per_ = std::clamp<std::size_t>(lanes_per_, 1, std::min<std::size_t>(o.count, o.flood ? 64 : 256));
         if (lanes_per_ * dests_.size() > 20000)
             throw io::UsageError(fmt::format("{} destinations x {} lanes need too many source ports; lower --rate or split the run",
@@ -173,23 +189,28 @@ public:
             if (std::find(addrs.begin(), addrs.end(), d.addr) == addrs.end()) addrs.push_back(d.addr);
             if (std::find(ports.begin(), ports.end(), d.port) == ports.end()) ports.push_back(d.port);
         }
-        return open_edge(g, {addrs, ports, lanes_per_ * dests_.size(), std::nullopt, false, true});
+        return open_edge(g, {addrs, ports, lanes_per_ * dests_.size(), std::nullopt, false, true, false});
     }
 
     void build(probe::Session& session, Edge& edge, Renderer& renderer) override {
         renderer.set_multi_flow(true);
         start_ = edge.clock().now();
         auto plan = std::make_shared<probe::PingPlan>(start_, spacing_, dests_.size(), o_.count);
+        tally_ = std::make_shared<probe::PingTally>(dests_.size());
+        // Every lane sends the same SYN but for its tuple and ISN: one segment maker for all.
+        auto syn_maker = std::make_shared<tcb::Tcb>(make_tcb_config(
+            syn_, {{edge.route.source, edge.sports.at(0)}, {dests_[0].addr, dests_[0].port}}, edge.route.interface, run_rng()));
         std::size_t port_index = 0;
         for (std::size_t lane = 0; lane < lanes_per_; ++lane)
             for (std::size_t d = 0; d < dests_.size(); ++d) {
                 probe::PingLaneConfig pc;
-                pc.tcb = make_tcb_config(syn_, {{edge.route.source, edge.sports.at(port_index++)}, {dests_[d].addr, dests_[d].port}},
-                                         edge.route.interface, run_rng());
+                pc.tuple = {{edge.route.source, edge.sports.at(port_index++)}, {dests_[d].addr, dests_[d].port}};
+                pc.iss = syn_.isn.value_or(Seq{static_cast<std::uint32_t>(run_rng()())});
+                pc.syn_maker = syn_maker;
                 pc.destination = d;
                 pc.timeout = timeout_;
                 pc.events = !o_.flood;
-                auto flow = std::make_unique<probe::PingLane>(std::move(pc), plan);
+                auto flow = std::make_unique<probe::PingLane>(std::move(pc), plan, tally_);
                 lanes_.push_back(flow.get());
                 session.add(start_, std::move(flow));
             }
@@ -204,29 +225,18 @@ public:
         r.per.resize(dests_.size());
         r.lanes = lanes_.size();
         r.stats = stats;
+        r.kernel_rsts_seen = !edge.raw_capture;
         for (const auto* l : lanes_) {
             r.kernel_rsts += l->kernel_rsts();
             r.late += l->late();
-            for (const auto& p : l->probes()) {
-                for (Tally* t : {&r.per[l->destination()], &r.all}) {
-                    ++t->sent;
-                    switch (p.result) {
-                        case probe::ProbeResult::SynAck: ++t->synack; break;
-                        case probe::ProbeResult::Rst: ++t->rst; break;
-                        case probe::ProbeResult::Icmp: ++t->icmp; break;
-                        case probe::ProbeResult::Silence:
-                        case probe::ProbeResult::Pending: ++t->silence; break;
-                    }
-                    if (p.rtt_ns >= 0) t->rtt_us.push_back(static_cast<double>(p.rtt_ns) / 1e3);
-                }
-            }
         }
         probe::Verdict verdict = probe::Verdict::Pending;
-        for (auto& t : r.per) {
-            std::sort(t.rtt_us.begin(), t.rtt_us.end());
-            verdict = probe::combine(verdict, t.verdict());
+        for (std::size_t d = 0; d < dests_.size(); ++d) {
+            r.per[d].add(tally_->at(d));
+            r.all.add(tally_->at(d));
+            tally_->at(d).rtt_ns = {};  // now held as r.per[d]
+            verdict = probe::combine(verdict, r.per[d].verdict());
         }
-        std::sort(r.all.rtt_us.begin(), r.all.rtt_us.end());
         r.verdict = verdict_of(verdict);
         r.elapsed = edge.clock().now() - start_;
         return r;
@@ -240,6 +250,7 @@ private:
     std::size_t lanes_per_ = 1;
     Instant start_{};
     std::vector<const probe::PingLane*> lanes_;
+    std::shared_ptr<probe::PingTally> tally_;
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 // size through a ptag update corrupts the IP length in libnet 1.1.6 (DESIGN §3).
 #include <libnet.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -17,25 +18,60 @@
 
 namespace tcpprobe::io {
 
-LibnetSender::LibnetSender(const std::string& interface, std::uint32_t mark) {
-    char err[LIBNET_ERRBUF_SIZE] = {};
-    l_ = libnet_init(LIBNET_RAW4, interface.empty() ? nullptr : interface.c_str(), err);
-    if (!l_) {
-        std::string why = err;
-        if (why.find("ermission") != std::string::npos || why.find("not permitted") != std::string::npos)
+namespace {
+/// The socket libnet_open_raw4() would open (raw IPv4, IP_HDRINCL, SO_BROADCAST, bound to
+/// the interface), without its send-buffer probe: libnet 1.1.6 raises SO_SNDBUF 128
+/// bytes at a time up to 1 MiB, about 6,500 setsockopt() calls (~2 ms) on Linux, which
+/// never refuses a size but caps it at net.core.wmem_max. One forced size does the same.
+int open_raw4(const std::string& interface, std::uint32_t mark) {
+    int fd = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    if (fd < 0) {
+        if (errno == EPERM || errno == EACCES)
             throw PrivilegeError("CAP_NET_RAW is required to open a raw socket: run as root or `setcap cap_net_raw,cap_net_admin,cap_setpcap+ep tcpprobe`");
-        throw EnvironmentError(fmt::format("libnet_init: {}", why));
+        throw EnvironmentError(fmt::format("raw socket: {}", std::strerror(errno)));
     }
-    int fd = libnet_getfd(l_);
-    if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
-        int e = errno;
-        libnet_destroy(l_);
-        l_ = nullptr;
-        if (e == EPERM)
+    const int on = 1;
+    const int sndbuf = 1 << 20;
+    int e = 0;
+    if (::setsockopt(fd, IPPROTO_IP, IP_HDRINCL, &on, sizeof on) != 0 ||
+        ::setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &on, sizeof on) != 0 ||
+        (!interface.empty() &&
+         ::setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, interface.c_str(), static_cast<socklen_t>(interface.size())) != 0))
+        e = errno;
+    if (!e && ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sndbuf, sizeof sndbuf) != 0)
+        ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);  // capped by wmem_max
+    if (!e && ::setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {
+        e = errno;
+        if (e == EPERM) {
+            ::close(fd);
             throw PrivilegeError("CAP_NET_ADMIN is required to mark packets (SO_MARK): run as root or `setcap cap_net_raw,cap_net_admin,cap_setpcap+ep tcpprobe`");
-        throw EnvironmentError(fmt::format("SO_MARK: {}", std::strerror(e)));
+        }
     }
+    if (e) {
+        ::close(fd);
+        throw EnvironmentError(fmt::format("raw socket on {}: {}", interface.empty() ? "any interface" : interface, std::strerror(e)));
+    }
+    return fd;
 }
+}  // namespace
+
+LibnetSender::LibnetSender(const std::string& interface, std::uint32_t mark) {
+    const int fd = open_raw4(interface, mark);
+    char err[LIBNET_ERRBUF_SIZE] = {};
+    // A context that only builds, then given our socket as a RAW4 one: libnet_write()
+    // still builds and injects every packet (libnet_write_raw_ipv4 on l->fd), and
+    // libnet_destroy() closes the socket. The two fields are public in libnet 1.1.6's
+    // libnet-structures.h (the API has no way to skip the probe or to adopt a socket).
+    l_ = libnet_init(LIBNET_NONE, nullptr, err);
+    if (!l_) {
+        ::close(fd);
+        throw EnvironmentError(fmt::format("libnet_init: {}", err));
+    }
+    l_->fd = fd;
+    l_->injection_type = LIBNET_RAW4;
+}
+
+int LibnetSender::fd() const { return libnet_getfd(l_); }
 
 LibnetSender::~LibnetSender() {
     if (l_) libnet_destroy(l_);

@@ -84,7 +84,8 @@ std::string host_clause(const char* dir, const std::vector<wire::Ipv4Addr>& host
 // no other local socket's traffic can match. An earlier version dropped a list longer
 // than 32 entries, and -w then recorded all TCP to or from the targets.
 std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t>& local_ports,
-                           const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports) {
+                           const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports,
+                           bool incoming_only) {
     const std::string l = wire::to_string(local);
     std::string out_dir = fmt::format("src host {}", l);
     std::string in_dir = fmt::format("dst host {}", l);
@@ -105,6 +106,7 @@ std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t
     std::string icmp = fmt::format(
         "icmp and dst host {} and (icmp[0] == 3 or icmp[0] == 4 or icmp[0] == 5 or icmp[0] == 11 or icmp[0] == 12)"
         " and icmp[17] == 6", l);
+    if (incoming_only) return fmt::format("(tcp and {}) or ({})", in_dir, icmp);
     return fmt::format("(tcp and (({}) or ({}))) or ({})", out_dir, in_dir, icmp);
 }
 

@@ -15,8 +15,21 @@ std::optional<PingPlan::Ticket> PingPlan::take(std::size_t d) {
     return Ticket{start_ + spacing_ * static_cast<std::int64_t>(issued_++), taken_[d]++};
 }
 
-PingLane::PingLane(PingLaneConfig config, std::shared_ptr<PingPlan> plan)
-    : cfg_(std::move(config)), plan_(std::move(plan)), tcb_(cfg_.tcb), isn_(cfg_.tcb.iss) {}
+void PingTally::record(std::size_t d, ProbeResult r, std::int64_t rtt_ns) {
+    Destination& t = dests_.at(d);
+    ++t.sent;
+    switch (r) {
+        case ProbeResult::SynAck: ++t.synack; break;
+        case ProbeResult::Rst: ++t.rst; break;
+        case ProbeResult::Icmp: ++t.icmp; break;
+        case ProbeResult::Silence:
+        case ProbeResult::Pending: ++t.silence; break;
+    }
+    if (rtt_ns >= 0) t.rtt_ns.push_back(rtt_ns);
+}
+
+PingLane::PingLane(PingLaneConfig config, std::shared_ptr<PingPlan> plan, std::shared_ptr<PingTally> tally)
+    : cfg_(std::move(config)), plan_(std::move(plan)), tally_(std::move(tally)), isn_(cfg_.iss) {}
 
 void PingLane::next_ticket(Instant now) {
     (void)now;
@@ -38,25 +51,26 @@ void PingLane::send_probe(Instant now, Outbox& out) {
     send_at_.reset();
     // A new ISN per probe, far from the previous one: answers are matched by ack - 1.
     isn_ += 0x01000193u;
-    ProbeRecord r;
-    r.seq_no = next_seq_no_;
-    r.sent = now;  // replaced by the capture time
-    probes_.push_back(r);
+    seq_no_ = next_seq_no_;
+    sent_ = now;  // replaced by the capture time
     outstanding_ = true;
     captured_ = false;
     give_up_at_ = now + cfg_.timeout;
-    out.send.push_back(tcb_.make_segment(now, static_cast<std::uint16_t>(flag::syn | cfg_.tcb.extra_syn_flags), isn_, Seq{0}));
+    Segment syn = cfg_.syn_maker->make_segment(
+        now, static_cast<std::uint16_t>(flag::syn | cfg_.syn_maker->config().extra_syn_flags), isn_, Seq{0});
+    syn.src = cfg_.tuple.local;
+    syn.dst = cfg_.tuple.remote;
+    out.send.push_back(std::move(syn));
 }
 
 void PingLane::finish_probe(Instant t, ProbeResult result, Outbox& out, const char* what) {
-    ProbeRecord& r = probes_.back();
-    r.result = result;
-    if (result != ProbeResult::Silence) r.rtt_ns = (t - r.sent).count();
+    const std::int64_t rtt_ns = result != ProbeResult::Silence ? (t - sent_).count() : -1;
+    tally_->record(cfg_.destination, result, rtt_ns);
     outstanding_ = false;
     give_up_at_.reset();
     if (cfg_.events) {
-        ProbeEvent e{fmt::format("{}:{}", to_string(tuple().remote.addr), tuple().remote.port), r.seq_no, what, std::nullopt};
-        if (r.rtt_ns >= 0) e.rtt = Duration{r.rtt_ns};
+        ProbeEvent e{fmt::format("{}:{}", to_string(tuple().remote.addr), tuple().remote.port), seq_no_, what, std::nullopt};
+        if (rtt_ns >= 0) e.rtt = Duration{rtt_ns};
         out.events.push_back({t, tuple().local.port, std::move(e)});
     }
     next_ticket(t);
@@ -65,14 +79,12 @@ void PingLane::finish_probe(Instant t, ProbeResult result, Outbox& out, const ch
 void PingLane::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
     if (outgoing) {
         if (seg.has(flag::syn) && !seg.has(flag::ack) && seg.seq == isn_ && outstanding_ && !captured_) {
-            probes_.back().sent = t;  // every RTT runs from the SYN's capture time
+            sent_ = t;  // every RTT runs from the SYN's capture time
             captured_ = true;
         } else if (seg.has(flag::rst)) {
-            // The first RST after a SYN-ACK is ours (we send it at once); any other is the
-            // local kernel's, which answers the SYN-ACK too (no RST guard for half-open probes).
-            // Ours carries the IP ID we gave it.
-            if (our_rst_id_ && seg.ip.id == *our_rst_id_) our_rst_id_.reset();
-            else ++kernel_rsts_;
+            // We send no RST: this is the local kernel's answer to the SYN-ACK (seen only
+            // when the capture sees the kernel's packets, see io/raw_source.hpp).
+            ++kernel_rsts_;
         }
         return;
     }
@@ -83,10 +95,9 @@ void PingLane::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& 
     if (seg.has(flag::rst)) {
         finish_probe(t, ProbeResult::Rst, out, format_flags(seg.flags).c_str());
     } else if (seg.has(flag::syn | flag::ack)) {
-        // Reset the half-open connection the peer now holds.
-        Segment rst = tcb_.make_segment(t, flag::rst, seg.ack, Seq{0});
-        our_rst_id_ = rst.ip.id;
-        out.send.push_back(std::move(rst));
+        // The half-open connection the peer now holds is reset by the local kernel, which
+        // knows nothing of it (ping runs without the RST guard): a RST of ours would double
+        // the packets per probe and halve the flood rate for nothing.
         finish_probe(t, ProbeResult::SynAck, out, "S.");
     }
 }
@@ -96,8 +107,6 @@ void PingLane::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
         ++late_;
         return;
     }
-    probes_.back().icmp_type = err.type;
-    probes_.back().icmp_code = err.code;
     finish_probe(t, ProbeResult::Icmp, out, describe_icmp(err.type, err.code).c_str());
 }
 
@@ -109,7 +118,7 @@ void PingLane::on_timer(Instant now, Outbox& out) {
 void PingLane::interrupt(Instant now, Outbox& out) {
     (void)now;
     (void)out;
-    if (outstanding_) probes_.pop_back();  // an unfinished probe is not counted
+    // An unfinished probe is not counted.
     outstanding_ = false;
     done_ = true;
 }

@@ -99,6 +99,54 @@ def ping_flood_correlates(c, tp, tmp):
     c.eq([e for e in r.events("note") if "seq=" in e.get("text", "")], [], "no per-probe lines under --flood")
 
 
+def rtt_errors(c, pkts, probe_rtts):
+    """|tool RTT - capture interval| per probe: probe_rtts maps a source port to its
+    probes' rtt_us in order; the k-th SYN from a port pairs with its SYN-ACK (ack = seq + 1)."""
+    errs = []
+    for sport, rtts in probe_rtts.items():
+        syns = [p for p in pkts if p.src == CLI_IP and p.sport == sport and p.has("S") and not p.has(".")]
+        for k, rtt in enumerate(rtts):
+            if k >= len(syns) or rtt is None:
+                continue
+            ans = [p for p in pkts if p.src == SRV_IP and p.dport == sport and p.has("S") and p.has(".")
+                   and p.ack == (syns[k].seq + 1) % 2**32]
+            if ans:
+                errs.append(abs(rtt - (ans[0].time - syns[k].time) * 1e6))
+    return errs
+
+
+@test(timeout=60)
+def rtt_matches_capture(c, tp, tmp):
+    """RTTs equal tcpdump's SYN -> SYN-ACK intervals on the client veth, with the raw-socket
+    capture (default) and with libpcap (-w): median error <= 2 us. tcpdump stamps in whole
+    microseconds (each end +-1 us), rtt_us is rounded (0.5 us), and the two captures stamp an
+    outgoing SYN at points less than 1 us apart in the kernel's transmit path."""
+    for label, extra in (("raw sockets", []), ("libpcap -w", ["-w", os.path.join(tmp, "tp.pcap")])):
+        cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "c-%d.pcap" % len(extra)))
+        with cap:
+            r = tp.run(["-o", "json"] + extra + ["ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--count", "20",
+                                                 "--interval", "30ms", "--timeout", "200ms"], timeout=30)
+            h = [tp.run(["-o", "json"] + extra + ["handshake", "%s:%d" % (SRV_IP, PORT_OPEN)], timeout=15)
+                 for _ in range(3)]
+        s = summary_of(c, r, 0)
+        c.eq(s.get("syn_ack"), 20, "%s: SYN-ACKs" % label)
+        if extra:
+            c.check(isinstance(s.get("kernel_rsts"), int), "%s: kernel RSTs counted: %r" % (label, s.get("kernel_rsts")))
+        else:
+            c.eq(s.get("kernel_rsts"), None, "%s: kernel_rsts (null: the raw capture does not see them)" % label)
+        by_port = {}
+        for e in r.events("probe"):
+            by_port.setdefault(e.get("flow"), []).append(e.get("rtt_us"))
+        for hr in h:
+            hs = summary_of(c, hr, 0)
+            p0 = (hs.get("probes") or [{}])[0]
+            by_port.setdefault(p0.get("sport"), []).append(p0.get("rtt_us"))
+        errs = sorted(rtt_errors(c, cap.packets(), by_port))
+        c.note("%s: abs. errors (us): %s" % (label, ["%.2f" % x for x in errs]))
+        c.require(len(errs) >= 20, "%s: %d probes paired with the capture, expected 23" % (label, len(errs)))
+        c.check(errs[len(errs) // 2] <= 2.0, "%s: median abs. error %.2f us > 2 us" % (label, errs[len(errs) // 2]))
+
+
 @test(timeout=40)
 def handshake_multi_target(c, tp, tmp):
     """handshake over a port range: one flow per destination, each with its own verdict."""

@@ -22,6 +22,10 @@ struct EdgeRequest {
     std::optional<std::uint16_t> sport;
     bool rst_guard = true;            ///< the command completes connections in userspace
     bool headers_only = false;        ///< no payload needed: short snaplen, large ring
+    /// Without the RST guard the local kernel's RSTs are part of the report (a note, a
+    /// count), so the capture must see outgoing packets we did not send: libpcap.
+    /// False when they do not matter (ping).
+    bool kernel_rsts_matter = true;
 };
 
 /// What a run talks to: the packet sink, the capture, the clock, and a wait on the
@@ -37,6 +41,8 @@ public:
     io::Route route;
     std::vector<std::uint16_t> sports;
     bool rst_guard = false;  ///< the nft table keeps our kernel's RSTs off the wire
+    /// The capture does not see the local kernel's own packets (io::RawSource).
+    bool raw_capture = false;
 
     virtual io::PacketSink& sink() = 0;
     virtual io::PacketSource& source() = 0;

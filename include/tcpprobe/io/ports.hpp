@@ -33,6 +33,8 @@ public:
     virtual std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) = 0;
     /// Packets the capture lost (kernel ring full); answers may be missing when non-zero.
     virtual std::uint64_t drops() const { return 0; }
+    /// Writes out what is buffered for a -w file, if any.
+    virtual void flush() {}
 };
 
 /// The host clock, in the same time base as capture timestamps (CLOCK_REALTIME on Linux,

@@ -72,6 +72,8 @@ public:
     ~LibnetSender() override;
     void send(const wire::Segment& segment) override;
     std::uint64_t sent() const { return sent_; }
+    /// The raw socket (for its transmit timestamps, see RawSource).
+    int fd() const;
 
 private:
     libnet_context* l_ = nullptr;
@@ -99,7 +101,7 @@ public:
     /// Writes every captured frame to `fd` as well (pcap, nanosecond precision); takes
     /// ownership of `fd` (see create_user_file). `shown` names the file in errors.
     void dump_to(int fd, const std::string& shown, std::uint64_t limit_bytes = 0);
-    void flush();
+    void flush() override;
     /// Packets not written because the file reached its limit (--write-limit).
     std::uint64_t write_skipped() const { return dump_.skipped; }
 
@@ -132,9 +134,12 @@ private:
 };
 
 /// Capture filter for the flows between `local` and `remote` ports, both ways, plus ICMP
-/// errors sent to `local`. Pure: tested against golden strings.
+/// errors sent to `local`; with `incoming_only` (raw sockets, which see our own
+/// segments through their transmit timestamps instead) the answers and ICMP only.
+/// Pure: tested against golden strings.
 std::string capture_filter(wire::Ipv4Addr local, const std::vector<std::uint16_t>& local_ports,
-                           const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports);
+                           const std::vector<wire::Ipv4Addr>& remotes, const std::vector<std::uint16_t>& remote_ports,
+                           bool incoming_only = false);
 
 /// `listen`'s filter: segments to `port` on one of `locals` and those from it. Pure.
 std::string listen_capture_filter(std::uint16_t port, const std::vector<wire::Ipv4Addr>& locals);

@@ -1,0 +1,91 @@
+// The capture without a packet socket: what a run sees of the wire, read from raw IP
+// sockets, for runs that write no pcap file.
+//
+// Why: an AF_PACKET capture costs about 40 ms of kernel RCU grace periods per process
+// (setsockopt PACKET_RX_RING and close() each wait in synchronize_net), which is most
+// of a one-shot run. Raw IP sockets cost microseconds to open and close. They see:
+//
+//  * answers: one IPPROTO_TCP and one IPPROTO_ICMP socket receive a copy of every
+//    packet delivered to this host, before TCP handles it, each with the kernel's
+//    receive timestamp (SO_TIMESTAMPNS). That is skb->tstamp, taken when the frame
+//    entered the stack, the same stamp a packet socket (tcpdump, tshark) reports for it.
+//    A classic BPF program compiled by libpcap (raw IP link type) keeps only the run's
+//    packets, in the kernel;
+//  * our own segments: the sending socket asks for software transmit timestamps
+//    (SO_TIMESTAMPING); the kernel queues a copy of each packet it transmitted, with
+//    the times it entered the device layer and reached the driver, on the socket's
+//    error queue (see raw_source.cpp for how the two make one time).
+//
+// It does not see what the local kernel itself sends (its RSTs): runs that must see
+// those, and runs that write -w FILE, capture with libpcap (PcapSource) instead.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tcpprobe/io/ports.hpp"
+
+namespace tcpprobe::io {
+
+class RawSource final : public PacketSource {
+public:
+    /// `filter` (pcap syntax, applied to IP packets) selects the incoming packets;
+    /// `tx_fd` is the sending raw socket, whose transmit timestamps are read here;
+    /// `buffer_bytes` sizes each socket's receive queue; packets are cut at `snaplen`.
+    /// `sent` counts the packets sent on `tx_fd`, to tell lost transmit timestamps.
+    RawSource(const std::string& interface, const std::string& filter, int tx_fd, std::function<std::uint64_t()> sent,
+              int snaplen, int buffer_bytes);
+    ~RawSource() override;
+    RawSource(const RawSource&) = delete;
+    RawSource& operator=(const RawSource&) = delete;
+
+    int fd() const override { return epoll_fd_; }
+    /// Reads everything ready (bounded), then hands it over in timestamp order: a
+    /// segment we sent comes before the answer to it even though the two are read from
+    /// different sockets.
+    std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) override;
+    /// Answers the kernel dropped for lack of queue space, plus our packets whose
+    /// transmit timestamp was lost: either may hide an answer or a send time.
+    std::uint64_t drops() const override;
+    static constexpr std::size_t max_frames_per_drain = 4096;
+
+private:
+    struct Pending {
+        std::int64_t ns;
+        std::size_t offset, length;
+    };
+    struct Batch {
+        Batch(std::size_t slot_bytes, std::size_t count);
+        std::size_t slot;
+        std::unique_ptr<std::uint8_t[]> data;  ///< count slots, untouched until used
+        std::vector<mmsghdr> hdrs;
+        std::vector<iovec> iovs;
+        std::vector<std::array<char, 256>> control;
+    };
+    template <class Each>
+    void receive(int fd, int flags, Batch& b, std::size_t budget, Each&& each);
+    void close_all();
+    void read_tx(std::size_t budget);
+    void read_rx(int fd, std::uint32_t& dropped, std::size_t budget);
+
+    int tcp_fd_ = -1, icmp_fd_ = -1, tx_fd_ = -1, epoll_fd_ = -1;
+    std::size_t snaplen_;
+    std::uint32_t tcp_dropped_ = 0, icmp_dropped_ = 0;  ///< SO_RXQ_OVFL counters (cumulative)
+    std::function<std::uint64_t()> sent_;
+    std::uint64_t tx_stamps_ = 0;                       ///< transmit timestamps read
+    std::int64_t sched_ns_ = 0;
+    std::uint64_t untimed_ = 0;                         ///< packets read without a timestamp
+    std::vector<std::uint8_t> arena_;
+    std::vector<Pending> batch_;
+    std::vector<std::pair<std::uint32_t, std::size_t>> unpaired_;  ///< SCHED stamps: key, index in batch_
+    Batch tx_batch_, rx_batch_;
+};
+
+}  // namespace tcpprobe::io

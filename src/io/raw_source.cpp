@@ -1,0 +1,267 @@
+// The capture from raw IP sockets and transmit timestamps (see raw_source.hpp).
+#include "tcpprobe/io/raw_source.hpp"
+
+#include <linux/errqueue.h>
+#include <linux/filter.h>
+#include <linux/net_tstamp.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <pcap/pcap.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/wire/linktype.hpp"
+
+namespace tcpprobe::io {
+
+namespace {
+
+/// Two software transmit timestamps per packet, matched by their key (OPT_ID): SCHED when
+/// the packet enters the device layer (__dev_queue_xmit, every device) and SND when it is
+/// handed to the driver (skb_tx_timestamp). A packet socket (tshark, tcpdump, our libpcap
+/// path) stamps an outgoing packet between the two, in dev_queue_xmit_nit, and the work
+/// on either side is alike: cloning the packet and queueing it to a socket (our error
+/// queue before, the packet socket after). So the midpoint is what a capture on the
+/// interface reports: in the lab, SCHED alone read 6.5 us early and SND alone 6.7 us late
+/// against tcpdump, the midpoint 0.2 us (bench/README.md). A driver that never stamps
+/// SND leaves the SCHED stamp alone.
+constexpr unsigned tx_flags = SOF_TIMESTAMPING_TX_SCHED | SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE |
+                              SOF_TIMESTAMPING_OPT_ID;
+
+std::int64_t to_ns(const timespec& ts) { return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec; }
+
+/// A filter compiled by libpcap for raw IPv4 packets, in the form SO_ATTACH_FILTER takes.
+class CompiledFilter {
+public:
+    CompiledFilter(const std::string& text, int snaplen) {
+        pcap_t* dead = pcap_open_dead(DLT_RAW, snaplen);
+        if (!dead) throw EnvironmentError("pcap_open_dead failed");
+        const int rc = pcap_compile(dead, &prog_, text.c_str(), 1, PCAP_NETMASK_UNKNOWN);
+        std::string why = rc != 0 ? pcap_geterr(dead) : "";
+        pcap_close(dead);
+        if (rc != 0) throw EnvironmentError(fmt::format("capture filter: {}", why));
+    }
+    ~CompiledFilter() { pcap_freecode(&prog_); }
+    CompiledFilter(const CompiledFilter&) = delete;
+    CompiledFilter& operator=(const CompiledFilter&) = delete;
+    // struct bpf_insn and struct sock_filter have the same layout (classic BPF).
+    sock_fprog fprog() const { return {static_cast<unsigned short>(prog_.bf_len), reinterpret_cast<sock_filter*>(prog_.bf_insns)}; }
+
+private:
+    bpf_program prog_{};
+};
+
+void set_option(int fd, int level, int name, const void* value, socklen_t len, const char* what) {
+    if (::setsockopt(fd, level, name, value, len) != 0)
+        throw EnvironmentError(fmt::format("raw capture socket: {}: {}", what, std::strerror(errno)));
+}
+
+void set_buffer(int fd, int name_force, int name, int bytes) {
+    // The forced size needs CAP_NET_ADMIN (held until the edge drops privileges);
+    // without it the kernel caps the size at net.core.rmem_max.
+    if (::setsockopt(fd, SOL_SOCKET, name_force, &bytes, sizeof bytes) != 0)
+        ::setsockopt(fd, SOL_SOCKET, name, &bytes, sizeof bytes);
+}
+
+int open_raw(int protocol, const std::string& interface, const sock_fprog& filter, int buffer_bytes) {
+    int fd = ::socket(AF_INET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol);
+    if (fd < 0) {
+        if (errno == EPERM || errno == EACCES)
+            throw PrivilegeError("CAP_NET_RAW is required to capture: run as root or `setcap cap_net_raw,cap_net_admin,cap_setpcap+ep tcpprobe`");
+        throw EnvironmentError(fmt::format("raw capture socket: {}", std::strerror(errno)));
+    }
+    try {
+        set_option(fd, SOL_SOCKET, SO_ATTACH_FILTER, &filter, sizeof filter, "SO_ATTACH_FILTER");
+        const int on = 1;
+        set_option(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on, "SO_TIMESTAMPNS");
+        set_option(fd, SOL_SOCKET, SO_RXQ_OVFL, &on, sizeof on, "SO_RXQ_OVFL");
+        if (!interface.empty() && interface != "any")
+            set_option(fd, SOL_SOCKET, SO_BINDTODEVICE, interface.c_str(), static_cast<socklen_t>(interface.size()),
+                       "SO_BINDTODEVICE");
+        set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, buffer_bytes);
+        // Whatever was queued before the filter was attached is not ours to judge.
+        char byte;
+        while (::recv(fd, &byte, 1, MSG_DONTWAIT | MSG_TRUNC) >= 0) {
+        }
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    return fd;
+}
+
+/// Where the IPv4 header starts in a transmitted frame (the error queue returns it with
+/// its link-layer header): the first offset whose IPv4 total length spans the rest.
+std::optional<std::size_t> ipv4_offset(const std::uint8_t* b, std::size_t len) {
+    for (std::size_t o = 0; o + 20 <= len && o <= 64; ++o) {
+        if ((b[o] >> 4) != 4 || (b[o] & 0x0F) < 5) continue;
+        const std::size_t total = (static_cast<std::size_t>(b[o + 2]) << 8) | b[o + 3];
+        if (total == len - o) return o;
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+RawSource::RawSource(const std::string& interface, const std::string& filter, int tx_fd,
+                     std::function<std::uint64_t()> sent, int snaplen, int buffer_bytes)
+    : tx_fd_(tx_fd),
+      snaplen_(static_cast<std::size_t>(snaplen)),
+      sent_(std::move(sent)),
+      // Our packets come back whole, with their link-layer header (the IPv4 header is
+      // found by its length); answers are cut at snaplen by the filter already.
+      tx_batch_(std::max<std::size_t>(snaplen_, 2048) + 128, snaplen_ > 4096 ? 4 : 32),
+      rx_batch_(snaplen_, snaplen_ > 4096 ? 4 : 64) {
+    CompiledFilter compiled(filter, snaplen);
+    const sock_fprog prog = compiled.fprog();
+    try {
+        tcp_fd_ = open_raw(IPPROTO_TCP, interface, prog, buffer_bytes);
+        icmp_fd_ = open_raw(IPPROTO_ICMP, interface, prog, std::min(buffer_bytes, 1 << 20));
+        const unsigned flags = tx_flags;
+        set_option(tx_fd_, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags, "SO_TIMESTAMPING");
+        // Each queued timestamp holds a copy of its packet until we read it.
+        set_buffer(tx_fd_, SO_RCVBUFFORCE, SO_RCVBUF, buffer_bytes);
+        epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+        if (epoll_fd_ < 0) throw EnvironmentError(fmt::format("epoll_create1: {}", std::strerror(errno)));
+        for (int fd : {tcp_fd_, icmp_fd_, tx_fd_}) {
+            // The sender's socket only ever becomes ready with EPOLLERR (its error queue),
+            // which epoll always reports.
+            epoll_event ev{};
+            ev.events = fd == tx_fd_ ? 0u : static_cast<std::uint32_t>(EPOLLIN);
+            ev.data.fd = fd;
+            if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
+                throw EnvironmentError(fmt::format("epoll_ctl: {}", std::strerror(errno)));
+        }
+    } catch (...) {
+        close_all();
+        throw;
+    }
+}
+
+RawSource::~RawSource() { close_all(); }
+
+void RawSource::close_all() {
+    for (int* fd : {&tcp_fd_, &icmp_fd_, &epoll_fd_})
+        if (*fd >= 0) ::close(std::exchange(*fd, -1));
+    tx_fd_ = -1;  // the sender's, which closes it
+}
+
+/// Messages read per recvmmsg() call: under a flood, one system call per packet was
+/// most of the cost (three per probe: two transmit stamps and the answer).
+RawSource::Batch::Batch(std::size_t slot_bytes, std::size_t count)
+    : slot(slot_bytes), data(new std::uint8_t[slot_bytes * count]), hdrs(count), iovs(count), control(count) {}
+
+template <class Each>
+void RawSource::receive(int fd, int flags, Batch& b, std::size_t budget, Each&& each) {
+    while (budget > 0) {
+        const std::size_t n = std::min(budget, b.hdrs.size());
+        for (std::size_t i = 0; i < n; ++i) {
+            b.iovs[i] = {b.data.get() + i * b.slot, b.slot};
+            b.hdrs[i] = {};
+            b.hdrs[i].msg_hdr.msg_iov = &b.iovs[i];
+            b.hdrs[i].msg_hdr.msg_iovlen = 1;
+            b.hdrs[i].msg_hdr.msg_control = b.control[i].data();
+            b.hdrs[i].msg_hdr.msg_controllen = b.control[i].size();
+        }
+        const int got = ::recvmmsg(fd, b.hdrs.data(), static_cast<unsigned>(n), flags | MSG_DONTWAIT, nullptr);
+        if (got <= 0) return;  // EAGAIN: nothing more queued
+        for (int i = 0; i < got; ++i)
+            each(b.hdrs[static_cast<std::size_t>(i)].msg_hdr, b.data.get() + static_cast<std::size_t>(i) * b.slot,
+                 static_cast<std::size_t>(b.hdrs[static_cast<std::size_t>(i)].msg_len));
+        budget -= static_cast<std::size_t>(got);
+        if (static_cast<std::size_t>(got) < n) return;
+    }
+}
+
+void RawSource::read_tx(std::size_t budget) {
+    receive(tx_fd_, MSG_ERRQUEUE, tx_batch_, budget, [&](msghdr& msg, const std::uint8_t* bytes, std::size_t len) {
+        std::optional<std::int64_t> ns;
+        bool timestamping = false;
+        std::uint32_t kind = 0, key = 0;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+                scm_timestamping ts{};
+                std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                ns = to_ns(ts.ts[0]);
+            } else if (c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) {
+                sock_extended_err ee{};
+                std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
+                timestamping = ee.ee_origin == SO_EE_ORIGIN_TIMESTAMPING;
+                kind = ee.ee_info;
+                key = ee.ee_data;
+            }
+        }
+        auto at = ipv4_offset(bytes, len);
+        if (!ns || !timestamping || !at) return;  // not a transmit timestamp of a whole packet
+        if (kind == SCM_TSTAMP_SCHED) {
+            // Held until its SND stamp; the packet goes to the batch now (SND cannot come first).
+            ++tx_stamps_;
+            const std::size_t keep = std::min(len - *at, snaplen_);
+            unpaired_.push_back({key, batch_.size()});
+            batch_.push_back({*ns, arena_.size(), keep});
+            arena_.insert(arena_.end(), bytes + *at, bytes + *at + keep);
+        } else if (kind == SCM_TSTAMP_SND) {
+            auto it = std::find_if(unpaired_.begin(), unpaired_.end(), [&](const auto& u) { return u.first == key; });
+            if (it == unpaired_.end()) return;  // its SCHED stamp went out alone in an earlier drain
+            Pending& p = batch_[it->second];
+            p.ns += (*ns - p.ns) / 2;
+            unpaired_.erase(it);
+        }
+    });
+    unpaired_.clear();  // SCHED stamps without SND (a driver that does not stamp) stand alone
+}
+
+void RawSource::read_rx(int fd, std::uint32_t& dropped, std::size_t budget) {
+    receive(fd, 0, rx_batch_, budget, [&](msghdr& msg, const std::uint8_t* bytes, std::size_t len) {
+        std::optional<std::int64_t> ns;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET) continue;
+            if (c->cmsg_type == SCM_TIMESTAMPNS) {
+                timespec ts{};
+                std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+                ns = to_ns(ts);
+            } else if (c->cmsg_type == SO_RXQ_OVFL) {
+                std::memcpy(&dropped, CMSG_DATA(c), sizeof dropped);
+            }
+        }
+        if (!ns) {
+            // Cannot happen with SO_TIMESTAMPNS set; a packet without a time is useless.
+            ++untimed_;
+            return;
+        }
+        len = std::min(len, snaplen_);
+        batch_.push_back({*ns, arena_.size(), len});
+        arena_.insert(arena_.end(), bytes, bytes + len);
+    });
+}
+
+std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on_frame) {
+    batch_.clear();
+    arena_.clear();
+    // Transmit timestamps first: a segment's stamp is queued before its answer can exist.
+    read_tx(max_frames_per_drain / 2);
+    read_rx(tcp_fd_, tcp_dropped_, max_frames_per_drain - batch_.size());
+    read_rx(icmp_fd_, icmp_dropped_, std::max<std::size_t>(1, max_frames_per_drain - batch_.size()));
+    std::stable_sort(batch_.begin(), batch_.end(), [](const Pending& a, const Pending& b) { return a.ns < b.ns; });
+    for (const auto& p : batch_)
+        on_frame(CapturedFrame{instant_from_ns(p.ns), wire::dlt::raw, {arena_.data() + p.offset, p.length}});
+    return batch_.size();
+}
+
+std::uint64_t RawSource::drops() const {
+    const std::uint64_t sent = sent_ ? sent_() : 0;
+    const std::uint64_t tx_missing = sent > tx_stamps_ ? sent - tx_stamps_ : 0;
+    return static_cast<std::uint64_t>(tcp_dropped_) + icmp_dropped_ + untimed_ + tx_missing;
+}
+
+}  // namespace tcpprobe::io
