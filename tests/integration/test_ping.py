@@ -117,12 +117,17 @@ def rtt_errors(c, pkts, probe_rtts):
 
 @test(timeout=60)
 def rtt_matches_capture(c, tp, tmp):
-    """RTTs equal tcpdump's SYN -> SYN-ACK intervals on the client veth, with the raw-socket
-    capture (default) and with libpcap (-w): median error <= 2 us. tcpdump stamps in whole
-    microseconds (each end +-1 us), rtt_us is rounded (0.5 us), and the two captures stamp an
-    outgoing SYN at points less than 1 us apart in the kernel's transmit path."""
+    """RTTs equal tcpdump's SYN -> SYN-ACK intervals on the client veth (nanosecond stamps),
+    with libpcap (-w, the same packet-socket stamps as tcpdump): median error <= 2 us
+    (rtt_us is rounded to 0.5 us; the two sockets stamp our SYN in the same tap loop);
+    with the raw-socket capture (default): median <= 5 us. The answer's stamp is the same
+    skb stamp as tcpdump's; our SYN's time is the midpoint of two kernel transmit stamps
+    that bracket tcpdump's, about 13 us apart in the lab, so an error beyond half the
+    bracket would mean they do not bracket it. How close the midpoint comes depends on
+    the load (0.3-0.6 us unloaded, 2-3 us with the 2 cores saturated): bench/run's
+    precision rows hold the <= 1 us target."""
     for label, extra in (("raw sockets", []), ("libpcap -w", ["-w", os.path.join(tmp, "tp.pcap")])):
-        cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "c-%d.pcap" % len(extra)))
+        cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "c-%d.pcap" % len(extra)), nano=True)
         with cap:
             r = tp.run(["-o", "json"] + extra + ["ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--count", "20",
                                                  "--interval", "30ms", "--timeout", "200ms"], timeout=30)
@@ -144,7 +149,8 @@ def rtt_matches_capture(c, tp, tmp):
         errs = sorted(rtt_errors(c, cap.packets(), by_port))
         c.note("%s: abs. errors (us): %s" % (label, ["%.2f" % x for x in errs]))
         c.require(len(errs) >= 20, "%s: %d probes paired with the capture, expected 23" % (label, len(errs)))
-        c.check(errs[len(errs) // 2] <= 2.0, "%s: median abs. error %.2f us > 2 us" % (label, errs[len(errs) // 2]))
+        limit = 2.0 if extra else 5.0
+        c.check(errs[len(errs) // 2] <= limit, "%s: median abs. error %.2f us > %g us" % (label, errs[len(errs) // 2], limit))
 
 
 @test(timeout=40)

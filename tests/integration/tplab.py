@@ -224,8 +224,9 @@ class Capture:
     """tcpdump -i IFACE in namespace NS writing a pcap, started before and
     stopped after the block (context manager)."""
 
-    def __init__(self, ns, iface, path, bpf="tcp or icmp", max_seconds=60):
+    def __init__(self, ns, iface, path, bpf="tcp or icmp", max_seconds=60, nano=False):
         self.ns, self.iface, self.path, self.bpf = ns, iface, path, bpf
+        self.nano = nano  # nanosecond timestamps (default: tcpdump's microseconds)
         self.max_seconds = max_seconds
         self.proc = None
         self.errpath = path + ".stderr"
@@ -235,8 +236,8 @@ class Capture:
         # -Z root: do not drop to the tcpdump user (it could not create the
         # file in our private temp dir). `timeout` bounds its lifetime.
         argv = ns_cmd(self.ns, ["timeout", str(self.max_seconds), "tcpdump", "-i", self.iface,
-                                "-n", "-Z", "root", "--immediate-mode", "-U", "-w", self.path,
-                                self.bpf])
+                                "-n", "-Z", "root", "--immediate-mode", "-U", "-w", self.path]
+                       + (["--time-stamp-precision", "nano"] if self.nano else []) + [self.bpf])
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self._err)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:

@@ -43,13 +43,25 @@ TEST_CASE("ping: a listening peer: each probe's RTT is the capture interval; SYN
     auto tally = std::make_shared<probe::PingTally>(1);
     probe::PingLane lane(lane_config(), plan, tally);
     Sim sim(lane, Sim::PeerKind::Listening, 150us);
+    // On a real host the local kernel resets each half-open connection, so the peer
+    // answers every new SYN of the lane: here each SYN gets its SYN-ACK directly.
+    sim.set_peer_hook([](Sim&, Instant, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (!seg.has(wire::flag::syn)) return std::vector<wire::Segment>{};
+        wire::Segment sa;
+        sa.src = seg.dst;
+        sa.dst = seg.src;
+        sa.flags = wire::flag::syn | wire::flag::ack;
+        sa.seq = wire::Seq{7000};
+        sa.ack = seg.seq + 1;
+        sa.window = 64240;
+        return std::vector<wire::Segment>{sa};
+    });
     sim.run();
     const auto& t = tally->at(0);
     CHECK(t.sent == 3);
     CHECK(t.synack == 3);
     CHECK(t.rtt_ns == std::vector<std::int64_t>{300'000, 300'000, 300'000});  // 2 x 150 us each
-    // Three SYNs with three different ISNs and nothing else: one packet per probe (the
-    // simulated host has no kernel to send its RST, so the peer keeps its last half-open).
+    // Three SYNs with three different ISNs and nothing else: one packet per probe.
     CHECK(flags_of(sim.sent_by_flow()) == std::vector<std::string>{"S", "S", "S"});
     const auto& sent = sim.sent_by_flow();
     CHECK(sent[0].seq != sent[1].seq);
