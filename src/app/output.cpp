@@ -59,14 +59,6 @@ void Renderer::events(const std::vector<Event>& evs) {
     }
 }
 
-void Renderer::summary_with_list(const std::string& text, nlohmann::json json, const char* key, std::size_t count,
-                                 const std::function<nlohmann::json(std::size_t)>& entry) {
-    auto list = nlohmann::json::array();
-    for (std::size_t i = 0; i < count; ++i) list.push_back(entry(i));
-    json[key] = std::move(list);
-    summary(text, std::move(json));
-}
-
 void Renderer::captured(Instant t) {
     if (origin_) return;
     origin_ = t;
@@ -88,10 +80,6 @@ public:
         flush_pending();
         fmt::print(out_, "{}", text);
         std::fflush(out_);
-    }
-    void summary_with_list(const std::string& text, nlohmann::json json, const char*, std::size_t,
-                           const std::function<nlohmann::json(std::size_t)>&) override {
-        summary(text, std::move(json));  // the text says it all; the list is never built
     }
 
 protected:
@@ -154,22 +142,6 @@ public:
         line(json);
     }
 
-    void summary_with_list(const std::string&, nlohmann::json json, const char* key, std::size_t count,
-                           const std::function<nlohmann::json(std::size_t)>& entry) override {
-        flush_pending();
-        json["type"] = "summary";
-        json["schema"] = json_schema_version;
-        json.erase(key);
-        // The object without the list, its closing brace replaced by the list written
-        // one entry at a time (key order carries no meaning in JSON).
-        std::string head = dump(json);
-        head.pop_back();
-        fmt::print(out_, "{}{}\"{}\":[", head, json.empty() ? "" : ",", key);
-        for (std::size_t i = 0; i < count; ++i) fmt::print(out_, "{}{}", i ? "," : "", dump(entry(i)));
-        fmt::print(out_, "]}}\n");
-        std::fflush(out_);
-    }
-
 protected:
     void render(const Event& e, std::int64_t t_us) override {
         nlohmann::json j;
@@ -211,11 +183,8 @@ protected:
     }
 
 private:
-    static std::string dump(const nlohmann::json& j) {
-        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    }
     void line(const nlohmann::json& j) {
-        fmt::print(out_, "{}\n", dump(j));
+        fmt::print(out_, "{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
         std::fflush(out_);
     }
     std::FILE* out_;

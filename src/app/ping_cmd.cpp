@@ -46,7 +46,7 @@ double percentile(const std::vector<double>& sorted, double p) {
 struct Tally {
     std::uint64_t sent = 0, synack = 0, rst = 0, icmp = 0, silence = 0;
     std::vector<double> rtt_us;
-    /// Adds a destination's counts and RTTs (then sorted).
+    /// Adds a destination's counts and RTTs (sort them before the percentiles).
     void add(const probe::PingTally::Destination& d) {
         sent += d.sent;
         synack += d.synack;
@@ -54,7 +54,6 @@ struct Tally {
         icmp += d.icmp;
         silence += d.silence;
         for (auto ns : d.rtt_ns) rtt_us.push_back(static_cast<double>(ns) / 1e3);
-        std::sort(rtt_us.begin(), rtt_us.end());
     }
     double loss_pct() const { return sent ? 100.0 * static_cast<double>(silence) / static_cast<double>(sent) : 0.0; }
     probe::Verdict verdict() const {
@@ -235,8 +234,10 @@ public:
             r.per[d].add(tally_->at(d));
             r.all.add(tally_->at(d));
             tally_->at(d).rtt_ns = {};  // now held as r.per[d]
+            std::sort(r.per[d].rtt_us.begin(), r.per[d].rtt_us.end());
             verdict = probe::combine(verdict, r.per[d].verdict());
         }
+        std::sort(r.all.rtt_us.begin(), r.all.rtt_us.end());
         r.verdict = verdict_of(verdict);
         r.elapsed = edge.clock().now() - start_;
         return r;

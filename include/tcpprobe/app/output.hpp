@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdio>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -23,12 +22,6 @@ public:
     void events(const std::vector<probe::Event>& evs);
     /// The summary; `text` is the human form, `json` the object (type/schema added here).
     virtual void summary(const std::string& text, nlohmann::json json) = 0;
-    /// A summary with one long list (an entry per destination or flow): json[key] is
-    /// made of `count` entries that `entry(i)` builds as they are written, so the whole
-    /// list never exists at once (a list of 10,000 objects costs ~35 MB built whole).
-    /// By default the list is built whole and handed to summary().
-    virtual void summary_with_list(const std::string& text, nlohmann::json json, const char* key, std::size_t count,
-                                   const std::function<nlohmann::json(std::size_t)>& entry);
     /// The run's time origin (first captured packet), once known.
     std::optional<Instant> origin() const { return origin_; }
     /// Prints events held back because no packet had been captured yet.
