@@ -65,6 +65,11 @@ std::unique_ptr<app::Edge> SimNet::open(const app::GlobalOptions& g, const app::
     for (std::size_t i = 0; i < req.flows; ++i)
         e->sports.push_back(req.sport && req.flows == 1 ? *req.sport : static_cast<std::uint16_t>(first_sport + i));
     e->rst_guard = req.rst_guard && !g.no_rst_guard;
+    // The capture the live edge would choose (app/edge.cpp): raw sockets, which do not
+    // see the local kernel's own packets, unless -w or the kernel's RSTs matter.
+    e->raw_capture = g.write_pcap.empty() && !(req.kernel_rsts_matter && !e->rst_guard);
+    kernel_resets_ = !e->rst_guard;
+    kernel_seen_ = !e->raw_capture;
     return e;
 }
 
@@ -73,6 +78,7 @@ std::unique_ptr<app::Edge> SimNet::open_listen(const app::GlobalOptions&, std::o
     auto e = std::make_unique<SimEdge>(*this);
     e->route = {local.value_or(local_addr), interface};
     e->rst_guard = true;
+    kernel_resets_ = false;
     listen_port_ = port;
     return e;
 }
@@ -129,8 +135,12 @@ void SimNet::step(Instant t) {
     while (!in_flight_.empty() && in_flight_.front().at <= t) {
         InFlight f = std::move(in_flight_.front());
         in_flight_.pop_front();
-        if (f.to_peer) deliver_to_peer(t, f.seg);
-        else capture(t, f.seg);
+        if (f.to_peer) {
+            deliver_to_peer(t, f.seg);
+        } else {
+            capture(t, f.seg);
+            local_kernel(t, f.seg);
+        }
     }
     // Applications that close late.
     for (std::size_t i = 0; i < closes_.size();) {
@@ -170,6 +180,29 @@ std::size_t SimNet::drain(const std::function<void(const io::CapturedFrame&)>& o
         ++n;
     }
     return n;
+}
+
+void SimNet::local_kernel(Instant t, const Segment& seg) {
+    // Without the RST guard our host's kernel sees the peers' segments too. It has no
+    // socket for these connections (the reserved source ports are bound, not connected),
+    // so it answers as RFC 9293 3.10.7.1 says for a CLOSED connection: nothing to a RST,
+    // <SEQ=SEG.ACK><CTL=RST> to a segment with ACK, else <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
+    if (!kernel_resets_ || seg.dst.addr != local_addr || seg.has(wire::flag::rst)) return;
+    Segment rst;
+    rst.src = seg.dst;
+    rst.dst = seg.src;
+    rst.ip.df = true;  // Linux: IP ID 0, DF
+    if (seg.has(wire::flag::ack)) {
+        rst.seq = seg.ack;
+        rst.flags = wire::flag::rst;
+    } else {
+        const std::uint32_t len = static_cast<std::uint32_t>(seg.payload.size()) + (seg.has(wire::flag::syn) ? 1u : 0u) +
+                                  (seg.has(wire::flag::fin) ? 1u : 0u);
+        rst.ack = seg.seq + len;
+        rst.flags = wire::flag::rst | wire::flag::ack;
+    }
+    if (kernel_seen_) capture(t, rst);
+    in_flight_.push_back({t + delay_, order_++, rst, true});
 }
 
 void SimNet::deliver_to_peer(Instant t, const Segment& seg) {

@@ -14,7 +14,9 @@
 // first like HTTP/1.0, or close when our FIN arrives), a closed port (the TCB's RST
 // rules), a silent port, or an ICMP-unreachable one. A server socket that enters
 // TIME-WAIT can be handed to the Linux TIME-WAIT model of the probe tests (tw_model.hpp).
-// For `listen`, clients (198.18.0.3) connect to our port at chosen times.
+// For `listen`, clients (198.18.0.3) connect to our port at chosen times. A run without
+// the RST guard also has our host's kernel, which resets every peer segment it sees
+// (it holds no socket for our flows), as a real host does.
 #pragma once
 
 #include <deque>
@@ -110,6 +112,8 @@ private:
     void deliver_to_peer(Instant t, const wire::Segment& seg);
     void peer_actions(const Key& k, Instant t, const tcb::Actions& actions);
     void from_peer(Instant t, const wire::Segment& seg);
+    /// Our host's kernel answering a peer's segment (runs without the RST guard).
+    void local_kernel(Instant t, const wire::Segment& seg);
     void capture(Instant t, const wire::Segment& seg);
     void capture_icmp(Instant t, const wire::Segment& quoted);
 
@@ -120,6 +124,8 @@ private:
     std::vector<ClientSpec> clients_;
     std::vector<bool> client_started_;
     std::optional<std::uint16_t> listen_port_;
+    bool kernel_resets_ = false;  ///< no RST guard: the local kernel resets the peers' segments
+    bool kernel_seen_ = false;    ///< and the capture sees those RSTs (libpcap, not raw sockets)
     std::map<Key, Conn> conns_;
     std::vector<std::pair<Instant, Key>> closes_;  ///< CloseOnFin with a delay
     std::deque<InFlight> in_flight_;
