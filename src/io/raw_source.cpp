@@ -248,10 +248,15 @@ void RawSource::read_rx(int fd, std::uint32_t& dropped, std::size_t budget) {
 std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on_frame) {
     batch_.clear();
     arena_.clear();
-    // Transmit timestamps first: a segment's stamp is queued before its answer can exist.
-    read_tx(max_frames_per_drain / 2);
-    read_rx(tcp_fd_, tcp_dropped_, max_frames_per_drain - batch_.size());
-    read_rx(icmp_fd_, icmp_dropped_, std::max<std::size_t>(1, max_frames_per_drain - batch_.size()));
+    // Transmit timestamps first, all of them (bounded): the kernel queues a segment's
+    // stamps inside the send call, before its answer can exist, so once the error queue
+    // is empty every answer read next has its segment's stamp in this batch. Reading only
+    // part of it let answers under a flood come before their SYN's stamp, and their RTT
+    // ran from the time the loop built the SYN instead (up to tens of ms early).
+    read_tx(max_tx_stamps_per_drain);
+    const std::size_t stamps = batch_.size();
+    read_rx(tcp_fd_, tcp_dropped_, max_frames_per_drain);
+    read_rx(icmp_fd_, icmp_dropped_, std::max<std::size_t>(1, max_frames_per_drain + stamps - batch_.size()));
     std::stable_sort(batch_.begin(), batch_.end(), [](const Pending& a, const Pending& b) { return a.ns < b.ns; });
     for (const auto& p : batch_)
         on_frame(CapturedFrame{instant_from_ns(p.ns), wire::dlt::raw, {arena_.data() + p.offset, p.length}});

@@ -54,7 +54,10 @@ public:
     /// Answers the kernel dropped for lack of queue space, plus our packets whose
     /// transmit timestamp was lost: either may hide an answer or a send time.
     std::uint64_t drops() const override;
+    /// Answers handed over per call; transmit stamps (two per packet we sent) are read
+    /// up to max_tx_stamps_per_drain first, normally until the error queue is empty.
     static constexpr std::size_t max_frames_per_drain = 4096;
+    static constexpr std::size_t max_tx_stamps_per_drain = 4 * max_frames_per_drain;
 
 private:
     struct Pending {
