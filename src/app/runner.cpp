@@ -78,6 +78,7 @@ bool wait_for_frames(int fd, Duration timeout) {
 
 namespace {
 using Wait = std::function<bool(Duration)>;
+constexpr int max_drain_batches = 16;
 
 RunStats run_loop(probe::Session& session, io::PacketSink& sink, io::PacketSource& source, const io::Clock& clock,
                   const Wait& wait, Renderer& renderer) {
@@ -121,7 +122,13 @@ RunStats run_loop(probe::Session& session, io::PacketSink& sink, io::PacketSourc
         auto wake = session.next_deadline();
         if (progress.on() && (!wake || next_progress < *wake)) wake = next_progress;
         if (auto d = wake) timeout = std::clamp(*d - clock.now(), Duration::zero(), timeout);
-        if (wait(timeout)) source.drain(on_frame);
+        if (wait(timeout)) {
+            // Everything already queued is read before any timer fires (bounded, so a flood
+            // of answers cannot starve the timers): a probe must not be given up while its
+            // answer waits in the kernel's queue.
+            for (int batches = 0; source.drain(on_frame) > 0 && ++batches < max_drain_batches && wait(Duration::zero());) {
+            }
+        }
         session.on_timer(clock.now(), out);
         if (!out.events.empty()) progress.clear();  // never interleave with results
         carry_out(out, sink, renderer, stats);
