@@ -92,6 +92,7 @@ void PingLane::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& 
         ++late_;  // an answer to an earlier probe that had already timed out, or a stray
         return;
     }
+    if (answered_too_late(t, out)) return;
     if (seg.has(flag::rst)) {
         finish_probe(t, ProbeResult::Rst, out, format_flags(seg.flags).c_str());
     } else if (seg.has(flag::syn | flag::ack)) {
@@ -107,7 +108,19 @@ void PingLane::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
         ++late_;
         return;
     }
+    if (answered_too_late(t, out)) return;
     finish_probe(t, ProbeResult::Icmp, out, describe_icmp(err.type, err.code).c_str());
+}
+
+bool PingLane::answered_too_late(Instant t, Outbox& out) {
+    // The answer is dated by the capture, the give-up by the loop's clock: when the loop
+    // falls behind a flood, an answer can be read before the timer that should have
+    // given its probe up. --timeout is a wire interval, so it is judged on capture times.
+    const Instant deadline = sent_ + cfg_.timeout;
+    if (t <= deadline) return false;
+    finish_probe(deadline, ProbeResult::Silence, out, "no answer");
+    ++late_;
+    return true;
 }
 
 void PingLane::on_timer(Instant now, Outbox& out) {

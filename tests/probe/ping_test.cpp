@@ -146,3 +146,41 @@ TEST_CASE("ping: the local kernel's RST after each SYN-ACK is counted apart, and
     CHECK(lane.kernel_rsts() == 2);
     CHECK(flags_of(sim.sent_by_flow()) == std::vector<std::string>{"S", "S"});  // one packet per probe
 }
+
+TEST_CASE("ping: an answer captured after the timeout is late even when it is read before the give-up timer") {
+    // A loop that falls behind a flood reads answers late; --timeout is judged on the
+    // capture's times, not on when the loop got to them.
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 1);
+    auto tally = std::make_shared<probe::PingTally>(1);
+    probe::PingLane lane(lane_config(50ms), plan, tally);
+    probe::Outbox out;
+    const Instant t0 = Sim::default_start();
+    lane.start(t0, out);
+    REQUIRE(out.send.size() == 1);
+    const wire::Segment syn = out.send.front();
+    lane.on_segment(t0 + 10us, syn, true, out);  // its capture time
+    wire::Segment rst;
+    rst.src = syn.dst;
+    rst.dst = syn.src;
+    rst.flags = wire::flag::rst | wire::flag::ack;
+    rst.ack = syn.seq + 1;
+    lane.on_segment(t0 + 10us + 50ms + 1us, rst, false, out);  // captured 1 us past the timeout
+    CHECK(tally->at(0).silence == 1);
+    CHECK(tally->at(0).rst == 0);
+    CHECK(tally->at(0).rtt_ns.empty());
+    CHECK(lane.late() == 1);
+    CHECK(lane.done());
+    SUBCASE("on the timeout itself it still counts") {
+        auto plan2 = std::make_shared<probe::PingPlan>(t0, 0ms, 1, 1);
+        auto tally2 = std::make_shared<probe::PingTally>(1);
+        probe::PingLane lane2(lane_config(50ms), plan2, tally2);
+        probe::Outbox out2;
+        lane2.start(t0, out2);
+        lane2.on_segment(t0 + 10us, out2.send.front(), true, out2);
+        rst.ack = out2.send.front().seq + 1;
+        lane2.on_segment(t0 + 10us + 50ms, rst, false, out2);
+        CHECK(tally2->at(0).rst == 1);
+        CHECK(tally2->at(0).rtt_ns == std::vector<std::int64_t>{50'000'000});
+        CHECK(lane2.late() == 0);
+    }
+}

@@ -94,6 +94,9 @@ private:
     void send_probe(Instant now, Outbox& out);
     void finish_probe(Instant t, ProbeResult r, Outbox& out, const char* what);
 
+    /// An answer captured after the probe's timeout: the probe is lost and the answer late.
+    bool answered_too_late(Instant t, Outbox& out);
+
     PingLaneConfig cfg_;
     std::shared_ptr<PingPlan> plan_;
     std::shared_ptr<PingTally> tally_;
