@@ -78,6 +78,11 @@ public:
 private:
     libnet_context* l_ = nullptr;
     std::uint64_t sent_ = 0;
+    /// The packet libnet holds: its blocks are updated in place (ptags) while the
+    /// option and payload sizes stay the same, and rebuilt when either changes.
+    std::uint32_t built_opt_len_ = 0, built_payload_len_ = 0;
+    int opt_tag_ = 0, tcp_tag_ = 0, ip_tag_ = 0;
+    bool built_ = false;
 };
 
 // --- pcap source -----------------------------------------------------------------
