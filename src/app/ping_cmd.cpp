@@ -2,6 +2,7 @@
 // destinations through one capture and one flow table, at a global pace.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -42,18 +43,29 @@ double percentile(const std::vector<double>& sorted, double p) {
     return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
 }
 
-/// Probe counts and RTTs (sorted) of one destination or of the whole run.
+/// What the report shows of a set of RTTs.
+struct RttSummary {
+    RttStats stats;
+    double p50_us = 0, p90_us = 0, p99_us = 0;
+};
+
+/// Sorts `us` and summarises it.
+RttSummary summarize_rtts(std::vector<double>& us) {
+    std::sort(us.begin(), us.end());
+    return {rtt_stats(us), percentile(us, 50), percentile(us, 90), percentile(us, 99)};
+}
+
+/// Probe counts and the RTT summary of one destination or of the whole run. The RTTs
+/// themselves are summarised once and let go (1,000,000 probes: 8 MB each copy).
 struct Tally {
     std::uint64_t sent = 0, synack = 0, rst = 0, icmp = 0, silence = 0;
-    std::vector<double> rtt_us;
-    /// Adds a destination's counts and RTTs (sort them before the percentiles).
-    void add(const probe::PingTally::Destination& d) {
+    std::optional<RttSummary> rtt;  ///< none: no probe was answered
+    void count(const probe::PingTally::Destination& d) {
         sent += d.sent;
         synack += d.synack;
         rst += d.rst;
         icmp += d.icmp;
         silence += d.silence;
-        for (auto ns : d.rtt_ns) rtt_us.push_back(static_cast<double>(ns) / 1e3);
     }
     double loss_pct() const { return sent ? 100.0 * static_cast<double>(silence) / static_cast<double>(sent) : 0.0; }
     probe::Verdict verdict() const {
@@ -67,11 +79,11 @@ struct Tally {
 nlohmann::json to_json(const Tally& t) {
     nlohmann::json j = {{"sent", t.sent}, {"answered", t.synack + t.rst + t.icmp}, {"syn_ack", t.synack}, {"rst", t.rst},
                         {"icmp", t.icmp}, {"silence", t.silence}, {"loss_pct", t.loss_pct()}};
-    if (!t.rtt_us.empty()) {
-        RttStats s = rtt_stats(t.rtt_us);
+    if (t.rtt) {
+        const RttStats& s = t.rtt->stats;
         j["rtt"] = {{"min_us", std::llround(s.min_us)}, {"avg_us", std::llround(s.avg_us)}, {"max_us", std::llround(s.max_us)},
-                    {"mdev_us", std::llround(s.mdev_us)}, {"p50_us", std::llround(percentile(t.rtt_us, 50))},
-                    {"p90_us", std::llround(percentile(t.rtt_us, 90))}, {"p99_us", std::llround(percentile(t.rtt_us, 99))}};
+                    {"mdev_us", std::llround(s.mdev_us)}, {"p50_us", std::llround(t.rtt->p50_us)},
+                    {"p90_us", std::llround(t.rtt->p90_us)}, {"p99_us", std::llround(t.rtt->p99_us)}};
     }
     return j;
 }
@@ -79,11 +91,11 @@ nlohmann::json to_json(const Tally& t) {
 std::string to_text(const Tally& t) {
     std::string s = fmt::format("{} sent, {} SYN-ACK, {} RST, {} ICMP, {} silent ({:.1f}% loss)", t.sent, t.synack, t.rst,
                                 t.icmp, t.silence, t.loss_pct());
-    if (!t.rtt_us.empty()) {
-        RttStats r = rtt_stats(t.rtt_us);
+    if (t.rtt) {
+        const RttStats& r = t.rtt->stats;
         s += fmt::format("\n  rtt min/avg/max/mdev = {:.3f}/{:.3f}/{:.3f}/{:.3f} ms, p50/p90/p99 = {:.3f}/{:.3f}/{:.3f} ms",
-                         r.min_us / 1e3, r.avg_us / 1e3, r.max_us / 1e3, r.mdev_us / 1e3, percentile(t.rtt_us, 50) / 1e3,
-                         percentile(t.rtt_us, 90) / 1e3, percentile(t.rtt_us, 99) / 1e3);
+                         r.min_us / 1e3, r.avg_us / 1e3, r.max_us / 1e3, r.mdev_us / 1e3, t.rtt->p50_us / 1e3,
+                         t.rtt->p90_us / 1e3, t.rtt->p99_us / 1e3);
     }
     return s;
 }
@@ -230,14 +242,19 @@ public:
             r.late += l->late();
         }
         probe::Verdict verdict = probe::Verdict::Pending;
+        std::vector<double> all_us, us;
         for (std::size_t d = 0; d < dests_.size(); ++d) {
-            r.per[d].add(tally_->at(d));
-            r.all.add(tally_->at(d));
-            tally_->at(d).rtt_ns = {};  // now held as r.per[d]
-            std::sort(r.per[d].rtt_us.begin(), r.per[d].rtt_us.end());
+            auto& td = tally_->at(d);
+            r.per[d].count(td);
+            r.all.count(td);
+            us.clear();
+            for (auto ns : td.rtt_ns) us.push_back(static_cast<double>(ns) / 1e3);
+            td.rtt_ns = {};  // each RTT is held once more (all_us), not three times
+            all_us.insert(all_us.end(), us.begin(), us.end());
+            if (!us.empty()) r.per[d].rtt = summarize_rtts(us);
             verdict = probe::combine(verdict, r.per[d].verdict());
         }
-        std::sort(r.all.rtt_us.begin(), r.all.rtt_us.end());
+        if (!all_us.empty()) r.all.rtt = summarize_rtts(all_us);
         r.verdict = verdict_of(verdict);
         r.elapsed = edge.clock().now() - start_;
         return r;
