@@ -87,8 +87,8 @@ RunIdentity identity_after_setup(unsigned ruid, unsigned euid, unsigned rgid, co
 }
 
 namespace {
-/// The allow-list: what the runner's loop (ppoll, pcap's ring, libnet's sendto, the -w
-/// writes, stdout/stderr), the teardown (closing the capture and the nft socket from two
+/// The allow-list: what the runner's loop (ppoll, pcap's ring or the raw sockets'
+/// recvmmsg, libnet's sendto, the -w writes, stdout/stderr), the teardown (closing the capture and the nft socket from two
 /// threads, freeing memory) and the stop signals need. `listen` on every interface looks
 /// up the route to each new client (a UDP socket and getifaddrs' netlink socket), so
 /// those two socket kinds are allowed too; both are open to any user anyway. Anything
@@ -101,6 +101,7 @@ void load_seccomp() {
         SCMP_SYS(read), SCMP_SYS(write), SCMP_SYS(readv), SCMP_SYS(writev), SCMP_SYS(pread64), SCMP_SYS(pwrite64),
         SCMP_SYS(close), SCMP_SYS(lseek), SCMP_SYS(fstat), SCMP_SYS(newfstatat), SCMP_SYS(fcntl), SCMP_SYS(ioctl),
         SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(sendto), SCMP_SYS(sendmsg), SCMP_SYS(recvfrom), SCMP_SYS(recvmsg),
+        SCMP_SYS(recvmmsg),  // the raw-socket capture: answers and transmit timestamps (MSG_ERRQUEUE), in batches
         SCMP_SYS(getsockopt), SCMP_SYS(setsockopt), SCMP_SYS(getsockname), SCMP_SYS(connect), SCMP_SYS(bind),
         SCMP_SYS(mmap), SCMP_SYS(munmap), SCMP_SYS(mremap), SCMP_SYS(mprotect), SCMP_SYS(madvise), SCMP_SYS(brk),
         SCMP_SYS(futex), SCMP_SYS(clone), SCMP_SYS(clone3), SCMP_SYS(set_robust_list), SCMP_SYS(rseq),

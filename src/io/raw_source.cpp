@@ -174,6 +174,11 @@ void RawSource::receive(int fd, int flags, Batch& b, std::size_t budget, Each&& 
             b.hdrs[i].msg_hdr.msg_controllen = b.control[i].size();
         }
         const int got = ::recvmmsg(fd, b.hdrs.data(), static_cast<unsigned>(n), flags | MSG_DONTWAIT, nullptr);
+        if (got < 0 && (errno == EPERM || errno == EACCES || errno == ENOSYS || errno == EBADF || errno == EINVAL ||
+                        errno == EFAULT))
+            // Not "nothing queued": a refused call (the seccomp allow-list) would otherwise
+            // read as a silent network, every probe lost.
+            throw EnvironmentError(fmt::format("raw capture: recvmmsg: {}", std::strerror(errno)));
         if (got <= 0) return;  // EAGAIN: nothing more queued
         for (int i = 0; i < got; ++i)
             each(b.hdrs[static_cast<std::size_t>(i)].msg_hdr, b.data.get() + static_cast<std::size_t>(i) * b.slot,

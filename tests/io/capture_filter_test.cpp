@@ -82,6 +82,19 @@ TEST_CASE("capture filter: one flow: both directions of its 4-tuple, and ICMP er
     CHECK_FALSE(matches(f, tcp(us, 80, peer, 40000)));   // the ports the wrong way round
 }
 
+TEST_CASE("capture filter: raw sockets (incoming only): the same exact answer clause and ICMP, not our own direction") {
+    // The raw-socket capture sees our segments through their transmit timestamps, so its
+    // filter keeps only the answers, with the same exact port ranges as libpcap's.
+    const std::string f = io::capture_filter(us, {40000, 40001, 40002}, {peer}, {80}, true);
+    CHECK(f == "(tcp and dst host 198.18.0.1 and src host 198.18.0.2 and dst portrange 40000-40002 and src port 80) or " +
+                   icmp_part);
+    CHECK(matches(f, tcp(peer, 80, us, 40002)));
+    CHECK(matches(f, wire::craft::icmp_port_unreachable(peer, tcp(us, 40001, peer, 80))));
+    CHECK_FALSE(matches(f, tcp(us, 40000, peer, 80)));   // our own SYN
+    CHECK_FALSE(matches(f, tcp(peer, 80, us, 40003)));   // a port outside the run's block
+    CHECK_FALSE(matches(f, tcp(other, 80, us, 40000)));  // another host
+}
+
 TEST_CASE("capture filter: several ports and destinations: single ones listed with or, consecutive ones as ranges") {
     const wire::Ipv4Addr far{0xC6120009};  // 198.18.0.9
     const std::string f = io::capture_filter(us, {40000, 40001}, {peer, far}, {80, 443});
