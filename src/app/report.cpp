@@ -216,25 +216,6 @@ std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::Schedu
     return t;
 }
 
-ScheduleVerdict judge_schedule(const probe::ScheduleFit& fit) {
-    if (fit.inferred_retries) return ScheduleVerdict::Inferred;
-    const bool end_known = fit.end == probe::ScheduleEnd::Confirmed || fit.end == probe::ScheduleEnd::PeerRst;
-    if (fit.retransmissions == 0 && end_known && fit.missing.empty() && fit.gone_before_first_rto)
-        return ScheduleVerdict::NoRetransmission;
-    if (fit.fitted && end_known && !fit.linux_like && fit.describable && fit.copies_sent) return ScheduleVerdict::Measured;
-    return ScheduleVerdict::Inconclusive;
-}
-
-std::string_view to_string(ScheduleVerdict v) {
-    switch (v) {
-        case ScheduleVerdict::Inferred: return "inferred";
-        case ScheduleVerdict::Measured: return "measured";
-        case ScheduleVerdict::NoRetransmission: return "no-retransmission";
-        case ScheduleVerdict::Inconclusive: return "inconclusive";
-    }
-    return "?";
-}
-
 RttStats rtt_stats(const std::vector<double>& us) {
     RttStats s;
     if (us.empty()) return s;

@@ -70,65 +70,6 @@ std::string run_text(const probe::RetransmitFlow& f) {
     return t;
 }
 
-/// FIN runs are judged one by one, not merged: each connection's RTO comes from its own
-/// RTT and carries any backoff its earlier retransmissions left (on a lossy path the runs'
-/// schedules differ). The runs vote: a Linux setting stands when every run that carries
-/// Linux's signature infers the same value and a second run backs it; runs that disagree
-/// make it inconclusive. A run that lost its original copy (or whose end is not pinned)
-/// infers nothing by itself, but it backs the value when Linux's schedule under that
-/// value, and no other, explains its copies and its confirmed end.
-/// Returns the run that speaks for all, with its fit adjusted by the vote.
-std::pair<const probe::RetransmitFlow*, probe::ScheduleFit> vote(const std::vector<const probe::RetransmitFlow*>& runs,
-                                                                 const probe::Tolerance& tol) {
-    std::vector<probe::RunFit> fits;
-    for (const auto* f : runs) fits.push_back({&f->report().evidence, &f->report().fit});
-    const probe::SettingVote v = probe::vote_setting(fits, tol, probe::RetryRule::OrphanTime);
-    if (v.signature_runs > 0) {
-        const auto* speaker = *std::find_if(runs.begin(), runs.end(), [](const auto* f) {
-            return f->report().fit.linux_like && !f->report().fit.retries_candidates.empty();
-        });
-        probe::ScheduleFit fit = speaker->report().fit;
-        fit.retries_candidates = v.values;
-        fit.inferred_retries = v.inferred;
-        const bool enough = v.signature_runs + v.backing_runs >= std::min<std::size_t>(2, runs.size());
-        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}{}", v.signature_runs, runs.size(),
-                                        v.values.empty() ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough",
-                                        v.backing_runs ? fmt::format("; {} other run(s) that lost copies fit it", v.backing_runs) : ""));
-        if (!v.inferred) {
-            if (v.values.size() > 1 && enough) return {speaker, fit};  // Linux, the value not pinned: the text says which
-            fit.retries_candidates.clear();
-            fit.linux_like = false;
-            fit.linux_mismatch.push_back(!v.values.empty() ? "only one run carries Linux's signature" : "the runs infer different values");
-            fit.copies_sent.reset();
-        }
-        return {speaker, fit};
-    }
-    // No run looks like Linux. A foreign schedule is described only when the runs agree on
-    // it: a run whose original copy was lost shows an initial RTO twice the others'.
-    const probe::RetransmitFlow* speaker = nullptr;
-    for (const auto* f : runs) {
-        const auto& fit = f->report().fit;
-        if (fit.fitted && fit.missing.empty() && fit.copies_sent) {
-            speaker = f;
-            break;
-        }
-    }
-    if (!speaker) return {runs.front(), runs.front()->report().fit};
-    probe::ScheduleFit fit = speaker->report().fit;
-    const auto& ref = fit;
-    const bool agree = std::all_of(runs.begin(), runs.end(), [&](const auto* f) {
-        const auto& o = f->report().fit;
-        if (!o.fitted) return o.retransmissions < 2;  // too little to disagree
-        const Duration off = *o.initial_rto > *ref.initial_rto ? *o.initial_rto - *ref.initial_rto : *ref.initial_rto - *o.initial_rto;
-        return o.backoff_kind == ref.backoff_kind && off <= probe::Tolerance{}.for_gap(*ref.initial_rto);
-    });
-    if (!agree) {
-        fit.copies_sent.reset();  // nothing pinned: inconclusive
-        fit.linux_mismatch.push_back("the runs' schedules differ (a lost original copy changes a run's initial RTO)");
-    }
-    return {speaker, fit};
-}
-
 struct RetransmitResult {
     Verdict verdict = Verdict::Pending;
     RunHead head;
@@ -270,48 +211,13 @@ public:
         r.peer_closes_first = o_.peer_closes_first;
         r.tolerance = base_.tolerance;
         r.flows = flows_;
-        probe::Verdict connect = probe::Verdict::Pending;
-        for (const auto* f : flows_) {
-            connect = probe::combine(connect, f->connect_result().verdict);
-            if (f->connect_result().verdict == probe::Verdict::Open) r.measured.push_back(f);
-        }
-        // SYN-ACK runs on one axis (the peer's timer starts when our SYN arrives and counts
-        // copies: every run has the same schedule); FIN runs vote (see vote()).
-        if (r.measured.size() == 1) {
-            r.evidence = r.measured.front()->report().evidence;
-            r.fit = r.measured.front()->report().fit;
-        } else if (!r.measured.empty() && base_.segment == probe::RetxSegment::SynAck) {
-            // A run whose SYN we had to repeat is left out when others are not: our repeated
-            // SYN may have met a held request, which then resends its SYN-ACK at once and
-            // restarts its timer (Linux's tcp_check_req, BSD's syncache), so that run's
-            // copies are on another axis. One lost SYN must not blur the merged schedule.
-            std::vector<probe::ScheduleEvidence> evs;
-            for (const auto* f : r.measured)
-                if (f->connect_result().syns_sent <= 1) evs.push_back(f->report().evidence);
-            const std::size_t left_out = evs.empty() ? 0 : r.measured.size() - evs.size();
-            if (evs.empty())
-                for (const auto* f : r.measured) evs.push_back(f->report().evidence);
-            r.evidence = probe::merge_evidence(evs, base_.tolerance);
-            r.fit = probe::fit_schedule(*r.evidence, base_.tolerance, probe::RetryRule::Count);
-            if (left_out)
-                r.fit.notes.push_back(fmt::format("{} run(s) left out of the merge: our SYN was repeated there", left_out));
-        } else if (!r.measured.empty()) {
-            auto [speaker, fit] = vote(r.measured, base_.tolerance);
-            r.evidence = speaker->report().evidence;
-            r.fit = std::move(fit);
-            r.speaker = speaker->tuple().local.port;
-        }
-        if (connect != probe::Verdict::Open || r.measured.empty()) {
-            r.verdict = verdict_of(connect == probe::Verdict::Open ? probe::Verdict::Filtered : connect);
-            return r;
-        }
-        ScheduleVerdict v = judge_schedule(r.fit);
-        // "No retransmission" is a claim about the peer: every run must show it.
-        if (v == ScheduleVerdict::NoRetransmission &&
-            std::any_of(r.measured.begin(), r.measured.end(), [](const auto* f) { return f->report().times.size() > 1; }))
-            v = ScheduleVerdict::Inconclusive;
-        r.judged = v;
-        r.verdict = verdict_of(v);
+        const probe::RetransmitRuns runs = probe::judge_runs(flows_, base_.segment, base_.tolerance);
+        r.measured = runs.measured;
+        r.evidence = runs.evidence;
+        r.fit = runs.fit;
+        r.speaker = runs.speaker;
+        r.judged = runs.judged;
+        r.verdict = runs.judged ? verdict_of(*runs.judged) : verdict_of(runs.connect);
         return r;
     }
 

@@ -21,6 +21,43 @@ Flow& Session::add(Instant start_at, std::unique_ptr<Flow> flow) {
     return *flows_.back().flow;
 }
 
+void Session::set_pace(unsigned syns, Duration per) {
+    pace_syns_ = syns;
+    pace_per_ = per;
+}
+
+bool Session::pace_full(Instant now) const {
+    return pace_syns_ > 0 && recent_syns_.size() == pace_syns_ && recent_syns_.front() + pace_per_ > now;
+}
+
+void Session::pace(Instant now, Outbox& out, std::size_t from) {
+    if (pace_syns_ == 0) return;
+    for (std::size_t i = from; i < out.send.size();) {
+        const wire::Segment& seg = out.send[i];
+        if (!seg.has(wire::flag::syn) || seg.has_any(wire::flag::ack | wire::flag::rst)) {
+            ++i;
+            continue;
+        }
+        if (!held_.empty() || pace_full(now)) {
+            held_.push_back(seg);
+            out.send.erase(out.send.begin() + static_cast<std::ptrdiff_t>(i));
+            continue;
+        }
+        recent_syns_.push_back(now);
+        if (recent_syns_.size() > pace_syns_) recent_syns_.pop_front();
+        ++i;
+    }
+}
+
+void Session::release_held(Instant now, Outbox& out) {
+    while (!held_.empty() && !pace_full(now)) {
+        out.send.push_back(std::move(held_.front()));
+        held_.pop_front();
+        recent_syns_.push_back(now);
+        if (recent_syns_.size() > pace_syns_) recent_syns_.pop_front();
+    }
+}
+
 void Session::set_end(Instant end) {
     end_ = end;
     heap_.push_back({end, end_marker, 0});
@@ -70,13 +107,17 @@ void Session::start(std::size_t i, Instant now, Outbox& out) {
     e.started = true;
     by_tuple_[e.flow->tuple()] = i;  // a later flow may take over a finished flow's tuple
     if (sequential_) next_sequential_ = i + 1;
+    const std::size_t from = out.send.size();
     e.flow->start(now, out);
+    pace(now, out, from);
     touch(i);
 }
 
 void Session::on_packet(Instant t, const wire::DecodedPacket& p, Outbox& out) {
     auto deliver = [&](Entry* e, auto&& call) {
+        const std::size_t from = out.send.size();
         call(*e->flow);
+        pace(t, out, from);
         touch(static_cast<std::size_t>(e - flows_.data()));
     };
     if (const auto* seg = p.segment()) {
@@ -125,6 +166,7 @@ void Session::drop_stale() const {
 void Session::on_timer(Instant now, Outbox& out) {
     // Bounded: a flow that keeps asking for a past deadline is served again on the next
     // call, after the runner has had a chance to read the capture.
+    release_held(now, out);
     std::size_t budget = 2 * heap_.size() + 16;
     for (; budget > 0; --budget) {
         drop_stale();
@@ -135,6 +177,7 @@ void Session::on_timer(Instant now, Outbox& out) {
         if (top.index != end_marker) flows_[top.index].queued.reset();  // its live entry is gone
         if (top.index == end_marker) {
             ended_ = true;
+            held_.clear();  // the run is over: no new connection
             for (std::size_t i = 0; i < flows_.size(); ++i)
                 if (flows_[i].started && !flows_[i].flow->done()) {
                     flows_[i].flow->stop(now, out);
@@ -144,15 +187,25 @@ void Session::on_timer(Instant now, Outbox& out) {
         }
         Entry& e = flows_[top.index];
         if (!e.started) {
+            if (pace_full(now) || !held_.empty()) {
+                // No room for its SYN now: come back when the window has some.
+                const Instant again = held_.empty() ? recent_syns_.front() + pace_per_ : now + pace_per_;
+                heap_.push_back({again, top.index, e.generation});
+                std::push_heap(heap_.begin(), heap_.end(), std::greater<>{});
+                continue;
+            }
             start(top.index, now, out);
             continue;
         }
+        const std::size_t from = out.send.size();
         e.flow->on_timer(now, out);
+        pace(now, out, from);
         touch(top.index);
     }
 }
 
 void Session::interrupt(Instant now, Outbox& out) {
+    held_.clear();  // nothing new after a stop signal
     for (std::size_t i = 0; i < flows_.size(); ++i)
         if (flows_[i].started && !flows_[i].flow->done()) {
             flows_[i].flow->interrupt(now, out);
@@ -162,12 +215,18 @@ void Session::interrupt(Instant now, Outbox& out) {
 
 std::optional<Instant> Session::next_deadline() const {
     drop_stale();
-    if (heap_.empty()) return std::nullopt;
-    return heap_.front().at;
+    std::optional<Instant> d;
+    if (!heap_.empty()) d = heap_.front().at;
+    if (!held_.empty()) {
+        const Instant room = recent_syns_.front() + pace_per_;
+        if (!d || room < *d) d = room;
+    }
+    return d;
 }
 
 bool Session::done() const {
     if (ended_) return true;
+    if (!held_.empty()) return false;
     if (stop_when_) {
         if (!stop_when_()) return false;
     } else if (acceptor_) {
@@ -178,6 +237,7 @@ bool Session::done() const {
 
 std::string Session::progress(Instant now) const {
     // Called a few times a second on a TTY only; it looks for the first running flow.
+    if (progress_) return progress_(now);
     for (const auto& e : flows_) {
         if (!e.started || e.flow->done()) continue;
         std::string first = e.flow->progress(now);

@@ -173,3 +173,79 @@ TEST_CASE("session: sequential flows start one after the other") {
     // Each flow lives 50 ms; they ran back to back: the last timer fired at 150 ms.
     CHECK(c.fired.back() - t0 == 150ms);
 }
+
+namespace {
+
+/// Sends a SYN when it starts and, if `again`, a second one (a retransmission) 1 ms
+/// later; done after `life`.
+class SynFlow final : public probe::Flow {
+public:
+    SynFlow(wire::FourTuple t, bool again) : tuple_(t), again_(again) {}
+    wire::FourTuple tuple() const override { return tuple_; }
+    void start(Instant now, probe::Outbox& out) override {
+        started_ = now;
+        out.send.push_back(syn());
+        next_ = again_ ? now + 1ms : now + 1s;
+    }
+    void on_segment(Instant, const wire::Segment&, bool, probe::Outbox&) override {}
+    void on_icmp(Instant, const wire::IcmpError&, probe::Outbox&) override {}
+    void on_timer(Instant now, probe::Outbox& out) override {
+        if (again_ && now < started_ + 1s) {
+            again_ = false;
+            out.send.push_back(syn());
+            next_ = started_ + 1s;
+            return;
+        }
+        done_ = true;
+    }
+    void interrupt(Instant, probe::Outbox&) override { done_ = true; }
+    std::optional<Instant> next_deadline() const override { return done_ ? std::nullopt : std::optional<Instant>(next_); }
+    bool done() const override { return done_; }
+
+private:
+    wire::Segment syn() const {
+        wire::Segment s;
+        s.src = tuple_.local;
+        s.dst = tuple_.remote;
+        s.flags = wire::flag::syn;
+        return s;
+    }
+    wire::FourTuple tuple_;
+    bool again_;
+    Instant started_{};
+    Instant next_{};
+    bool done_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("session: a pace of 4 SYNs per 50 ms holds SYNs in order and defers starts; never 5 SYNs within 50 ms") {
+    probe::Session session;
+    session.set_pace(4, 50ms);
+    const Instant t0 = instant_from_ns(1'000'000'000);
+    // Ten flows due together, half of them retransmitting their SYN 1 ms later, and
+    // one due later than the window keeps its own time.
+    for (std::size_t i = 0; i < 10; ++i) session.add(t0, std::make_unique<SynFlow>(tuple_for(i), i % 2 == 0));
+    session.add(t0 + 900ms, std::make_unique<SynFlow>(tuple_for(10), false));
+    probe::Outbox out;
+    std::vector<std::pair<Instant, std::uint16_t>> sent;
+    for (std::size_t guard = 0; guard < 10000 && !session.done(); ++guard) {
+        auto d = session.next_deadline();
+        REQUIRE(d);
+        session.on_timer(*d, out);
+        for (const auto& s : out.send) sent.emplace_back(*d, s.src.port);
+        out.send.clear();
+    }
+    CHECK(session.done());
+    REQUIRE(sent.size() == 16);  // 11 SYNs and 5 retransmissions, none lost
+    CHECK(sent.front().first == t0);
+    for (std::size_t i = 4; i < sent.size(); ++i) {
+        INFO(i);
+        CHECK(sent[i].first - sent[i - 4].first >= 50ms);
+    }
+    // 15 SYNs due in the first milliseconds at 4 per 50 ms: all out within 200 ms; the
+    // late one at its own 900 ms.
+    CHECK(sent[14].first - t0 <= 200ms);
+    CHECK(sent[15].first - t0 == 900ms);
+    CHECK(sent[15].second == tuple_for(10).local.port);
+}

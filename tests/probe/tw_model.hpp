@@ -162,6 +162,8 @@ public:
     void set_drop(std::function<bool(const wire::Segment&)> d) { sim_.set_peer_filter(std::move(d)); }
     /// Runs until the session is done or `limit` of simulated time has passed.
     void run(Duration limit) { sim_.run(limit); }
+    /// Every event the flows reported (segments both ways, states, notes), in order.
+    std::vector<probe::Event>& events() { return sim_.events(); }
 
     /// The TIME-WAIT model of the connection from our port `port`, once it exists.
     const TwModel* model(std::uint16_t port) const;

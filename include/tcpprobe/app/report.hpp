@@ -36,14 +36,10 @@ nlohmann::json schedule_json(const probe::ScheduleEvidence& ev, const probe::Sch
 std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::ScheduleFit& fit, const std::string& sysctl,
                           const std::string& what);
 
-/// What a retransmission schedule allows one to say (retransmit and listen):
-///   inferred           Linux's signature, the end pinned: a setting
-///   measured           a foreign schedule described: shape shown, end seen, count pinned
-///   no-retransmission  the peer dropped the state after its first copy
-///   inconclusive       anything less (the report says why)
-enum class ScheduleVerdict { Inferred, Measured, NoRetransmission, Inconclusive };
-ScheduleVerdict judge_schedule(const probe::ScheduleFit& fit);
-std::string_view to_string(ScheduleVerdict v);
+// The schedule verdict (inferred, measured, no-retransmission, inconclusive) lives in
+// probe/schedule.hpp: the profile judges schedules in the core too.
+using probe::ScheduleVerdict;
+using probe::judge_schedule;
 
 struct RttStats {
     double min_us = 0, avg_us = 0, max_us = 0, mdev_us = 0;

@@ -91,4 +91,17 @@ private:
     bool concluded_ = false;
 };
 
+/// Several runs of one schedule (separate connections started together), judged as one:
+/// SYN-ACK runs merged on one axis (the peer's timer starts at our SYN and counts copies),
+/// FIN runs voting (each connection has its own RTO). Shared by `retransmit` and `profile`.
+struct RetransmitRuns {
+    Verdict connect = Verdict::Pending;           ///< the runs' connect verdicts combined
+    std::vector<const RetransmitFlow*> measured;  ///< the runs that connected
+    std::optional<ScheduleEvidence> evidence;     ///< the schedule that speaks for all
+    ScheduleFit fit;
+    std::optional<std::uint16_t> speaker;         ///< FIN: the run whose schedule speaks
+    std::optional<ScheduleVerdict> judged;        ///< when measured
+};
+RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxSegment segment, const Tolerance& tol);
+
 }  // namespace tcpprobe::probe

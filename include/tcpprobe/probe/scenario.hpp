@@ -3,6 +3,7 @@
 // a schedule. Both are sans-IO: the runner feeds (capture time, packet) and (now).
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -46,6 +47,11 @@ public:
     Flow& add(Instant start_at, std::unique_ptr<Flow> flow);
     /// Each flow starts only once the one before it is done (measurements that must not overlap).
     void set_sequential(bool s) { sequential_ = s; }
+    /// A global pace on new connections (runs of several experiments at one host): at most
+    /// `syns` SYNs (without ACK) go out in any window of `per`. A SYN beyond it is held,
+    /// in order, until the window has room; a flow whose start time has come while the
+    /// window is full starts when it has room again (so it does not queue SYNs for later).
+    void set_pace(unsigned syns, Duration per);
     /// For passive scenarios: a segment that belongs to no flow is offered to the acceptor,
     /// which may return a new flow for it (keyed by the segment's dst -> src); the flow
     /// starts at once and receives the segment.
@@ -60,8 +66,10 @@ public:
     void interrupt(Instant now, Outbox& out);
     std::optional<Instant> next_deadline() const;
     bool done() const;
-    /// The progress of a flow still running, for a live status line.
+    /// The progress of a flow still running, for a live status line (several lines when a
+    /// progress function was set: e.g. one per experiment of a profile).
     std::string progress(Instant now) const;
+    void set_progress(std::function<std::string(Instant)> f) { progress_ = std::move(f); }
     std::size_t size() const { return flows_.size(); }
     std::size_t finished() const { return done_count_; }
     const Flow& flow(std::size_t i) const { return *flows_[i].flow; }
@@ -103,8 +111,18 @@ private:
     bool sequential_ = false;
     Acceptor acceptor_;
     std::function<bool()> stop_when_;
+    std::function<std::string(Instant)> progress_;
     std::optional<Instant> end_;
     bool ended_ = false;
+    bool pace_full(Instant now) const;
+    /// SYNs the call that began at out.send[from] added: sent within the pace, or held.
+    void pace(Instant now, Outbox& out, std::size_t from);
+    void release_held(Instant now, Outbox& out);
+
+    unsigned pace_syns_ = 0;               ///< 0: no pace
+    Duration pace_per_{};
+    std::deque<Instant> recent_syns_;      ///< when the last pace_syns_ SYNs went out
+    std::deque<wire::Segment> held_;       ///< SYNs waiting for room, in order
 };
 
 }  // namespace tcpprobe::probe

@@ -205,4 +205,13 @@ Duration silence_after(const ScheduleEvidence& ev, const Tolerance& tol, RetryRu
 /// one axis: copies within tolerance of each other are one copy; probes are pooled.
 ScheduleEvidence merge_evidence(const std::vector<ScheduleEvidence>& runs, const Tolerance& tol);
 
+/// What a retransmission schedule allows one to say (retransmit and listen):
+///   inferred           Linux's signature, the end pinned: a setting
+///   measured           a foreign schedule described: shape shown, end seen, count pinned
+///   no-retransmission  the peer dropped the state after its first copy
+///   inconclusive       anything less (the report says why)
+enum class ScheduleVerdict { Inferred, Measured, NoRetransmission, Inconclusive };
+ScheduleVerdict judge_schedule(const ScheduleFit& fit);
+std::string_view to_string(ScheduleVerdict v);
+
 }  // namespace tcpprobe::probe
