@@ -6,7 +6,7 @@
 # tests/app/cli_docs_test.cpp checks it.
 
 _tcpprobe_commands='handshake teardown half-close retransmit listen time-wait
-    ping fin-wait-2 keepalive idle'
+    ping fin-wait-2 keepalive idle profile'
 
 _tcpprobe_global_opts='-o --output -w --write --write-limit -v --verbose -q --quiet --no-color
     --no-rst-guard --source -i --interface --version -h --help'
@@ -48,6 +48,9 @@ _tcpprobe_idle_opts="$_tcpprobe_syn_opts"'
 _tcpprobe_keepalive_opts="$_tcpprobe_syn_opts"'
     --request --answer --max-wait --send --count'
 
+_tcpprobe_profile_opts='-W --timeout --rto --retries --quick --keepalive --idle
+    --request --compare --trace -h --help'
+
 _tcpprobe_ping_opts="$_tcpprobe_synonly_opts"'
     -c --count --interval --rate --flood -W --timeout'
 
@@ -56,7 +59,7 @@ _tcpprobe_value_opts='-o --output -w --write --write-limit --source -i --interfa
     --option --window --ttl --tos --ip-id --isn --sport --flags --timeout --rto
     --retries --count --interval --linger --mode --idle --request --max-wait
     --time-wait --segment --tolerance --answer --test --probe-interval
-    --max-duration --rate --resolution --max-idle --send'
+    --max-duration --rate --resolution --max-idle --send --compare'
 
 _tcpprobe_interfaces() {
     local d
@@ -110,6 +113,12 @@ _tcpprobe() {
             return
             ;;
         -w | --write)
+            compopt -o filenames 2>/dev/null
+            mapfile -t COMPREPLY < <(compgen -f -- "$cur")
+            return
+            ;;
+        --compare)
+            # A profile saved with -o json.
             compopt -o filenames 2>/dev/null
             mapfile -t COMPREPLY < <(compgen -f -- "$cur")
             return
@@ -199,6 +208,7 @@ _tcpprobe() {
         fin-wait-2) opts=$_tcpprobe_fin_wait_2_opts ;;
         idle) opts=$_tcpprobe_idle_opts ;;
         keepalive) opts=$_tcpprobe_keepalive_opts ;;
+        profile) opts=$_tcpprobe_profile_opts ;;
         *) return ;;
     esac
     if [[ $cur == -* ]]; then

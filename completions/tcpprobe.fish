@@ -4,19 +4,20 @@
 # Every command and option of the CLI must be listed here, per command:
 # tests/app/cli_docs_test.cpp checks it.
 
-set -l commands handshake teardown half-close retransmit listen time-wait ping fin-wait-2 keepalive idle
+set -l commands handshake teardown half-close retransmit listen time-wait ping fin-wait-2 keepalive idle profile
 # Conditions: after any command, after a command that connects, after one of them.
-set -l any "__fish_seen_subcommand_from handshake teardown half-close retransmit listen time-wait ping fin-wait-2 keepalive idle"
+set -l any "__fish_seen_subcommand_from handshake teardown half-close retransmit listen time-wait ping fin-wait-2 keepalive idle profile"
 # --isn N and the flag --ts (time-wait gives both words of its own)
 set -l num "__fish_seen_subcommand_from handshake teardown half-close retransmit listen ping fin-wait-2 keepalive idle"
-set -l conn "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait fin-wait-2 keepalive idle"
-set -l targets "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait ping fin-wait-2 keepalive idle"
+set -l conn "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait fin-wait-2 keepalive idle profile"
+set -l targets "__fish_seen_subcommand_from handshake teardown half-close retransmit time-wait ping fin-wait-2 keepalive idle profile"
 set -l hs "__fish_seen_subcommand_from handshake"
 set -l tw "__fish_seen_subcommand_from time-wait"
 set -l ping "__fish_seen_subcommand_from ping"
 set -l fw2 "__fish_seen_subcommand_from fin-wait-2"
 set -l idle "__fish_seen_subcommand_from idle"
 set -l ka "__fish_seen_subcommand_from keepalive"
+set -l prof "__fish_seen_subcommand_from profile"
 set -l retx "__fish_seen_subcommand_from retransmit"
 set -l listen "__fish_seen_subcommand_from listen"
 set -l close "__fish_seen_subcommand_from teardown half-close"
@@ -53,6 +54,8 @@ complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a keepalive
     -d 'Record the peer\'s keepalive probes on an idle connection (or send ours)'
 complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a idle \
     -d 'How long the path (NAT, firewall) carries an idle connection'
+complete -c tcpprobe -n "not __fish_seen_subcommand_from $commands" -a profile \
+    -d 'Every experiment at once, paced: the host\'s connection-management profile'
 
 # Global options (accepted after the command too)
 complete -c tcpprobe -s o -l output -x -a 'text json' -d 'Output format'
@@ -175,3 +178,11 @@ complete -c tcpprobe -n $ping -l interval -x -d 'Time between probes over the wh
 complete -c tcpprobe -n $ping -l rate -x -d 'Probes per second over the whole run'
 complete -c tcpprobe -n $ping -l flood -d 'As fast as answers come back, no per-probe lines'
 complete -c tcpprobe -n $ping -s W -l timeout -x -d 'A probe unanswered this long is lost (e.g. 1s)'
+
+# profile
+complete -c tcpprobe -n $prof -l quick -d 'Only what ends in about 10 s'
+complete -c tcpprobe -n $prof -l keepalive -d 'Also record the peer\'s keepalive probes'
+complete -c tcpprobe -n $prof -l idle -x -d 'Also measure the path\'s idle timeout up to MAX (e.g. 300s)'
+complete -c tcpprobe -n $prof -l request -x -a '(__tcpprobe_request_file)' -d 'What makes the peer close first: TEXT with escapes, or @FILE'
+complete -c tcpprobe -n $prof -l compare -r -F -d 'List only the differences from a profile saved with -o json'
+complete -c tcpprobe -n $prof -l trace -d 'Text output: every segment before the table'

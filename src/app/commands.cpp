@@ -8,7 +8,7 @@ namespace tcpprobe::app {
 std::vector<CommandSpec> commands() {
     return {handshake_command(), teardown_command(), half_close_command(), retransmit_command(),
             listen_command(),    time_wait_command(), ping_command(),      fin_wait_2_command(),
-            keepalive_command(), idle_command()};
+            keepalive_command(), idle_command(),       profile_command()};
 }
 
 int run_job(const GlobalOptions& g, Job& job) {

@@ -55,7 +55,7 @@ void Renderer::events(const std::vector<Event>& evs) {
             origin_ = e.t;
             flush_pending();
         }
-        render(e, std::max<std::int64_t>(0, to_us(e.t - *origin_)));
+        if (show_events_) render(e, std::max<std::int64_t>(0, to_us(e.t - *origin_)));
     }
 }
 
@@ -66,7 +66,8 @@ void Renderer::captured(Instant t) {
 }
 
 void Renderer::flush_pending() {
-    for (const auto& p : pending_) render(p, origin_ ? std::max<std::int64_t>(0, to_us(p.t - *origin_)) : 0);
+    if (show_events_)
+        for (const auto& p : pending_) render(p, origin_ ? std::max<std::int64_t>(0, to_us(p.t - *origin_)) : 0);
     pending_.clear();
 }
 
@@ -132,7 +133,7 @@ private:
 
 class JsonRenderer final : public Renderer {
 public:
-    explicit JsonRenderer(std::FILE* out) : out_(out) {}
+    explicit JsonRenderer(std::FILE* out) : out_(out) { json_ = true; }
 
     void summary(const std::string&, nlohmann::json json) override {
         flush_pending();

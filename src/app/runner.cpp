@@ -49,13 +49,28 @@ public:
     bool on() const { return on_; }
     void draw(Instant now, const std::string& status) {
         if (!on_ || status.empty()) return;
-        fmt::print(stderr, "\r\033[K[{:.1f} s] {}", to_ms_f(now - start_) / 1000, status);
+        // Several lines (one per experiment of a profile): redraw the block in place.
+        clear();
+        std::string block = fmt::format("[{:.1f} s] ", to_ms_f(now - start_) / 1000);
+        lines_ = 1;
+        for (char c : status) {
+            if (c == '\n') {
+                block += "\n\033[K    ";
+                ++lines_;
+            } else {
+                block += c;
+            }
+        }
+        fmt::print(stderr, "\r\033[K{}", block);
         std::fflush(stderr);
         shown_ = true;
     }
     void clear() {
         if (!shown_) return;
-        fmt::print(stderr, "\r\033[K");
+        // Back to the block's first line, clearing each line on the way up.
+        std::string up;
+        for (unsigned i = 1; i < lines_; ++i) up += "\r\033[K\033[1A";
+        fmt::print(stderr, "{}\r\033[K", up);
         std::fflush(stderr);
         shown_ = false;
     }
@@ -64,6 +79,7 @@ private:
     Instant start_;
     bool on_;
     bool shown_ = false;
+    unsigned lines_ = 1;
 };
 }  // namespace
 

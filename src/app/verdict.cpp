@@ -40,6 +40,8 @@ std::string_view to_string(Verdict v) {
         case Verdict::Answered: return "answered";
         case Verdict::PartlyAnswered: return "partly-answered";
         case Verdict::Unanswered: return "unanswered";
+        case Verdict::Profiled: return "profiled";
+        case Verdict::Same: return "same";
         case Verdict::Interrupted: return "interrupted";
     }
     return "?";
@@ -68,6 +70,9 @@ int exit_code(Verdict v) {
         case Verdict::NoTimeout:
         case Verdict::Keepalive:
         case Verdict::Answered:
+        // profile: the host answered and was profiled; --compare found no difference.
+        case Verdict::Profiled:
+        case Verdict::Same:
             return 0;
         // A negative answer.
         case Verdict::Closed:

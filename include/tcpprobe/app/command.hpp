@@ -116,5 +116,6 @@ CommandSpec ping_command();
 CommandSpec fin_wait_2_command();
 CommandSpec keepalive_command();
 CommandSpec idle_command();
+CommandSpec profile_command();
 
 }  // namespace tcpprobe::app

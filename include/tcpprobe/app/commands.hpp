@@ -135,6 +135,17 @@ struct KeepaliveOptions {
     unsigned count = 3;
 };
 
+struct ProfileOptions {
+    std::string target;
+    ConnectOptions conn;
+    bool quick = false;
+    bool keepalive = false;
+    std::string idle;                                  ///< MAX: run the idle experiment up to MAX
+    std::string request = "GET / HTTP/1.0\\r\\n\\r\\n";  ///< makes the peer close first
+    std::string compare;                               ///< FILE: a profile JSON saved earlier
+    bool trace = false;                                ///< text: print every segment too
+};
+
 struct PingOptions {
     std::vector<std::string> targets;   ///< HOST:PORTS, e.g. host:80,443 or host:8000-8100
     SynOptions syn;

@@ -36,6 +36,16 @@ protected:
 
 public:
     void set_multi_flow(bool m) { multi_flow_ = m; }
+    /// Off: events set the time origin but are not printed (a profile's text shows its
+    /// table only; its JSON keeps the trace the table's evidence points into).
+    void set_show_events(bool s) { show_events_ = s; }
+    bool json() const { return json_; }
+
+protected:
+    bool show_events_ = true;
+    bool json_ = false;
+
+public:
 
 private:
     std::optional<Instant> origin_;

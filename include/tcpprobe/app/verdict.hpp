@@ -30,6 +30,8 @@ enum class Verdict {
     NoBound, Forgotten, NoTimeout,
     // keepalive
     Keepalive, NoKeepalive, Answered, PartlyAnswered, Unanswered,
+    // profile (--compare: Same, or Differs above)
+    Profiled, Same,
     Interrupted,
 };
 
