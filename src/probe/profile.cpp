@@ -295,7 +295,10 @@ void Profile::build(Session& session, Instant start, const ConnectFor& connect_f
             case Experiment::CloseActive: active_ = put(e, close(CloseMode::Active, false)); break;
             case Experiment::CloseSimultaneous: simultaneous_ = put(e, close(CloseMode::Simultaneous, true)); break;
             case Experiment::CloseAbort: abort_ = put(e, close(CloseMode::Abort, false)); break;
-            case Experiment::HalfClose: half_close_ = put(e, close(CloseMode::HalfClose, true)); break;
+            // Our FIN before any request: whatever the peer then sends (an HTTP server's
+            // answer at EOF) comes after our FIN. With a request first, a fast peer's answer
+            // races our FIN and the row would depend on timing.
+            case Experiment::HalfClose: half_close_ = put(e, close(CloseMode::HalfClose, false)); break;
             case Experiment::TimeWaitReuse:
             case Experiment::TimeWaitRst:
             case Experiment::TimeWaitFin: {

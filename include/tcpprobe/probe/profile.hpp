@@ -14,7 +14,9 @@
 //                    ISNs (RFC 6528 hash: no relation between ports; a constant step; a
 //                    clock; the same one every time)
 //   close-active     CloseFlow active (no request): 4-way or 3-way
-//   close-simultaneous, close-abort, half-close   CloseFlow in those modes
+//   close-simultaneous, close-abort, half-close   CloseFlow in those modes (half-close:
+//                    our FIN before any request, so what the peer sends at our EOF
+//                    comes after it, whatever the timing)
 //   synack-schedule  `schedule_runs` RetransmitFlows (SYN-ACK), judged as one
 //                    (judge_runs: merged on one axis) -> tcp_synack_retries
 //   fin-schedule     `schedule_runs` RetransmitFlows (FIN, never ACKed), voting
