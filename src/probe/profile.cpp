@@ -558,6 +558,13 @@ ProfileResult Profile::result() const {
         count.evidence = rto.evidence = ev;
         for (const auto* f : runs.measured)
             for (auto t : f->report().times) count.marks.push_back(mark(f, t, what));
+        if (*runs.judged == ScheduleVerdict::Inconclusive) {
+            // No value: what an inconclusive schedule shows changes from run to run (a
+            // wrong figure is worse than none, and --compare must not list noise).
+            count.text = fmt::format("inconclusive ({} retransmission(s) seen, end {})", fit.retransmissions, to_string(fit.end));
+            rto.text = "inconclusive";
+            return;
+        }
         if (*runs.judged == ScheduleVerdict::NoRetransmission) {
             count.value = std::int64_t{0};
             count.text = "0 (no retransmission)";
