@@ -212,6 +212,7 @@ void LifetimeFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
         if (seg.has(flag::fin) && step_ == Step::Holding) {
             // Its FIN again: our ACK was lost, FIN-WAIT-2 begins with the next one.
             state_start_.reset();
+            undated_since_ = t;
             send(tcb_.make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt), out);
             return;
         }
@@ -225,6 +226,7 @@ void LifetimeFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
     if (fin_wait_2 && step_ == Step::Setup && tcb_.state() == State::CloseWait) {
         peer_fin_end_ = tcb_.rcv.nxt;
         step_ = Step::Holding;
+        undated_since_ = t;
         next_at_ = t;
         peer_state(t, "FIN-WAIT-1", "FIN-WAIT-2", "our ACK of its FIN (we never send ours)", out);
     }
@@ -315,6 +317,13 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
         step_ = Step::Done;
         send(tcb_.make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
         finish(now, Verdict::Open, out);
+        return;
+    }
+    // FIN-WAIT-2 is dated by the capture of our ACK of the peer's FIN. A capture that never
+    // shows it (dropped by the kernel, or the ACK of a repeated FIN) would hold this slot,
+    // and the whole measurement, for ever (fuzz_session): --max-wait bounds it, as in setup.
+    if (!state_start_ && undated_since_ && now >= *undated_since_ + cfg_.max_wait) {
+        fail(now, "our ACK of the peer's FIN was never captured", out);
         return;
     }
     if (!state_start_ || plan.action != LifetimeEngine::Action::Probe) {

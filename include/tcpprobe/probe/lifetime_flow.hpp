@@ -172,6 +172,7 @@ private:
     std::optional<Instant> next_at_;
     std::optional<Instant> setup_deadline_;
     std::optional<Instant> state_start_;
+    std::optional<Instant> undated_since_;  ///< fin-wait-2: holding, our ACK of its FIN not captured yet
     bool fin_seen_ = false;          ///< fin-wait-2: the peer's FIN arrived
     wire::Seq peer_fin_end_;         ///< fin-wait-2: RCV.NXT after the peer's FIN
     bool data_after_fin_ = false;
