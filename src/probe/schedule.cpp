@@ -430,7 +430,14 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
         std::vector<unsigned> fits;
         for (unsigned n = 0; n <= 15; ++n)
             if (linux_setting_explains(*r.evidence, tol, rule, n)) fits.push_back(n);
-        if (fits.empty()) continue;  // explained by no value: it neither backs nor contradicts
+        // A run that lost copies is read through a model of what was lost: it backs the
+        // values it shares with the signature runs and narrows them, but a run that shares
+        // none is a misreading more likely than a veto (on a clean lab path such a run
+        // once left nothing inferred): it neither backs nor contradicts.
+        const bool shares = std::any_of(fits.begin(), fits.end(), [&](unsigned n) {
+            return std::find(allowed->begin(), allowed->end(), n) != allowed->end();
+        });
+        if (!shares) continue;
         ++v.backing_runs;
         offer(fits);
     }

@@ -306,6 +306,19 @@ TEST_CASE("schedule: a FIN run that lost its original backs or contradicts anoth
     CHECK_FALSE(linux_setting_explains(lost_first, Tolerance{}, RetryRule::OrphanTime, 1));
     // Under 3 it would send copy #4 and give up at ~6.4 s, not by 3.1 s.
     CHECK_FALSE(linux_setting_explains(lost_first, Tolerance{}, RetryRule::OrphanTime, 3));
+    // In a vote it backs a run that pins 2, and it does not veto a run that pins 1.
+    const ScheduleFit two = fit_schedule(at_ms({0, 204, 612, 1428}), Tolerance{}, true, RetryRule::OrphanTime);
+    const ScheduleFit one = fit_schedule(at_ms({0, 204, 612}), Tolerance{}, true, RetryRule::OrphanTime);
+    const ScheduleEvidence none;
+    REQUIRE(alone.retries_candidates.empty());
+    const SettingVote backed = vote_setting({{&none, &two}, {&lost_first, &alone}}, Tolerance{}, RetryRule::OrphanTime);
+    CHECK(backed.backing_runs == 1);
+    REQUIRE(backed.inferred);
+    CHECK(*backed.inferred == 2);
+    const SettingVote not_vetoed = vote_setting({{&none, &one}, {&lost_first, &alone}}, Tolerance{}, RetryRule::OrphanTime);
+    CHECK(not_vetoed.backing_runs == 0);
+    CHECK(not_vetoed.values == std::vector<unsigned>{1});
+    CHECK_FALSE(not_vetoed.inferred);  // one run alone is not enough
     // Without a confirmed end nothing is backed.
     ScheduleEvidence open = evidence({0ms, 416ms, 1248ms});
     open.rtt = 1ms;
