@@ -82,8 +82,7 @@ void CloseFlow::send_fin(Instant now, Outbox& out) {
 }
 
 void CloseFlow::conclude(Instant now, CloseOutcome o, ClosePattern pattern, Outbox& out) {
-    if (concluded_) return;
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     report_.outcome = o;
     report_.pattern = pattern;
     report_.end = now;
@@ -381,13 +380,7 @@ std::optional<Instant> CloseFlow::give_up_at() const {
 
 std::optional<Instant> CloseFlow::connected_deadline() const {
     if (aborted_) return concluded_ ? std::nullopt : prober_.next_deadline();
-    std::optional<Instant> d = ConnectionFlow::connected_deadline();
-    auto consider = [&](std::optional<Instant> x) {
-        if (x && (!d || *x < *d)) d = x;
-    };
-    consider(quiet_until_);
-    consider(give_up_at());
-    return d;
+    return earliest({ConnectionFlow::connected_deadline(), quiet_until_, give_up_at()});
 }
 
 }  // namespace tcpprobe::probe

@@ -308,11 +308,8 @@ std::optional<Instant> ConnectionFlow::next_deadline() const {
             return std::nullopt;
         case Phase::PreConnect:
             return started_ + ccfg_.timeout;
-        case Phase::Connecting: {
-            Instant d = started_ + ccfg_.timeout;
-            if (auto t = tcb_.next_deadline()) d = std::min(d, *t);
-            return d;
-        }
+        case Phase::Connecting:
+            return earliest({started_ + ccfg_.timeout, tcb_.next_deadline()});
         case Phase::Connected:
             return connected_deadline();
         case Phase::Draining:

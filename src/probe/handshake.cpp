@@ -81,9 +81,7 @@ void HandshakeFlow::on_connected_timer(Instant now, Outbox& out) {
 }
 
 std::optional<Instant> HandshakeFlow::connected_deadline() const {
-    auto d = ConnectionFlow::connected_deadline();
-    if (linger_until_ && (!d || *linger_until_ < *d)) d = linger_until_;
-    return d;
+    return earliest({ConnectionFlow::connected_deadline(), linger_until_});
 }
 
 }  // namespace tcpprobe::probe

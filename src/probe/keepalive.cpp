@@ -179,15 +179,11 @@ void KeepaliveFlow::on_connected_timer(Instant now, Outbox& out) {
 
 std::optional<Instant> KeepaliveFlow::connected_deadline() const {
     if (ended_) return std::nullopt;
-    std::optional<Instant> d = tcb_.next_deadline();
-    for (auto x : {watch_until_, next_send_, silence_deadline()})
-        if (x && (!d || *x < *d)) d = x;
-    return d;
+    return earliest({tcb_.next_deadline(), watch_until_, next_send_, silence_deadline()});
 }
 
 void KeepaliveFlow::end(Instant now, KeepaliveEnd e, Outbox& out) {
-    if (ended_) return;
-    ended_ = true;
+    if (!ended_.conclude()) return;
     report_.end = e;
     report_.end_at = now;
     if (e == KeepaliveEnd::Rst) note(now, "the peer reset the connection", out);
@@ -199,8 +195,7 @@ void KeepaliveFlow::end(Instant now, KeepaliveEnd e, Outbox& out) {
 }
 
 void KeepaliveFlow::on_interrupt(Instant now, Outbox& out) {
-    if (ended_) return;
-    ended_ = true;
+    if (!ended_.conclude()) return;
     report_.end = KeepaliveEnd::Interrupted;
     report_.end_at = now;
     if (tcb::in_state(tcb_.state(), {State::Established, State::CloseWait}))

@@ -265,27 +265,18 @@ void LifetimeFlow::on_connected_timer(Instant now, Outbox& out) {
 
 std::optional<Instant> LifetimeFlow::connected_deadline() const {
     if (concluded_) return std::nullopt;
-    std::optional<Instant> d;
-    auto consider = [&](std::optional<Instant> x) {
-        if (x && (!d || *x < *d)) d = x;
-    };
     switch (step_) {
         case Step::Setup:
-            consider(tcb_.next_deadline());
-            consider(setup_deadline_);
-            break;
+            return earliest({tcb_.next_deadline(), setup_deadline_});
         case Step::Holding:
-            consider(tcb_.next_deadline());
-            consider(next_at_);
-            break;
+            return earliest({tcb_.next_deadline(), next_at_});
         case Step::Probing:
-            consider(due_);
-            break;
+            return due_;
         case Step::Waiting:
         case Step::Done:
             break;
     }
-    return d;
+    return std::nullopt;
 }
 
 void LifetimeFlow::tick(Instant now, Outbox& out) {
@@ -302,7 +293,7 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
                 connect(now, out);
                 return;
             case LifetimeRun::Action::Skip:
-                concluded_ = true;
+                if (!concluded_.conclude()) return;
                 step_ = Step::Done;
                 next_at_.reset();
                 finish(now, Verdict::Pending, out);
@@ -313,7 +304,7 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
     const auto plan = run.plan(cfg_.round, cfg_.slot);
     if (plan.action == LifetimeEngine::Action::Skip) {
         // Not needed any more: the peer's state is cleaned up with a RST.
-        concluded_ = true;
+        if (!concluded_.conclude()) return;
         step_ = Step::Done;
         send(tcb_.make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
         finish(now, Verdict::Open, out);
@@ -360,7 +351,7 @@ void LifetimeFlow::report(Instant now, Liveness l, Duration offset, std::optiona
     std::string text = fmt::format("{} probe at {:.3f} s: {}", to_string(subject()), to_ms_f(offset) / 1000, to_string(l));
     if (rst) text += fmt::format(" (RST, origin {}: {})", to_string(rst->from), rst->why);
     note(now, std::move(text), out);
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     step_ = Step::Done;
     cfg_.run->result(m);
     // Clean up what the peer may still hold: an idle connection the path still carries,
@@ -374,8 +365,7 @@ void LifetimeFlow::report(Instant now, Liveness l, Duration offset, std::optiona
 }
 
 void LifetimeFlow::fail(Instant now, std::string why, Outbox& out) {
-    if (concluded_) return;
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     step_ = Step::Done;
     note(now, fmt::format("this connection measures nothing: {}", why), out);
     cfg_.run->failed(cfg_.round, cfg_.slot, std::move(why));
@@ -385,8 +375,7 @@ void LifetimeFlow::fail(Instant now, std::string why, Outbox& out) {
 }
 
 void LifetimeFlow::on_interrupt(Instant now, Outbox& out) {
-    if (concluded_) return;
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     if (step_ != Step::Waiting && tcb::in_state(tcb_.state(), {State::Established, State::CloseWait}))
         apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
     cfg_.run->interrupt();

@@ -155,14 +155,11 @@ std::optional<Instant> ListenFlow::connected_deadline() const {
     // Silence ends the run only when no probe is outstanding (on_connected_timer): while one
     // is, its answer wait is the deadline. A silence already past would otherwise be a
     // deadline that never moves (fuzz_session: the runner spun until the answer wait ended).
-    std::optional<Instant> d = prober_.outstanding() ? std::nullopt : silence_at();
-    if (auto p = prober_.next_deadline(); p && (!d || *p < *d)) d = p;
-    return d;
+    return earliest({prober_.outstanding() ? std::nullopt : silence_at(), prober_.next_deadline()});
 }
 
 void ListenFlow::conclude(Instant now, std::string end, Outbox& out) {
-    if (concluded_) return;
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     report_.end = std::move(end);
     report_.evidence = evidence(report_.end == "max-wait" || report_.end == "flood");
     report_.probes_sent = prober_.probes_sent();
@@ -181,7 +178,7 @@ void ListenFlow::on_interrupt(Instant now, Outbox& out) {
     // Leave nothing open on the client: reset a connection we answered.
     if (answered_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait, State::Listen}))
         apply_with_cause(now, tcb_.abort(now), "stopped: RST to the client", out);
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     report_.end = "interrupted";
     report_.evidence = evidence(true);
     report_.probes_sent = prober_.probes_sent();

@@ -183,22 +183,17 @@ void RetransmitFlow::on_connected_timer(Instant now, Outbox& out) {
 
 std::optional<Instant> RetransmitFlow::connected_deadline() const {
     if (concluded_) return std::nullopt;
-    std::optional<Instant> d = cfg_.segment == RetxSegment::Fin ? ConnectionFlow::connected_deadline() : std::nullopt;
-    auto consider = [&](std::optional<Instant> x) {
-        if (x && (!d || *x < *d)) d = x;
-    };
-    consider(fin_at_);
+    Deadlines d{cfg_.segment == RetxSegment::Fin ? ConnectionFlow::connected_deadline() : std::nullopt, fin_at_};
     // As in listen: silence counts only with no probe outstanding, else a silence already
     // past is a deadline that never moves.
-    if (!prober_.outstanding()) consider(silence_at());
-    if (!report_.times.empty()) consider(prober_.next_deadline());
-    if (measuring_since_) consider(*measuring_since_ + cfg_.max_wait);
-    return d;
+    if (!prober_.outstanding()) d.consider(silence_at());
+    if (!report_.times.empty()) d.consider(prober_.next_deadline());
+    if (measuring_since_) d.consider(*measuring_since_ + cfg_.max_wait);
+    return d.earliest();
 }
 
 void RetransmitFlow::conclude(Instant now, std::string end, Outbox& out) {
-    if (concluded_) return;
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     report_.end = std::move(end);
     const bool stopped = report_.end == "max-wait" || report_.end == "no-fin" || report_.end == "interrupted" ||
                          report_.end == "flood";
@@ -217,8 +212,7 @@ void RetransmitFlow::conclude(Instant now, std::string end, Outbox& out) {
 }
 
 void RetransmitFlow::on_interrupt(Instant now, Outbox& out) {
-    if (concluded_) return;
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     report_.end = "interrupted";
     report_.evidence = evidence(true);
     report_.probes_sent = prober_.probes_sent();

@@ -520,7 +520,7 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
                 connect(now, out);
                 return;
             case TwDuration::MemberAction::Skip:
-                concluded_ = true;
+                if (!concluded_.conclude()) return;
                 step_ = Step::Done;
                 next_at_.reset();
                 finish(now, Verdict::Pending, out);
@@ -530,7 +530,7 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
     // Holding: in TIME-WAIT, until this connection's offset comes.
     const auto plan = d.plan(round, slot);
     if (plan.action == LifetimeEngine::Action::Skip) {
-        concluded_ = true;
+        if (!concluded_.conclude()) return;
         step_ = Step::Done;
         finish(now, Verdict::Open, out);
         return;
@@ -558,7 +558,7 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
 void TimeWaitFlow::member_done(Instant now, Liveness l, Duration offset, Outbox& out) {
     const auto [round, slot] = *cfg_.slot;
     cfg_.duration->member_result({round, slot, port(), offset, l, report_.probes});
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     step_ = Step::Done;
     finish(now, Verdict::Open, out);
 }
@@ -804,14 +804,9 @@ void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
 
 std::optional<Instant> TimeWaitFlow::connected_deadline() const {
     if (concluded_) return std::nullopt;
-    std::optional<Instant> d = step_ == Step::Setup ? ConnectionFlow::connected_deadline() : std::nullopt;
-    auto consider = [&](std::optional<Instant> x) {
-        if (x && (!d || *x < *d)) d = x;
-    };
-    if (step_ == Step::Setup) consider(setup_deadline_);
-    if (ex_) consider(ex_->due);
-    else consider(next_at_);
-    return d;
+    const std::optional<Instant> waiting = ex_ ? std::optional<Instant>(ex_->due) : next_at_;
+    if (step_ == Step::Setup) return earliest({ConnectionFlow::connected_deadline(), setup_deadline_, waiting});
+    return waiting;
 }
 
 // The duration test's outcome, once the measurement is over.
@@ -839,8 +834,7 @@ void TimeWaitFlow::conclude_duration(Instant now, Outbox& out) {
 }
 
 void TimeWaitFlow::conclude(Instant now, TwOutcome outcome, Outbox& out) {
-    if (concluded_) return;
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     step_ = Step::Done;
     ex_.reset();
     next_at_.reset();
@@ -860,7 +854,7 @@ void TimeWaitFlow::on_interrupt(Instant now, Outbox& out) {
     if (concluded_) return;
     if (step_ == Step::Setup && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait}))
         apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
-    concluded_ = true;
+    if (!concluded_.conclude()) return;
     if (cfg_.duration) cfg_.duration->interrupt();
     if (!is_member()) report_.outcome = TwOutcome::Interrupted;
 }

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/conclusion.hpp"
 #include "tcpprobe/probe/connection.hpp"
 #include "tcpprobe/probe/liveness.hpp"
 
@@ -133,7 +134,7 @@ private:
     std::optional<std::uint16_t> last_peer_ip_id_;
     unsigned peer_id_steps_ = 0;              ///< consecutive segments exactly +1 apart
     bool peer_id_counter_ = true;             ///< no other step seen
-    bool concluded_ = false;
+    Conclusion concluded_;
     bool giving_up_ = false;
 };
 

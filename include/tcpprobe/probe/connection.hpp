@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/conclusion.hpp"
 #include "tcpprobe/probe/scenario.hpp"
 #include "tcpprobe/probe/verdict.hpp"
 #include "tcpprobe/tcb/tcb.hpp"

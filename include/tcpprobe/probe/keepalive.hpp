@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/conclusion.hpp"
 #include "tcpprobe/probe/connection.hpp"
 
 namespace tcpprobe::probe {
@@ -111,7 +112,7 @@ private:
     std::vector<Instant> answers_;
     std::optional<wire::Segment> answer_pending_;  ///< our ACK to a probe, until captured
     std::optional<wire::Segment> our_probe_;
-    bool ended_ = false;
+    Conclusion ended_;
 };
 
 }  // namespace tcpprobe::probe

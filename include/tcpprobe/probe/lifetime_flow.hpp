@@ -35,6 +35,7 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/conclusion.hpp"
 #include "tcpprobe/probe/connection.hpp"
 #include "tcpprobe/probe/lifetime.hpp"
 
@@ -181,7 +182,7 @@ private:
     wire::Segment probe_;
     std::vector<Instant> sent_;
     Instant due_{};
-    bool concluded_ = false;
+    Conclusion concluded_;
 };
 
 }  // namespace tcpprobe::probe

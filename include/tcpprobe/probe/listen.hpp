@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/conclusion.hpp"
 #include "tcpprobe/probe/connection.hpp"
 #include "tcpprobe/probe/liveness.hpp"
 #include "tcpprobe/probe/schedule.hpp"
@@ -52,7 +53,7 @@ public:
     explicit ListenFlow(ListenConfig config);
     const ListenReport& report() const { return report_; }
     const ListenConfig& config() const { return cfg_; }
-    bool concluded() const { return concluded_; }
+    bool concluded() const { return concluded_.reached(); }
     std::string progress(Instant now) const override;
     void stop(Instant now, Outbox& out) override;
 
@@ -75,7 +76,7 @@ private:
     ListenReport report_;
     std::optional<wire::Seq> client_isn_;
     bool answered_ = false;
-    bool concluded_ = false;
+    Conclusion concluded_;
     LivenessProber prober_;
 };
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/conclusion.hpp"
 #include "tcpprobe/probe/connection.hpp"
 #include "tcpprobe/probe/liveness.hpp"
 #include "tcpprobe/probe/schedule.hpp"
@@ -88,7 +89,7 @@ private:
     std::optional<wire::Seq> peer_fin_seq_;
     LivenessProber prober_;
     std::optional<Instant> last_held_;     ///< latest liveness answer "held"
-    bool concluded_ = false;
+    Conclusion concluded_;
 };
 
 /// Several runs of one schedule (separate connections started together), judged as one:

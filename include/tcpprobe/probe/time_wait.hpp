@@ -43,6 +43,7 @@
 #include <string>
 #include <vector>
 
+#include "tcpprobe/probe/conclusion.hpp"
 #include "tcpprobe/probe/connection.hpp"
 #include "tcpprobe/probe/lifetime.hpp"
 
@@ -334,7 +335,7 @@ private:
     std::optional<Exchange> ex_;              ///< the probe that is out
     std::optional<wire::Seq> reuse_isn_;
     std::size_t learn_index_ = 0;
-    bool concluded_ = false;
+    Conclusion concluded_;
 };
 
 }  // namespace tcpprobe::probe
