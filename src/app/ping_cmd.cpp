@@ -211,6 +211,7 @@ public:
         // Every lane sends the same SYN but for its tuple and ISN: one segment maker for all.
         auto syn_maker = std::make_shared<tcb::Tcb>(make_tcb_config(
             syn_, {{edge.route.source, edge.sports.at(0)}, {dests_[0].addr, dests_[0].port}}, edge.route.interface, run_rng()));
+        auto ip_ids = std::make_shared<probe::IpIds>(syn_maker->config().ip.id);
         std::size_t port_index = 0;
         for (std::size_t lane = 0; lane < lanes_per_; ++lane)
             for (std::size_t d = 0; d < dests_.size(); ++d) {
@@ -218,6 +219,7 @@ public:
                 pc.tuple = {{edge.route.source, edge.sports.at(port_index++)}, {dests_[d].addr, dests_[d].port}};
                 pc.iss = syn_.isn.value_or(Seq{static_cast<std::uint32_t>(run_rng()())});
                 pc.syn_maker = syn_maker;
+                pc.ip_ids = ip_ids;
                 pc.destination = d;
                 pc.timeout = timeout_;
                 pc.events = !o_.flood;

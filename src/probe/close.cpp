@@ -294,7 +294,7 @@ void CloseFlow::send_abort_rst(Instant now, Outbox& out) {
     } else {
         note(now, fmt::format("abort: the peer still answers in state: our RST again (#{}), it may have been lost",
                               report_.abort_rsts_sent + 1), out);
-        send(tcb_.make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
+        send(make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
     }
     ++report_.abort_rsts_sent;
     aborted_ = true;
@@ -347,7 +347,7 @@ void CloseFlow::on_connected_timer(Instant now, Outbox& out) {
         if (prober_.due(now)) {
             if (!report_.abort_probes_sent)
                 note(now, "probe: one byte far outside the window (kept: an ACK; dropped: a RST)", out);
-            send(tcb_.make_segment(now, flag::ack, tcb_.snd.nxt + 0x40000000u, tcb_.rcv.nxt, {0}), out);
+            send(make_segment(now, flag::ack, tcb_.snd.nxt + 0x40000000u, tcb_.rcv.nxt, {0}), out);
             prober_.sent(now);
             ++report_.abort_probes_sent;
         }

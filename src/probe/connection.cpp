@@ -65,11 +65,17 @@ void ConnectionFlow::send(const Segment& s, Outbox& out) {
     out.send.push_back(s);
 }
 
+Segment ConnectionFlow::make_segment(Instant now, std::uint16_t flags, Seq seq, Seq ack, ByteVec payload) {
+    Segment s = tcb_.make_segment(now, flags, seq, ack, std::move(payload));
+    return ip_ids_.stamp(s);
+}
+
 void ConnectionFlow::apply(Instant now, const tcb::Actions& actions, Outbox& out) {
     for (const auto& a : actions) {
         if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
             if (s->reason == tcb::SendReason::Retransmission && phase_ == Phase::Connected) ++connected_retransmissions_;
-            send(s->segment, out);
+            Segment seg = s->segment;
+            send(ip_ids_.stamp(seg), out);
         } else if (const auto* c = std::get_if<tcb::StateChanged>(&a)) {
             event(now, StateEvent{"local", std::string(to_string(c->from)), std::string(to_string(c->to)), c->cause}, out);
             cres_.final_state = std::string(to_string(c->to));

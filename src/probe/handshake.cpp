@@ -33,7 +33,7 @@ void HandshakeFlow::begin(Instant now, Outbox& out) {
     stale_ = StaleSynReport{};
     note(now, fmt::format("stale SYN first (ISN {}), the real SYN (ISN {}) follows its answer", cfg_.stale_isn.raw(),
                           tcb_.iss().raw()), out);
-    send(tcb_.make_segment(now, static_cast<std::uint16_t>(flag::syn | ccfg_.tcb.extra_syn_flags), cfg_.stale_isn, Seq{0}), out);
+    send(make_segment(now, static_cast<std::uint16_t>(flag::syn | ccfg_.tcb.extra_syn_flags), cfg_.stale_isn, Seq{0}), out);
 }
 
 void HandshakeFlow::on_preconnect_segment(Instant t, const Segment& seg, Outbox& out) {
@@ -59,7 +59,7 @@ bool HandshakeFlow::intercept_connecting(Instant t, const Segment& seg, Outbox& 
     tcb::Tcb what_if = tcb_;
     (void)what_if.on_segment(t, seg);
     cres_.negotiated = what_if.negotiated();
-    send(tcb_.make_segment(t, flag::rst, seg.ack, Seq{0}), out);
+    send(make_segment(t, flag::rst, seg.ack, Seq{0}), out);
     apply_with_cause(t, tcb_.close(t), "half-open: SYN-ACK answered with RST", out);
     finish(t, Verdict::Open, out);
     return true;

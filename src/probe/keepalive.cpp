@@ -127,7 +127,7 @@ void KeepaliveFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& 
             std::count_if(report_.probes.begin(), report_.probes.end(), [](const KeepaliveProbe& x) { return x.answered; }));
         if (answered < cfg_.answer) {
             p.answered = true;
-            answer_pending_ = tcb_.make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
+            answer_pending_ = make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
             send(*answer_pending_, out);
         }
         report_.probes.push_back(p);
@@ -151,7 +151,7 @@ std::optional<Instant> KeepaliveFlow::silence_deadline() const {
 }
 
 void KeepaliveFlow::send_probe(Instant now, Outbox& out) {
-    our_probe_ = tcb_.make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
+    our_probe_ = make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
     report_.probes.push_back({now, 0, false, std::nullopt});
     send(*our_probe_, out);
 }

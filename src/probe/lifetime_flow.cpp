@@ -213,7 +213,7 @@ void LifetimeFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
             // Its FIN again: our ACK was lost, FIN-WAIT-2 begins with the next one.
             state_start_.reset();
             undated_since_ = t;
-            send(tcb_.make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt), out);
+            send(make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt), out);
             return;
         }
         if (step_ == Step::Holding) return;  // a FIN-WAIT-2 peer has nothing more to say
@@ -306,7 +306,7 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
         // Not needed any more: the peer's state is cleaned up with a RST.
         if (!concluded_.conclude()) return;
         step_ = Step::Done;
-        send(tcb_.make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
+        send(make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
         finish(now, Verdict::Open, out);
         return;
     }
@@ -330,11 +330,11 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
 }
 
 Segment LifetimeFlow::probe_segment(Instant now) {
-    if (subject() == LifetimeSubject::FinWait2) return tcb_.make_segment(now, flag::fin | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
+    if (subject() == LifetimeSubject::FinWait2) return make_segment(now, flag::fin | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
     if (cfg_.idle_probe == IdleProbe::Data)
-        return tcb_.make_segment(now, flag::psh | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt, ByteVec{'\n'});
+        return make_segment(now, flag::psh | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt, ByteVec{'\n'});
     // A keepalive: one below SND.NXT, no data (RFC 1122 §4.2.3.6).
-    return tcb_.make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
+    return make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
 }
 
 void LifetimeFlow::probe(Instant now, Outbox& out) {
@@ -359,7 +359,7 @@ void LifetimeFlow::report(Instant now, Liveness l, Duration offset, std::optiona
     // A peer that took the data probe's byte expects the next one (Linux resets only at RCV.NXT).
     if (subject() == LifetimeSubject::Idle && l != Liveness::Gone) {
         const auto taken = l == Liveness::Alive ? static_cast<std::uint32_t>(probe_.payload.size()) : 0u;
-        send(tcb_.make_segment(now, flag::rst, tcb_.snd.nxt + taken, Seq{0}), out);
+        send(make_segment(now, flag::rst, tcb_.snd.nxt + taken, Seq{0}), out);
     }
     finish(now, Verdict::Open, out);
 }

@@ -109,7 +109,7 @@ void ListenFlow::on_connected_timer(Instant now, Outbox& out) {
     const std::size_t settled = prober_.results().size();
     if (prober_.due(now)) {
         // An ACK of the client's SYN, no SYN of ours: ignored in SYN-SENT, RST when closed.
-        send(tcb_.make_segment(now, flag::ack, tcb_.iss(), *client_isn_ + 1), out);
+        send(make_segment(now, flag::ack, tcb_.iss(), *client_isn_ + 1), out);
         prober_.sent(now);
     }
     // A client in SYN-SENT drops our ACK: a silent round is what "still there" looks like,

@@ -60,6 +60,7 @@ void PingLane::send_probe(Instant now, Outbox& out) {
         now, static_cast<std::uint16_t>(flag::syn | cfg_.syn_maker->config().extra_syn_flags), isn_, Seq{0});
     syn.src = cfg_.tuple.local;
     syn.dst = cfg_.tuple.remote;
+    cfg_.ip_ids->stamp(syn);
     out.send.push_back(std::move(syn));
 }
 

@@ -73,8 +73,8 @@ void RetransmitFlow::replan(Instant now) {
 
 void RetransmitFlow::send_liveness_probe(Instant now, Outbox& out) {
     Segment probe = cfg_.segment == RetxSegment::SynAck
-                        ? tcb_.make_segment(now, flag::ack, tcb_.iss() + 1 + out_of_window, *cres_.irs + 1, {0})
-                        : tcb_.make_segment(now, flag::ack, tcb_.snd.nxt + out_of_window, tcb_.rcv.nxt, {0});
+                        ? make_segment(now, flag::ack, tcb_.iss() + 1 + out_of_window, *cres_.irs + 1, {0})
+                        : make_segment(now, flag::ack, tcb_.snd.nxt + out_of_window, tcb_.rcv.nxt, {0});
     send(probe, out);
     prober_.sent(now);
 }
@@ -204,7 +204,7 @@ void RetransmitFlow::conclude(Instant now, std::string end, Outbox& out) {
     if (cfg_.cleanup && report_.end != "rst" && report_.end != "confirmed" && !report_.times.empty()) {
         // Clear whatever the peer still holds: a RST at the sequence number it expects.
         Seq at = cfg_.segment == RetxSegment::SynAck ? tcb_.iss() + 1 : tcb_.snd.nxt;
-        send(tcb_.make_segment(now, flag::rst, at, Seq{0}), out);
+        send(make_segment(now, flag::rst, at, Seq{0}), out);
         report_.cleanup_sent = true;
         note(now, "cleanup: RST sent so the peer drops what it still holds", out);
     }
@@ -219,7 +219,7 @@ void RetransmitFlow::on_interrupt(Instant now, Outbox& out) {
     report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, rule());
     if (cfg_.cleanup && !report_.times.empty()) {
         Seq at = cfg_.segment == RetxSegment::SynAck ? tcb_.iss() + 1 : tcb_.snd.nxt;
-        send(tcb_.make_segment(now, flag::rst, at, Seq{0}), out);
+        send(make_segment(now, flag::rst, at, Seq{0}), out);
         report_.cleanup_sent = true;
     }
 }

@@ -369,7 +369,7 @@ void TimeWaitFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Ou
 }
 
 Segment TimeWaitFlow::make_probe(Instant now, std::uint16_t flags, Seq seq, Seq ack, std::optional<std::uint32_t> tsval) {
-    Segment s = tcb_.make_segment(now, flags, seq, ack);
+    Segment s = make_segment(now, flags, seq, ack);
     // make_segment adds the old connection's options; a probe carries a timestamp only
     // when asked (an old TSval would be a PAWS reject, which restarts the timer).
     if (!(flags & flag::syn)) s.options.clear();
@@ -673,7 +673,7 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                 report_.new_isn = seg.seq;
                 report_.isn_distance = distance(report_.old_peer_nxt, seg.seq);
                 note(t, fmt::format("accepted: the peer's new ISN is its old SND.NXT + {}", *report_.isn_distance), out);
-                send(tcb_.make_segment(t, flag::rst, *reuse_isn_ + 1, Seq{0}), out);  // cleanup
+                send(make_segment(t, flag::rst, *reuse_isn_ + 1, Seq{0}), out);  // cleanup
                 conclude(t, TwOutcome::Accepted, out);
             } else if (rst) {
                 conclude(t, TwOutcome::NoTimeWait, out);

@@ -47,7 +47,6 @@ OptionList default_syn_options(std::optional<std::uint16_t> mss, std::optional<s
 Tcb::Tcb(TcbConfig config) : cfg_(std::move(config)) {
     snd.una = snd.nxt = cfg_.iss;
     rcv.wnd = cfg_.rcv_wnd;
-    next_ip_id_ = cfg_.ip.id;
     rto_ = cfg_.rto.initial_rto;
     neg_.our_mss = [&]() -> std::optional<std::uint16_t> {
         if (auto m = find_option<opt::Mss>(cfg_.syn_options)) return m->value;
@@ -107,8 +106,7 @@ Segment Tcb::make_segment(Instant now, std::uint16_t flags, Seq seq, Seq ack, By
         s.options = {opt::Nop{}, opt::Nop{}, opt::Timestamps{ts_now(now), ts_recent_}};
     }
     s.payload = std::move(payload);
-    s.ip = cfg_.ip;
-    s.ip.id = next_ip_id_++;
+    s.ip = cfg_.ip;  // the IP ID stays the configured one: the sender counts it (probe::IpIds)
     return s;
 }
 
@@ -183,11 +181,8 @@ Actions Tcb::open_active(Instant now) {
         return out;
     }
     // §3.10.1: OPEN creates a new TCB. On an object reused after CLOSED, nothing of the
-    // last connection (backed-off RTO, retry count, FIN, IRS, negotiation) may survive;
-    // only the IP ID keeps counting, as it is the sender's.
-    const std::uint16_t ip_id = next_ip_id_;
+    // last connection (backed-off RTO, retry count, FIN, IRS, negotiation) may survive.
     *this = Tcb{cfg_};
-    next_ip_id_ = ip_id;
     epoch_ = now;
     passive_ = false;
     set_state(State::SynSent, "open (active)", out);
@@ -201,9 +196,7 @@ Actions Tcb::open_passive(Instant now) {
         out.push_back(Note{"open: connection already exists"});
         return out;
     }
-    const std::uint16_t ip_id = next_ip_id_;  // a new TCB, as in open_active
-    *this = Tcb{cfg_};
-    next_ip_id_ = ip_id;
+    *this = Tcb{cfg_};  // a new TCB, as in open_active
     epoch_ = now;
     passive_ = true;
     set_state(State::Listen, "open (passive)", out);

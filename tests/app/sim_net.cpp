@@ -247,7 +247,13 @@ void SimNet::deliver_to_peer(Instant t, const Segment& seg) {
 void SimNet::peer_actions(const Key& k, Instant t, const tcb::Actions& actions) {
     bool got_data = false, got_fin = false;
     for (const auto& a : actions) {
-        if (const auto* s = std::get_if<tcb::SendSegment>(&a)) from_peer(t, s->segment);
+        if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
+            // The peer's stack counts IP IDs per connection, as Linux does per socket.
+            Conn& sender = conns_[k];
+            if (!sender.ip_ids) sender.ip_ids.emplace(sender.tcb ? sender.tcb->config().ip.id : std::uint16_t{0});
+            Segment seg = s->segment;
+            from_peer(t, sender.ip_ids->stamp(seg));
+        }
         else if (std::holds_alternative<tcb::DataReceived>(a)) got_data = true;
         else if (const auto* st = std::get_if<tcb::StateChanged>(&a); st && st->to == tcb::State::CloseWait) got_fin = true;
     }

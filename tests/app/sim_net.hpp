@@ -27,6 +27,7 @@
 
 #include "probe/tw_model.hpp"
 #include "tcpprobe/app/edge.hpp"
+#include "tcpprobe/probe/ip_id.hpp"
 #include "tcpprobe/tcb/tcb.hpp"
 
 namespace tcpprobe::simnet {
@@ -89,6 +90,7 @@ public:
 private:
     struct Conn {
         std::optional<tcb::Tcb> tcb;
+        std::optional<probe::IpIds> ip_ids;  ///< the peer's IP IDs of this connection
         std::optional<sim::TwModel> tw;
         PortSpec spec;
         bool answered = false;

@@ -103,13 +103,11 @@ TEST_CASE("teardown active: a peer that delays its ACK and closes at once sends 
         tcb::Actions closing = s.peer().close(t);
         acts.insert(acts.end(), closing.begin(), closing.end());
         std::vector<wire::Segment> out;
-        std::optional<std::uint16_t> next_id;
         for (const auto& x : acts)
             if (const auto* snd = std::get_if<tcb::SendSegment>(&x)) {
-                if (!next_id) next_id = snd->segment.ip.id;
                 if (!snd->segment.has(wire::flag::fin)) continue;
                 wire::Segment fin = snd->segment;
-                fin.ip.id = *next_id;
+                s.peer_ids().stamp(fin);  // the peer's next IP ID
                 out.push_back(fin);
             }
         return out;

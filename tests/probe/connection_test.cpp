@@ -5,6 +5,8 @@
 // sequence numbers, windows and options, not flags only.
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include "sim.hpp"
 #include "support/doctest_printers.hpp"
 #include "tcpprobe/probe/handshake.hpp"
@@ -31,19 +33,23 @@ bool has_anomaly(const std::vector<probe::Event>& evs, const std::string& needle
     return false;
 }
 
+/// The path loses our first SYN.
+void lose_first_syn(Sim& sim) {
+    sim.set_peer_hook([first = true](Sim&, Instant, const wire::Segment& seg) mutable -> std::optional<std::vector<wire::Segment>> {
+        if (seg.has(wire::flag::syn) && first) {
+            first = false;
+            return std::vector<wire::Segment>{};
+        }
+        return std::nullopt;
+    });
+}
+
 }  // namespace
 
 TEST_CASE("connect: without timestamps, a SYN-ACK after a retransmitted SYN is timed from the last SYN and flagged ambiguous (Karn)") {
     probe::HandshakeFlow flow(config(false));
     Sim sim(flow, Sim::PeerKind::Listening, 100us);
-    bool first = true;
-    sim.set_peer_hook([&](Sim&, Instant, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
-        if (seg.has(wire::flag::syn) && first) {
-            first = false;
-            return std::vector<wire::Segment>{};  // our first SYN is lost on the path
-        }
-        return std::nullopt;
-    });
+    lose_first_syn(sim);
     sim.run();
     const auto& r = flow.connect_result();
     CHECK(r.verdict == Verdict::Open);
@@ -123,4 +129,26 @@ TEST_CASE("connect: a captured segment whose options do not decode is an anomaly
     });
     sim.run();
     CHECK(has_anomaly(sim.events(), "malformed TCP options"));
+}
+
+TEST_CASE("connect: the flow numbers the IP IDs of everything it sends, the TCB's segments and its own, from the first one") {
+    // The IP ID is the sender's (RFC 6864 §4), not RFC 9293 state: the TCB leaves it alone
+    // and the flow counts it across our SYN, its retransmission and the scenario's RST.
+    probe::HandshakeConfig c = config(true);
+    c.connect.tcb.ip.id = 65534;  // wraps after the second
+    c.half_open = true;
+    probe::HandshakeFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening, 100us);
+    lose_first_syn(sim);
+    sim.run();
+    std::vector<std::string> ours;
+    std::vector<std::uint16_t> peer_ids;
+    for (const auto& e : sim.events())
+        if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body)) {
+            if (s->dir == wire::Direction::Out) ours.push_back(fmt::format("{} id {}", wire::format_flags(s->segment.flags), s->segment.ip.id));
+            else peer_ids.push_back(s->segment.ip.id);
+        }
+    CHECK(ours == std::vector<std::string>{"S id 65534", "S id 65535", "R id 0"});
+    // The simulated peer counts its own, from its first one.
+    CHECK(peer_ids == std::vector<std::uint16_t>{server_tcb().ip.id});
 }

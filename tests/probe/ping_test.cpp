@@ -15,6 +15,7 @@ probe::PingLaneConfig lane_config(Duration timeout = 1s) {
     c.tuple = t.tuple;
     c.iss = t.iss;
     c.syn_maker = std::make_shared<tcb::Tcb>(t);
+    c.ip_ids = std::make_shared<probe::IpIds>(t.ip.id);
     c.timeout = timeout;
     return c;
 }

@@ -65,7 +65,10 @@ Sim::Sim(probe::Flow& flow, PeerKind kind, Duration one_way) : flow_(flow), kind
     if (kind_ == PeerKind::Listening) peer_actions(now_, peer_->open_passive(now_));
 }
 
-void Sim::peer_actions(Instant t, const tcb::Actions& actions) {
+void Sim::peer_actions(Instant t, const tcb::Actions& given) {
+    tcb::Actions actions = given;
+    for (auto& a : actions)
+        if (auto* s = std::get_if<tcb::SendSegment>(&a)) peer_ids_.stamp(s->segment);
     for (const auto& a : actions) {
         if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
             wire::Segment seg = s->segment;

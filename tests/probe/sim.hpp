@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "tcpprobe/probe/ip_id.hpp"
 #include "tcpprobe/probe/scenario.hpp"
 #include "tcpprobe/tcb/tcb.hpp"
 #include "tcpprobe/wire/format.hpp"
@@ -47,6 +48,8 @@ public:
     Instant now() const { return now_; }
     Instant start() const { return start_; }
     tcb::Tcb& peer() { return *peer_; }
+    /// The peer host's IP ID counter (peer_actions stamps every segment it sends).
+    probe::IpIds& peer_ids() { return peer_ids_; }
     /// Every segment on the wire, in capture order, as "> ..." / "< ..." lines.
     const std::vector<std::string>& wire_log() const { return wire_; }
     const std::vector<wire::Segment>& sent_by_flow() const { return from_flow_; }
@@ -86,6 +89,7 @@ private:
     Instant start_ = instant_from_ns(1'000'000'000'000);
     Instant now_ = start_;
     std::optional<tcb::Tcb> peer_;
+    probe::IpIds peer_ids_{server_tcb().ip.id};  ///< the peer host's IP IDs (its TCBs do not count them)
     PeerApp app_;
     PeerHook hook_;
     std::function<bool(const wire::Segment&)> drop_peer_;

@@ -603,11 +603,12 @@ TEST_CASE("CLOSED: OPEN on a TCB whose connection has ended starts a fresh conne
         CHECK_FALSE(c.tcb.irs().has_value());
         CHECK_FALSE(c.tcb.negotiated().peer_mss.has_value());
         CHECK(c.tcb.snd.nxt == c.flow.iss);
-        // The IP ID keeps counting across connections (it is per sender, not per TCB).
-        const auto last_id = sent_segments(c.history).back().ip.id;
+        // The IP ID is the sender's (probe::IpIds), not the TCB's: every segment carries
+        // the configured one, the last connection's and the new one's alike.
+        CHECK(sent_segments(c.history).back().ip.id == c.tcb.config().ip.id);
         out = inject(c.tcb, c.now(), c.seg("S").seq(0));
         expect_sent(out, {sent("S.", 0, 1).why(SendReason::SynAck)});
-        CHECK(sent_segments(out).at(0).ip.id == static_cast<std::uint16_t>(last_id + 1));
+        CHECK(sent_segments(out).at(0).ip.id == c.tcb.config().ip.id);
         CHECK(c.tcb.negotiated().effective_mss == 536);
     }
 }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "tcpprobe/probe/conclusion.hpp"
+#include "tcpprobe/probe/ip_id.hpp"
 #include "tcpprobe/probe/scenario.hpp"
 #include "tcpprobe/probe/verdict.hpp"
 #include "tcpprobe/tcb/tcb.hpp"
@@ -102,6 +103,9 @@ protected:
     /// Feeds a segment to the TCB and applies the result; true when it reset the connection.
     bool feed(Instant t, const wire::Segment& seg, Outbox& out);
     void send(const wire::Segment& s, Outbox& out);
+    /// A segment of this connection made by the TCB (options, timestamps, IP fields) with
+    /// the flow's next IP ID; the scenario sends it now or keeps it to send (again) later.
+    wire::Segment make_segment(Instant now, std::uint16_t flags, wire::Seq seq, wire::Seq ack, wire::ByteVec payload = {});
     void anomaly(Instant t, std::string text, Outbox& out);
     void note(Instant t, std::string text, Outbox& out) const;
     void peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const;
@@ -119,6 +123,9 @@ protected:
     ConnectConfig ccfg_;
     std::uint16_t flow_tag_ = ccfg_.tcb.tuple.local.port;  ///< the `flow` of our events
     tcb::Tcb tcb_;
+    /// The IP IDs of everything this flow sends, counted from the configured first one
+    /// across the flow's connections (TIME-WAIT reuse reopens the TCB, not the sender).
+    IpIds ip_ids_{ccfg_.tcb.ip.id};
     ConnectResult cres_;
     Instant started_{};
     /// Our retransmissions once connected (data, FIN): something of ours went unanswered,

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "tcpprobe/probe/ip_id.hpp"
 #include "tcpprobe/probe/scenario.hpp"
 #include "tcpprobe/tcb/tcb.hpp"
 
@@ -66,6 +67,8 @@ struct PingLaneConfig {
     /// Builds our SYNs (options, timestamps, window, IP fields); shared by every lane of
     /// a run, which differ only in tuple and ISN. Its own tuple is not used.
     std::shared_ptr<tcb::Tcb> syn_maker;
+    /// The IP IDs of every lane's SYNs (one sender): counted from the SYN maker's first one.
+    std::shared_ptr<IpIds> ip_ids;
     std::size_t destination = 0;
     Duration timeout = std::chrono::seconds{1};
     bool events = true;        ///< per-probe lines (off under --flood)

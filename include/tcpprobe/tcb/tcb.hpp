@@ -50,7 +50,7 @@ struct TcbConfig {
     std::uint16_t syn_window = 0;     ///< window field of our SYN; 0 = min(rcv_wnd, 65535)
     wire::OptionList syn_options;     ///< what our SYN / SYN-ACK carries, in this order
     std::uint16_t extra_syn_flags = 0;  ///< e.g. ECE|CWR on our SYN
-    wire::IpFields ip;                ///< TTL, TOS, DF, first IP ID (incremented per packet)
+    wire::IpFields ip;                ///< TTL, TOS, DF, IP ID: copied as they are (the sender counts IP IDs: probe::IpIds)
     std::uint32_t mtu = 65535;        ///< the link's MTU: no packet we send is larger (68..65535 used)
     RetransmitPolicy rto;
     Duration time_wait = std::chrono::seconds{60};  ///< 2MSL
@@ -188,7 +188,6 @@ private:
     wire::Seq last_ack_sent_;
     std::optional<wire::Seq> fin_seq_;
     bool fin_received_ = false;
-    std::uint16_t next_ip_id_ = 0;
 
     /// SEND's data not sent yet (the send window was full), already cut into segments;
     /// `push` marks the last segment of a SEND call.
