@@ -146,7 +146,7 @@ nlohmann::json to_json(const CloseResult& res) {
     summary.update({{"verdict", to_string(res.verdict)},
                     {"mode", probe::to_string(res.mode)},
                     {"pattern", probe::to_string(r.pattern)},
-                    {"connect", connect_json(*res.flow)},
+                    {"connect", connect_json(res.flow->connection())},
                     {"findings", r.findings},
                     {"anomaly_count", c.anomaly_total},
                     {"our_fin_to_peer_ack_us", opt_us(between(r.our_fin, r.peer_ack_of_fin))},

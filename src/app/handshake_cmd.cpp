@@ -58,7 +58,7 @@ nlohmann::json to_json(const HandshakeResult& r) {
     nlohmann::json summary = to_json(r.head);
     auto probes = nlohmann::json::array();
     for (const auto& p : r.probes) {
-        nlohmann::json j = connect_json(*p.flow);
+        nlohmann::json j = connect_json(p.flow->connection());
         j["target"] = p.target;
         if (const auto& st = p.flow->stale()) j["stale_syn"] = stale_json(*st);
         probes.push_back(std::move(j));

@@ -115,7 +115,7 @@ nlohmann::json to_json(const KeepaliveResult& r) {
               {"mode", r.mode == probe::KeepaliveMode::Send ? "send" : "watch"},
               {"end", opened ? nlohmann::json(probe::to_string(rep.end)) : nlohmann::json(nullptr)},
               {"probes", probes},
-              {"connect", connect_json(*r.flow)}});
+              {"connect", connect_json(r.flow->connection())}});
     if (r.mode == probe::KeepaliveMode::Send) {
         j["answered"] = r.answered;
         return j;

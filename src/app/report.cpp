@@ -50,8 +50,8 @@ std::string anomaly_lines(const probe::ConnectResult& r, const std::string& head
     return text;
 }
 
-nlohmann::json connect_json(const probe::ConnectionFlow& f) {
-    const auto& r = f.connect_result();
+nlohmann::json connect_json(const probe::Connection& f) {
+    const auto& r = f.result();
     nlohmann::json p = {{"sport", f.tuple().local.port},
                         {"verdict", probe::to_string(r.verdict)},
                         {"rtt_us", r.rtt ? nlohmann::json(to_us(*r.rtt)) : nlohmann::json(nullptr)},

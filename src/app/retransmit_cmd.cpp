@@ -57,7 +57,7 @@ nlohmann::json run_json(const probe::RetransmitFlow& f) {
               {"trailing_rst", r.rst_at.has_value()},
               {"probes_sent", r.probes_sent},
               {"cleanup_sent", r.cleanup_sent}});
-    j["connect"] = connect_json(f);
+    j["connect"] = connect_json(f.connection());
     return j;
 }
 

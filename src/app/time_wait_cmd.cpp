@@ -303,7 +303,7 @@ nlohmann::json to_json(const TestResult& t) {
                         {"isn_distance", opt_json(r.isn_distance)},
                         {"time_wait_alive_after", opt_json(r.tw_alive_after)},
                         {"rounds", f.config().test == probe::TwTest::Rst ? nlohmann::json(r.rounds) : nlohmann::json(nullptr)},
-                        {"connect", connect_json(f)}};
+                        {"connect", connect_json(f.connection())}};
     if (f.config().test == probe::TwTest::Duration) duration_json(f, j);
     return j;
 }

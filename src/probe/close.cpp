@@ -189,13 +189,13 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
     const State before_feed = tcb_.state();
     if (feed(t, seg, out)) {
         peer_goes(t, State::Closed, "sent RST", out);
-        if (connected_retransmissions_ > 0) {
+        if (conn_.connected_retransmissions() > 0) {
             // Something of ours had gone unanswered (lost on the path, or its ACK was):
             // meanwhile the peer's own timers run (a FIN-WAIT-2 timeout, its data or FIN
             // retransmissions giving up) and a RST is their answer. Loss explains it.
             finding(t, fmt::format("the peer reset the connection (RST) while we were in {}, after {} retransmission(s) "
                                    "of ours: its timers may have run out while our segments were lost",
-                                   before_feed, connected_retransmissions_),
+                                   before_feed, conn_.connected_retransmissions()),
                     false, out);
             conclude(t, CloseOutcome::Incomplete, ClosePattern::Incomplete, out);
             return;

@@ -10,7 +10,8 @@ namespace tcpprobe::probe {
 
 using namespace tcpprobe::wire;
 
-ConnectionFlow::ConnectionFlow(ConnectConfig config) : ccfg_(std::move(config)), tcb_(ccfg_.tcb) {}
+Connection::Connection(ConnectConfig config, ConnectionHooks& hooks)
+    : ccfg_(std::move(config)), hooks_(hooks), tcb_(ccfg_.tcb) {}
 
 std::vector<std::string> syn_option_anomalies(const OptionList& options) {
     std::vector<std::string> out;
@@ -23,15 +24,15 @@ std::vector<std::string> syn_option_anomalies(const OptionList& options) {
     return out;
 }
 
-void ConnectionFlow::event(Instant t, decltype(Event::body) body, Outbox& out) const {
+void Connection::event(Instant t, decltype(Event::body) body, Outbox& out) const {
     out.events.push_back(Event{t, port(), std::move(body)});
 }
 
-void ConnectionFlow::note(Instant t, std::string text, Outbox& out) const {
+void Connection::note(Instant t, std::string text, Outbox& out) const {
     event(t, NoteEvent{Severity::Info, std::move(text)}, out);
 }
 
-void ConnectionFlow::anomaly(Instant t, std::string text, Outbox& out) {
+void Connection::anomaly(Instant t, std::string text, Outbox& out) {
     ++cres_.anomaly_total;
     auto& texts = cres_.anomalies;
     const auto it = std::find(texts.begin(), texts.end(), text);
@@ -55,25 +56,25 @@ void ConnectionFlow::anomaly(Instant t, std::string text, Outbox& out) {
         event(t, NoteEvent{Severity::Anomaly, fmt::format("{} (repeated: further ones are only counted)", text)}, out);
 }
 
-void ConnectionFlow::peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const {
+void Connection::peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const {
     event(t, StateEvent{"peer", std::move(from), std::move(to), std::move(cause)}, out);
 }
 
-void ConnectionFlow::send(const Segment& s, Outbox& out) {
+void Connection::send(const Segment& s, Outbox& out) {
     expected_.push_back({s.flags, s.seq, s.ack});
     if (s.has(flag::syn) && !s.has(flag::ack)) ++cres_.syns_sent;
     out.send.push_back(s);
 }
 
-Segment ConnectionFlow::make_segment(Instant now, std::uint16_t flags, Seq seq, Seq ack, ByteVec payload) {
+Segment Connection::make_segment(Instant now, std::uint16_t flags, Seq seq, Seq ack, ByteVec payload) {
     Segment s = tcb_.make_segment(now, flags, seq, ack, std::move(payload));
     return ip_ids_.stamp(s);
 }
 
-void ConnectionFlow::apply(Instant now, const tcb::Actions& actions, Outbox& out) {
+void Connection::apply(Instant now, const tcb::Actions& actions, Outbox& out) {
     for (const auto& a : actions) {
         if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
-            if (s->reason == tcb::SendReason::Retransmission && phase_ == Phase::Connected) ++connected_retransmissions_;
+            if (s->reason == tcb::SendReason::Retransmission && phase_ == ConnectPhase::Connected) ++connected_retransmissions_;
             Segment seg = s->segment;
             send(ip_ids_.stamp(seg), out);
         } else if (const auto* c = std::get_if<tcb::StateChanged>(&a)) {
@@ -84,22 +85,22 @@ void ConnectionFlow::apply(Instant now, const tcb::Actions& actions, Outbox& out
         } else if (const auto* g = std::get_if<tcb::GaveUp>(&a)) {
             note(now, fmt::format("no answer after {} retransmissions of our {}", g->retransmissions, g->what), out);
             // A SYN given up on may still be answered: --timeout decides when to stop.
-            if (phase_ == Phase::Connecting && now >= started_ + ccfg_.timeout) finish(now, Verdict::Filtered, out);
+            if (phase_ == ConnectPhase::Connecting && now >= started_ + ccfg_.timeout) finish(now, Verdict::Filtered, out);
         } else if (const auto* d = std::get_if<tcb::DataReceived>(&a)) {
             note(now, fmt::format("received {} bytes of data", d->data.size()), out);
         }
         // ArmTimer/CancelTimer: next_deadline() asks the TCB directly.
-        observe(now, a, out);
+        hooks_.observe(now, a, out);
     }
 }
 
-void ConnectionFlow::apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out) {
+void Connection::apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out) {
     for (auto& a : actions)
         if (auto* c = std::get_if<tcb::StateChanged>(&a)) c->cause = cause;
     apply(now, actions, out);
 }
 
-bool ConnectionFlow::feed(Instant t, const Segment& seg, Outbox& out) {
+bool Connection::feed(Instant t, const Segment& seg, Outbox& out) {
     auto actions = tcb_.on_segment(t, seg);
     const bool reset = std::any_of(actions.begin(), actions.end(),
                                    [](const tcb::Action& a) { return std::holds_alternative<tcb::ConnectionReset>(a); });
@@ -107,30 +108,30 @@ bool ConnectionFlow::feed(Instant t, const Segment& seg, Outbox& out) {
     return reset;
 }
 
-void ConnectionFlow::connect(Instant now, Outbox& out) {
-    phase_ = Phase::Connecting;
+void Connection::connect(Instant now, Outbox& out) {
+    phase_ = ConnectPhase::Connecting;
     apply(now, tcb_.open_active(now), out);
 }
 
-void ConnectionFlow::start(Instant now, Outbox& out) {
-    started_ = now;
-    begin(now, out);
-}
-
-FormatContext ConnectionFlow::context_for(Direction d, const Segment& seg) const {
+FormatContext Connection::tcb_context(Direction d, const Segment& seg) const {
     FormatContext ctx = tcb_.format_context(d);
     if (d == Direction::In && !ctx.irs && seg.has(flag::syn)) ctx.irs = seg.seq;
     return ctx;
 }
 
-std::optional<Instant> ConnectionFlow::last_syn_before(Instant t) const {
+FormatContext Connection::context_for(Direction d, const Segment& seg) const {
+    if (auto ctx = hooks_.format_context(d, seg)) return *ctx;
+    return tcb_context(d, seg);
+}
+
+std::optional<Instant> Connection::last_syn_before(Instant t) const {
     std::optional<Instant> best;
     for (const auto& s : syns_seen_)
         if (s.seq == tcb_.iss() && s.t <= t) best = s.t;
     return best;
 }
 
-void ConnectionFlow::record_outgoing(Instant t, const Segment& seg, Outbox& out) {
+void Connection::record_outgoing(Instant t, const Segment& seg, Outbox& out) {
     auto it = std::find_if(expected_.begin(), expected_.end(), [&](const Expected& e) {
         return e.flags == seg.flags && e.seq == seg.seq && e.ack == seg.ack;
     });
@@ -149,10 +150,10 @@ void ConnectionFlow::record_outgoing(Instant t, const Segment& seg, Outbox& out)
         else
             anomaly(t, "an outgoing segment on this flow that tcpprobe did not send", out);
     }
-    observe_outgoing(t, seg, ours, out);
+    hooks_.observe_outgoing(t, seg, ours, out);
 }
 
-void ConnectionFlow::on_synack(Instant t, const Segment& seg, Outbox& out) {
+void Connection::on_synack(Instant t, const Segment& seg, Outbox& out) {
     if (seg.ack != tcb_.iss() + 1) {
         anomaly(t, fmt::format("SYN-ACK acknowledges {} (relative {}), expected ISS+1", seg.ack.raw(),
                                static_cast<std::int64_t>(distance(tcb_.iss(), seg.ack))), out);
@@ -184,20 +185,20 @@ void ConnectionFlow::on_synack(Instant t, const Segment& seg, Outbox& out) {
     if (syn) cres_.rtt = t - syn->t;
 }
 
-void ConnectionFlow::check_established(Instant t, Outbox& out) {
-    if (phase_ != Phase::Connecting) return;
+void Connection::check_established(Instant t, Outbox& out) {
+    if (phase_ != ConnectPhase::Connecting) return;
     if (!tcb::in_state(tcb_.state(), {tcb::State::Established, tcb::State::CloseWait})) return;
     cres_.negotiated = tcb_.negotiated();
     cres_.verdict = Verdict::Open;
-    phase_ = Phase::Connected;
-    on_established(t, out);
+    phase_ = ConnectPhase::Connected;
+    hooks_.on_established(t, out);
 }
 
-void ConnectionFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
+bool Connection::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
     if (outgoing) {
         record_outgoing(t, seg, out);
-        if (phase_ == Phase::Draining) on_timer(t, out);
-        return;
+        if (phase_ == ConnectPhase::Draining) settle_drain(t, out);
+        return false;
     }
     event(t, SegmentEvent{Direction::In, seg, format_segment(seg, context_for(Direction::In, seg)), true}, out);
     // Not an anomaly: segments of a peer on the same machine (loopback, veth with offload)
@@ -206,18 +207,15 @@ void ConnectionFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Ou
     if (seg.options_error) anomaly(t, fmt::format("malformed TCP options: {}", *seg.options_error), out);
 
     switch (phase_) {
-        case Phase::Idle:
-            return;
-        case Phase::PreConnect:
-            on_preconnect_segment(t, seg, out);
-            return;
-        case Phase::Connected:
-            on_connected_segment(t, seg, out);
-            return;
-        case Phase::Draining:
+        case ConnectPhase::Idle:
+            return false;
+        case ConnectPhase::PreConnect:
+        case ConnectPhase::Connected:
+            return true;
+        case ConnectPhase::Draining:
             feed(t, seg, out);
-            return;
-        case Phase::Connecting:
+            return false;
+        case ConnectPhase::Connecting:
             break;
     }
     const bool synack = seg.has(flag::syn | flag::ack) && !seg.has(flag::rst);
@@ -231,97 +229,128 @@ void ConnectionFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Ou
         anomaly(t, "SYN-ACK after our SYN retransmissions had given up", out);
         feed(t, seg, out);
         finish(t, Verdict::Open, out);
-        return;
+        return false;
     }
     if (tcb_.state() == tcb::State::SynSent && synack) on_synack(t, seg, out);
-    if (intercept_connecting(t, seg, out)) return;
+    if (hooks_.intercept_connecting(t, seg, out)) return false;
     if (feed(t, seg, out)) {
         cres_.answer = seg;
         if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;  // time to the RST
         finish(t, Verdict::Closed, out);
-        return;
+        return false;
     }
     check_established(t, out);
+    return false;
 }
 
-void ConnectionFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) { feed(t, seg, out); }
-
-void ConnectionFlow::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
+void Connection::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
     event(t, IcmpEvent{err, describe_icmp(err.type, err.code)}, out);
     if (err.quoted_seq != tcb_.iss() && !in_window(err.quoted_seq, tcb_.snd.una, distance(tcb_.snd.una, tcb_.snd.nxt) + 1u)) {
         anomaly(t, fmt::format("ICMP error quoting sequence number {} that we did not send", err.quoted_seq.raw()), out);
         return;
     }
-    if (phase_ != Phase::Connecting || cres_.verdict != Verdict::Pending) return;
+    if (phase_ != ConnectPhase::Connecting || cres_.verdict != Verdict::Pending) return;
     cres_.icmp = err;
     if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;
     apply_with_cause(t, tcb_.close(t), fmt::format("ICMP {}", describe_icmp(err.type, err.code)), out);
     finish(t, Verdict::Unreachable, out);
 }
 
-void ConnectionFlow::finish(Instant now, Verdict v, Outbox& out) {
+void Connection::finish(Instant now, Verdict v, Outbox& out) {
     (void)out;
     if (cres_.verdict == Verdict::Pending) cres_.verdict = v;
-    phase_ = Phase::Draining;
+    phase_ = ConnectPhase::Draining;
     drain_until_ = now + ccfg_.capture_grace;
     if (expected_.empty()) done_ = true;
 }
 
-void ConnectionFlow::on_timer(Instant now, Outbox& out) {
+bool Connection::on_timer(Instant now, Outbox& out) {
     switch (phase_) {
-        case Phase::Idle:
-            return;
-        case Phase::PreConnect:
-        case Phase::Connecting:
+        case ConnectPhase::Idle:
+            return false;
+        case ConnectPhase::PreConnect:
+        case ConnectPhase::Connecting:
             if (now >= started_ + ccfg_.timeout) {
                 note(now, fmt::format("no answer within {:.1f} s", to_ms_f(ccfg_.timeout) / 1000), out);
                 if (tcb_.state() != tcb::State::Closed) apply_with_cause(now, tcb_.close(now), "timeout", out);
                 finish(now, Verdict::Filtered, out);
-                return;
+                return false;
             }
-            if (phase_ == Phase::Connecting) apply(now, tcb_.on_timer(now), out);
-            return;
-        case Phase::Connected:
-            on_connected_timer(now, out);
-            return;
-        case Phase::Draining:
-            if (expected_.empty()) {
-                done_ = true;
-            } else if (drain_until_ && now >= *drain_until_) {
-                anomaly(now, fmt::format("{} segment(s) we sent never appeared in the capture", expected_.size()), out);
-                expected_.clear();
-                done_ = true;
-            }
-            return;
+            if (phase_ == ConnectPhase::Connecting) apply(now, tcb_.on_timer(now), out);
+            return false;
+        case ConnectPhase::Connected:
+            return true;
+        case ConnectPhase::Draining:
+            settle_drain(now, out);
+            return false;
+    }
+    return false;
+}
+
+void Connection::settle_drain(Instant now, Outbox& out) {
+    if (expected_.empty()) {
+        done_ = true;
+    } else if (drain_until_ && now >= *drain_until_) {
+        anomaly(now, fmt::format("{} segment(s) we sent never appeared in the capture", expected_.size()), out);
+        expected_.clear();
+        done_ = true;
     }
 }
 
-void ConnectionFlow::on_connected_timer(Instant now, Outbox& out) {
+void Connection::run_tcb_timers(Instant now, Outbox& out) {
     if (auto d = tcb_.next_deadline(); d && *d <= now) apply(now, tcb_.on_timer(now), out);
 }
 
-void ConnectionFlow::interrupt(Instant now, Outbox& out) {
+void Connection::interrupt(Instant now, Outbox& out) {
     cres_.interrupted = true;
     note(now, "interrupted", out);
-    on_interrupt(now, out);
-    phase_ = Phase::Draining;
+    phase_ = ConnectPhase::Draining;
     done_ = true;
 }
 
-std::optional<Instant> ConnectionFlow::next_deadline() const {
+std::optional<Instant> Connection::next_deadline(std::optional<Instant> connected) const {
     switch (phase_) {
-        case Phase::Idle:
+        case ConnectPhase::Idle:
             return std::nullopt;
-        case Phase::PreConnect:
+        case ConnectPhase::PreConnect:
             return started_ + ccfg_.timeout;
-        case Phase::Connecting:
+        case ConnectPhase::Connecting:
             return earliest({started_ + ccfg_.timeout, tcb_.next_deadline()});
-        case Phase::Connected:
-            return connected_deadline();
-        case Phase::Draining:
+        case ConnectPhase::Connected:
+            return connected;
+        case ConnectPhase::Draining:
             return drain_until_;
     }
     return std::nullopt;
+}
+
+// ---------------------------------------------------------------------------------------
+// The hook-based base of the scenarios not yet converted.
+
+ConnectionFlow::ConnectionFlow(ConnectConfig config) : conn_(std::move(config), *this) {}
+
+void ConnectionFlow::start(Instant now, Outbox& out) {
+    conn_.start(now);
+    begin(now, out);
+}
+
+void ConnectionFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
+    if (!conn_.on_segment(t, seg, outgoing, out)) return;
+    if (conn_.phase() == Phase::PreConnect) on_preconnect_segment(t, seg, out);
+    else on_connected_segment(t, seg, out);
+}
+
+void ConnectionFlow::on_timer(Instant now, Outbox& out) {
+    if (conn_.on_timer(now, out)) on_connected_timer(now, out);
+}
+
+void ConnectionFlow::interrupt(Instant now, Outbox& out) {
+    conn_.interrupt(now, out);
+    on_interrupt(now, out);
+}
+
+std::optional<Instant> ConnectionFlow::next_deadline() const {
+    return conn_.next_deadline(conn_.phase() == Phase::Connected ? connected_deadline() : std::nullopt);
 }
 
 }  // namespace tcpprobe::probe

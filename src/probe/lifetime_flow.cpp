@@ -289,7 +289,7 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
             case LifetimeRun::Action::Connect:
                 step_ = Step::Setup;
                 next_at_.reset();
-                started_ = now;  // --timeout counts from our SYN
+                conn_.start(now);  // --timeout counts from our SYN
                 connect(now, out);
                 return;
             case LifetimeRun::Action::Skip:

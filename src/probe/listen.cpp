@@ -24,7 +24,7 @@ constexpr Duration silent_round_gap = std::chrono::seconds{1};
 
 ListenFlow::ListenFlow(ListenConfig config)
     : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {
-    flow_tag_ = tuple().remote.port;  // every client shares our port: tell them apart by theirs
+    conn_.set_flow_tag(tuple().remote.port);  // every client shares our port: tell them apart by theirs
 }
 
 void ListenFlow::begin(Instant now, Outbox& out) {

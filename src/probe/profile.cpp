@@ -80,9 +80,13 @@ private:
 
 std::string secs(Duration d) { return fmt::format("{:.3f} s", to_ms_f(d) / 1000.0); }
 
-bool opened(const ConnectionFlow* f) { return f && f->connect_result().verdict == Verdict::Open; }
+// Any scenario with a connect_result() (HandshakeFlow holds its Connection, the others
+// still derive from ConnectionFlow).
+template <class F>
+bool opened(const F* f) { return f && f->connect_result().verdict == Verdict::Open; }
 
-std::string not_measured(const ConnectionFlow* f) {
+template <class F>
+std::string not_measured(const F* f) {
     if (!f) return "not run";
     const auto& c = f->connect_result();
     if (c.verdict == Verdict::Open) return "not measured";
@@ -376,7 +380,7 @@ ProfileResult Profile::result() const {
         r.rows.push_back(ProfileRow{std::move(key), e, std::move(behaviour), {}, {}, {}, {}, {}, {}});
         return r.rows.back();
     };
-    auto unmeasured = [&](ProfileRow& w, const ConnectionFlow* f) { w.text = not_measured(f); };
+    auto unmeasured = [&](ProfileRow& w, const auto* f) { w.text = not_measured(f); };
     // The capture of a connection's first SYN-ACK (the TTL tap saw it).
     auto synack_mark = [&](const Flow* f) {
         EvidenceMark m{f->tuple().local.port, {}, "SYN-ACK"};

@@ -516,7 +516,7 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
             case TwDuration::MemberAction::Connect:
                 step_ = Step::Setup;
                 next_at_.reset();
-                started_ = now;  // --timeout counts from our SYN, not from the run's start
+                conn_.start(now);  // --timeout counts from our SYN, not from the run's start
                 connect(now, out);
                 return;
             case TwDuration::MemberAction::Skip:
@@ -580,11 +580,11 @@ void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
     if (seg.has(flag::fin) && !report_.peer_closed_first && tcb_.state() == State::Established)
         report_.peer_closed_first = true;
     const bool reset = feed(t, seg, out);
-    if (reset && connected_retransmissions_ > 0) {
+    if (reset && conn_.connected_retransmissions() > 0) {
         // Our segments had gone unanswered: the peer's timers (FIN-WAIT-2, its own
         // retransmissions) may have run out meanwhile. The test was not set up.
         anomaly(t, fmt::format("the peer reset the connection after {} retransmission(s) of ours: TIME-WAIT not set up "
-                               "(loss on the path explains it)", connected_retransmissions_), out);
+                               "(loss on the path explains it)", conn_.connected_retransmissions()), out);
         conclude(t, TwOutcome::Incomplete, out);
         return;
     }

@@ -77,9 +77,10 @@ constexpr bool is_listen(unsigned sel) { return sel >= 12 && sel <= 14; }
 
 /// Adds the scenario picked by `sel` (below scenario_count) to `session`; returns its
 /// connections (for the TCB invariants), one per local port from us.port on.
-std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session& session, Instant now) {
+std::vector<const probe::Connection*> add_flows(unsigned sel, probe::Session& session, Instant now) {
     const wire::ByteVec request{'G', 'E', 'T', '\r', '\n'};
-    std::unique_ptr<probe::ConnectionFlow> f;
+    std::unique_ptr<probe::Flow> f;
+    const probe::Connection* conn = nullptr;
     switch (sel) {
         case 0: case 1: case 2: {
             probe::HandshakeConfig c;
@@ -88,7 +89,11 @@ std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session
             c.stale_syn = sel == 2;
             c.stale_isn = wire::Seq{5000};
             c.linger = 3s;
-            f = std::make_unique<probe::HandshakeFlow>(c);
+            {
+                auto p = std::make_unique<probe::HandshakeFlow>(c);
+                conn = &p->connection();
+                f = std::move(p);
+            }
             break;
         }
         case 3: case 4: case 5: case 6: case 7: {
@@ -96,7 +101,11 @@ std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session
             c.connect = connect_config();
             c.mode = static_cast<probe::CloseMode>(sel - 3);
             c.request = request;
-            f = std::make_unique<probe::CloseFlow>(c);
+            {
+                auto p = std::make_unique<probe::CloseFlow>(c);
+                conn = &p->connection();
+                f = std::move(p);
+            }
             break;
         }
         case 8: case 9: {
@@ -106,7 +115,11 @@ std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session
             c.peer_closes_first = true;
             c.request = request;
             c.max_wait = 30s;
-            f = std::make_unique<probe::RetransmitFlow>(c);
+            {
+                auto p = std::make_unique<probe::RetransmitFlow>(c);
+                conn = &p->connection();
+                f = std::move(p);
+            }
             break;
         }
         case 10: case 11: {
@@ -114,14 +127,22 @@ std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session
             c.connect = connect_config();
             c.test = sel == 10 ? probe::TwTest::Reuse : probe::TwTest::Rst;
             c.request = request;
-            f = std::make_unique<probe::TimeWaitFlow>(c);
+            {
+                auto p = std::make_unique<probe::TimeWaitFlow>(c);
+                conn = &p->connection();
+                f = std::move(p);
+            }
             break;
         }
         case 12: case 13: case 14: {
             probe::ListenConfig c;
             c.connect = connect_config();
             c.answer = static_cast<probe::ListenAnswer>(sel - 12);
-            f = std::make_unique<probe::ListenFlow>(c);
+            {
+                auto p = std::make_unique<probe::ListenFlow>(c);
+                conn = &p->connection();
+                f = std::move(p);
+            }
             break;
         }
         case 15: case 16: {
@@ -132,7 +153,11 @@ std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session
             c.answer = 1;
             c.max_wait = 10min;  // keepalive_cmd's --max-wait, shorter than the default
             c.count = 3;
-            f = std::make_unique<probe::KeepaliveFlow>(c);
+            {
+                auto p = std::make_unique<probe::KeepaliveFlow>(c);
+                conn = &p->connection();
+                f = std::move(p);
+            }
             break;
         }
         default: {  // fin-wait-2, idle (ack, data): one connection per slot, as lifetime_cmd builds them
@@ -141,7 +166,7 @@ std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session
             lc.max = 8s;
             lc.resolution = 1s;
             auto run = std::make_shared<probe::LifetimeRun>(subject, lc);
-            std::vector<const probe::ConnectionFlow*> conns;
+            std::vector<const probe::Connection*> conns;
             std::uint16_t port = us.port;
             for (auto [round, count] : {std::pair{probe::Round::Coarse, run->engine().slots(probe::Round::Coarse)},
                                         std::pair{probe::Round::Fine, probe::LifetimeEngine::fine_capacity(lc)}})
@@ -155,13 +180,12 @@ std::vector<const probe::ConnectionFlow*> add_flows(unsigned sel, probe::Session
                     c.round = round;
                     c.slot = slot;
                     auto lf = std::make_unique<probe::LifetimeFlow>(std::move(c));
-                    conns.push_back(lf.get());
+                    conns.push_back(&lf->connection());
                     session.add(now, std::move(lf));
                 }
             return conns;
         }
     }
-    const probe::ConnectionFlow* conn = f.get();
     session.add(now, std::move(f));
     return {conn};
 }
@@ -249,7 +273,7 @@ void fuzz_tcb(Input& in) {
 void fuzz_scenario(unsigned sel, Input& in) {
     probe::Session session;
     Instant now = instant_from_ns(1'000'000'000);
-    const std::vector<const probe::ConnectionFlow*> conns = add_flows(sel, session, now);
+    const std::vector<const probe::Connection*> conns = add_flows(sel, session, now);
     // listen waits for clients until --max-wait: the command bounds its session (set_end),
     // the flow does not; every other scenario must end by itself.
     if (is_listen(sel)) session.set_end(now + 60s);

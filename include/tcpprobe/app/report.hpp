@@ -20,7 +20,7 @@ std::string negotiated_text(const tcb::Negotiated& n);
 nlohmann::json negotiated_json(const tcb::Negotiated& n);
 
 /// JSON of a flow's connect result (sport, verdict, rtt_us, negotiated, peer options, ...).
-nlohmann::json connect_json(const probe::ConnectionFlow& f);
+nlohmann::json connect_json(const probe::Connection& f);
 /// "verdict open, rtt 0.042 ms" plus ICMP and filtered details, one line.
 std::string connect_line(const probe::ConnectResult& r);
 /// "anomaly: TEXT" lines (with "(N times)" for repeats, and how many were only counted).

@@ -1,9 +1,11 @@
 // The part every connection-driving scenario shares: open a connection with our TCB,
 // report every captured segment (both directions) and every state change, tell our
 // segments from the local kernel's, time the SYN -> answer at the wire, and settle the
-// connect verdict (open / closed / filtered / unreachable). Scenarios (handshake,
-// teardown, half-close) derive from ConnectionFlow and add what happens once the
-// connection is ESTABLISHED.
+// connect verdict (open / closed / filtered / unreachable). That is `Connection`, a
+// component a scenario holds: the scenario is the Flow, passes the flow's calls on and
+// hears back through the narrow ConnectionHooks; it decides what happens once the
+// connection is ESTABLISHED. HandshakeFlow is built that way; the other scenarios still
+// derive from the transitional ConnectionFlow, which wraps one Connection in virtual hooks.
 #pragma once
 
 #include <optional>
@@ -55,51 +57,65 @@ inline constexpr std::uint64_t max_anomaly_repeats_shown = 3;
 /// MSS 0 or below 88), one text each.
 std::vector<std::string> syn_option_anomalies(const wire::OptionList& options);
 
-class ConnectionFlow : public Flow {
+/// Where a connection stands: what Connection does with a segment or a timer.
+enum class ConnectPhase { Idle, PreConnect, Connecting, Connected, Draining };
+
+/// What a scenario that holds a Connection hears from it while the connection does its
+/// shared work. Everything but on_established has a default: a scenario overrides only
+/// what it watches.
+class ConnectionHooks {
 public:
-    wire::FourTuple tuple() const override { return ccfg_.tcb.tuple; }
-    void start(Instant now, Outbox& out) override;
-    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
-    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override;
-    void on_timer(Instant now, Outbox& out) override;
-    void interrupt(Instant now, Outbox& out) override;
-    std::optional<Instant> next_deadline() const override;
-    bool done() const override { return done_; }
-
-    const ConnectResult& connect_result() const { return cres_; }
-    const tcb::Tcb& tcb() const { return tcb_; }
-
-protected:
-    explicit ConnectionFlow(ConnectConfig config);
-
-    enum class Phase { Idle, PreConnect, Connecting, Connected, Draining };
-
-    // --- hooks for scenarios -------------------------------------------------
-    /// First thing at start; the default opens the connection.
-    virtual void begin(Instant now, Outbox& out) { connect(now, out); }
-    /// An incoming segment before the connection opened (PreConnect phase, e.g. a stale SYN's answer).
-    virtual void on_preconnect_segment(Instant, const wire::Segment&, Outbox&) {}
-    /// An incoming segment in SYN-SENT; return true when the scenario handled it itself.
-    virtual bool intercept_connecting(Instant, const wire::Segment&, Outbox&) { return false; }
     /// The connection reached ESTABLISHED (or CLOSE-WAIT: FIN on the SYN-ACK).
     virtual void on_established(Instant t, Outbox& out) = 0;
-    /// An incoming segment once connected. The default feeds it to the TCB.
-    virtual void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out);
-    /// Timers once connected. The default runs the TCB's.
-    virtual void on_connected_timer(Instant now, Outbox& out);
-    virtual std::optional<Instant> connected_deadline() const { return tcb_.next_deadline(); }
-    /// Every TCB action passes here after the shared handling (scenarios watch for states).
+    /// An incoming segment in SYN-SENT; true when the scenario handled it itself.
+    virtual bool intercept_connecting(Instant, const wire::Segment&, Outbox&) { return false; }
+    /// Every TCB action, after the shared handling.
     virtual void observe(Instant, const tcb::Action&, Outbox&) {}
     /// Our own captured segment, after it has been reported.
     virtual void observe_outgoing(Instant, const wire::Segment&, bool /*ours*/, Outbox&) {}
-    /// Sequence numbers of segments that belong to something other than the TCB (stale SYN).
-    virtual wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const;
-    virtual void on_interrupt(Instant, Outbox&) {}
+    /// Sequence numbers for a segment that belongs to something other than the TCB (a
+    /// stale SYN); none: the TCB's.
+    virtual std::optional<wire::FormatContext> format_context(wire::Direction, const wire::Segment&) const { return std::nullopt; }
 
-    // --- helpers ---------------------------------------------------------------
+    virtual ~ConnectionHooks() = default;
+};
+
+/// The connect/RTT/verdict bookkeeping a scenario holds: it opens the connection with our
+/// TCB, reports every captured segment (both directions) and state change, tells our
+/// segments from the local kernel's, times the SYN -> answer at the wire, settles the
+/// connect verdict and waits for the capture of our last segments. The scenario is the
+/// Flow: it passes the flow's calls on and decides what happens once connected.
+class Connection {
+public:
+    Connection(ConnectConfig config, ConnectionHooks& hooks);
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    wire::FourTuple tuple() const { return ccfg_.tcb.tuple; }
+    /// The run starts (--timeout counts from here; a later connect() may restart it).
+    void start(Instant now) { started_ = now; }
+    /// Sends our SYN (a scenario that waits before it calls start(now) first: --timeout
+    /// counts from our SYN).
     void connect(Instant now, Outbox& out);
-    /// Carries out TCB actions: sends, state events, notes; then observe() sees each.
+    /// A captured segment. Reports it and does the connect work; true when it is the
+    /// scenario's to handle: an incoming segment before the connection opened
+    /// (PreConnect) or once it is open (Connected).
+    [[nodiscard]] bool on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out);
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out);
+    /// The connect timeout, SYN retransmissions and the final capture wait; true when the
+    /// connection is open and the scenario's timers are due instead.
+    [[nodiscard]] bool on_timer(Instant now, Outbox& out);
+    /// The TCB's own timers once connected (retransmissions, TIME-WAIT).
+    void run_tcb_timers(Instant now, Outbox& out);
+    void interrupt(Instant now, Outbox& out);
+    /// The next deadline: the connect or capture wait's, or `connected` once open.
+    std::optional<Instant> next_deadline(std::optional<Instant> connected) const;
+    bool done() const { return done_; }
+
+    /// Carries out TCB actions: sends, state events, notes; then the hooks observe each.
     void apply(Instant now, const tcb::Actions& actions, Outbox& out);
+    /// A state change caused by the scenario, not by a segment (close on timeout, ...).
+    void apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out);
     /// Feeds a segment to the TCB and applies the result; true when it reset the connection.
     bool feed(Instant t, const wire::Segment& seg, Outbox& out);
     void send(const wire::Segment& s, Outbox& out);
@@ -112,32 +128,45 @@ protected:
     void event(Instant t, decltype(Event::body) body, Outbox& out) const;
     /// Stops the scenario: the flow is done once our last segments have been captured.
     void finish(Instant now, Verdict v, Outbox& out);
-    /// A state change caused by the scenario, not by a segment (close on timeout, ...).
-    void apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out);
-    std::uint16_t port() const { return flow_tag_; }
-    Phase phase() const { return phase_; }
-    void set_phase(Phase p) { phase_ = p; }
     /// Capture time of our last SYN at or before t (for times to an answer).
     std::optional<Instant> last_syn_before(Instant t) const;
+    /// The TCB's sequence numbers, plus the IRS of a SYN not yet in the TCB.
+    wire::FormatContext tcb_context(wire::Direction d, const wire::Segment& seg) const;
+
+    ConnectPhase phase() const { return phase_; }
+    void set_phase(ConnectPhase p) { phase_ = p; }
+    /// The `flow` of our events: our port, or the client's where all share ours (listen).
+    std::uint16_t port() const { return flow_tag_; }
+    void set_flow_tag(std::uint16_t tag) { flow_tag_ = tag; }
+    const ConnectConfig& config() const { return ccfg_; }
+    tcb::Tcb& tcb() { return tcb_; }
+    const tcb::Tcb& tcb() const { return tcb_; }
+    ConnectResult& result() { return cres_; }
+    const ConnectResult& result() const { return cres_; }
+    Instant started() const { return started_; }
+    /// Our retransmissions once connected (data, FIN): something of ours went unanswered,
+    /// so the peer's own timers may have run out meanwhile (loss, not its behaviour).
+    unsigned connected_retransmissions() const { return connected_retransmissions_; }
+
+private:
+    void record_outgoing(Instant t, const wire::Segment& seg, Outbox& out);
+    void on_synack(Instant t, const wire::Segment& seg, Outbox& out);
+    void check_established(Instant t, Outbox& out);
+    wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const;
+    /// Done once every segment we sent has been captured, or the capture wait is over.
+    void settle_drain(Instant now, Outbox& out);
 
     ConnectConfig ccfg_;
-    std::uint16_t flow_tag_ = ccfg_.tcb.tuple.local.port;  ///< the `flow` of our events
+    ConnectionHooks& hooks_;
+    std::uint16_t flow_tag_ = ccfg_.tcb.tuple.local.port;
     tcb::Tcb tcb_;
     /// The IP IDs of everything this flow sends, counted from the configured first one
     /// across the flow's connections (TIME-WAIT reuse reopens the TCB, not the sender).
     IpIds ip_ids_{ccfg_.tcb.ip.id};
     ConnectResult cres_;
     Instant started_{};
-    /// Our retransmissions once connected (data, FIN): something of ours went unanswered,
-    /// so the peer's own timers may have run out meanwhile (loss, not its behaviour).
     unsigned connected_retransmissions_ = 0;
-
-private:
-    void record_outgoing(Instant t, const wire::Segment& seg, Outbox& out);
-    void on_synack(Instant t, const wire::Segment& seg, Outbox& out);
-    void check_established(Instant t, Outbox& out);
-
-    Phase phase_ = Phase::Idle;
+    ConnectPhase phase_ = ConnectPhase::Idle;
     bool overflow_noted_ = false;  ///< the "only counted" note for new kinds was shown
     bool done_ = false;
     std::optional<Instant> drain_until_;
@@ -154,6 +183,76 @@ private:
         std::uint32_t tsval;
     };
     std::vector<SynSeen> syns_seen_;
+};
+
+/// The scenarios not yet holding a Connection themselves derive from this: a Flow whose
+/// hooks are virtual functions over one Connection. New scenarios hold a Connection
+/// (see HandshakeFlow); this goes once the last one is converted.
+class ConnectionFlow : public Flow, protected ConnectionHooks {
+public:
+    wire::FourTuple tuple() const override { return conn_.tuple(); }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
+    void on_timer(Instant now, Outbox& out) override;
+    void interrupt(Instant now, Outbox& out) override;
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return conn_.done(); }
+
+    const ConnectResult& connect_result() const { return conn_.result(); }
+    const tcb::Tcb& tcb() const { return conn_.tcb(); }
+    const Connection& connection() const { return conn_; }
+
+protected:
+    explicit ConnectionFlow(ConnectConfig config);
+
+    using Phase = ConnectPhase;
+
+    // --- hooks for scenarios -------------------------------------------------
+    /// First thing at start; the default opens the connection.
+    virtual void begin(Instant now, Outbox& out) { connect(now, out); }
+    /// An incoming segment before the connection opened (PreConnect phase, e.g. a stale SYN's answer).
+    virtual void on_preconnect_segment(Instant, const wire::Segment&, Outbox&) {}
+    /// An incoming segment once connected. The default feeds it to the TCB.
+    virtual void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) { feed(t, seg, out); }
+    /// Timers once connected. The default runs the TCB's.
+    virtual void on_connected_timer(Instant now, Outbox& out) { conn_.run_tcb_timers(now, out); }
+    virtual std::optional<Instant> connected_deadline() const { return tcb_.next_deadline(); }
+    /// Sequence numbers of segments that belong to something other than the TCB (stale SYN).
+    virtual wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const { return conn_.tcb_context(d, seg); }
+    virtual void on_interrupt(Instant, Outbox&) {}
+
+    // --- the Connection's helpers ----------------------------------------------
+    void connect(Instant now, Outbox& out) { conn_.connect(now, out); }
+    void apply(Instant now, const tcb::Actions& actions, Outbox& out) { conn_.apply(now, actions, out); }
+    bool feed(Instant t, const wire::Segment& seg, Outbox& out) { return conn_.feed(t, seg, out); }
+    void send(const wire::Segment& s, Outbox& out) { conn_.send(s, out); }
+    wire::Segment make_segment(Instant now, std::uint16_t flags, wire::Seq seq, wire::Seq ack, wire::ByteVec payload = {}) {
+        return conn_.make_segment(now, flags, seq, ack, std::move(payload));
+    }
+    void anomaly(Instant t, std::string text, Outbox& out) { conn_.anomaly(t, std::move(text), out); }
+    void note(Instant t, std::string text, Outbox& out) const { conn_.note(t, std::move(text), out); }
+    void peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const {
+        conn_.peer_state(t, std::move(from), std::move(to), std::move(cause), out);
+    }
+    void finish(Instant now, Verdict v, Outbox& out) { conn_.finish(now, v, out); }
+    void apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out) {
+        conn_.apply_with_cause(now, std::move(actions), cause, out);
+    }
+    std::uint16_t port() const { return conn_.port(); }
+    Phase phase() const { return conn_.phase(); }
+    void set_phase(Phase p) { conn_.set_phase(p); }
+    std::optional<Instant> last_syn_before(Instant t) const { return conn_.last_syn_before(t); }
+
+    Connection conn_;
+    const ConnectConfig& ccfg_ = conn_.config();
+    tcb::Tcb& tcb_ = conn_.tcb();
+    ConnectResult& cres_ = conn_.result();
+
+private:
+    std::optional<wire::FormatContext> format_context(wire::Direction d, const wire::Segment& seg) const final {
+        return context_for(d, seg);
+    }
 };
 
 }  // namespace tcpprobe::probe

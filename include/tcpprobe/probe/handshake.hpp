@@ -28,25 +28,38 @@ struct StaleSynReport {
     bool reset_sent = false;                    ///< we reset the stale half-open connection
 };
 
-class HandshakeFlow final : public ConnectionFlow {
+/// A Flow that holds its Connection: the connection reports and times; this decides
+/// the stale-SYN prelude, the half-open reset and how long to linger.
+class HandshakeFlow final : public Flow, private ConnectionHooks {
 public:
     explicit HandshakeFlow(HandshakeConfig config);
     const std::optional<StaleSynReport>& stale() const { return stale_; }
+    const ConnectResult& connect_result() const { return conn_.result(); }
+    const tcb::Tcb& tcb() const { return conn_.tcb(); }
+    const Connection& connection() const { return conn_; }
 
-protected:
-    void begin(Instant now, Outbox& out) override;
-    void on_preconnect_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
-    bool intercept_connecting(Instant t, const wire::Segment& seg, Outbox& out) override;
-    void on_established(Instant t, Outbox& out) override;
-    void on_connected_timer(Instant now, Outbox& out) override;
-    std::optional<Instant> connected_deadline() const override;
-    void observe(Instant t, const tcb::Action& a, Outbox& out) override;
-    wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const override;
+    wire::FourTuple tuple() const override { return conn_.tuple(); }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
+    void on_timer(Instant now, Outbox& out) override;
+    void interrupt(Instant now, Outbox& out) override { conn_.interrupt(now, out); }
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return conn_.done(); }
 
 private:
+    // What the connection tells us.
+    void on_established(Instant t, Outbox& out) override;
+    bool intercept_connecting(Instant t, const wire::Segment& seg, Outbox& out) override;
+    void observe(Instant t, const tcb::Action& a, Outbox& out) override;
+    std::optional<wire::FormatContext> format_context(wire::Direction d, const wire::Segment& seg) const override;
+
+    /// The peer's answer to our stale SYN, before the real one.
+    void on_stale_answer(Instant t, const wire::Segment& seg, Outbox& out);
     bool about_stale(wire::Seq our_seq) const;
 
     HandshakeConfig cfg_;
+    Connection conn_{cfg_.connect, *this};
     std::optional<StaleSynReport> stale_;
     std::optional<wire::Seq> stale_irs_;
     std::optional<Instant> linger_until_;
