@@ -18,28 +18,29 @@ using probe::LifetimeSubject;
 
 namespace {
 
-void fin_wait_2_options(CLI::App& cmd, LifetimeOptions& o) {
+/// The options of both commands, in the order --help lists them; only the words differ.
+template <LifetimeSubject S>
+void lifetime_options(CLI::App& cmd, LifetimeOptions& o) {
+    constexpr bool fw2 = S == LifetimeSubject::FinWait2;
     add_target(cmd, o.target);
     add_syn_options(cmd, o.syn, true, false);  // a source port per connection
     add_connect_options(cmd, o.conn);
-    cmd.add_option("--request", o.request, "what makes the peer close first (default an HTTP/1.0 GET): TEXT with escapes, or @FILE")
-        ->type_name("TEXT|@FILE");
-    cmd.add_option("--max-wait", o.max_wait, "longest wait for the peer to close first (default 10s)")->type_name("DURATION");
-    cmd.add_option("--max-duration", o.max_duration, "the longest FIN-WAIT-2 looked for; still there then: no bound seen (default 150s)")
+    auto request = [&](const char* what) { cmd.add_option("--request", o.request, what)->type_name("TEXT|@FILE"); };
+    if (fw2) {
+        request("what makes the peer close first (default an HTTP/1.0 GET): TEXT with escapes, or @FILE");
+        cmd.add_option("--max-wait", o.max_wait, "longest wait for the peer to close first (default 10s)")->type_name("DURATION");
+    }
+    cmd.add_option(fw2 ? "--max-duration" : "--max-idle", o.max_duration,
+                   fw2 ? "the longest FIN-WAIT-2 looked for; still there then: no bound seen (default 150s)"
+                       : "the longest idle time tried; still carried then: no timeout seen (default 300s)")
         ->type_name("DURATION");
-    cmd.add_option("--resolution", o.resolution, "widest bracket the fine round leaves (default 500ms)")->type_name("DURATION");
-}
-
-void idle_options(CLI::App& cmd, LifetimeOptions& o) {
-    add_target(cmd, o.target);
-    add_syn_options(cmd, o.syn, true, false);  // a source port per connection
-    add_connect_options(cmd, o.conn);
-    cmd.add_option("--max-idle", o.max_duration, "the longest idle time tried; still carried then: no timeout seen (default 300s)")
+    cmd.add_option("--resolution", o.resolution,
+                   fw2 ? "widest bracket the fine round leaves (default 500ms)" : "widest bracket the fine round leaves (default 2s)")
         ->type_name("DURATION");
-    cmd.add_option("--resolution", o.resolution, "widest bracket the fine round leaves (default 2s)")->type_name("DURATION");
-    cmd.add_flag("--data", o.data, "probe with one byte of new data instead of a keepalive-style ACK");
-    cmd.add_option("--request", o.request, "data to send once connected (default none): TEXT with escapes, or @FILE")
-        ->type_name("TEXT|@FILE");
+    if (!fw2) {
+        cmd.add_flag("--data", o.data, "probe with one byte of new data instead of a keepalive-style ACK");
+        request("data to send once connected (default none): TEXT with escapes, or @FILE");
+    }
 }
 
 std::string secs(Duration d) { return fmt::format("{:.2f} s", to_ms_f(d) / 1000); }
@@ -247,13 +248,13 @@ private:
 
 CommandSpec fin_wait_2_command() {
     return make_command<LifetimeOptions>(
-        "fin-wait-2", "the peer closes first; how long does its FIN-WAIT-2 last (one FIN per connection)?", fin_wait_2_options,
+        "fin-wait-2", "the peer closes first; how long does its FIN-WAIT-2 last (one FIN per connection)?", lifetime_options<LifetimeSubject::FinWait2>,
         [](const GlobalOptions&, const LifetimeOptions& o) { return std::make_unique<LifetimeJob>(o, LifetimeSubject::FinWait2); });
 }
 
 CommandSpec idle_command() {
     return make_command<LifetimeOptions>(
-        "idle", "how long may a connection stay idle before the path (NAT, firewall) forgets it?", idle_options,
+        "idle", "how long may a connection stay idle before the path (NAT, firewall) forgets it?", lifetime_options<LifetimeSubject::Idle>,
         [](const GlobalOptions&, const LifetimeOptions& o) { return std::make_unique<LifetimeJob>(o, LifetimeSubject::Idle); });
 }
 

@@ -87,6 +87,15 @@ LifetimeEngine::SlotPlan LifetimeEngine::plan(Round r, unsigned slot) const {
     return {Action::Probe, slots[slot].planned};
 }
 
+LifetimeEngine::SlotAction LifetimeEngine::slot_action(Round r, unsigned slot) const {
+    switch (plan(r, slot).action) {
+        case Action::Wait: return SlotAction::Wait;
+        case Action::Probe: return SlotAction::Connect;
+        case Action::Skip: return SlotAction::Skip;
+    }
+    return SlotAction::Skip;
+}
+
 void LifetimeEngine::record(Round r, unsigned slot, Duration offset, Liveness result) {
     auto& slots = round(r);
     if (slot >= slots.size() || slots[slot].state == SlotState::Recorded || slots[slot].state == SlotState::Dropped)

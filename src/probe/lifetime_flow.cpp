@@ -82,15 +82,6 @@ LifetimeRun::LifetimeRun(LifetimeSubject subject, LifetimeConfig cfg) : subject_
     engine_.observe(Duration::zero(), Liveness::Alive);
 }
 
-LifetimeRun::Action LifetimeRun::action(Round r, unsigned slot) const {
-    switch (engine_.plan(r, slot).action) {
-        case LifetimeEngine::Action::Wait: return Action::Wait;
-        case LifetimeEngine::Action::Probe: return Action::Connect;
-        case LifetimeEngine::Action::Skip: return Action::Skip;
-    }
-    return Action::Skip;
-}
-
 void LifetimeRun::result(const LifetimeMember& m) {
     members_.push_back(m);
     engine_.record(m.round, m.slot, m.offset, m.result);

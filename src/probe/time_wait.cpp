@@ -146,12 +146,7 @@ void TwDuration::series_inconsistent() {
 TwDuration::MemberAction TwDuration::member_action(Round r, unsigned slot) const {
     if (done_ || abandoned_ || !cfg_.controls) return MemberAction::Skip;
     if (!kind_) return MemberAction::Wait;  // still learning which probe the peer answers
-    switch (engine_.plan(r, slot).action) {
-        case LifetimeEngine::Action::Wait: return MemberAction::Wait;
-        case LifetimeEngine::Action::Probe: return MemberAction::Connect;
-        case LifetimeEngine::Action::Skip: return MemberAction::Skip;
-    }
-    return MemberAction::Skip;
+    return engine_.slot_action(r, slot);
 }
 
 void TwDuration::member_result(const TwMemberResult& m) {

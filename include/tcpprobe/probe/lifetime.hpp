@@ -110,6 +110,9 @@ public:
     /// What slot `slot` of round `r` should do now: wait (the round is not planned yet),
     /// probe at an offset, or skip (not needed, or the measurement is over).
     SlotPlan plan(Round r, unsigned slot) const;
+    /// The same for the connection of a slot: wait, connect (a probe is planned), or skip.
+    enum class SlotAction { Wait, Connect, Skip };
+    SlotAction slot_action(Round r, unsigned slot) const;
 
     /// The result of a slot's one probe, at the offset it was measured.
     void record(Round r, unsigned slot, Duration offset, Liveness result);

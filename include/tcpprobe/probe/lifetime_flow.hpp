@@ -93,8 +93,8 @@ public:
     LifetimeSubject subject() const { return subject_; }
     const LifetimeEngine& engine() const { return engine_; }
 
-    enum class Action { Wait, Connect, Skip };
-    Action action(Round r, unsigned slot) const;
+    using Action = LifetimeEngine::SlotAction;
+    Action action(Round r, unsigned slot) const { return engine_.slot_action(r, slot); }
     LifetimeEngine::SlotPlan plan(Round r, unsigned slot) const { return engine_.plan(r, slot); }
     void result(const LifetimeMember& m);
     /// A connection that never entered the state (no answer, RST, the peer did not close).

@@ -154,7 +154,7 @@ public:
     bool stop_series() const { return check_ == TwCheck::Extended; }
 
     // --- the connections probed once ------------------------------------------------
-    enum class MemberAction { Wait, Connect, Skip };
+    using MemberAction = LifetimeEngine::SlotAction;
     MemberAction member_action(Round r, unsigned slot) const;
     LifetimeEngine::SlotPlan plan(Round r, unsigned slot) const { return engine_.plan(r, slot); }
     void member_result(const TwMemberResult& m);
