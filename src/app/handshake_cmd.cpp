@@ -186,10 +186,8 @@ private:
 }  // namespace
 
 CommandSpec handshake_command() {
-    return make_command<HandshakeOptions>("handshake", "SYN with the chosen options, observe, complete (or reset)", options,
-                                          [](const GlobalOptions&, const HandshakeOptions& o) {
-                                              return std::make_unique<HandshakeJob>(o);
-                                          });
+    return job_command<HandshakeOptions, HandshakeJob>("handshake", "SYN with the chosen options, observe, complete (or reset)",
+                                                       options);
 }
 
 }  // namespace tcpprobe::app

@@ -198,9 +198,8 @@ private:
 }  // namespace
 
 CommandSpec keepalive_command() {
-    return make_command<KeepaliveOptions>(
-        "keepalive", "stay idle and record the peer's keepalive probes (or --send ours)", options,
-        [](const GlobalOptions&, const KeepaliveOptions& o) { return std::make_unique<KeepaliveJob>(o); });
+    return job_command<KeepaliveOptions, KeepaliveJob>("keepalive", "stay idle and record the peer's keepalive probes (or --send ours)",
+                                                       options);
 }
 
 }  // namespace tcpprobe::app

@@ -231,10 +231,8 @@ private:
 }  // namespace
 
 CommandSpec retransmit_command() {
-    return make_command<RetransmitOptions>("retransmit", "the peer's SYN-ACK or FIN retransmission schedule, never ACKed", options,
-                                           [](const GlobalOptions&, const RetransmitOptions& o) {
-                                               return std::make_unique<RetransmitJob>(o);
-                                           });
+    return job_command<RetransmitOptions, RetransmitJob>("retransmit",
+                                                         "the peer's SYN-ACK or FIN retransmission schedule, never ACKed", options);
 }
 
 }  // namespace tcpprobe::app

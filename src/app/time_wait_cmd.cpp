@@ -426,8 +426,8 @@ private:
 }  // namespace
 
 CommandSpec time_wait_command() {
-    return make_command<TimeWaitOptions>("time-wait", "make the peer close first, then probe its TIME-WAIT on the same 4-tuple", options,
-                                         [](const GlobalOptions&, const TimeWaitOptions& o) { return std::make_unique<TimeWaitJob>(o); });
+    return job_command<TimeWaitOptions, TimeWaitJob>("time-wait", "make the peer close first, then probe its TIME-WAIT on the same 4-tuple",
+                                                     options);
 }
 
 }  // namespace tcpprobe::app

@@ -174,32 +174,30 @@ bool Tcb::fin_acked() const { return fin_seq_ && after(snd.una, *fin_seq_); }
 // ---------------------------------------------------------------------------
 // User calls
 
-Actions Tcb::open_active(Instant now) {
-    Actions out;
+bool Tcb::open(Instant now, bool passive, Actions& out) {
     if (state_ != State::Closed) {
         out.push_back(Note{"open: connection already exists"});
-        return out;
+        return false;
     }
     // §3.10.1: OPEN creates a new TCB. On an object reused after CLOSED, nothing of the
     // last connection (backed-off RTO, retry count, FIN, IRS, negotiation) may survive.
     *this = Tcb{cfg_};
     epoch_ = now;
-    passive_ = false;
-    set_state(State::SynSent, "open (active)", out);
-    queue_and_send(now, {cfg_.iss, static_cast<std::uint16_t>(flag::syn | cfg_.extra_syn_flags), {}}, SendReason::Syn, out);
+    passive_ = passive;
+    set_state(passive ? State::Listen : State::SynSent, passive ? "open (passive)" : "open (active)", out);
+    return true;
+}
+
+Actions Tcb::open_active(Instant now) {
+    Actions out;
+    if (open(now, false, out))
+        queue_and_send(now, {cfg_.iss, static_cast<std::uint16_t>(flag::syn | cfg_.extra_syn_flags), {}}, SendReason::Syn, out);
     return out;
 }
 
 Actions Tcb::open_passive(Instant now) {
     Actions out;
-    if (state_ != State::Closed) {
-        out.push_back(Note{"open: connection already exists"});
-        return out;
-    }
-    *this = Tcb{cfg_};  // a new TCB, as in open_active
-    epoch_ = now;
-    passive_ = true;
-    set_state(State::Listen, "open (passive)", out);
+    (void)open(now, true, out);
     return out;
 }
 

@@ -103,6 +103,13 @@ CommandSpec make_command(std::string name, std::string help, void (*options)(CLI
             [o, prepare = std::move(prepare)](const GlobalOptions& g) { return prepare(g, *o); }};
 }
 
+/// The common case: a job made from the command's own options alone.
+template <class Options, class J>
+CommandSpec job_command(std::string name, std::string help, void (*options)(CLI::App&, Options&)) {
+    return make_command<Options>(std::move(name), std::move(help), options,
+                                 [](const GlobalOptions&, const Options& o) -> std::unique_ptr<Job> { return std::make_unique<J>(o); });
+}
+
 /// Every command, in the order --help lists them (the registry: src/app/commands.cpp).
 std::vector<CommandSpec> commands();
 

@@ -129,6 +129,8 @@ public:
                                wire::ByteVec payload = {});
 
 private:
+    /// OPEN's common part: refused (a note) unless CLOSED; else a new TCB in LISTEN or SYN-SENT.
+    bool open(Instant now, bool passive, Actions& out);
     struct Pending {
         wire::Seq seq;
         std::uint16_t flags;  ///< SYN / FIN / PSH, plus ACK when synchronized
