@@ -20,21 +20,39 @@ constexpr std::size_t rounds_ahead = 4;
 }  // namespace
 
 RetransmitFlow::RetransmitFlow(RetransmitConfig config)
-    : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {}
+    : cfg_(std::move(config)), prober_(cfg_.liveness) {}
+
+void RetransmitFlow::start(Instant now, Outbox& out) {
+    conn_.start(now);
+    conn_.connect(now, out);
+}
+
+void RetransmitFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
+    if (conn_.on_segment(t, seg, outgoing, out)) on_connected_segment(t, seg, out);
+}
+
+void RetransmitFlow::on_timer(Instant now, Outbox& out) {
+    if (conn_.on_timer(now, out)) on_connected_timer(now, out);
+}
+
+std::optional<Instant> RetransmitFlow::next_deadline() const {
+    return conn_.next_deadline(conn_.phase() == ConnectPhase::Connected ? connected_deadline() : std::nullopt);
+}
 
 void RetransmitFlow::record(Instant t, Outbox& out) {
     if (report_.times.size() >= cfg_.max_copies) {
-        anomaly(t, fmt::format("more than {} copies: a flood, not a retransmission schedule", cfg_.max_copies), out);
+        conn_.anomaly(t, fmt::format("more than {} copies: a flood, not a retransmission schedule", cfg_.max_copies), out);
         conclude(t, "flood", out);
         return;
     }
     report_.times.push_back(t);
     const std::size_t n = report_.times.size();
     if (n == 1) {
-        note(t, fmt::format("first {} (not acknowledged, on purpose)", cfg_.segment == RetxSegment::SynAck ? "SYN-ACK" : "FIN"), out);
+        conn_.note(t, fmt::format("first {} (not acknowledged, on purpose)", cfg_.segment == RetxSegment::SynAck ? "SYN-ACK" : "FIN"),
+                   out);
     } else {
         Duration gap = report_.times[n - 1] - report_.times[n - 2];
-        note(t, fmt::format("retransmission #{}: {:.3f} ms after the previous", n - 1, to_ms_f(gap)), out);
+        conn_.note(t, fmt::format("retransmission #{}: {:.3f} ms after the previous", n - 1, to_ms_f(gap)), out);
     }
     replan(t);
 }
@@ -47,8 +65,9 @@ ScheduleEvidence RetransmitFlow::evidence(bool stopped_early) const {
     ev.origin_is_first_copy = cfg_.segment == RetxSegment::Fin;
     // FIN: the connection's RTT bounds Linux's RTO; an RTT after a repeated SYN may be
     // measured from the wrong SYN (Karn), so it is not used then.
-    const bool clean_rtt = cres_.rtt && !cres_.rtt_ambiguous && cres_.syns_sent == 1;
-    ev.rtt = cfg_.segment == RetxSegment::Fin ? (clean_rtt ? cres_.rtt : std::nullopt) : prober_.rtt();
+    const ConnectResult& c = conn_.result();
+    const bool clean_rtt = c.rtt && !c.rtt_ambiguous && c.syns_sent == 1;
+    ev.rtt = cfg_.segment == RetxSegment::Fin ? (clean_rtt ? c.rtt : std::nullopt) : prober_.rtt();
     ev.probes = prober_.relative(origin);
     if (report_.rst_at) ev.peer_rst = *report_.rst_at - origin;
     ev.stopped_early = stopped_early;
@@ -72,10 +91,11 @@ void RetransmitFlow::replan(Instant now) {
 }
 
 void RetransmitFlow::send_liveness_probe(Instant now, Outbox& out) {
+    const tcb::Tcb& tcb = conn_.tcb();
     Segment probe = cfg_.segment == RetxSegment::SynAck
-                        ? make_segment(now, flag::ack, tcb_.iss() + 1 + out_of_window, *cres_.irs + 1, {0})
-                        : make_segment(now, flag::ack, tcb_.snd.nxt + out_of_window, tcb_.rcv.nxt, {0});
-    send(probe, out);
+                        ? conn_.make_segment(now, flag::ack, tcb.iss() + 1 + out_of_window, *conn_.result().irs + 1, {0})
+                        : conn_.make_segment(now, flag::ack, tcb.snd.nxt + out_of_window, tcb.rcv.nxt, {0});
+    conn_.send(probe, out);
     prober_.sent(now);
 }
 
@@ -83,29 +103,29 @@ void RetransmitFlow::on_probe_answer(Instant t, Liveness l, Outbox& out) {
     prober_.answered(t, l);
     if (l == Liveness::Alive) {
         last_held_ = t;
-        note(t, "liveness probe: the peer still holds the state (it answered in state)", out);
+        conn_.note(t, "liveness probe: the peer still holds the state (it answered in state)", out);
         return;
     }
-    note(t, "liveness probe: the state is gone (RST)", out);
+    conn_.note(t, "liveness probe: the state is gone (RST)", out);
     conclude(t, "confirmed", out);
 }
 
 bool RetransmitFlow::intercept_connecting(Instant t, const Segment& seg, Outbox& out) {
     if (cfg_.segment != RetxSegment::SynAck) return false;
-    if (!seg.has(flag::syn | flag::ack) || seg.has(flag::rst) || seg.ack != tcb_.iss() + 1) return false;
+    if (!seg.has(flag::syn | flag::ack) || seg.has(flag::rst) || seg.ack != conn_.tcb().iss() + 1) return false;
     // The SYN-ACK is never acknowledged; our TCB stops here (no SYN retransmission either).
-    cres_.verdict = Verdict::Open;
-    cres_.negotiated = [&] {
-        tcb::Tcb what_if = tcb_;
+    conn_.result().verdict = Verdict::Open;
+    conn_.result().negotiated = [&] {
+        tcb::Tcb what_if = conn_.tcb();
         (void)what_if.on_segment(t, seg);
         return what_if.negotiated();
     }();
-    apply_with_cause(t, tcb_.close(t), "measuring: the SYN-ACK stays unacknowledged", out);
-    set_phase(Phase::Connected);
+    conn_.apply_with_cause(t, conn_.tcb().close(t), "measuring: the SYN-ACK stays unacknowledged", out);
+    conn_.set_phase(ConnectPhase::Connected);
     measuring_since_ = t;
     // The peer's schedule starts when our SYN reached it: the axis is from that SYN, so
     // a first copy one RTO later is seen as the retransmission it is.
-    report_.origin = last_syn_before(t).value_or(t);
+    report_.origin = conn_.last_syn_before(t).value_or(t);
     record(t, out);
     return true;
 }
@@ -114,7 +134,7 @@ void RetransmitFlow::on_established(Instant t, Outbox& out) {
     // fin mode: the connection is complete; send the request, then (unless the peer is to
     // close first) our FIN after a quiet moment.
     measuring_since_ = t;
-    if (!cfg_.request.empty()) apply(t, tcb_.send(t, cfg_.request), out);
+    if (!cfg_.request.empty()) conn_.apply(t, conn_.tcb().send(t, cfg_.request), out);
     if (!cfg_.peer_closes_first) fin_at_ = t + cfg_.idle;
 }
 
@@ -127,14 +147,14 @@ void RetransmitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox&
             return;
         }
         report_.rst_at = t;
-        note(t, "the peer ended it with a RST", out);
+        conn_.note(t, "the peer ended it with a RST", out);
         conclude(t, "rst", out);
         return;
     }
     if (cfg_.segment == RetxSegment::SynAck) {
-        if (seg.has(flag::syn | flag::ack) && cres_.irs && seg.seq == *cres_.irs) record(t, out);
+        if (seg.has(flag::syn | flag::ack) && conn_.result().irs && seg.seq == *conn_.result().irs) record(t, out);
         else if (answer_pending && seg.has(flag::ack) && !seg.has(flag::syn)) on_probe_answer(t, Liveness::Alive, out);
-        else note(t, "unexpected segment while measuring SYN-ACK retransmissions", out);
+        else conn_.note(t, "unexpected segment while measuring SYN-ACK retransmissions", out);
         return;
     }
     // fin mode: everything but the FIN goes to the TCB (data is ACKed); the FIN never is.
@@ -148,14 +168,14 @@ void RetransmitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox&
         if (report_.times.size() > 1) return;  // a retransmission: nothing new for the TCB
         Segment without_fin = seg;
         without_fin.flags = static_cast<std::uint16_t>(seg.flags & ~flag::fin);
-        feed(t, without_fin, out);
+        conn_.feed(t, without_fin, out);
         return;
     }
     if (answer_pending && peer_fin_seq_ && seg.payload.empty() && seg.has(flag::ack)) {
         on_probe_answer(t, Liveness::Alive, out);
         return;
     }
-    feed(t, seg, out);
+    conn_.feed(t, seg, out);
 }
 
 std::optional<Instant> RetransmitFlow::silence_at() const {
@@ -167,14 +187,14 @@ std::optional<Instant> RetransmitFlow::silence_at() const {
 
 void RetransmitFlow::on_connected_timer(Instant now, Outbox& out) {
     if (concluded_) return;
-    ConnectionFlow::on_connected_timer(now, out);
+    conn_.run_tcb_timers(now, out);
     if (fin_at_ && now >= *fin_at_) {
         fin_at_.reset();
-        apply(now, tcb_.close(now), out);
+        conn_.apply(now, conn_.tcb().close(now), out);
     }
     if (!report_.times.empty() && prober_.due(now)) send_liveness_probe(now, out);
     if (auto s = silence_at(); s && now >= *s && !prober_.outstanding()) {
-        note(now, "no copy for two model gaps and no answer to the liveness probes", out);
+        conn_.note(now, "no copy for two model gaps and no answer to the liveness probes", out);
         conclude(now, "silence", out);
     } else if (measuring_since_ && now >= *measuring_since_ + cfg_.max_wait) {
         conclude(now, report_.times.empty() ? "no-fin" : "max-wait", out);
@@ -183,7 +203,7 @@ void RetransmitFlow::on_connected_timer(Instant now, Outbox& out) {
 
 std::optional<Instant> RetransmitFlow::connected_deadline() const {
     if (concluded_) return std::nullopt;
-    Deadlines d{cfg_.segment == RetxSegment::Fin ? ConnectionFlow::connected_deadline() : std::nullopt, fin_at_};
+    Deadlines d{cfg_.segment == RetxSegment::Fin ? conn_.tcb().next_deadline() : std::nullopt, fin_at_};
     // As in listen: silence counts only with no probe outstanding, else a silence already
     // past is a deadline that never moves.
     if (!prober_.outstanding()) d.consider(silence_at());
@@ -200,15 +220,15 @@ void RetransmitFlow::conclude(Instant now, std::string end, Outbox& out) {
     report_.evidence = evidence(stopped);
     report_.probes_sent = prober_.probes_sent();
     report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, rule());
-    for (const auto& n : report_.fit.notes) note(now, n, out);
+    for (const auto& n : report_.fit.notes) conn_.note(now, n, out);
     if (cfg_.cleanup && report_.end != "rst" && report_.end != "confirmed" && !report_.times.empty()) {
         // Clear whatever the peer still holds: a RST at the sequence number it expects.
-        Seq at = cfg_.segment == RetxSegment::SynAck ? tcb_.iss() + 1 : tcb_.snd.nxt;
-        send(make_segment(now, flag::rst, at, Seq{0}), out);
+        Seq at = cfg_.segment == RetxSegment::SynAck ? conn_.tcb().iss() + 1 : conn_.tcb().snd.nxt;
+        conn_.send(conn_.make_segment(now, flag::rst, at, Seq{0}), out);
         report_.cleanup_sent = true;
-        note(now, "cleanup: RST sent so the peer drops what it still holds", out);
+        conn_.note(now, "cleanup: RST sent so the peer drops what it still holds", out);
     }
-    finish(now, Verdict::Open, out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
 void RetransmitFlow::on_interrupt(Instant now, Outbox& out) {
@@ -218,8 +238,8 @@ void RetransmitFlow::on_interrupt(Instant now, Outbox& out) {
     report_.probes_sent = prober_.probes_sent();
     report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, rule());
     if (cfg_.cleanup && !report_.times.empty()) {
-        Seq at = cfg_.segment == RetxSegment::SynAck ? tcb_.iss() + 1 : tcb_.snd.nxt;
-        send(make_segment(now, flag::rst, at, Seq{0}), out);
+        Seq at = cfg_.segment == RetxSegment::SynAck ? conn_.tcb().iss() + 1 : conn_.tcb().snd.nxt;
+        conn_.send(conn_.make_segment(now, flag::rst, at, Seq{0}), out);
         report_.cleanup_sent = true;
     }
 }

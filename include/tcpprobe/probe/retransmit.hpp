@@ -55,25 +55,43 @@ struct RetransmitReport {
     std::optional<Duration> fin_after_request;  ///< fin mode: first FIN relative to our FIN or request
 };
 
-class RetransmitFlow final : public ConnectionFlow {
+/// A Flow that holds its Connection: the connection opens and reports; once it is open
+/// (synack: at the SYN-ACK, which is never acknowledged) the measurement is this flow's.
+class RetransmitFlow final : public Flow, private ConnectionHooks {
 public:
     explicit RetransmitFlow(RetransmitConfig config);
     const RetransmitReport& report() const { return report_; }
     const RetransmitConfig& config() const { return cfg_; }
+    const Connection& connection() const { return conn_; }
+    const ConnectResult& connect_result() const { return conn_.result(); }
+    const tcb::Tcb& tcb() const { return conn_.tcb(); }
     /// "3 retransmissions, next expected in ~4.0 s" for the live progress line.
     std::string progress(Instant now) const override;
     /// What was seen so far on the schedule's axis (the final one once concluded).
     ScheduleEvidence evidence(bool stopped_early) const;
 
-protected:
-    bool intercept_connecting(Instant t, const wire::Segment& seg, Outbox& out) override;
-    void on_established(Instant t, Outbox& out) override;
-    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
-    void on_connected_timer(Instant now, Outbox& out) override;
-    std::optional<Instant> connected_deadline() const override;
-    void on_interrupt(Instant now, Outbox& out) override;
+    wire::FourTuple tuple() const override { return conn_.tuple(); }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
+    void on_timer(Instant now, Outbox& out) override;
+    void interrupt(Instant now, Outbox& out) override {
+        conn_.interrupt(now, out);
+        on_interrupt(now, out);
+    }
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return conn_.done(); }
 
 private:
+    // What the connection tells us.
+    bool intercept_connecting(Instant t, const wire::Segment& seg, Outbox& out) override;
+    void on_established(Instant t, Outbox& out) override;
+
+    // The measurement, once connected.
+    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out);
+    void on_connected_timer(Instant now, Outbox& out);
+    std::optional<Instant> connected_deadline() const;
+    void on_interrupt(Instant now, Outbox& out);
     void record(Instant t, Outbox& out);
     void replan(Instant now);
     void send_liveness_probe(Instant now, Outbox& out);
@@ -83,6 +101,7 @@ private:
     RetryRule rule() const { return cfg_.segment == RetxSegment::SynAck ? RetryRule::Count : RetryRule::OrphanTime; }
 
     RetransmitConfig cfg_;
+    Connection conn_{cfg_.connect, *this};
     RetransmitReport report_;
     std::optional<Instant> measuring_since_;
     std::optional<Instant> fin_at_;
