@@ -18,10 +18,12 @@ int run_job(const GlobalOptions& g, Job& job) {
     job.build(session, *edge, *renderer);
     RunStats stats = run_session(session, *edge, *renderer);
     edge->flush();
-    Summary s = job.summarize(*edge, stats);
-    if (stats.interrupted) s.text += "interrupted\n";
-    s.json["interrupted"] = stats.interrupted;
-    renderer->summary(s.text, std::move(s.json));
+    Summary s = job.summarize(*edge, stats, renderer->json());
+    if (renderer->json())
+        s.json["interrupted"] = stats.interrupted;
+    else if (stats.interrupted)
+        s.text += "interrupted\n";
+    renderer->summary(s.text, std::move(s.json), s.list);
     return stats.interrupted ? exit_status::interrupted : exit_code(s.verdict);
 }
 

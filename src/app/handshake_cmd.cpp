@@ -56,26 +56,30 @@ nlohmann::json stale_json(const probe::StaleSynReport& st) {
 
 nlohmann::json to_json(const HandshakeResult& r) {
     nlohmann::json summary = to_json(r.head);
-    auto probes = nlohmann::json::array();
-    for (const auto& p : r.probes) {
-        nlohmann::json j = connect_json(p.flow->connection());
-        j["target"] = p.target;
-        if (const auto& st = p.flow->stale()) j["stale_syn"] = stale_json(*st);
-        probes.push_back(std::move(j));
-    }
     summary.update({{"verdict", to_string(r.verdict)},
                     {"sent", r.probes.size()},
                     {"answered", r.answered},
                     {"loss_pct", r.loss_pct()},
                     {"anomaly_count", r.anomalies},
                     {"capture_drops", r.stats.capture_drops}});
-    summary["probes"] = std::move(probes);
     if (!r.one() && !r.rtt_us.empty()) {
         RttStats s = rtt_stats(r.rtt_us);
         summary["rtt"] = {{"min_us", std::llround(s.min_us)}, {"avg_us", std::llround(s.avg_us)},
                           {"max_us", std::llround(s.max_us)}, {"mdev_us", std::llround(s.mdev_us)}};
     }
     return summary;
+}
+
+/// "probes": one object per flow, made as it is written.
+JsonList json_list(std::shared_ptr<const HandshakeResult> r) {
+    const std::size_t n = r->probes.size();
+    return {"probes", n, [r = std::move(r)](std::size_t i) {
+                const auto& p = r->probes[i];
+                nlohmann::json j = connect_json(p.flow->connection());
+                j["target"] = p.target;
+                if (const auto& st = p.flow->stale()) j["stale_syn"] = stale_json(*st);
+                return j;
+            }};
 }
 
 std::string to_text(const HandshakeResult& r) {

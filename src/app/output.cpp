@@ -6,6 +6,8 @@
 #include <fmt/color.h>
 #include <fmt/format.h>
 
+#include <string_view>
+
 #include "tcpprobe/wire/format.hpp"
 
 namespace tcpprobe::app {
@@ -77,7 +79,7 @@ class TextRenderer final : public Renderer {
 public:
     TextRenderer(std::FILE* out, TextStyle style) : out_(out), style_(style) {}
 
-    void summary(const std::string& text, nlohmann::json) override {
+    void summary(const std::string& text, nlohmann::json, const JsonList&) override {
         flush_pending();
         fmt::print(out_, "{}", text);
         std::fflush(out_);
@@ -135,12 +137,24 @@ class JsonRenderer final : public Renderer {
 public:
     explicit JsonRenderer(std::FILE* out) : out_(out) { json_ = true; }
 
-    void summary(const std::string&, nlohmann::json json) override {
+    void summary(const std::string&, nlohmann::json json, const JsonList& list) override {
         flush_pending();
-        // Built in place: a summary with thousands of flows is large, copies show in RSS.
         json["type"] = "summary";
         json["schema"] = json_schema_version;
-        line(json);
+        if (list.key.empty()) {
+            line(json);
+            return;
+        }
+        // The list's place holds a marker while the object is dumped; the line is then
+        // written up to the marker, the list one item at a time, and the rest. The bytes are
+        // those of the whole object, but only one item exists at a time.
+        json[list.key] = list_marker;
+        const std::string whole = dump(json), marker = dump(nlohmann::json(list_marker));
+        const std::size_t at = whole.find(marker);
+        fmt::print(out_, "{}[", std::string_view(whole).substr(0, at));
+        for (std::size_t i = 0; i < list.size; ++i) fmt::print(out_, "{}{}", i ? "," : "", dump(list.item(i)));
+        fmt::print(out_, "]{}\n", std::string_view(whole).substr(at + marker.size()));
+        std::fflush(out_);
     }
 
 protected:
@@ -184,8 +198,12 @@ protected:
     }
 
 private:
+    static constexpr const char* list_marker = "\x01tcpprobe streamed list\x01";
+    static std::string dump(const nlohmann::json& j) {
+        return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    }
     void line(const nlohmann::json& j) {
-        fmt::print(out_, "{}\n", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+        fmt::print(out_, "{}\n", dump(j));
         std::fflush(out_);
     }
     std::FILE* out_;

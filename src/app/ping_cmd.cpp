@@ -116,13 +116,6 @@ struct PingResult {
 };
 
 nlohmann::json to_json(const PingResult& r) {
-    auto list = nlohmann::json::array();
-    for (std::size_t d = 0; d < r.dests.size(); ++d) {
-        nlohmann::json j = to_json(r.per[d]);
-        j.update({{"target", fmt::format("{}:{}", r.dests[d].host, r.dests[d].port)}, {"address", to_string(r.dests[d].addr)},
-                  {"port", r.dests[d].port}, {"verdict", probe::to_string(r.per[d].verdict())}});
-        list.push_back(std::move(j));
-    }
     nlohmann::json summary = {{"command", "ping"},
                               {"target", r.target},
                               {"source", to_string(r.source)},
@@ -134,11 +127,22 @@ nlohmann::json to_json(const PingResult& r) {
                               {"late", r.late},
                               {"undecodable", r.stats.undecodable},
                               {"capture_drops", r.stats.capture_drops},
-                              {"elapsed_us", static_cast<std::int64_t>(to_ms_f(r.elapsed) / 1000 * 1e6)},
-                              {"destinations", nullptr}};
-    summary["destinations"] = std::move(list);
+                              {"elapsed_us", static_cast<std::int64_t>(to_ms_f(r.elapsed) / 1000 * 1e6)}};
     summary.update(to_json(r.all));
     return summary;
+}
+
+/// "destinations": one object per destination, made as it is written.
+JsonList json_list(std::shared_ptr<const PingResult> r) {
+    const std::size_t n = r->dests.size();
+    return {"destinations", n, [r = std::move(r)](std::size_t d) {
+                nlohmann::json j = to_json(r->per[d]);
+                j.update({{"target", fmt::format("{}:{}", r->dests[d].host, r->dests[d].port)},
+                          {"address", to_string(r->dests[d].addr)},
+                          {"port", r->dests[d].port},
+                          {"verdict", probe::to_string(r->per[d].verdict())}});
+                return j;
+            }};
 }
 
 std::string to_text(const PingResult& r) {

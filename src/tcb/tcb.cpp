@@ -232,7 +232,7 @@ bool Tcb::send_unsent(Instant now, Actions& out) {
     bool sent = false;
     while (!unsent_.empty() && may_send(unsent_.front().data.size())) {
         Unsent u = std::move(unsent_.front());
-        unsent_.pop_front();
+        unsent_.erase(unsent_.begin());
         const auto flags = static_cast<std::uint16_t>(flag::ack | (u.push ? flag::psh : 0));
         queue_and_send(now, {snd.nxt, flags, std::move(u.data)}, SendReason::Data, out);
         sent = true;
@@ -549,7 +549,7 @@ void Tcb::on_ack_advanced(Instant now, Actions& out) {
     while (!retransmit_queue_.empty()) {
         Pending& head = retransmit_queue_.front();
         if (before_eq(head.end(), snd.una)) {
-            retransmit_queue_.pop_front();
+            retransmit_queue_.erase(retransmit_queue_.begin());
             progressed = true;
         } else if (after(snd.una, head.seq) && !head.data.empty()) {
             // Partial acknowledgment of data: keep the unacknowledged tail.

@@ -497,7 +497,7 @@ TEST_CASE("cli docs: man page: JSON OUTPUT names every member the JSON renderer 
             {t0, 40000, probe::NoteEvent{probe::Severity::Anomaly, "text"}},
         };
         r->events(evs);
-        r->summary("", nlohmann::json::object());
+        r->summary("", nlohmann::json::object(), {});
     }
     std::rewind(f);
     std::string out;

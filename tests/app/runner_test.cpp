@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <string>
 #include <cstdio>
 #include <functional>
 #include <memory>
@@ -162,3 +163,44 @@ TEST_CASE("runner: a second SIGINT or SIGTERM exits at once with status 130") {
 }
 
 TEST_SUITE_END();
+
+namespace {
+/// What a renderer wrote to a temporary file.
+std::string rendered(const std::function<void(app::Renderer&)>& write) {
+    std::FILE* f = std::tmpfile();
+    REQUIRE(f != nullptr);
+    {
+        auto r = app::make_json_renderer(f);
+        write(*r);
+    }
+    std::string out(static_cast<std::size_t>(std::ftell(f)), '\0');
+    std::rewind(f);
+    CHECK(std::fread(out.data(), 1, out.size(), f) == out.size());
+    std::fclose(f);
+    return out;
+}
+}  // namespace
+
+TEST_CASE("JSON summary: a streamed list gives the bytes of the whole object, one item made at a time") {
+    auto item = [](std::size_t i) { return nlohmann::json{{"port", 20000 + i}, {"verdict", i % 2 ? "open" : "filtered"}}; };
+    nlohmann::json head = {{"command", "ping"}, {"answered", 2}, {"zeta", nullptr}};
+    for (std::size_t n : {0, 1, 3}) {
+        CAPTURE(n);
+        nlohmann::json whole = head;
+        whole["destinations"] = nlohmann::json::array();
+        for (std::size_t i = 0; i < n; ++i) whole["destinations"].push_back(item(i));
+        const std::string want = rendered([&](app::Renderer& r) { r.summary("", whole); });
+
+        std::size_t made = 0;
+        const std::string got = rendered([&](app::Renderer& r) {
+            r.summary("", head, {"destinations", n, [&](std::size_t i) {
+                                     ++made;
+                                     return item(i);
+                                 }});
+        });
+        CHECK(got == want);
+        CHECK(made == n);
+        CHECK(nlohmann::json::parse(got)["destinations"].size() == n);
+        CHECK(nlohmann::json::parse(got)["type"] == "summary");
+    }
+}

@@ -41,6 +41,7 @@
 
 #include "tcpprobe/app/commands.hpp"
 #include "tcpprobe/app/edge.hpp"
+#include "tcpprobe/app/output.hpp"
 #include "tcpprobe/app/runner.hpp"
 #include "tcpprobe/app/verdict.hpp"
 #include "tcpprobe/probe/scenario.hpp"
@@ -51,11 +52,13 @@ class App;
 
 namespace tcpprobe::app {
 
-/// A run's summary, rendered: the verdict, the text and the JSON object.
+/// A run's summary, rendered in the one form the run prints: the text, or the JSON object
+/// (and its long list, if any, streamed item by item).
 struct Summary {
     Verdict verdict = Verdict::Pending;
     std::string text;
     nlohmann::json json;
+    JsonList list;
 };
 
 class Job {
@@ -65,17 +68,31 @@ public:
     virtual std::unique_ptr<Edge> open(const GlobalOptions& g) = 0;
     /// Puts the scenario's flows into the session.
     virtual void build(probe::Session& session, Edge& edge, Renderer& renderer) = 0;
-    virtual Summary summarize(const Edge& edge, const RunStats& stats) = 0;
+    /// Builds only the form the renderer prints (`json` or text).
+    virtual Summary summarize(const Edge& edge, const RunStats& stats, bool json) = 0;
 };
 
 /// A job whose result is a typed struct R with `Verdict verdict` and the free functions
-/// `std::string to_text(const R&)` and `nlohmann::json to_json(const R&)`.
+/// `std::string to_text(const R&)` and `nlohmann::json to_json(const R&)`. A result with
+/// a list per flow or destination also has `JsonList json_list(std::shared_ptr<const R>)`:
+/// the list is then written item by item after the rest, never built whole (10,000 flows
+/// of nlohmann objects would cost about 2 KB each).
 template <class R>
 class TypedJob : public Job {
 public:
-    Summary summarize(const Edge& edge, const RunStats& stats) final {
-        R r = result(edge, stats);
-        return {r.verdict, to_text(r), to_json(r)};
+    Summary summarize(const Edge& edge, const RunStats& stats, bool json) final {
+        if constexpr (requires(std::shared_ptr<const R> p) { json_list(p); }) {
+            // The list outlives this call, so the result is moved to the heap (only results
+            // without pointers into themselves have a json_list).
+            auto r = std::make_shared<const R>(result(edge, stats));
+            if (!json) return {r->verdict, to_text(*r), {}, {}};
+            return {r->verdict, {}, to_json(*r), json_list(r)};
+        } else {
+            // Built where it stays: some results point into themselves.
+            R r = result(edge, stats);
+            if (!json) return {r.verdict, to_text(r), {}, {}};
+            return {r.verdict, {}, to_json(r), {}};
+        }
     }
 
 protected:

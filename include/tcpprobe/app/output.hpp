@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -15,13 +17,21 @@ namespace tcpprobe::app {
 
 inline constexpr int json_schema_version = 1;
 
+/// A summary member too long to build whole: `size` items, each made when written.
+struct JsonList {
+    std::string key;  ///< empty: none
+    std::size_t size = 0;
+    std::function<nlohmann::json(std::size_t)> item;
+};
+
 class Renderer {
 public:
     virtual ~Renderer() = default;
     /// Events in order; times are shown relative to the first captured packet.
     void events(const std::vector<probe::Event>& evs);
-    /// The summary; `text` is the human form, `json` the object (type/schema added here).
-    virtual void summary(const std::string& text, nlohmann::json json) = 0;
+    /// The summary; `text` is the human form, `json` the object (type/schema added here),
+    /// `list` a member of the object written item by item (JSON only).
+    virtual void summary(const std::string& text, nlohmann::json json, const JsonList& list = {}) = 0;
     /// The run's time origin (first captured packet), once known.
     std::optional<Instant> origin() const { return origin_; }
     /// Prints events held back because no packet had been captured yet.

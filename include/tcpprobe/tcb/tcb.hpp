@@ -11,7 +11,7 @@
 #pragma once
 
 #include <cstddef>
-#include <deque>
+#include <vector>
 #include <optional>
 
 #include "tcpprobe/tcb/action.hpp"
@@ -197,10 +197,14 @@ private:
         wire::ByteVec data;
         bool push = false;
     };
-    std::deque<Unsent> unsent_;
+    // Vectors, not deques: an empty std::deque already holds a 512-byte block and its
+    // map, about 1.2 KB per TCB for the two, most of a half-open flow's memory. Both
+    // stay short (the retransmission queue at most max_segments_in_flight), so taking
+    // from the front costs little.
+    std::vector<Unsent> unsent_;
     bool fin_queued_ = false;  ///< CLOSE came while data was unsent: the FIN follows it
 
-    std::deque<Pending> retransmit_queue_;
+    std::vector<Pending> retransmit_queue_;
     std::optional<Instant> rto_deadline_;
     Duration rto_{};
     unsigned retries_ = 0;
