@@ -400,7 +400,9 @@ Segment TimeWaitFlow::probe_segment(Instant now, TwProbe kind) {
 // most once per 500 ms. Never closer than two round trips of the handshake.
 Duration TimeWaitFlow::gap_for(const Segment& s) const {
     const Duration base = s.has(flag::fin) ? cfg_.retry_gap : cfg_.retry_gap_limited;
-    return std::max(base, connect_result().rtt ? 2 * *connect_result().rtt : Duration::zero());
+    std::optional<Duration> rtt = connect_result().rtt;
+    if (probe_rtt_ && (!rtt || *probe_rtt_ < *rtt)) rtt = probe_rtt_;
+    return std::max(base, rtt ? 2 * *rtt : Duration::zero());
 }
 
 void TimeWaitFlow::start_exchange(Instant now, Purpose p, std::vector<Segment> copies, Duration final_wait, Outbox& out,
@@ -612,6 +614,7 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
     }
     Exchange e = std::move(*ex_);
     ex_.reset();
+    if (e.sent.size() == 1 && (!probe_rtt_ || t - e.sent.front() < *probe_rtt_)) probe_rtt_ = t - e.sent.front();
     const std::string flags = format_flags(seg.flags);
     const bool rst = seg.has(flag::rst);
     TwDuration* d = cfg_.duration.get();
@@ -648,6 +651,10 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
             return;  // the next probe at next_at_
         case Purpose::SeriesEnd:
             if (rst) {
+                // The RST is the first evidence that TIME-WAIT is over: the series' silent
+                // copies before it may all have been lost (or their answers), so the end
+                // lies before the ACK probe, not before the first unanswered copy.
+                report_.first_dead = e.sent.back();
                 report_.end_confirmed = true;
                 report_.answer = flags;
                 d->series_ended(since_tw(report_.last_alive.value_or(*report_.tw_start)), since_tw(*report_.first_dead), true);

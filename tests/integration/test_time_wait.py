@@ -38,8 +38,11 @@ PORT_NEVER_CLOSE = 8005         # reads until our EOF, never closes
 LINUX_TW_ISN_OFFSET = 65537     # tcp_timewait_state_process: tw_snd_nxt + 65535 + 2
 # TIME-WAIT is 60 s, but its timer sits in level 3 of the kernel's timer wheel, whose
 # granularity is 512 jiffies (2.048 s at HZ=250): it fires 0-2.05 s late (measured
-# here: 60.37-62.19 s). The 1 s probe interval adds +/- 0.5 s of resolution.
-TW_MIN_US, TW_MAX_US = 59_500_000, 62_600_000
+# here: 60.37-62.19 s). The series' bracket runs from its last answered probe to the ACK
+# probe whose RST dates the end: the 1 s probe interval plus the first unanswered probe's
+# two copies and the wait after them (100 ms each), so +/- 0.65 s around the midpoint.
+TW_RES_US = 650_000
+TW_MIN_US, TW_MAX_US = 60_000_000 - 1_000_000 + TW_RES_US - 150_000, 62_050_000 + TW_RES_US + 50_000
 
 TESTS = {}
 
@@ -255,7 +258,8 @@ def duration(c, tp, tmp):
     c.eq(t.get("answer"), "R", "tests[0].answer")
     d = t.get("duration_us")
     within(c, d, TW_MIN_US, TW_MAX_US, "tests[0].duration_us (Linux: 60 s + 0-2.05 s timer slack)")
-    within(c, t.get("resolution_us"), 400_000, 600_000, "tests[0].resolution_us (half the 1 s probe interval)")
+    within(c, t.get("resolution_us"), TW_RES_US - 50_000, TW_RES_US + 100_000,
+           "tests[0].resolution_us (half of: the 1 s probe interval + 3 x 100 ms before the ACK probe)")
     c.eq(t.get("end_confirmed"), True, "tests[0].end_confirmed")
     # The series: FINs without ACK that Linux answers without restarting its timer,
     # confirmed by a connection probed once that was still there near the end.

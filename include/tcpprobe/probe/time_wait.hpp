@@ -216,7 +216,11 @@ struct TimeWaitConfig {
     Duration answer_wait = std::chrono::seconds{2};      ///< after the last copy of a deciding probe
     Duration settle = std::chrono::milliseconds{600};    ///< after the close, before the first probe
     unsigned retries = 2;                                ///< copies of a probe sent again after silence
-    Duration retry_gap = std::chrono::milliseconds{300};          ///< between copies of a FIN probe
+    /// Between copies of a FIN probe: FINs are answered at once and never rate-limited, so a
+    /// copy is due once an answer had a round trip and the peer's processing time (at least
+    /// twice the path's RTT). The series' end is dated by the ACK probe that follows its
+    /// last copy, so this gap is part of the duration's resolution.
+    Duration retry_gap = std::chrono::milliseconds{100};
     Duration retry_gap_limited = std::chrono::milliseconds{600};  ///< ... of a SYN or ACK probe
     /// duration: the measurement this connection belongs to (the series connection and
     /// every connection probed once share it).
@@ -335,6 +339,9 @@ private:
     std::optional<Exchange> ex_;              ///< the probe that is out
     std::optional<wire::Seq> reuse_isn_;
     std::size_t learn_index_ = 0;
+    /// The shortest probe -> answer time seen (a probe answered at its only copy): the
+    /// handshake's RTT overstates the path when the peer's first SYN-ACK was lost.
+    std::optional<Duration> probe_rtt_;
     Conclusion concluded_;
 };
 
