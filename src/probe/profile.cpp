@@ -42,12 +42,14 @@ const ProfileRow* ProfileResult::row(std::string_view key) const {
 
 namespace {
 
-/// Passes everything to the experiment's flow and notes the TTL of the peer's segments
-/// on the way (SYN-ACK, data/ACK, RST), for the middlebox signs.
+/// Passes everything to the experiment's flow and notes, on the way, the TTL of the
+/// peer's segments (SYN-ACK, data/ACK, RST) and the size of its largest data segment,
+/// for the middlebox signs.
 class TtlTap final : public Flow {
 public:
-    TtlTap(std::unique_ptr<Flow> inner, std::shared_ptr<std::vector<TtlMark>> marks)
-        : inner_(std::move(inner)), marks_(std::move(marks)) {}
+    TtlTap(std::unique_ptr<Flow> inner, std::shared_ptr<std::vector<TtlMark>> marks,
+           std::shared_ptr<std::vector<PeerSegments>> sizes)
+        : inner_(std::move(inner)), marks_(std::move(marks)), sizes_(std::move(sizes)) {}
     wire::FourTuple tuple() const override { return inner_->tuple(); }
     void start(Instant now, Outbox& out) override { inner_->start(now, out); }
     void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override {
@@ -61,6 +63,7 @@ public:
                 seen_.emplace_back(kind, seg.ip.ttl);
                 marks_->push_back({port, t, seg.ip.ttl, kind});
             }
+            if (!seg.payload.empty()) sized(t, seg, port);
         }
         inner_->on_segment(t, seg, outgoing, out);
     }
@@ -73,8 +76,29 @@ public:
     std::string progress(Instant now) const override { return inner_->progress(now); }
 
 private:
+    void sized(Instant t, const wire::Segment& seg, std::uint16_t port) {
+        const auto end = seg.seq.raw() + static_cast<std::uint32_t>(seg.payload.size());
+        // The option bytes as captured; a segment built here (no capture) has its list only.
+        const std::size_t options = seg.raw_options.empty() ? wire::encoded_size(seg.options) : seg.raw_options.size();
+        if (!slot_) {
+            slot_ = sizes_->size();
+            sizes_->push_back({port, t, seg.payload.size(), options, end, end});
+            return;
+        }
+        auto& s = (*sizes_)[*slot_];
+        if (static_cast<std::int32_t>(end - s.highest) > 0) s.highest = end;
+        if (seg.payload.size() > s.payload) {
+            s.at = t;
+            s.payload = seg.payload.size();
+            s.options = options;
+            s.end = end;
+        }
+    }
+
     std::unique_ptr<Flow> inner_;
     std::shared_ptr<std::vector<TtlMark>> marks_;
+    std::shared_ptr<std::vector<PeerSegments>> sizes_;
+    std::optional<std::size_t> slot_;  ///< this connection's entry in sizes_
     std::vector<std::pair<TtlMark::Kind, std::uint8_t>> seen_;
 };
 
@@ -176,14 +200,18 @@ const Profile::Part* Profile::find(Experiment e) const {
 
 void Profile::add(Session& s, Instant at, Experiment e, std::unique_ptr<Flow> flow) {
     part(e).flows.push_back(flow.get());
-    s.add(at, std::make_unique<TtlTap>(std::move(flow), ttls_));
+    s.add(at, std::make_unique<TtlTap>(std::move(flow), ttls_, sizes_));
 }
 
 void Profile::build(Session& session, Instant start, const ConnectFor& connect_for) {
     start_ = start;
     session.set_pace(cfg_.pace.starts, cfg_.pace.per);
     std::size_t next = 0;
-    auto conn = [&] { return connect_for(next++); };
+    auto conn = [&] {
+        ConnectConfig c = connect_for(next++);
+        if (auto m = wire::find_option<wire::opt::Mss>(c.tcb.syn_options)) our_mss_ = m->value;
+        return c;
+    };
     const Duration schedule_wait = cfg_.quick ? std::min(cfg_.quick_limit, cfg_.schedule_max_wait) : cfg_.schedule_max_wait;
 
     auto handshake = [&](ConnectConfig c) {
@@ -458,6 +486,58 @@ ProfileResult Profile::result() const {
         }
     }
 
+    // --- the MSS the peer sends with: is it the one our SYN offered? ----------------------
+    // Not in the SYN-ACK: Linux offers its own MSS whatever ours was (min() is applied to
+    // what it sends, not to what it offers). Seen in the peer's data: a segment cut at its
+    // send MSS, with more data after it, is its MSS less nothing but that segment's option
+    // bytes. Below ours while the peer's own MSS (its SYN-ACK) is above it: our SYN reached
+    // the peer with a lower MSS than we sent, a middlebox rewrote it (MSS clamping).
+    std::optional<std::string> clamp;
+    {
+        auto& w = row("path.peer_mss", Experiment::HandshakeFull, "MSS the peer sends with (ours lowered on the way: clamping)");
+        const PeerSegments* cut = nullptr;   // the largest segment cut at the peer's MSS
+        const PeerSegments* biggest = nullptr;
+        for (const auto& p : *sizes_) {
+            if (!biggest || p.payload + p.options > biggest->payload + biggest->options) biggest = &p;
+            if (p.segmented() && (!cut || p.payload + p.options > cut->payload + cut->options)) cut = &p;
+        }
+        std::uint32_t peer_own = 0;  // the peer's own MSS (its SYN-ACK); 0: none seen
+        if (synack)
+            if (auto m = wire::find_option<wire::opt::Mss>(full_->connect_result().peer_options)) peer_own = m->value;
+        const std::string own = peer_own ? fmt::format("{}", peer_own) : std::string("none");
+        const std::string ours = our_mss_ ? fmt::format("{}", *our_mss_) : std::string("none (536 by default)");
+        const std::size_t offered = our_mss_.value_or(536);
+        if (biggest && biggest->payload + biggest->options >= offered) {
+            // A segment as large as our MSS allows: it got ours (a clamp only lowers).
+            w.value = std::int64_t(biggest->payload + biggest->options);
+            w.text = fmt::format("{} (ours, unchanged)", biggest->payload + biggest->options);
+            w.evidence = fmt::format("a {}-byte segment with {} option bytes: full-sized for our MSS {}", biggest->payload,
+                                     biggest->options, ours);
+            w.marks.push_back({biggest->port, rel(biggest->at), "largest data segment"});
+        } else if (cut) {
+            const std::size_t mss = cut->payload + cut->options;
+            w.value = std::int64_t(mss);
+            w.marks.push_back({cut->port, rel(cut->at), "largest data segment, more data after it"});
+            const std::string ev = fmt::format("segments of at most {} bytes + {} option bytes with more data after them; our SYN "
+                                               "offered MSS {}, the peer's SYN-ACK {}",
+                                               cut->payload, cut->options, ours, own);
+            w.evidence = ev;
+            if (peer_own > mss) {
+                w.text = fmt::format("{} (clamped: we offered {})", mss, ours);
+                clamp = fmt::format("MSS clamping on the path: the peer sends at most {}-byte segments (MSS {}) where our SYN offered "
+                                    "{} and its own SYN-ACK offered {}; our SYN reached it with a lower MSS (port {}, +{})",
+                                    cut->payload, mss, ours, own, cut->port, secs(rel(cut->at)));
+            } else {
+                w.text = fmt::format("{} (below ours, {}; the peer's own MSS {} may be the cap: a clamp cannot be told)", mss, ours, own);
+            }
+        } else {
+            w.text = biggest ? fmt::format("not observable (no answer larger than one segment; the largest carried {} bytes)",
+                                           biggest->payload)
+                             : std::string("not observable (the peer sent no data)");
+            w.evidence = "only a segment cut at the peer's MSS shows it: profile a port whose answer is larger than our MSS";
+        }
+    }
+
     // --- ISNs ----------------------------------------------------------------------------
     {
         auto& isn = row("isn.pattern", Experiment::Isn, fmt::format("ISNs of {} SYNs from separate ports", isn_.size()));
@@ -593,10 +673,15 @@ ProfileResult Profile::result() const {
     const bool cookies = synack_runs && synack_runs->judged == ScheduleVerdict::NoRetransmission;
     if (synack_runs && synack_runs->judged) {
         auto& sc = row("synack.syncookies", Experiment::SynAckSchedule, "SYN cookies suspected (no SYN-ACK retransmission)");
-        sc.value = cookies;
-        sc.text = cookies ? "yes" : "no";
-        sc.evidence = cookies ? "one SYN-ACK, never retransmitted, the request gone before any RTO" : "the SYN-ACK was retransmitted";
-        if (cookies) sc.linux = LinuxSetting{"tcp_syncookies", 2, true};
+        if (*synack_runs->judged == ScheduleVerdict::Inconclusive) {
+            // Neither: a schedule that could not be read says nothing about cookies.
+            sc.text = "inconclusive (the SYN-ACK schedule was)";
+        } else {
+            sc.value = cookies;
+            sc.text = cookies ? "yes" : "no";
+            sc.evidence = cookies ? "one SYN-ACK, never retransmitted, the request gone before any RTO" : "the SYN-ACK was retransmitted";
+            if (cookies) sc.linux = LinuxSetting{"tcp_syncookies", 2, true};
+        }
     }
 
     // --- TIME-WAIT ------------------------------------------------------------------------
@@ -685,7 +770,14 @@ ProfileResult Profile::result() const {
             if (b.end_confirmed())
                 if (auto n = infer_linux_seconds_in(*b.alive, *b.upper(), 2 * rtt.value_or(Duration::zero()) + 10ms))
                     w.linux = LinuxSetting{"tcp_fin_timeout", *n};
-            if (const auto* g = fw2_->first_gone()) w.marks.push_back({g->port, g->offset, "RST (gone), offset since FIN-WAIT-2"});
+            // A mark is a capture time since the profile's start (the report adds the trace's
+            // offset once): the probe that drew the RST went out `offset` after that
+            // connection entered FIN-WAIT-2, not `offset` after the start.
+            if (const auto* g = fw2_->first_gone())
+                for (const auto* f : fw2_flows_)
+                    if (f->tuple().local.port == g->port && f->state_start())
+                        w.marks.push_back(mark(f, *f->state_start() + g->offset,
+                                               fmt::format("probe answered by a RST, {} into FIN-WAIT-2", secs(g->offset))));
         } else if (b.alive && !b.upper() && *b.alive + 1s >= fw2_->engine().config().max) {
             w.value = std::string("no bound");
             w.text = fmt::format("no bound seen (alive at {})", secs(*b.alive));
@@ -754,10 +846,17 @@ ProfileResult Profile::result() const {
 
     // --- middlebox signs --------------------------------------------------------------------
     {
-        // Per connection: the SYN-ACK's TTL against its data's; a RST against both.
+        // Per connection: the SYN-ACK's TTL against its data's. A RST against the TTLs of
+        // the peer's data on every connection (or, with no data anywhere, its SYN-ACKs'):
+        // behind a SYN proxy the server's own RST has the data's TTL, not the proxy's.
         std::vector<std::uint16_t> ports;
-        for (const auto& m : *ttls_)
+        std::vector<std::uint8_t> data_ttls, synack_ttls;
+        for (const auto& m : *ttls_) {
             if (std::find(ports.begin(), ports.end(), m.port) == ports.end()) ports.push_back(m.port);
+            auto& set = m.kind == TtlMark::Kind::Data ? data_ttls : synack_ttls;
+            if (m.kind != TtlMark::Kind::Rst && std::find(set.begin(), set.end(), m.ttl) == set.end()) set.push_back(m.ttl);
+        }
+        const auto& peer_ttls = data_ttls.empty() ? synack_ttls : data_ttls;
         std::optional<std::string> syn_vs_data, rst_foreign;
         for (auto p : ports) {
             std::optional<std::uint8_t> syn, data;
@@ -772,14 +871,21 @@ ProfileResult Profile::result() const {
                     syn_vs_data = fmt::format("SYN-ACK TTL {} but data TTL {} on port {} (+{}): something in front answers the "
                                               "handshake (SYN proxy, load balancer)",
                                               *syn, m.ttl, p, secs(rel(m.t)));
-                const auto ref = data ? data : syn;
-                if (m.kind == TtlMark::Kind::Rst && ref && m.ttl != *ref && !rst_foreign)
+                if (m.kind == TtlMark::Kind::Rst && !peer_ttls.empty() &&
+                    std::find(peer_ttls.begin(), peer_ttls.end(), m.ttl) == peer_ttls.end() && !rst_foreign)
                     rst_foreign = fmt::format("RST with TTL {} where the peer's segments have TTL {} on port {} (+{}): a firewall "
                                               "or load balancer resets on the peer's behalf",
-                                              m.ttl, *ref, p, secs(rel(m.t)));
+                                              m.ttl, data ? *data : syn ? *syn : peer_ttls.front(), p, secs(rel(m.t)));
             }
         }
         if (syn_vs_data) r.middlebox.push_back(*syn_vs_data);
+        // No host offers a zero window in its SYN-ACK (it could not be sent to); Linux's
+        // SYN proxy (nf_synproxy) does, and opens the window once the server has answered.
+        if (synack && synack->window == 0)
+            r.middlebox.push_back(fmt::format("SYN-ACK with window 0 on port {} (+{}): a SYN proxy answers the handshake and opens "
+                                              "the window once the server behind it has (Linux nf_synproxy)",
+                                              full_->tuple().local.port, secs(synack_mark(full_).at)));
+        if (clamp) r.middlebox.push_back(*clamp);
         if (rst_foreign) r.middlebox.push_back(*rst_foreign);
         if (cookies)
             r.middlebox.push_back("the SYN-ACK was never retransmitted: SYN cookies (tcp_syncookies=2, or a SYN flood) or a SYN proxy in front");

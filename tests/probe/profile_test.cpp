@@ -177,3 +177,106 @@ TEST_CASE("profile, --quick against a server with tcp_rfc1337=1: RFC 1337 row on
     CHECK(row(r, "time_wait.rfc1337").linux->value == 1);
     CHECK(run.elapsed <= std::chrono::seconds{15});
 }
+
+namespace {
+
+bool has_sign(const probe::ProfileResult& r, std::string_view words) {
+    return std::any_of(r.middlebox.begin(), r.middlebox.end(), [&](const std::string& m) { return m.find(words) != std::string::npos; });
+}
+
+/// A middlebox between us and the server that lowers the MSS of every SYN to 536, as
+/// `tcp option maxseg size set 536` in nft: the server's own SYN-ACK still offers 1400.
+void clamp_syns(TwNet& net) {
+    net.set_rewrite_to_server([](wire::Segment& s) {
+        if (s.has(wire::flag::syn) && !s.has(wire::flag::ack)) wire::replace_option(s.options, wire::opt::Mss{536});
+    });
+}
+
+}  // namespace
+
+TEST_CASE("profile, MSS clamped on the path: the peer's 3000-byte answers come in 536-byte segments (524 + 12 option bytes); named") {
+    ProfileRun run(config(true));
+    run.net.set_answer_size(3000);
+    clamp_syns(run.net);
+    const auto r = run.run(std::chrono::seconds{60});
+    INFO(table(r));
+    INFO(fmt::format("{}", r.middlebox));
+    // The SYN-ACK does not show it: the server offers its own MSS, whatever ours arrived as.
+    CHECK(std::get<std::int64_t>(row(r, "handshake.mss").value) == 1400);
+    const auto& w = row(r, "path.peer_mss");
+    CHECK(std::get<std::int64_t>(w.value) == 536);
+    CHECK(w.text.find("clamped") != std::string::npos);
+    REQUIRE_FALSE(w.marks.empty());
+    CHECK(has_sign(r, "MSS clamping"));
+}
+
+TEST_CASE("profile, no clamp: segments cut at the peer's own MSS (1400, below our 1460) are not called a clamp") {
+    ProfileRun run(config(true));
+    run.net.set_answer_size(3000);
+    const auto r = run.run(std::chrono::seconds{60});
+    INFO(table(r));
+    const auto& w = row(r, "path.peer_mss");
+    CHECK(std::get<std::int64_t>(w.value) == 1400);
+    CHECK(w.text.find("cannot be told") != std::string::npos);
+    CHECK_FALSE(has_sign(r, "MSS clamping"));
+    CHECK(r.middlebox.empty());
+}
+
+TEST_CASE("profile: answers of one segment (100 bytes) say nothing about the MSS: not observable, no value") {
+    ProfileRun run(config(true));
+    clamp_syns(run.net);  // even with a clamp: nothing shows it
+    const auto r = run.run(std::chrono::seconds{60});
+    const auto& w = row(r, "path.peer_mss");
+    CHECK(std::holds_alternative<std::monostate>(w.value));
+    CHECK(w.text.rfind("not observable", 0) == 0);
+    CHECK_FALSE(has_sign(r, "MSS clamping"));
+}
+
+TEST_CASE("profile, a SYN proxy in front: SYN-ACKs with its own TTL (255) and window 0, never retransmitted, data with the server's (64)") {
+    ProfileRun run(config(true));
+    std::set<std::uint16_t> answered;
+    // As nf_synproxy: its SYN-ACK offers window 0; the server's next segment opens it.
+    run.net.set_rewrite_to_us([](wire::Segment& s) {
+        if (s.has(wire::flag::syn | wire::flag::ack)) {
+            s.ip.ttl = 255;
+            s.window = 0;
+        }
+    });
+    // The proxy answers each SYN once, from its cookie: no SYN-ACK copy ever reaches us.
+    run.net.set_drop([answered](const wire::Segment& s) mutable {
+        return s.has(wire::flag::syn | wire::flag::ack) && !answered.insert(s.dst.port).second;
+    });
+    const auto r = run.run(std::chrono::seconds{60});
+    INFO(table(r));
+    INFO(fmt::format("{}", r.middlebox));
+    CHECK(has_sign(r, "SYN-ACK TTL 255 but data TTL 64"));
+    CHECK(has_sign(r, "SYN-ACK with window 0"));
+    // --quick cuts the SYN-ACK schedule at 10 s, before a silence could be confirmed: no
+    // cookie verdict either way (not "no: the SYN-ACK was retransmitted").
+    CHECK(std::holds_alternative<std::monostate>(row(r, "synack.syncookies").value));
+    CHECK(row(r, "synack.syncookies").text.rfind("inconclusive", 0) == 0);
+    // The server's own RSTs (TIME-WAIT killed) have the data's TTL: not a foreign RST.
+    CHECK_FALSE(has_sign(r, "RST with TTL"));
+}
+
+TEST_CASE("profile, a box that rewrites the TTL of the SYN-ACKs only: named, with the port and time that show it") {
+    ProfileRun run(config(true));
+    run.net.set_rewrite_to_us([](wire::Segment& s) {
+        if (s.has(wire::flag::syn | wire::flag::ack)) s.ip.ttl = 100;
+    });
+    const auto r = run.run(std::chrono::seconds{60});
+    INFO(fmt::format("{}", r.middlebox));
+    REQUIRE(r.middlebox.size() == 1);
+    CHECK(has_sign(r, "SYN-ACK TTL 100 but data TTL 64 on port"));
+}
+
+TEST_CASE("profile, RSTs with a foreign TTL (a firewall resetting for the peer): named") {
+    ProfileRun run(config(true));
+    run.net.set_rewrite_to_us([](wire::Segment& s) {
+        if (s.has(wire::flag::rst)) s.ip.ttl = 255;
+    });
+    const auto r = run.run(std::chrono::seconds{60});
+    INFO(table(r));
+    INFO(fmt::format("{}", r.middlebox));
+    CHECK(has_sign(r, "RST with TTL 255 where the peer's segments have TTL 64"));
+}

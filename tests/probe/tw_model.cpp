@@ -214,7 +214,7 @@ void TwNet::server_actions(std::uint16_t port, Instant t, const tcb::Actions& ac
     // The application: answer the request once, then close first (HTTP/1.0).
     if (got_data && !s.answered && s.tcb->state() == tcb::State::Established) {
         s.answered = true;
-        server_actions(port, t, s.tcb->send(t, ByteVec(100, 'r')));
+        server_actions(port, t, s.tcb->send(t, ByteVec(answer_size_, 'r')));
         if (closes_first_) server_actions(port, t, s.tcb->close(t));
     }
     if (!s.model && s.tcb->state() == tcb::State::TimeWait) {
@@ -230,7 +230,9 @@ void TwNet::server_actions(std::uint16_t port, Instant t, const tcb::Actions& ac
         });
 }
 
-std::optional<std::vector<Segment>> TwNet::to_server(Instant t, const Segment& seg) {
+std::optional<std::vector<Segment>> TwNet::to_server(Instant t, const Segment& arrived) {
+    Segment seg = arrived;
+    if (to_server_rewrite_) to_server_rewrite_(seg);
     const std::uint16_t port = seg.src.port;
     Server& s = servers_[port];
     if (s.model) {

@@ -160,6 +160,12 @@ public:
     void set_closes_first(bool c) { closes_first_ = c; }
     /// Drops segments the server sends (loss on the way to us).
     void set_drop(std::function<bool(const wire::Segment&)> d) { sim_.set_peer_filter(std::move(d)); }
+    /// A middlebox on the path: rewrites the server's segments on their way to us, and
+    /// ours on their way to the server (MSS clamping, TTL rewriting).
+    void set_rewrite_to_us(std::function<void(wire::Segment&)> f) { sim_.set_peer_rewrite(std::move(f)); }
+    void set_rewrite_to_server(std::function<void(wire::Segment&)> f) { to_server_rewrite_ = std::move(f); }
+    /// How many bytes the server answers a request with (100 by default).
+    void set_answer_size(std::size_t n) { answer_size_ = n; }
     /// Runs until the session is done or `limit` of simulated time has passed.
     void run(Duration limit) { sim_.run(limit); }
     /// Every event the flows reported (segments both ways, states, notes), in order.
@@ -186,6 +192,8 @@ private:
 
     TwModelConfig tw_;
     bool closes_first_ = true;
+    std::size_t answer_size_ = 100;
+    std::function<void(wire::Segment&)> to_server_rewrite_;
     probe::Session session_;
     SessionFlow flow_{session_};
     Sim sim_;

@@ -169,6 +169,21 @@ struct TtlMark {
     enum class Kind : std::uint8_t { SynAck, Data, Rst } kind;
 };
 
+/// The largest data segment the peer sent on one connection, and whether more data
+/// followed it (then it was cut at the peer's send MSS, not at the end of an answer).
+/// Its size with its TCP options is the MSS the peer sends with (Linux: the MSS it
+/// received, less the option bytes every segment carries): below the MSS of our SYN, the
+/// peer either got another MSS (a middlebox clamped it) or caps its own.
+struct PeerSegments {
+    std::uint16_t port = 0;
+    Instant at{};                ///< capture of the largest segment
+    std::size_t payload = 0;     ///< its payload bytes
+    std::size_t options = 0;     ///< its TCP option bytes (timestamps: 12)
+    std::uint32_t end = 0;       ///< its SEG.SEQ + payload (raw)
+    std::uint32_t highest = 0;   ///< the highest sequence end of any data segment (raw)
+    bool segmented() const { return static_cast<std::int32_t>(highest - end) > 0; }
+};
+
 /// Builds the experiments into a session and reads them once the session is done.
 class Profile {
 public:
@@ -206,6 +221,8 @@ private:
     Instant start_{};
     std::vector<Part> parts_;
     std::shared_ptr<std::vector<TtlMark>> ttls_ = std::make_shared<std::vector<TtlMark>>();
+    std::shared_ptr<std::vector<PeerSegments>> sizes_ = std::make_shared<std::vector<PeerSegments>>();
+    std::optional<std::uint16_t> our_mss_;  ///< the MSS our SYNs offer
     std::shared_ptr<TwDuration> tw_;
     std::shared_ptr<LifetimeRun> fw2_, idle_;
     // typed views of the flows (owned by the session)
