@@ -27,7 +27,7 @@ import time
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tplab  # noqa: E402
-from tplab import PATH_NS, SRV_IP, SRV_NS, Sysctl, TestFailure, run  # noqa: E402
+from tplab import PATH_NS, SRV_IP, SRV_NS, Firewall, Sysctl, TestFailure, run  # noqa: E402
 
 PORT_HTTP = 80
 PORT_SHUTDOWN = 8006
@@ -62,33 +62,6 @@ def summary_of(c, r, code, verdict):
     c.eq(r.returncode, code, "exit status")
     c.eq(s.get("verdict"), verdict, "verdict")
     return s
-
-
-class Firewall:
-    """`with Firewall(c, "drop", 20):` turns the lab's path into the forgetting
-    firewall (lab.sh firewall) for the block and back into a plain bridge after."""
-
-    def __init__(self, c, mode, seconds):
-        self.lab = os.path.join(c.source_dir or ".", "tests", "lab", "lab.sh")
-        self.mode, self.seconds = mode, seconds
-
-    def _lab(self, *args):
-        return run(["bash", self.lab] + list(args), timeout=30, env=dict(os.environ))
-
-    def __enter__(self):
-        r = self._lab("firewall", self.mode, str(self.seconds))
-        if r.returncode != 0:
-            if "br_netfilter" in r.stderr:
-                tplab.skip("skipped: " + r.stderr.strip())
-            raise TestFailure("lab.sh firewall failed: %s" % r.stderr.strip())
-        return self
-
-    def __exit__(self, *exc):
-        self._lab("firewall", "off")
-        left = run(tplab.ns_cmd(PATH_NS, ["nft", "list", "table", "inet", "tpfirewall"]), timeout=10)
-        if left.returncode == 0:
-            raise TestFailure("the firewall table is still in %s" % PATH_NS)
-        return False
 
 
 # --------------------------------------------------------------------------
