@@ -111,6 +111,11 @@ const std::vector<Case>& cases() {
         {"idle_no_timeout", {"idle", "198.18.0.2:8004", "--max-idle", "4s"}, lab_ports},
         {"keepalive_none", {"keepalive", "198.18.0.2:8004", "--max-wait", "3s"}, lab_ports},
         {"keepalive_send", {"keepalive", "198.18.0.2:8004", "--send", "1s", "--count", "2"}, lab_ports},
+        // Every experiment of --quick against the Linux-like server with its TIME-WAIT model.
+        {"profile_quick", {"profile", "--quick", "198.18.0.2:80"}, time_wait_ports},
+        // The whole profile: TIME-WAIT's duration and FIN-WAIT-2 (no bound: the simulated
+        // server's FIN-WAIT-2 has no timer) too.
+        {"profile_full", {"profile", "198.18.0.2:80"}, time_wait_ports},
     };
     return all;
 }
