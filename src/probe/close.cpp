@@ -188,6 +188,16 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
     }
     const State before_feed = tcb_.state();
     if (feed(t, seg, out)) {
+        if (before_feed == State::TimeWait && sent_after_close_ && peer_now() == State::Closed) {
+            // Our ACK of its FIN had closed the peer's side (LAST-ACK -> CLOSED); a copy of
+            // its FIN (a tail-loss probe or a retransmission that crossed our ACK) drew our
+            // re-ACK, which a closed 4-tuple answers with a RST (RFC 9293 §3.10.7.1). The
+            // close was complete before it; the RST ends only our TIME-WAIT early.
+            report_.peer_reset = false;  // the close was not reset: the trace keeps the RST
+            note(t, "the RST answers our re-ACK of a copy of the peer's FIN: its side had already closed", out);
+            name_completed_close(t, out);
+            return;
+        }
         peer_goes(t, State::Closed, "sent RST", out);
         if (conn_.connected_retransmissions() > 0) {
             // Something of ours had gone unanswered (lost on the path, or its ACK was):
@@ -226,6 +236,11 @@ void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
     if (c->to != State::Closed || concluded_ || aborted_ || giving_up_) return;
     // The TCB closed normally (TIME-WAIT expired or LAST-ACK acknowledged): name the pattern.
     if (report_.peer_reset) return;
+    name_completed_close(t, out);
+}
+
+void CloseFlow::name_completed_close(Instant t, Outbox& out) {
+    if (concluded_) return;
     switch (cfg_.mode) {
         case CloseMode::Active:
         case CloseMode::HalfClose: {
@@ -272,6 +287,7 @@ void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbo
         }
         if (peer_now() == State::FinWait1) peer_goes(t, State::Closing, "gets our FIN before our ACK of its FIN", out);
     }
+    if (report_.our_ack_of_peer_fin) sent_after_close_ = true;  // set by an earlier segment: this one is later
     if (seg.has(flag::ack) && peer_fin_seq_ && seg.ack == *peer_fin_seq_ + 1 && !report_.our_ack_of_peer_fin) {
         report_.our_ack_of_peer_fin = t;
         const State now_in = peer_now();

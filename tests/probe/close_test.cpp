@@ -412,6 +412,38 @@ Instant time_wait_entry(const probe::CloseReport& r) {
 }
 }  // namespace
 
+TEST_CASE("teardown active: a copy of the peer's FIN crossing our ACK draws our re-ACK, its closed side a RST: still a clean 4-way close") {
+    // Linux's tail-loss probe sends its FIN again a few ms after the first when our ACK is
+    // slow: the copy reaches us after our ACK left, we re-ACK it in TIME-WAIT, and the peer,
+    // CLOSED by our first ACK, answers that with a RST. The close under test was complete.
+    probe::CloseFlow flow(config(CloseMode::Active));
+    Sim sim(flow, Sim::PeerKind::Listening);
+    sim.set_app([app = close_after_fin(100ms)](Sim& s, Instant t, const tcb::Actions& a) {
+        app(s, t, a);
+        if (!has(a, State::LastAck)) return;
+        auto sent = std::find_if(a.begin(), a.end(), [](const tcb::Action& x) {
+            const auto* send = std::get_if<tcb::SendSegment>(&x);
+            return send && send->segment.has(wire::flag::fin);
+        });
+        REQUIRE(sent != a.end());
+        wire::Segment fin = std::get<tcb::SendSegment>(*sent).segment;
+        s.at(t + 1us, [fin](Sim& later, Instant now) { later.peer_actions(now, {tcb::SendSegment{fin, tcb::SendReason::Retransmission}}); });
+    });
+    sim.run(30s);
+    REQUIRE(flow.done());
+    const auto& r = flow.report();
+    const auto& w = sim.wire_log();
+    INFO(fmt::format("{}", fmt::join(w, " ")));
+    // Two FINs from the peer, our two ACKs of them, and the closed peer's RST last.
+    CHECK(std::count(w.begin(), w.end(), "< F.") == 2);
+    REQUIRE_FALSE(w.empty());
+    CHECK(w.back() == "< R");
+    CHECK(std::count(w.begin(), w.end(), "< R") == 1);
+    CHECK(r.outcome == CloseOutcome::Clean);
+    CHECK(to_string(r.pattern) == "4-way");
+    CHECK_FALSE(r.peer_reset);
+}
+
 TEST_CASE("teardown active: a peer repeating its FIN every 1.5 s restarts our TIME-WAIT only up to twice 2MSL") {
     probe::CloseFlow flow(config(CloseMode::Active));  // TIME-WAIT 2 s, --max-wait 10 s
     Sim sim(flow, Sim::PeerKind::Listening);

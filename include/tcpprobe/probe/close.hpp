@@ -116,6 +116,8 @@ private:
     void peer_goes(Instant t, tcb::State to, std::string cause, Outbox& out);
     tcb::State peer_now() const;
     void conclude(Instant now, CloseOutcome o, ClosePattern pattern, Outbox& out);
+    /// The close completed (our TCB reached CLOSED, or TIME-WAIT ended as below): name it.
+    void name_completed_close(Instant t, Outbox& out);
     void give_up(Instant now, std::string why, Outbox& out);
     void finding(Instant t, std::string text, bool is_anomaly, Outbox& out);
     void send_abort_rst(Instant now, Outbox& out);
@@ -136,6 +138,9 @@ private:
     bool peer_id_counter_ = true;             ///< no other step seen
     Conclusion concluded_;
     bool giving_up_ = false;
+    /// We sent a segment after our ACK of the peer's FIN (a re-ACK of a copy of its FIN):
+    /// a peer that had already closed answers it with a RST.
+    bool sent_after_close_ = false;
 };
 
 }  // namespace tcpprobe::probe
