@@ -381,10 +381,10 @@ TEST_CASE("half-close: a peer that never closes: incomplete at --max-wait, and o
 }
 
 namespace {
-/// Active close where every ACK of ours to the peer's FIN is lost, and the peer repeats
-/// that FIN every 1.5 s, faster than our 2 s TIME-WAIT (bounded: 80 copies, 120 s).
-void peer_repeats_its_fin(Sim& sim) {
-    sim.set_app([app = close_after_fin(100ms)](Sim& s, Instant t, const tcb::Actions& a) {
+/// A peer that closes 100 ms after our FIN and sends its FIN again at each of `copies`
+/// (offsets from its first FIN), as a retransmission.
+void peer_copies_its_fin(Sim& sim, std::vector<Duration> copies) {
+    sim.set_app([app = close_after_fin(100ms), copies](Sim& s, Instant t, const tcb::Actions& a) {
         app(s, t, a);
         if (!has(a, State::LastAck)) return;
         auto sent = std::find_if(a.begin(), a.end(), [](const tcb::Action& x) {
@@ -393,9 +393,17 @@ void peer_repeats_its_fin(Sim& sim) {
         });
         REQUIRE(sent != a.end());
         wire::Segment fin = std::get<tcb::SendSegment>(*sent).segment;
-        for (int i = 1; i <= 80; ++i)
-            s.at(t + i * 1500ms, [fin](Sim& later, Instant now) { later.peer_actions(now, {tcb::SendSegment{fin, tcb::SendReason::Retransmission}}); });
+        for (Duration d : copies)
+            s.at(t + d, [fin](Sim& later, Instant now) { later.peer_actions(now, {tcb::SendSegment{fin, tcb::SendReason::Retransmission}}); });
     });
+}
+
+/// Active close where every ACK of ours to the peer's FIN is lost, and the peer repeats
+/// that FIN every 1.5 s, faster than our 2 s TIME-WAIT (bounded: 80 copies, 120 s).
+void peer_repeats_its_fin(Sim& sim) {
+    std::vector<Duration> copies;
+    for (int i = 1; i <= 80; ++i) copies.push_back(i * 1500ms);
+    peer_copies_its_fin(sim, copies);
     // When its own retransmissions give up, its RST is lost too: only the copies above go on.
     sim.set_peer_filter([](const wire::Segment& s) { return s.has(wire::flag::rst); });
     // Our ACKs of its FIN never arrive: the peer stays in LAST-ACK.
@@ -418,17 +426,7 @@ TEST_CASE("teardown active: a copy of the peer's FIN crossing our ACK draws our 
     // CLOSED by our first ACK, answers that with a RST. The close under test was complete.
     probe::CloseFlow flow(config(CloseMode::Active));
     Sim sim(flow, Sim::PeerKind::Listening);
-    sim.set_app([app = close_after_fin(100ms)](Sim& s, Instant t, const tcb::Actions& a) {
-        app(s, t, a);
-        if (!has(a, State::LastAck)) return;
-        auto sent = std::find_if(a.begin(), a.end(), [](const tcb::Action& x) {
-            const auto* send = std::get_if<tcb::SendSegment>(&x);
-            return send && send->segment.has(wire::flag::fin);
-        });
-        REQUIRE(sent != a.end());
-        wire::Segment fin = std::get<tcb::SendSegment>(*sent).segment;
-        s.at(t + 1us, [fin](Sim& later, Instant now) { later.peer_actions(now, {tcb::SendSegment{fin, tcb::SendReason::Retransmission}}); });
-    });
+    peer_copies_its_fin(sim, {1us});
     sim.run(30s);
     REQUIRE(flow.done());
     const auto& r = flow.report();
