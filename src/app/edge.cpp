@@ -16,6 +16,7 @@
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/io/files.hpp"
 #include "tcpprobe/io/raw_source.hpp"
+#include "tcpprobe/probe/scenario.hpp"
 
 namespace tcpprobe::app {
 
@@ -153,16 +154,23 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
         for (std::size_t i = 0; i < req.flows; ++i)
             edge->sports.push_back(edge->ports.reserve(edge->route.source, req.sport.value_or(0)));
 
-    // Many flows: a ring that holds their answers while we are still sending: 2 KiB
+    // Many flows: a buffer that holds their answers while we are still sending: 2 KiB
     // frames (a whole 1500-byte packet), or 256 bytes when only headers matter (every
     // header with options fits; ping reads no payload). One connection: full frames in
-    // a small ring (start-up is faster).
-    // The ring's pages count in our RSS once used, so it grows with the flows: room for
-    // about four frames per flow, between 1 and 32 MiB.
+    // a small ring (start-up is faster). Room for about four frames per flow (SYN,
+    // answer, our reply, the kernel's), between 1 and 32 MiB:
+    //  * the raw sockets' receive queues are kernel memory: room for every flow;
+    //  * libpcap's ring is mapped whole into our memory (at 10,000 flows it was 42 MB of
+    //    our RSS), and the session starts or serves at most Session::flows_per_call flows
+    //    before the loop reads the capture again: room for the flows of two such calls.
     const bool wide = req.headers_only || req.flows > 16;
     const int snaplen = req.headers_only ? 256 : wide ? 2048 : 65535;
-    const auto ring = static_cast<int>(std::clamp<std::size_t>(req.flows * 4 * (static_cast<std::size_t>(snaplen) + 96),
-                                                               std::size_t{1} << 20, std::size_t{32} << 20));
+    const auto buffer_for = [snaplen](std::size_t flows) {
+        return static_cast<int>(std::clamp<std::size_t>(flows * 4 * (static_cast<std::size_t>(snaplen) + 96),
+                                                        std::size_t{1} << 20, std::size_t{32} << 20));
+    };
+    const int ring = buffer_for(req.flows);
+    const int pcap_ring = buffer_for(std::min(req.flows, 2 * probe::Session::flows_per_call));
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface, packet_mark);
     // Raw IP sockets unless the run writes a pcap file, must see the local kernel's own
     // packets (no RST guard), or stays on loopback (where a raw socket would receive our
@@ -182,7 +190,7 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
     if (!edge->capture) {
         auto pcap = std::make_unique<io::PcapSource>(
             edge->route.interface, io::capture_filter(edge->route.source, edge->sports, req.targets, req.target_ports),
-            snaplen, wide ? ring : 1 << 20);
+            snaplen, wide ? pcap_ring : 1 << 20);
         pcap_file.attach(*pcap);
         edge->pcap_capture = pcap.get();
         edge->capture = std::move(pcap);

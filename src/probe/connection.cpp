@@ -11,7 +11,7 @@ namespace tcpprobe::probe {
 using namespace tcpprobe::wire;
 
 Connection::Connection(ConnectConfig config, ConnectionHooks& hooks)
-    : ccfg_(std::move(config)), hooks_(hooks), tcb_(ccfg_.tcb) {}
+    : ccfg_(config), hooks_(hooks), tcb_(std::move(config.tcb)) {}
 
 std::vector<std::string> syn_option_anomalies(const OptionList& options) {
     std::vector<std::string> out;
@@ -160,20 +160,20 @@ void Connection::on_synack(Instant t, const Segment& seg, Outbox& out) {
         return;
     }
     if (cres_.rtt) return;  // a retransmitted SYN-ACK: keep the first
-    cres_.answer = seg;
+    cres_.answer = std::make_shared<const Segment>(seg);
     cres_.irs = seg.seq;
     cres_.peer_options = seg.options;
     if (!seg.payload.empty()) anomaly(t, fmt::format("SYN-ACK carries {} bytes of data", seg.payload.size()), out);
     for (auto& a : syn_option_anomalies(seg.options)) anomaly(t, std::move(a), out);
     std::uint16_t allowed = flag::syn | flag::ack;
-    if ((ccfg_.tcb.extra_syn_flags & (flag::ece | flag::cwr)) == (flag::ece | flag::cwr)) allowed |= flag::ece;
+    if ((tcb_.config().extra_syn_flags & (flag::ece | flag::cwr)) == (flag::ece | flag::cwr)) allowed |= flag::ece;
     if (seg.flags & ~allowed) anomaly(t, fmt::format("unexpected flags on the SYN-ACK: {}", format_flags(seg.flags)), out);
 
     // RTT: SYN capture -> SYN-ACK capture. After a retransmitted SYN the SYN-ACK's TSecr
     // names the SYN it answers; without timestamps the pairing is ambiguous (Karn).
     const SynSeen* syn = nullptr;
     auto ts = find_option<opt::Timestamps>(seg.options);
-    if (ts && find_option<opt::Timestamps>(ccfg_.tcb.syn_options))
+    if (ts && find_option<opt::Timestamps>(tcb_.config().syn_options))
         for (const auto& s : syns_seen_)
             if (s.seq == tcb_.iss() && s.t <= t && s.tsval == ts->tsecr) syn = &s;
     if (!syn) {
@@ -222,7 +222,7 @@ bool Connection::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox
     if (tcb_.state() == tcb::State::Closed && synack && seg.ack == tcb_.iss() + 1) {
         // Our TCB gave up on the SYN, but the answer came within --timeout: the port is
         // open. The closed TCB resets the half-open connection the peer holds.
-        cres_.answer = seg;
+        cres_.answer = std::make_shared<const Segment>(seg);
         cres_.irs = seg.seq;
         cres_.peer_options = seg.options;
         if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;
@@ -234,7 +234,7 @@ bool Connection::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox
     if (tcb_.state() == tcb::State::SynSent && synack) on_synack(t, seg, out);
     if (hooks_.intercept_connecting(t, seg, out)) return false;
     if (feed(t, seg, out)) {
-        cres_.answer = seg;
+        cres_.answer = std::make_shared<const Segment>(seg);
         if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;  // time to the RST
         finish(t, Verdict::Closed, out);
         return false;

@@ -8,7 +8,7 @@ namespace tcpprobe::probe {
 
 using namespace tcpprobe::wire;
 
-HandshakeFlow::HandshakeFlow(HandshakeConfig config) : cfg_(std::move(config)) {}
+HandshakeFlow::HandshakeFlow(HandshakeConfig config) : cfg_(config), conn_(std::move(config.connect), *this) {}
 
 bool HandshakeFlow::about_stale(Seq our_seq) const {
     // Our stale SYN occupies one sequence number; segments around it belong to it.
@@ -30,10 +30,10 @@ void HandshakeFlow::start(Instant now, Outbox& out) {
         return;
     }
     conn_.set_phase(ConnectPhase::PreConnect);
-    stale_ = StaleSynReport{};
+    stale_ = std::make_unique<StaleSynReport>();
     conn_.note(now, fmt::format("stale SYN first (ISN {}), the real SYN (ISN {}) follows its answer", cfg_.stale_isn.raw(),
                                 conn_.tcb().iss().raw()), out);
-    conn_.send(conn_.make_segment(now, static_cast<std::uint16_t>(flag::syn | cfg_.connect.tcb.extra_syn_flags), cfg_.stale_isn,
+    conn_.send(conn_.make_segment(now, static_cast<std::uint16_t>(flag::syn | conn_.tcb().config().extra_syn_flags), cfg_.stale_isn,
                                   Seq{0}), out);
 }
 
@@ -50,7 +50,7 @@ void HandshakeFlow::on_stale_answer(Instant t, const Segment& seg, Outbox& out) 
         conn_.note(t, "the peer answered the stale SYN; sending the real SYN", out);
         conn_.connect(t, out);
     } else if (seg.has(flag::rst)) {
-        conn_.result().answer = seg;
+        conn_.result().answer = std::make_shared<const Segment>(seg);
         conn_.finish(t, Verdict::Closed, out);
     }
 }

@@ -21,6 +21,12 @@ Flow& Session::add(Instant start_at, std::unique_ptr<Flow> flow) {
     return *flows_.back().flow;
 }
 
+void Session::reserve(std::size_t flows) {
+    flows_.reserve(flows);
+    heap_.reserve(flows + 1);  // one live entry per flow, and the end
+    by_tuple_.reserve(flows);
+}
+
 void Session::set_pace(unsigned syns, Duration per) {
     pace_syns_ = syns;
     pace_per_ = per;
@@ -168,7 +174,8 @@ void Session::on_timer(Instant now, Outbox& out) {
     // call, after the runner has had a chance to read the capture.
     release_held(now, out);
     std::size_t budget = 2 * heap_.size() + 16;
-    for (; budget > 0; --budget) {
+    std::size_t served = 0;
+    for (; budget > 0 && served < flows_per_call; --budget) {
         drop_stale();
         if (heap_.empty() || heap_.front().at > now) return;
         Timer top = heap_.front();
@@ -195,12 +202,14 @@ void Session::on_timer(Instant now, Outbox& out) {
                 continue;
             }
             start(top.index, now, out);
+            ++served;
             continue;
         }
         const std::size_t from = out.send.size();
         e.flow->on_timer(now, out);
         pace(now, out, from);
         touch(top.index);
+        ++served;
     }
 }
 

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <numeric>
 #include <random>
 
 #include "tcpprobe/probe/scenario.hpp"
@@ -108,7 +109,8 @@ TEST_CASE("session: packets reach their own flow among 100,000, in both directio
         session.add(t0, std::move(f));
     }
     probe::Outbox out;
-    session.on_timer(t0, out);  // starts them all
+    // Starts them all (a call starts at most flows_per_call; the rest stay due).
+    for (auto d = session.next_deadline(); d && *d <= t0; d = session.next_deadline()) session.on_timer(t0, out);
     auto packet = [](wire::Endpoint src, wire::Endpoint dst) {
         wire::DecodedPacket p;
         wire::Segment s;
@@ -248,4 +250,35 @@ TEST_CASE("session: a pace of 4 SYNs per 50 ms holds SYNs in order and defers st
     CHECK(sent[14].first - t0 <= 200ms);
     CHECK(sent[15].first - t0 == 900ms);
     CHECK(sent[15].second == tuple_for(10).local.port);
+}
+
+TEST_CASE("session: flows due together are started and timed out in calls of at most flows_per_call, the rest due at once") {
+    // 1,000 flows start at t0 with one SYN each and time out together at t0 + 1 s: the
+    // runner sends, reports and reads the capture after each call, so no call may queue
+    // the segments of them all.
+    constexpr std::size_t n = 1000;
+    constexpr std::size_t per = probe::Session::flows_per_call;
+    probe::Session session;
+    const Instant t0 = instant_from_ns(1'000'000'000);
+    for (std::size_t i = 0; i < n; ++i) session.add(t0, std::make_unique<SynFlow>(tuple_for(i), false));
+    probe::Outbox out;
+    std::vector<std::size_t> syns_per_call;
+    for (auto d = session.next_deadline(); d && *d == t0; d = session.next_deadline()) {
+        session.on_timer(t0, out);
+        syns_per_call.push_back(out.send.size());
+        out.send.clear();
+    }
+    CHECK(syns_per_call.size() == (n + per - 1) / per);
+    CHECK(*std::max_element(syns_per_call.begin(), syns_per_call.end()) == per);
+    CHECK(std::accumulate(syns_per_call.begin(), syns_per_call.end(), std::size_t{0}) == n);
+    // The timeouts: the same slices, all at t0 + 1 s.
+    std::size_t calls = 0;
+    for (auto d = session.next_deadline(); d && !session.done(); d = session.next_deadline(), ++calls) {
+        CHECK(*d == t0 + 1s);
+        const std::size_t before = session.finished();
+        session.on_timer(*d, out);
+        CHECK(session.finished() - before <= per);
+    }
+    CHECK(session.done());
+    CHECK(calls == (n + per - 1) / per);
 }

@@ -8,6 +8,7 @@
 // derive from the transitional ConnectionFlow, which wraps one Connection in virtual hooks.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -20,8 +21,9 @@
 
 namespace tcpprobe::probe {
 
-struct ConnectConfig {
-    tcb::TcbConfig tcb;
+/// What a Connection keeps of its configuration; the TCB's part stays in the TCB (one
+/// copy per flow: a copy per layer was a third of a half-open flow's memory).
+struct ConnectSettings {
     /// The scenario deliberately runs without the RST guard (half-open probes): a RST from
     /// our own kernel is then expected, not an anomaly.
     bool kernel_rst_expected = false;
@@ -29,12 +31,18 @@ struct ConnectConfig {
     Duration capture_grace = std::chrono::milliseconds{200};  ///< wait for our last segments' capture
 };
 
+struct ConnectConfig : ConnectSettings {
+    tcb::TcbConfig tcb;
+};
+
 struct ConnectResult {
     Verdict verdict = Verdict::Pending;
     std::optional<Duration> rtt;
     bool rtt_ambiguous = false;   ///< answer came after a retransmitted SYN without timestamps
     unsigned syns_sent = 0;
-    std::optional<wire::Segment> answer;   ///< the SYN-ACK or RST that decided the verdict
+    /// The SYN-ACK or RST that decided the verdict. Held apart: most flows of a wide run
+    /// get none, and an optional Segment took 136 bytes in each.
+    std::shared_ptr<const wire::Segment> answer;
     std::optional<wire::IcmpError> icmp;
     wire::OptionList peer_options;
     std::optional<tcb::Negotiated> negotiated;
@@ -91,7 +99,7 @@ public:
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
-    wire::FourTuple tuple() const { return ccfg_.tcb.tuple; }
+    wire::FourTuple tuple() const { return tcb_.config().tuple; }
     /// The run starts (--timeout counts from here; a later connect() may restart it).
     void start(Instant now) { started_ = now; }
     /// Sends our SYN (a scenario that waits before it calls start(now) first: --timeout
@@ -138,7 +146,7 @@ public:
     /// The `flow` of our events: our port, or the client's where all share ours (listen).
     std::uint16_t port() const { return flow_tag_; }
     void set_flow_tag(std::uint16_t tag) { flow_tag_ = tag; }
-    const ConnectConfig& config() const { return ccfg_; }
+    const ConnectSettings& config() const { return ccfg_; }
     tcb::Tcb& tcb() { return tcb_; }
     const tcb::Tcb& tcb() const { return tcb_; }
     ConnectResult& result() { return cres_; }
@@ -156,13 +164,13 @@ private:
     /// Done once every segment we sent has been captured, or the capture wait is over.
     void settle_drain(Instant now, Outbox& out);
 
-    ConnectConfig ccfg_;
+    ConnectSettings ccfg_;
     ConnectionHooks& hooks_;
-    std::uint16_t flow_tag_ = ccfg_.tcb.tuple.local.port;
     tcb::Tcb tcb_;
+    std::uint16_t flow_tag_ = tcb_.config().tuple.local.port;
     /// The IP IDs of everything this flow sends, counted from the configured first one
     /// across the flow's connections (TIME-WAIT reuse reopens the TCB, not the sender).
-    IpIds ip_ids_{ccfg_.tcb.ip.id};
+    IpIds ip_ids_{tcb_.config().ip.id};
     ConnectResult cres_;
     Instant started_{};
     unsigned connected_retransmissions_ = 0;
@@ -245,7 +253,7 @@ protected:
     std::optional<Instant> last_syn_before(Instant t) const { return conn_.last_syn_before(t); }
 
     Connection conn_;
-    const ConnectConfig& ccfg_ = conn_.config();
+    const ConnectSettings& ccfg_ = conn_.config();
     tcb::Tcb& tcb_ = conn_.tcb();
     ConnectResult& cres_ = conn_.result();
 

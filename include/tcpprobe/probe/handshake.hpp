@@ -9,16 +9,22 @@
 // drops the stale half-open connection, and our retransmitted SYN completes.
 #pragma once
 
+#include <memory>
+
 #include "tcpprobe/probe/connection.hpp"
 
 namespace tcpprobe::probe {
 
-struct HandshakeConfig {
-    ConnectConfig connect;
+/// What the handshake decides itself; the flow keeps this, its Connection the rest.
+struct HandshakeChoices {
     bool half_open = false;
     bool stale_syn = false;
     wire::Seq stale_isn;                   ///< ISN of the stale SYN
     Duration linger = Duration::zero();    ///< after the handshake, keep ACKing what arrives
+};
+
+struct HandshakeConfig : HandshakeChoices {
+    ConnectConfig connect;
 };
 
 struct StaleSynReport {
@@ -33,7 +39,8 @@ struct StaleSynReport {
 class HandshakeFlow final : public Flow, private ConnectionHooks {
 public:
     explicit HandshakeFlow(HandshakeConfig config);
-    const std::optional<StaleSynReport>& stale() const { return stale_; }
+    /// With --stale-syn only; null otherwise.
+    const StaleSynReport* stale() const { return stale_.get(); }
     const ConnectResult& connect_result() const { return conn_.result(); }
     const tcb::Tcb& tcb() const { return conn_.tcb(); }
     const Connection& connection() const { return conn_; }
@@ -58,9 +65,9 @@ private:
     void on_stale_answer(Instant t, const wire::Segment& seg, Outbox& out);
     bool about_stale(wire::Seq our_seq) const;
 
-    HandshakeConfig cfg_;
-    Connection conn_{cfg_.connect, *this};
-    std::optional<StaleSynReport> stale_;
+    HandshakeChoices cfg_;
+    Connection conn_;
+    std::unique_ptr<StaleSynReport> stale_;  ///< made by --stale-syn only: 56 bytes a flow otherwise
     std::optional<wire::Seq> stale_irs_;
     std::optional<Instant> linger_until_;
 };
