@@ -166,14 +166,14 @@ void Connection::on_synack(Instant t, const Segment& seg, Outbox& out) {
     if (!seg.payload.empty()) anomaly(t, fmt::format("SYN-ACK carries {} bytes of data", seg.payload.size()), out);
     for (auto& a : syn_option_anomalies(seg.options)) anomaly(t, std::move(a), out);
     std::uint16_t allowed = flag::syn | flag::ack;
-    if ((tcb_.config().extra_syn_flags & (flag::ece | flag::cwr)) == (flag::ece | flag::cwr)) allowed |= flag::ece;
+    if ((tcb_.extra_syn_flags() & (flag::ece | flag::cwr)) == (flag::ece | flag::cwr)) allowed |= flag::ece;
     if (seg.flags & ~allowed) anomaly(t, fmt::format("unexpected flags on the SYN-ACK: {}", format_flags(seg.flags)), out);
 
     // RTT: SYN capture -> SYN-ACK capture. After a retransmitted SYN the SYN-ACK's TSecr
     // names the SYN it answers; without timestamps the pairing is ambiguous (Karn).
     const SynSeen* syn = nullptr;
     auto ts = find_option<opt::Timestamps>(seg.options);
-    if (ts && find_option<opt::Timestamps>(tcb_.config().syn_options))
+    if (ts && find_option<opt::Timestamps>(tcb_.syn_options()))
         for (const auto& s : syns_seen_)
             if (s.seq == tcb_.iss() && s.t <= t && s.tsval == ts->tsecr) syn = &s;
     if (!syn) {

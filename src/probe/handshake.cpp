@@ -33,7 +33,7 @@ void HandshakeFlow::start(Instant now, Outbox& out) {
     stale_ = std::make_unique<StaleSynReport>();
     conn_.note(now, fmt::format("stale SYN first (ISN {}), the real SYN (ISN {}) follows its answer", cfg_.stale_isn.raw(),
                                 conn_.tcb().iss().raw()), out);
-    conn_.send(conn_.make_segment(now, static_cast<std::uint16_t>(flag::syn | conn_.tcb().config().extra_syn_flags), cfg_.stale_isn,
+    conn_.send(conn_.make_segment(now, static_cast<std::uint16_t>(flag::syn | conn_.tcb().extra_syn_flags()), cfg_.stale_isn,
                                   Seq{0}), out);
 }
 

@@ -57,7 +57,7 @@ void PingLane::send_probe(Instant now, Outbox& out) {
     captured_ = false;
     give_up_at_ = now + cfg_.timeout;
     Segment syn = cfg_.syn_maker->make_segment(
-        now, static_cast<std::uint16_t>(flag::syn | cfg_.syn_maker->config().extra_syn_flags), isn_, Seq{0});
+        now, static_cast<std::uint16_t>(flag::syn | cfg_.syn_maker->extra_syn_flags()), isn_, Seq{0});
     syn.src = cfg_.tuple.local;
     syn.dst = cfg_.tuple.remote;
     cfg_.ip_ids->stamp(syn);

@@ -44,15 +44,47 @@ OptionList default_syn_options(std::optional<std::uint16_t> mss, std::optional<s
     return l;
 }
 
-Tcb::Tcb(TcbConfig config) : cfg_(std::move(config)) {
-    snd.una = snd.nxt = cfg_.iss;
-    rcv.wnd = cfg_.rcv_wnd;
-    rto_ = cfg_.rto.initial_rto;
+namespace {
+/// The one shared copy of `c` among the live TCBs' configurations.
+std::shared_ptr<const TcbConfig> shared_config(TcbConfig c) {
+    static std::vector<std::weak_ptr<const TcbConfig>> live;
+    std::erase_if(live, [](const std::weak_ptr<const TcbConfig>& w) { return w.expired(); });
+    for (const auto& w : live)
+        if (auto p = w.lock(); p && *p == c) return p;
+    auto p = std::make_shared<const TcbConfig>(std::move(c));
+    live.push_back(p);
+    return p;
+}
+
+TcbConfig without_own_fields(TcbConfig c) {
+    c.tuple = {};
+    c.iss = {};
+    c.ip = {};
+    c.ts_offset = 0;
+    return c;
+}
+}  // namespace
+
+Tcb::Tcb(TcbConfig config)
+    : tuple_(config.tuple), iss_(config.iss), ip_(config.ip), ts_offset_(config.ts_offset) {
+    cfg_ = shared_config(without_own_fields(std::move(config)));
+    snd.una = snd.nxt = iss_;
+    rcv.wnd = cfg_->rcv_wnd;
+    rto_ = cfg_->rto.initial_rto;
     neg_.our_mss = [&]() -> std::optional<std::uint16_t> {
-        if (auto m = find_option<opt::Mss>(cfg_.syn_options)) return m->value;
+        if (auto m = find_option<opt::Mss>(cfg_->syn_options)) return m->value;
         return std::nullopt;
     }();
-    if (auto w = find_option<opt::WindowScale>(cfg_.syn_options)) neg_.our_wscale = w->shift;
+    if (auto w = find_option<opt::WindowScale>(cfg_->syn_options)) neg_.our_wscale = w->shift;
+}
+
+TcbConfig Tcb::config() const {
+    TcbConfig c = *cfg_;
+    c.tuple = tuple_;
+    c.iss = iss_;
+    c.ip = ip_;
+    c.ts_offset = ts_offset_;
+    return c;
 }
 
 // ---------------------------------------------------------------------------
@@ -61,26 +93,26 @@ Tcb::Tcb(TcbConfig config) : cfg_(std::move(config)) {
 std::uint32_t Tcb::ts_now(Instant now) const {
     Instant base = epoch_.value_or(now);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - base).count();
-    return cfg_.ts_offset + static_cast<std::uint32_t>(ms);
+    return ts_offset_ + static_cast<std::uint32_t>(ms);
 }
 
 std::uint16_t Tcb::advertised_window(bool syn) const {
     // RFC 7323 §2.2: the window field of a SYN is never scaled.
-    if (syn) return cfg_.syn_window ? cfg_.syn_window : static_cast<std::uint16_t>(std::min<std::uint32_t>(rcv.wnd, 0xFFFF));
+    if (syn) return cfg_->syn_window ? cfg_->syn_window : static_cast<std::uint16_t>(std::min<std::uint32_t>(rcv.wnd, 0xFFFF));
     return static_cast<std::uint16_t>(std::min<std::uint32_t>(rcv.wnd >> rcv_wscale_, 0xFFFF));
 }
 
 Segment Tcb::make_segment(Instant now, std::uint16_t flags, Seq seq, Seq ack, ByteVec payload) {
     Segment s;
-    s.src = cfg_.tuple.local;
-    s.dst = cfg_.tuple.remote;
+    s.src = tuple_.local;
+    s.dst = tuple_.remote;
     s.seq = seq;
     s.ack = (flags & flag::ack) ? ack : Seq{0};
     s.flags = flags;
     const bool syn = (flags & flag::syn) != 0;
     s.window = (flags & flag::rst) ? 0 : advertised_window(syn);
     if (syn) {
-        s.options = cfg_.syn_options;
+        s.options = cfg_->syn_options;
         if (flags & flag::ack) {
             // RFC 7323 §2.2, §3.2 and RFC 2018 §2: a SYN-ACK carries window scale,
             // timestamps and SACK-permitted only when the peer's SYN offered them.
@@ -106,7 +138,7 @@ Segment Tcb::make_segment(Instant now, std::uint16_t flags, Seq seq, Seq ack, By
         s.options = {opt::Nop{}, opt::Nop{}, opt::Timestamps{ts_now(now), ts_recent_}};
     }
     s.payload = std::move(payload);
-    s.ip = cfg_.ip;  // the IP ID stays the configured one: the sender counts it (probe::IpIds)
+    s.ip = ip_;  // the IP ID stays the configured one: the sender counts it (probe::IpIds)
     return s;
 }
 
@@ -164,7 +196,7 @@ void Tcb::enter_time_wait(Instant now, std::string cause, Actions& out) {
     retransmit_queue_.clear();
     if (rto_deadline_) out.push_back(CancelTimer{TimerKind::Retransmit});
     rto_deadline_.reset();
-    time_wait_deadline_ = now + cfg_.time_wait;
+    time_wait_deadline_ = now + cfg_->time_wait;
     time_wait_since_ = now;
     out.push_back(ArmTimer{TimerKind::TimeWait, *time_wait_deadline_});
 }
@@ -181,7 +213,7 @@ bool Tcb::open(Instant now, bool passive, Actions& out) {
     }
     // §3.10.1: OPEN creates a new TCB. On an object reused after CLOSED, nothing of the
     // last connection (backed-off RTO, retry count, FIN, IRS, negotiation) may survive.
-    *this = Tcb{cfg_};
+    *this = Tcb{config()};
     epoch_ = now;
     passive_ = passive;
     set_state(passive ? State::Listen : State::SynSent, passive ? "open (passive)" : "open (active)", out);
@@ -191,7 +223,7 @@ bool Tcb::open(Instant now, bool passive, Actions& out) {
 Actions Tcb::open_active(Instant now) {
     Actions out;
     if (open(now, false, out))
-        queue_and_send(now, {cfg_.iss, static_cast<std::uint16_t>(flag::syn | cfg_.extra_syn_flags), {}}, SendReason::Syn, out);
+        queue_and_send(now, {iss_, static_cast<std::uint16_t>(flag::syn | cfg_->extra_syn_flags), {}}, SendReason::Syn, out);
     return out;
 }
 
@@ -309,7 +341,7 @@ Actions Tcb::on_timer(Instant now) {
     rto_deadline_.reset();
     const Pending& head = retransmit_queue_.front();
     const char* what = (head.flags & flag::syn) ? "SYN" : (head.flags & flag::fin) && head.data.empty() ? "FIN" : "data";
-    if (retries_ >= cfg_.rto.max_retries) {
+    if (retries_ >= cfg_->rto.max_retries) {
         out.push_back(GaveUp{what, retries_});
         set_state(State::Closed, fmt::format("timer: gave up after {} retransmissions of {}", retries_, what), out);
         return out;
@@ -320,8 +352,8 @@ Actions Tcb::on_timer(Instant now) {
     std::uint16_t flags = head.flags;
     if (state_ != State::SynSent) flags |= flag::ack;
     emit(now, flags, head.seq, rcv.nxt, SendReason::Retransmission, out, head.data);
-    auto next = std::chrono::duration_cast<Duration>(rto_ * cfg_.rto.backoff);
-    rto_ = std::min(next, cfg_.rto.max_rto);
+    auto next = std::chrono::duration_cast<Duration>(rto_ * cfg_->rto.backoff);
+    rto_ = std::min(next, cfg_->rto.max_rto);
     arm_retransmit(now, out);
     return out;
 }
@@ -372,16 +404,16 @@ void Tcb::handle_listen(Instant now, const Segment& seg, Actions& out) {
     snd.wl1 = seg.seq;
     if (!seg.payload.empty()) out.push_back(Note{"SYN carries data (not accepted before the handshake completes)"});
     set_state(State::SynReceived, rcvd(seg), out);
-    queue_and_send(now, {cfg_.iss, flag::syn | flag::ack, {}}, SendReason::SynAck, out);
+    queue_and_send(now, {iss_, flag::syn | flag::ack, {}}, SendReason::SynAck, out);
 }
 
 void Tcb::handle_syn_sent(Instant now, const Segment& seg, Actions& out) {
     // §3.10.7.3, first: check the ACK.
     bool ack_ok = false;
     if (seg.has(flag::ack)) {
-        if (before_eq(seg.ack, cfg_.iss) || after(seg.ack, snd.nxt)) {
+        if (before_eq(seg.ack, iss_) || after(seg.ack, snd.nxt)) {
             out.push_back(Note{fmt::format("unacceptable ack {} in SYN-SENT (expected {})",
-                                           relative(seg.ack, cfg_.iss), relative(snd.nxt, cfg_.iss))});
+                                           relative(seg.ack, iss_), relative(snd.nxt, iss_))});
             if (!seg.has(flag::rst)) emit(now, flag::rst, seg.ack, Seq{0}, SendReason::ResetReply, out);
             return;
         }
@@ -410,7 +442,7 @@ void Tcb::handle_syn_sent(Instant now, const Segment& seg, Actions& out) {
         snd.una = seg.ack;
         on_ack_advanced(now, out);
     }
-    if (after(snd.una, cfg_.iss)) {
+    if (after(snd.una, iss_)) {
         set_state(State::Established, rcvd(seg), out);
         if (!seg.payload.empty()) {
             out.push_back(Note{fmt::format("SYN-ACK carries {} bytes of data", seg.payload.size())});
@@ -427,7 +459,7 @@ void Tcb::handle_syn_sent(Instant now, const Segment& seg, Actions& out) {
     } else {
         // Simultaneous open: answer the peer's SYN with our SYN-ACK (same ISS).
         set_state(State::SynReceived, rcvd(seg) + " (simultaneous open)", out);
-        emit(now, flag::syn | flag::ack, cfg_.iss, rcv.nxt, SendReason::SynAck, out);
+        emit(now, flag::syn | flag::ack, iss_, rcv.nxt, SendReason::SynAck, out);
     }
 }
 
@@ -451,7 +483,7 @@ void Tcb::handle_synchronized(Instant now, const Segment& seg, Actions& out) {
     // SYN-ACK was lost then completes without waiting for our RTO.
     if (state_ == State::SynReceived && passive_ && seg.flags == flag::syn && irs_ && seg.seq == *irs_) {
         out.push_back(Note{"retransmitted SYN: SYN-ACK sent again"});
-        emit(now, flag::syn | flag::ack, cfg_.iss, rcv.nxt, SendReason::SynAck, out);
+        emit(now, flag::syn | flag::ack, iss_, rcv.nxt, SendReason::SynAck, out);
         return;
     }
     if (!check_sequence(now, seg, out)) return;    // first
@@ -566,7 +598,7 @@ void Tcb::on_ack_advanced(Instant now, Actions& out) {
     if (!progressed) return;
     // RFC 6298 §5.3/5.7: new data acknowledged restarts the timer with a fresh RTO.
     retries_ = 0;
-    rto_ = cfg_.rto.initial_rto;
+    rto_ = cfg_->rto.initial_rto;
     if (rto_deadline_) {
         out.push_back(CancelTimer{TimerKind::Retransmit});
         rto_deadline_.reset();
@@ -595,7 +627,7 @@ bool Tcb::check_ack(Instant now, const Segment& seg, Actions& out) {
     if (after(seg.ack, snd.nxt)) {
         // RFC 5961 §5.2: an ACK for data we never sent is dropped and answered.
         out.push_back(Note{fmt::format("ACK for data not yet sent (ack {} > SND.NXT {})",
-                                       relative(seg.ack, cfg_.iss), relative(snd.nxt, cfg_.iss))});
+                                       relative(seg.ack, iss_), relative(snd.nxt, iss_))});
         send_ack(now, SendReason::ChallengeAck, out);
         return false;
     }
@@ -730,7 +762,7 @@ void Tcb::handle_time_wait(Instant now, const Segment& seg, Actions& out) {
             out.push_back(Note{"RST outside the window ignored in TIME-WAIT"});
             return;
         }
-        if (cfg_.rfc1337) {
+        if (cfg_->rfc1337) {
             out.push_back(Note{"RST ignored in TIME-WAIT (RFC 1337)"});
             return;
         }
@@ -750,8 +782,8 @@ void Tcb::handle_time_wait(Instant now, const Segment& seg, Actions& out) {
         // stops at time_wait_max_periods x 2MSL after TIME-WAIT began.
         ++time_wait_fins_;
         send_ack(now, SendReason::Ack, out);
-        const Instant cap = time_wait_since_.value_or(now) + cfg_.time_wait * std::max(1u, cfg_.time_wait_max_periods);
-        const Instant restarted = std::min(now + cfg_.time_wait, cap);
+        const Instant cap = time_wait_since_.value_or(now) + cfg_->time_wait * std::max(1u, cfg_->time_wait_max_periods);
+        const Instant restarted = std::min(now + cfg_->time_wait, cap);
         if (time_wait_deadline_ && restarted <= *time_wait_deadline_) {
             out.push_back(Note{"retransmitted FIN in TIME-WAIT: re-ACK, 2MSL not restarted (TIME-WAIT at its longest)"});
             return;
@@ -776,7 +808,7 @@ void Tcb::handle_time_wait(Instant now, const Segment& seg, Actions& out) {
 // Option negotiation (RFC 9293 §3.7.1, RFC 7323, RFC 2018)
 
 void Tcb::negotiate(const Segment& syn) {
-    const OptionList& ours = cfg_.syn_options;
+    const OptionList& ours = cfg_->syn_options;
     // A passive SYN-RECEIVED that went back to LISTEN (RST or SYN, §3.10.7.4) negotiates
     // again with whatever SYN comes next: nothing of the previous peer's SYN may stick.
     neg_.peer_mss.reset();
@@ -787,7 +819,7 @@ void Tcb::negotiate(const Segment& syn) {
     // (a peer may announce 0), then the link: IPv4 and TCP headers take 40 bytes of the
     // MTU (68, IPv4's smallest, to 65535, its largest packet).
     const std::uint16_t announced = std::min<std::uint16_t>(neg_.peer_mss.value_or(default_mss), neg_.our_mss.value_or(0xFFFF));
-    const auto link = static_cast<std::uint16_t>(std::clamp<std::uint32_t>(cfg_.mtu, min_ipv4_mtu, 65535) - 40);
+    const auto link = static_cast<std::uint16_t>(std::clamp<std::uint32_t>(cfg_->mtu, min_ipv4_mtu, 65535) - 40);
     neg_.effective_mss = std::min(std::max(announced, min_send_mss), link);
     auto peer_ws = find_option<opt::WindowScale>(syn.options);
     if (peer_ws) neg_.peer_wscale = peer_ws->shift;

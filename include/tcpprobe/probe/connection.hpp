@@ -99,7 +99,7 @@ public:
     Connection(const Connection&) = delete;
     Connection& operator=(const Connection&) = delete;
 
-    wire::FourTuple tuple() const { return tcb_.config().tuple; }
+    wire::FourTuple tuple() const { return tcb_.tuple(); }
     /// The run starts (--timeout counts from here; a later connect() may restart it).
     void start(Instant now) { started_ = now; }
     /// Sends our SYN (a scenario that waits before it calls start(now) first: --timeout
@@ -167,7 +167,7 @@ private:
     ConnectSettings ccfg_;
     ConnectionHooks& hooks_;
     tcb::Tcb tcb_;
-    std::uint16_t flow_tag_ = tcb_.config().tuple.local.port;
+    std::uint16_t flow_tag_ = tcb_.tuple().local.port;
     /// The IP IDs of everything this flow sends, counted from the configured first one
     /// across the flow's connections (TIME-WAIT reuse reopens the TCB, not the sender).
     IpIds ip_ids_{tcb_.config().ip.id};

@@ -10,6 +10,8 @@
 // "window scaling only if both sides offer it" holds even for hand-made option lists.
 #pragma once
 
+#include <memory>
+
 #include <cstddef>
 #include <vector>
 #include <optional>
@@ -28,6 +30,7 @@ struct RetransmitPolicy {
     double backoff = 2.0;
     unsigned max_retries = 3;  ///< retransmissions before giving up
     Duration max_rto = std::chrono::seconds{60};
+    friend bool operator==(const RetransmitPolicy&, const RetransmitPolicy&) = default;
 };
 
 /// The smallest MSS we send with, whatever the peer announced. RFC 9293 §3.7.1 lets a
@@ -59,6 +62,7 @@ struct TcbConfig {
     unsigned time_wait_max_periods = 2;
     std::uint32_t ts_offset = 0;      ///< TSval at the TCB's first instant
     bool rfc1337 = false;             ///< ignore RST in TIME-WAIT (RFC 1337 TIME-WAIT assassination)
+    friend bool operator==(const TcbConfig&, const TcbConfig&) = default;
 };
 
 /// The linux-like option list: mss, sackOK, TS, nop, wscale (omitting what is off).
@@ -100,11 +104,15 @@ public:
     std::optional<Instant> next_deadline() const;
 
     State state() const { return state_; }
-    const TcbConfig& config() const { return cfg_; }
+    /// The configuration it was made with (put together again: a copy).
+    TcbConfig config() const;
+    const wire::FourTuple& tuple() const { return tuple_; }
+    std::uint16_t extra_syn_flags() const { return cfg_->extra_syn_flags; }
+    const wire::OptionList& syn_options() const { return cfg_->syn_options; }
     const Negotiated& negotiated() const { return neg_; }
-    wire::Seq iss() const { return cfg_.iss; }
+    wire::Seq iss() const { return iss_; }
     std::optional<wire::Seq> irs() const { return irs_; }
-    wire::FormatContext format_context(wire::Direction d) const { return {d, cfg_.iss, irs_}; }
+    wire::FormatContext format_context(wire::Direction d) const { return {d, iss_, irs_}; }
     bool fin_sent() const { return fin_seq_.has_value(); }
     bool fin_acked() const;
     bool fin_received() const { return fin_received_; }
@@ -178,7 +186,14 @@ private:
     std::uint32_t ts_now(Instant now) const;
     std::uint16_t advertised_window(bool syn) const;
 
-    TcbConfig cfg_;
+    /// The configuration without the 4-tuple, ISS, IP fields and TSval offset: one copy
+    /// for every live TCB made with the same one (a run's thousands of flows share it;
+    /// a copy with its option list was 170 bytes a flow). Those four are this TCB's own.
+    std::shared_ptr<const TcbConfig> cfg_;
+    wire::FourTuple tuple_;
+    wire::Seq iss_;
+    wire::IpFields ip_;
+    std::uint32_t ts_offset_ = 0;
     State state_ = State::Closed;
     bool passive_ = false;
     std::optional<Instant> epoch_;

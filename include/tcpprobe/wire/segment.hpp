@@ -52,6 +52,7 @@ struct IpFields {
     std::uint8_t tos = 0;
     bool df = true;
     std::uint16_t id = 0;
+    friend bool operator==(const IpFields&, const IpFields&) = default;
 };
 
 struct Segment {
