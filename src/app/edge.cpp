@@ -63,19 +63,12 @@ namespace {
 struct LiveEdge final : Edge {
     LiveEdge() = default;
     /// A packet socket and the nft socket each wait for an RCU grace period when they are
-    /// released (packet_release, netlink; 10-25 ms apiece here): a child that outlives
-    /// us takes the last references (io::release_after_exit), so the closes here return
-    /// at once; without it they are closed in threads while the rest goes. Raw sockets
-    /// close at once, and RawSource reads the sender's socket: it goes first.
+    /// released (packet_release, netlink; 15-25 ms apiece here): they are closed in
+    /// threads while the rest goes. Raw sockets close at once, and RawSource reads the
+    /// sender's socket: it goes first.
     ~LiveEdge() override {
         if (pcap_capture && pcap_capture->write_skipped())
             spdlog::warn("-w: the file reached --write-limit; {} later packets were not written", pcap_capture->write_skipped());
-        if ((guard || (capture && !raw_capture)) && io::release_after_exit()) {
-            capture.reset();
-            guard.reset();
-            sender.reset();
-            return;
-        }
         if (raw_capture) capture.reset();
         std::thread capture_closer;
         if (capture) capture_closer = std::thread([c = std::move(capture)]() mutable { c.reset(); });

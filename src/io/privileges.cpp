@@ -3,7 +3,6 @@
 // every capability set emptied (the bounding set too, when CAP_SETPCAP allows it),
 // user and group ids switched away from root, no_new_privs, and a seccomp allow-list of
 // the system calls the event loop and the teardown make.
-#include <fcntl.h>
 #include <grp.h>
 #include <seccomp.h>
 #include <sys/capability.h>
@@ -112,7 +111,6 @@ void load_seccomp() {
         SCMP_SYS(clock_gettime), SCMP_SYS(clock_nanosleep), SCMP_SYS(nanosleep), SCMP_SYS(gettimeofday),
         SCMP_SYS(getrusage), SCMP_SYS(prlimit64), SCMP_SYS(getuid), SCMP_SYS(geteuid), SCMP_SYS(getgid),
         SCMP_SYS(getegid),
-        SCMP_SYS(pipe2),  // release_after_exit (its child is made with clone)
     };
     bool ok = true;
     for (int nr : allowed) ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0) == 0;
@@ -147,31 +145,6 @@ bool drop_bounding_set() {
     return true;
 }
 }  // namespace
-
-bool release_after_exit() {
-    int fds[2];
-    if (::pipe2(fds, O_CLOEXEC) != 0) return false;
-    const pid_t pid = ::fork();
-    if (pid < 0) {
-        ::close(fds[0]);
-        ::close(fds[1]);
-        return false;
-    }
-    if (pid == 0) {
-        // Async-signal-safe calls only: the parent may have had threads.
-        ::close(STDIN_FILENO);
-        ::close(STDOUT_FILENO);
-        ::close(STDERR_FILENO);
-        ::close(fds[1]);
-        char byte;
-        while (::read(fds[0], &byte, 1) < 0 && errno == EINTR) {
-        }
-        ::_exit(0);  // the parent is gone (its end of the pipe closed): the last references go here
-    }
-    ::close(fds[0]);
-    // fds[1] stays open until this process exits.
-    return true;
-}
 
 DropReport drop_privileges() {
     DropReport report;

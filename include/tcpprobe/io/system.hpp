@@ -230,15 +230,6 @@ bool stop_requested();
 int stop_signal();
 /// Readable once a stop signal has arrived (a self-pipe); -1 before install_stop_signals.
 int stop_wake_fd();
-/// Hands the kernel's release of every descriptor still open to a child process that
-/// waits until this process has exited, so that closing them here returns at once.
-/// Releasing a packet socket or an nftables netlink socket waits for RCU grace periods
-/// (packet_release; the owned table's removal and nf_tables' deferred frees): 10-30 ms
-/// that a one-shot run would otherwise spend before it can exit. The child closes its
-/// standard streams first (a reader of our output sees its end when we exit) and never
-/// runs any other code; the guard table stays until it exits, a grace period after us.
-/// False when no child could be made: the caller closes as usual, and waits.
-bool release_after_exit();
 
 }  // namespace tcpprobe::io
 
