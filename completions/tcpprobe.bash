@@ -30,8 +30,8 @@ _tcpprobe_half_close_opts="$_tcpprobe_syn_opts"'
     --request --max-wait --time-wait'
 
 _tcpprobe_retransmit_opts="$_tcpprobe_syn_opts"'
-    --segment --peer-closes-first --request --idle --max-wait --tolerance
-    --no-cleanup -c --count'
+    --segment --peer-closes-first --request --idle --ack-delay --no-follow-up --max-wait
+    --tolerance --no-cleanup -c --count'
 
 _tcpprobe_listen_opts="$_tcpprobe_synonly_opts"'
     --rto --retries --answer --max-wait --tolerance -c --count'

@@ -118,6 +118,8 @@ complete -c tcpprobe -n $retx -l segment -x -d 'Segment of the peer never acknow
 complete -c tcpprobe -n $retx -l peer-closes-first -d 'fin: the peer closes first (after --request)'
 complete -c tcpprobe -n $retx -l request -x -a '(__tcpprobe_request_file)' -d 'fin: data to send: TEXT with escapes, or @FILE'
 complete -c tcpprobe -n $retx -l idle -x -d 'fin: time before our FIN (e.g. 200ms)'
+complete -c tcpprobe -n $retx -l ack-delay -x -d 'fin: send our ACKs this late, so the peer\'s RTO grows (e.g. 150ms)'
+complete -c tcpprobe -n $retx -l no-follow-up -d 'fin: no follow-up runs at a longer RTO'
 complete -c tcpprobe -n $retx -l max-wait -x -d 'Longest measurement (e.g. 75s)'
 complete -c tcpprobe -n $retx -l tolerance -x -d 'Gap tolerance FLOOR,PCT% (e.g. 50ms,10%)'
 complete -c tcpprobe -n $retx -l no-cleanup -d 'Do not send the final RST that clears the peer\'s state'

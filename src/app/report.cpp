@@ -195,7 +195,7 @@ std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::Schedu
     if (fit.copies_sent) t += fmt::format("the peer sent {} retransmission(s) in all (lost ones included)\n", *fit.copies_sent);
     if (fit.linux_like && fit.retries_candidates.size() > 1) {
         t += fmt::format("no {} inferred: Linux's signature, but its give-up fits {} = {} alike (at this RTO these "
-                         "settings give up at the same expiry; runs at another RTO, e.g. more --count, can tell them apart)\n",
+                         "settings give up at the same expiry; runs at another RTO can tell them apart: follow-up runs, --ack-delay)\n",
                          sysctl, sysctl, fmt::join(fit.retries_candidates, " or "));
         return t;
     }

@@ -27,6 +27,8 @@ void options(CLI::App& cmd, RetransmitOptions& r) {
     cmd.add_flag("--peer-closes-first", r.peer_closes_first, "fin: the peer closes first (after --request) and sits in FIN-WAIT-1");
     cmd.add_option("--request", r.request, "data to send after the handshake (fin): TEXT with escapes, or @FILE")->type_name("TEXT|@FILE");
     cmd.add_option("--idle", r.idle, "fin: delay from the open connection (and request) to our FIN (default 200ms)")->type_name("DURATION");
+    cmd.add_option("--ack-delay", r.ack_delay, "fin: send our ACKs (handshake, data) this late, so the peer measures a longer RTT and its RTO grows (default 0)")->type_name("DURATION");
+    cmd.add_flag("--no-follow-up", r.no_follow_up, "fin: no follow-up runs at a longer RTO when the runs leave Linux's setting between values");
     cmd.add_option("--max-wait", r.max_wait, "longest measurement (default 75s)")->type_name("DURATION");
     cmd.add_option("--tolerance", r.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
     cmd.add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");
@@ -57,6 +59,10 @@ nlohmann::json run_json(const probe::RetransmitFlow& f) {
               {"trailing_rst", r.rst_at.has_value()},
               {"probes_sent", r.probes_sent},
               {"cleanup_sent", r.cleanup_sent}});
+    // Only where our ACKs were delayed (--ack-delay, follow-up runs): the other runs' objects
+    // are as before.
+    if (const Duration d = f.connection().config().ack_delay; d > Duration::zero()) j["ack_delay_us"] = to_us(d);
+    if (r.follow_up) j["follow_up"] = true;
     j["connect"] = connect_json(f.connection());
     return j;
 }
@@ -96,11 +102,13 @@ std::vector<GapSpread> spread(const std::vector<const probe::RetransmitFlow*>& m
     std::vector<GapSpread> out;
     if (measured.size() < 2) return out;
     std::size_t most = 0;
+    // Follow-up runs run at another RTO on purpose: their gaps are not spread.
     for (const auto* f : measured) most = std::max(most, f->report().fit.gaps.size());
     for (std::size_t i = 0; i < most; ++i) {
         std::vector<Duration> v;
         for (const auto* f : measured)
-            if (i < f->report().fit.gaps.size()) v.push_back(f->report().fit.gaps[i]);
+            if (i < f->report().fit.gaps.size() && !f->report().follow_up) v.push_back(f->report().fit.gaps[i]);
+        if (v.empty()) continue;
         std::sort(v.begin(), v.end());
         out.push_back({v.front(), v[v.size() / 2], v.back(), v.size()});
     }
@@ -112,7 +120,10 @@ std::string to_text(const RetransmitResult& r) {
     std::string text = fmt::format("\n--- {} retransmit ({}{}) ---\n", r.head.target, r.segment_word,
                                    r.peer_closes_first ? ", peer closes first" : "");
     for (const auto* f : r.flows) {
-        if (r.flows.size() > 1) text += fmt::format("[{}]\n", f->tuple().local.port);
+        if (f->report().follow_up)
+            text += fmt::format("[{}] follow-up run, our ACKs {:.0f} ms late\n", f->tuple().local.port, to_ms_f(f->connection().config().ack_delay));
+        else if (r.flows.size() > 1)
+            text += fmt::format("[{}]\n", f->tuple().local.port);
         text += f->connect_result().verdict != probe::Verdict::Open ? fmt::format("connect: {}\n", connect_line(f->connect_result()))
                                                                     : run_text(*f);
     }
@@ -176,6 +187,8 @@ public:
         if (o.peer_closes_first && base_.request.empty())
             throw io::UsageError("--peer-closes-first needs --request (something that makes the peer close, e.g. 'GET / HTTP/1.0\\r\\n\\r\\n')");
         base_.idle = parse_duration(o.idle, "--idle");
+        ack_delay_ = parse_duration(o.ack_delay, "--ack-delay");
+        if (ack_delay_ > Duration::zero() && base_.segment != probe::RetxSegment::Fin) throw io::UsageError("--ack-delay goes with --segment fin");
         base_.max_wait = parse_duration(o.max_wait, "--max-wait");
         base_.tolerance = parse_tolerance(o.tolerance, "--tolerance");
         base_.cleanup = !o.no_cleanup;
@@ -184,7 +197,13 @@ public:
     }
 
     std::unique_ptr<Edge> open(const GlobalOptions& g) override {
-        return open_edge(g, {{prep_.addr}, {prep_.target.port}, o_.count, prep_.syn.sport, true});
+        return open_edge(g, {{prep_.addr}, {prep_.target.port}, o_.count + follow_ups(), prep_.syn.sport, true});
+    }
+
+    /// FIN, several runs: this many follow-up runs stand by (two, so that one lost
+    /// segment does not waste the follow-up); they run only when the first runs need them.
+    unsigned follow_ups() const {
+        return base_.segment == probe::RetxSegment::Fin && o_.count > 1 && !o_.no_follow_up ? 2 : 0;
     }
 
     void build(probe::Session& session, Edge& edge, Renderer& renderer) override {
@@ -197,6 +216,16 @@ public:
             // resend their SYN-ACK at once and restart its timer, which would skew the schedule.
             if (base_.segment == probe::RetxSegment::SynAck)
                 rc.connect.tcb.rto.initial_rto = std::max(rc.connect.tcb.rto.initial_rto, Duration{std::chrono::milliseconds{2500}});
+            rc.connect.ack_delay = ack_delay_;
+            auto flow = std::make_unique<probe::RetransmitFlow>(std::move(rc));
+            flows_.push_back(flow.get());
+            session.add(edge.clock().now(), std::move(flow));
+        }
+        const std::vector<const probe::RetransmitFlow*> first(flows_);
+        for (unsigned i = 0; i < follow_ups(); ++i) {
+            probe::RetransmitConfig rc = base_;
+            rc.connect = make_connect_config(prep_, edge, o_.count + i);
+            rc = probe::follow_up_config(std::move(rc), [first, tol = base_.tolerance] { return probe::decide_follow_up(first, tol); });
             auto flow = std::make_unique<probe::RetransmitFlow>(std::move(rc));
             flows_.push_back(flow.get());
             session.add(edge.clock().now(), std::move(flow));
@@ -210,8 +239,9 @@ public:
         r.segment = base_.segment;
         r.peer_closes_first = o_.peer_closes_first;
         r.tolerance = base_.tolerance;
-        r.flows = flows_;
-        const probe::RetransmitRuns runs = probe::judge_runs(flows_, base_.segment, base_.tolerance);
+        for (const auto* f : flows_)
+            if (!f->skipped()) r.flows.push_back(f);
+        const probe::RetransmitRuns runs = probe::judge_runs(r.flows, base_.segment, base_.tolerance);
         r.measured = runs.measured;
         r.evidence = runs.evidence;
         r.fit = runs.fit;
@@ -225,6 +255,7 @@ private:
     RetransmitOptions o_;
     PreparedTarget prep_;
     probe::RetransmitConfig base_;
+    Duration ack_delay_{};
     std::vector<const probe::RetransmitFlow*> flows_;
 };
 

@@ -61,6 +61,11 @@ void Connection::peer_state(Instant t, std::string from, std::string to, std::st
 }
 
 void Connection::send(const Segment& s, Outbox& out) {
+    release_held(std::nullopt, out);
+    transmit(s, out);
+}
+
+void Connection::transmit(const Segment& s, Outbox& out) {
     expected_.push_back({s.flags, s.seq, s.ack});
     if (s.has(flag::syn) && !s.has(flag::ack)) ++cres_.syns_sent;
     out.send.push_back(s);
@@ -75,8 +80,12 @@ void Connection::apply(Instant now, const tcb::Actions& actions, Outbox& out) {
     for (const auto& a : actions) {
         if (const auto* s = std::get_if<tcb::SendSegment>(&a)) {
             if (s->reason == tcb::SendReason::Retransmission && phase_ == ConnectPhase::Connected) ++connected_retransmissions_;
-            Segment seg = s->segment;
-            send(ip_ids_.stamp(seg), out);
+            if (ccfg_.ack_delay > Duration::zero() && s->segment.flags == flag::ack && s->segment.payload.empty()) {
+                held_.push_back({now + ccfg_.ack_delay, s->segment});  // stamped when it goes out
+            } else {
+                Segment seg = s->segment;
+                send(ip_ids_.stamp(seg), out);
+            }
         } else if (const auto* c = std::get_if<tcb::StateChanged>(&a)) {
             event(now, StateEvent{"local", std::string(to_string(c->from)), std::string(to_string(c->to)), c->cause}, out);
             cres_.final_state = std::string(to_string(c->to));
@@ -257,7 +266,7 @@ void Connection::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
 }
 
 void Connection::finish(Instant now, Verdict v, Outbox& out) {
-    (void)out;
+    release_held(std::nullopt, out);  // what the TCB decided to send goes out, late or not
     if (cres_.verdict == Verdict::Pending) cres_.verdict = v;
     phase_ = ConnectPhase::Draining;
     drain_until_ = now + ccfg_.capture_grace;
@@ -265,6 +274,7 @@ void Connection::finish(Instant now, Verdict v, Outbox& out) {
 }
 
 bool Connection::on_timer(Instant now, Outbox& out) {
+    if (phase_ != ConnectPhase::Draining) release_held(now, out);
     switch (phase_) {
         case ConnectPhase::Idle:
             return false;
@@ -285,6 +295,12 @@ bool Connection::on_timer(Instant now, Outbox& out) {
             return false;
     }
     return false;
+}
+
+void Connection::release_held(std::optional<Instant> until, Outbox& out) {
+    std::size_t n = 0;
+    for (; n < held_.size() && (!until || held_[n].due <= *until); ++n) transmit(ip_ids_.stamp(held_[n].segment), out);
+    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 void Connection::settle_drain(Instant now, Outbox& out) {
@@ -315,9 +331,9 @@ std::optional<Instant> Connection::next_deadline(std::optional<Instant> connecte
         case ConnectPhase::PreConnect:
             return started_ + ccfg_.timeout;
         case ConnectPhase::Connecting:
-            return earliest({started_ + ccfg_.timeout, tcb_.next_deadline()});
+            return earliest({started_ + ccfg_.timeout, tcb_.next_deadline(), held_due()});
         case ConnectPhase::Connected:
-            return connected;
+            return earliest({connected, held_due()});
         case ConnectPhase::Draining:
             return drain_until_;
     }

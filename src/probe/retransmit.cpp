@@ -23,8 +23,35 @@ RetransmitFlow::RetransmitFlow(RetransmitConfig config)
     : cfg_(std::move(config)), prober_(cfg_.liveness) {}
 
 void RetransmitFlow::start(Instant now, Outbox& out) {
+    if (cfg_.follow_up) {
+        waiting_ = true;
+        poll_at_ = now;
+        return;
+    }
     conn_.start(now);
     conn_.connect(now, out);
+}
+
+void RetransmitFlow::poll_follow_up(Instant now, Outbox& out) {
+    if (!poll_at_ || now < *poll_at_) return;
+    const FollowUp f = cfg_.follow_up();
+    switch (f.step) {
+        case FollowUp::Step::Wait:
+            poll_at_ = now + std::chrono::milliseconds{100};
+            return;
+        case FollowUp::Step::Skip:
+            waiting_ = false;
+            skipped_ = true;
+            return;
+        case FollowUp::Step::Run:
+            waiting_ = false;
+            report_.follow_up = true;
+            conn_.set_ack_delay(f.ack_delay);
+            conn_.start(now);
+            conn_.note(now, f.why, out);
+            conn_.connect(now, out);
+            return;
+    }
 }
 
 void RetransmitFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
@@ -32,10 +59,16 @@ void RetransmitFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Ou
 }
 
 void RetransmitFlow::on_timer(Instant now, Outbox& out) {
+    if (waiting_) {
+        poll_follow_up(now, out);
+        return;
+    }
     if (conn_.on_timer(now, out)) on_connected_timer(now, out);
 }
 
 std::optional<Instant> RetransmitFlow::next_deadline() const {
+    if (waiting_) return poll_at_;
+    if (skipped_) return std::nullopt;
     return conn_.next_deadline(conn_.phase() == ConnectPhase::Connected ? connected_deadline() : std::nullopt);
 }
 
@@ -66,8 +99,10 @@ ScheduleEvidence RetransmitFlow::evidence(bool stopped_early) const {
     // FIN: the connection's RTT bounds Linux's RTO; an RTT after a repeated SYN may be
     // measured from the wrong SYN (Karn), so it is not used then.
     const ConnectResult& c = conn_.result();
+    // The peer times our ACKs: delayed ones lengthen the RTT it sees.
     const bool clean_rtt = c.rtt && !c.rtt_ambiguous && c.syns_sent == 1;
-    ev.rtt = cfg_.segment == RetxSegment::Fin ? (clean_rtt ? c.rtt : std::nullopt) : prober_.rtt();
+    ev.rtt = cfg_.segment == RetxSegment::Fin ? (clean_rtt ? std::optional<Duration>{*c.rtt + conn_.config().ack_delay} : std::nullopt)
+                                              : prober_.rtt();
     ev.probes = prober_.relative(origin);
     if (report_.rst_at) ev.peer_rst = *report_.rst_at - origin;
     ev.stopped_early = stopped_early;
@@ -135,7 +170,8 @@ void RetransmitFlow::on_established(Instant t, Outbox& out) {
     // close first) our FIN after a quiet moment.
     measuring_since_ = t;
     if (!cfg_.request.empty()) conn_.apply(t, conn_.tcb().send(t, cfg_.request), out);
-    if (!cfg_.peer_closes_first) fin_at_ = t + cfg_.idle;
+    // Our FIN waits for the handshake's ACK when that is held back (ack_delay).
+    if (!cfg_.peer_closes_first) fin_at_ = t + conn_.config().ack_delay + cfg_.idle;
 }
 
 void RetransmitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) {
@@ -359,6 +395,37 @@ RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxS
         v = ScheduleVerdict::Inconclusive;
     r.judged = v;
     return r;
+}
+
+FollowUp decide_follow_up(const std::vector<const RetransmitFlow*>& first_runs, const Tolerance& tol) {
+    if (std::any_of(first_runs.begin(), first_runs.end(), [](const auto* f) { return !f->done(); })) return {FollowUp::Step::Wait, {}, {}};
+    const RetransmitRuns r = judge_runs(first_runs, RetxSegment::Fin, tol);
+    const ScheduleFit& fit = r.fit;
+    if (!r.evidence || !r.speaker || !fit.linux_like || fit.inferred_retries || fit.retries_candidates.size() < 2 ||
+        !fit.initial_rto || !r.evidence->rtt)
+        return {FollowUp::Step::Skip, {}, {}};
+    const auto speaker = std::find_if(first_runs.begin(), first_runs.end(), [&](const auto* f) { return f->tuple().local.port == *r.speaker; });
+    const Duration delayed = (*speaker)->connection().config().ack_delay;
+    const Duration path_rtt = *r.evidence->rtt - delayed;
+    const auto d = ack_delay_to_split(fit.retries_candidates, *fit.initial_rto, path_rtt, delayed);
+    if (!d) return {FollowUp::Step::Skip, {}, {}};
+    std::string values;
+    for (unsigned n : fit.retries_candidates) values += fmt::format("{}{}", values.empty() ? "" : " or ", n);
+    return {FollowUp::Step::Run, *d,
+            fmt::format("follow-up run: at an RTO of {:.0f} ms tcp_orphan_retries {} send the same copies; our ACKs go "
+                        "{:.0f} ms late so the peer's RTO grows to where they differ (no SACK: no tail-loss probe)",
+                        to_ms_f(*fit.initial_rto), values, to_ms_f(*d))};
+}
+
+RetransmitConfig follow_up_config(RetransmitConfig base, std::function<FollowUp()> decide) {
+    auto& opts = base.connect.tcb.syn_options;
+    const auto sack = std::find_if(opts.begin(), opts.end(), [](const TcpOption& o) { return std::holds_alternative<opt::SackPermitted>(o); });
+    if (sack != opts.end()) {
+        *sack = opt::Nop{};  // two NOPs in its two bytes keep the other options' alignment
+        opts.insert(sack, opt::Nop{});
+    }
+    base.follow_up = std::move(decide);
+    return base;
 }
 
 }  // namespace tcpprobe::probe

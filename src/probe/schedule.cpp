@@ -406,6 +406,37 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
     return false;
 }
 
+namespace {
+/// Linux's RTO after a single RTT sample (tcp_rtt_estimator's first measurement).
+Duration linux_first_rto(Duration sample) { return sample + std::max<Duration>(2 * sample, 200ms); }
+}  // namespace
+
+std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
+                                           Duration delayed) {
+    if (candidates.size() < 2) return std::nullopt;
+    const Duration excess = std::max(Duration::zero(), rto - linux_first_rto(path_rtt + delayed));
+    auto splits = [&](Duration r) {
+        std::vector<unsigned> copies;
+        for (unsigned n : candidates) {
+            const auto sent = linux_copies(RetryRule::OrphanTime, Model{Backoff::Doubling, r, 1, 120s}, n);
+            if (!sent || std::find(copies.begin(), copies.end(), *sent) != copies.end()) return false;
+            copies.push_back(*sent);
+        }
+        return true;
+    };
+    constexpr Duration step = 10ms;
+    std::optional<Duration> first, last;
+    for (Duration d = 50ms; d <= 1000ms; d += step) {
+        const Duration r = excess + linux_first_rto(path_rtt + d);
+        const bool ok = splits(r * 85 / 100) && splits(r) && splits(r * 115 / 100);
+        if (ok && !first) first = d;
+        if (ok) last = d;
+        if (!ok && first) break;
+    }
+    if (!first) return std::nullopt;
+    return *first + (*last - *first) / 2 / step * step;
+}
+
 SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, RetryRule rule) {
     SettingVote v;
     std::optional<std::vector<unsigned>> allowed;

@@ -415,6 +415,53 @@ def fin_last_ack(c, tp, tmp):
         fin_run(c, tp, tmp, PORT_CLOSE_NOW, 1)
 
 
+def fin_follow_up_run(c, tp, tmp, orphan_retries):
+    with Captures(tmp, "fin-follow-%d" % orphan_retries, "tcp port %d" % PORT_CLOSE_NOW) as cap:
+        r = tp.run(["-o", "json", "retransmit", target(PORT_CLOSE_NOW), "--segment", "fin", "--ack-delay", "50ms"],
+                   timeout=40)
+    s = require_summary(c, r, 0, "inferred")
+    pkts, _ = cap.packets()
+    capture_note(c, pkts)
+    c.eq(s.get("inferred"), {"sysctl": "tcp_orphan_retries", "value": orphan_retries}, "summary.inferred")
+    runs = s.get("runs") or []
+    first = [x for x in runs if not x.get("follow_up")]
+    follow = [x for x in runs if x.get("follow_up")]
+    c.eq([x.get("ack_delay_us") for x in first], [50_000] * 3, "first runs' ack_delay_us")
+    # Our ACK 50 ms late: the peer's RTO is 50 ms + max(100 ms, 200 ms) + timer slack, where
+    # 1 and 2 send the same copies, so the first runs leave both standing...
+    c.check(any(x.get("candidates") == [1, 2] for x in first),
+            "no first run left tcp_orphan_retries between 1 and 2: candidates %r, gaps %r"
+            % ([x.get("candidates") for x in first], [x.get("gaps_us") for x in first]))
+    # ... and the two follow-up runs, ACKs 100-200 ms late, pin it.
+    c.eq(len(follow), 2, "follow-up runs")
+    for x in follow:
+        d = x.get("ack_delay_us") or 0
+        c.check(100_000 <= d <= 200_000, "follow-up ack_delay_us %r outside 100-200 ms" % d)
+        sport = x.get("sport")
+        ours = from_us(pkts, sport, PORT_CLOSE_NOW)
+        syns = [p for p in ours if p.has("S")]
+        c.require(syns, "no SYN from follow-up port %r in the capture" % sport)
+        c.check(4 not in syns[0].option_kinds(), "the follow-up SYN offers SACK (kinds %r)" % syns[0].kinds)
+        synack = synacks_to(pkts, sport, PORT_CLOSE_NOW)
+        c.require(synack, "no SYN-ACK to follow-up port %r" % sport)
+        acks = [p for p in ours if p.flag_str() == "." and p.time > synack[0].time]
+        c.require(acks, "no ACK of the SYN-ACK from follow-up port %r" % sport)
+        late = (acks[0].time - synack[0].time) * 1e6
+        c.check(late >= d - 1_000, "the follow-up's ACK left %.0f µs after the SYN-ACK, not its %d µs delay" % (late, d))
+        gaps = x.get("gaps_us") or []
+        c.require(gaps, "follow-up run on %r saw no retransmission" % sport)
+        c.check(gaps[0] > 300_000, "follow-up's first FIN gap %r µs: the RTO did not grow past 300 ms" % gaps[0])
+    check_no_table(c, "after the run")
+
+
+@test(timeout=60)
+def fin_follow_up(c, tp, tmp):
+    """Runs whose RTO cannot tell tcp_orphan_retries 1 from 2 are followed by runs at a longer RTO that can."""
+    fin_follow_up_run(c, tp, tmp, 2)
+    with Sysctl(SRV_NS, "tcp_orphan_retries", 1):
+        fin_follow_up_run(c, tp, tmp, 1)
+
+
 # --------------------------------------------------------------------------
 # 5. the peer closes first and sits in FIN-WAIT-1
 

@@ -182,6 +182,112 @@ TEST_CASE("retransmit fin: we close first, the peer's FIN in LAST-ACK is never A
         if (s.has(wire::flag::ack) && !s.has(wire::flag::syn)) CHECK(s.ack == wire::Seq{0xFFFFFF01u});
 }
 
+namespace {
+/// A peer that closes when we do (LAST-ACK) and retransmits its FIN every `rto`, doubling,
+/// `retries` times: Linux's orphan rule at that RTO as far as the copies go.
+void fin_peer(Sim& sim, Duration rto, unsigned retries) {
+    sim.peer() = tcb::Tcb([&] {
+        auto c = server_tcb();
+        c.rto.initial_rto = rto;
+        c.rto.max_retries = retries;
+        return c;
+    }());
+    sim.peer_actions(sim.now(), sim.peer().open_passive(sim.now()));
+    sim.set_app([](Sim& s, Instant t, const tcb::Actions& a) {
+        for (const auto& x : a)
+            if (const auto* c = std::get_if<tcb::StateChanged>(&x); c && c->to == State::CloseWait)
+                s.peer_actions(t, s.peer().close(t));
+    });
+}
+
+/// The capture time of our first segment whose line starts with `prefix`.
+std::optional<Instant> sent_at(const std::vector<probe::Event>& events, std::string_view prefix) {
+    for (const auto& e : events)
+        if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body); s && s->dir == wire::Direction::Out && s->line.starts_with(prefix))
+            return e.t;
+    return std::nullopt;
+}
+}  // namespace
+
+TEST_CASE("retransmit fin: runs whose RTO cannot tell tcp_orphan_retries 1 from 2 call a follow-up with late ACKs, which pins the value") {
+    // At a 250 ms RTO Linux's N = 1 and N = 2 both send 3 copies (their limits, 0.6 s and
+    // 1.4 s after the first retransmission, fall between the same expiries: 0.5 and 1.5 s).
+    std::vector<std::unique_ptr<probe::RetransmitFlow>> first;
+    std::vector<std::unique_ptr<Sim>> sims;
+    for (int i = 0; i < 2; ++i) {
+        first.push_back(std::make_unique<probe::RetransmitFlow>(config(probe::RetxSegment::Fin)));
+        sims.push_back(std::make_unique<Sim>(*first.back(), Sim::PeerKind::Listening));
+        fin_peer(*sims.back(), 250ms, 2);
+        sims.back()->run();
+        REQUIRE(first.back()->report().fit.retries_candidates == std::vector<unsigned>{1, 2});
+    }
+    const std::vector<const probe::RetransmitFlow*> firsts{first[0].get(), first[1].get()};
+    const probe::RetransmitRuns without = probe::judge_runs(firsts, probe::RetxSegment::Fin, probe::Tolerance{});
+    CHECK_FALSE(without.fit.inferred_retries);
+
+    const probe::FollowUp decision = probe::decide_follow_up(firsts, probe::Tolerance{});
+    REQUIRE(decision.step == probe::FollowUp::Step::Run);
+    CHECK(decision.ack_delay >= 100ms);
+    CHECK(decision.ack_delay <= 200ms);
+    CHECK(decision.why.find("1 or 2") != std::string::npos);
+
+    for (unsigned retries : {2u, 1u}) {
+        CAPTURE(retries);
+        // The follow-up's peer has the RTO Linux computes from the RTT our late ACK makes it
+        // measure (3 x the delay above 100 ms); the sim's TCB does not compute it itself.
+        int polls = 0;
+        probe::RetransmitFlow follow(probe::follow_up_config(config(probe::RetxSegment::Fin), [&] {
+            return ++polls < 3 ? probe::FollowUp{} : decision;  // waits two polls, then runs
+        }));
+        Sim sim(follow, Sim::PeerKind::Listening);
+        fin_peer(sim, 3 * decision.ack_delay, retries);
+        sim.run();
+        CHECK(polls == 3);
+        CHECK(follow.report().follow_up);
+        // Its SYN offers no SACK (two NOPs in its place); the ACK of the SYN-ACK goes out
+        // the delay after the SYN-ACK, and our FIN the idle time after that.
+        const auto lines = segment_lines(sim.events());
+        REQUIRE_FALSE(lines.empty());
+        CHECK(lines.front().find("<mss 1460,nop,nop,TS val") != std::string::npos);
+        const auto synack = std::find_if(sim.events().begin(), sim.events().end(), [](const probe::Event& e) {
+            const auto* s = std::get_if<probe::SegmentEvent>(&e.body);
+            return s && s->dir == wire::Direction::In && s->line.starts_with("< S.");
+        });
+        REQUIRE(synack != sim.events().end());
+        const auto ack = sent_at(sim.events(), "> . 1:1(0) ack 1 ");
+        const auto fin = sent_at(sim.events(), "> F. ");
+        REQUIRE(ack);
+        REQUIRE(fin);
+        CHECK(*ack - synack->t == decision.ack_delay);
+        CHECK(*fin - *ack == 200ms);
+        // N = 2 sends 3 copies there and pins itself; N = 1 sends 2 copies, too few to show
+        // the doubling, so that run only backs the value its confirmed end fits.
+        if (retries == 2) CHECK(follow.report().fit.retries_candidates == std::vector<unsigned>{2});
+        else CHECK(follow.report().fit.retransmissions == 1);
+
+        const probe::RetransmitRuns with =
+            probe::judge_runs({first[0].get(), first[1].get(), &follow}, probe::RetxSegment::Fin, probe::Tolerance{});
+        REQUIRE(with.fit.inferred_retries);
+        CHECK(*with.fit.inferred_retries == retries);
+    }
+}
+
+TEST_CASE("retransmit fin: no follow-up where the runs pin the value, and none for a foreign schedule") {
+    std::vector<std::unique_ptr<probe::RetransmitFlow>> first;
+    std::vector<std::unique_ptr<Sim>> sims;
+    for (Duration rto : {Duration{205ms}, Duration{2s}}) {  // Linux at 205 ms pins N = 2; a fixed 2 s RTO is not Linux
+        first.push_back(std::make_unique<probe::RetransmitFlow>(config(probe::RetxSegment::Fin)));
+        sims.push_back(std::make_unique<Sim>(*first.back(), Sim::PeerKind::Listening));
+        fin_peer(*sims.back(), rto, 2);
+        sims.back()->run();
+    }
+    CHECK(probe::decide_follow_up({first[0].get()}, probe::Tolerance{}).step == probe::FollowUp::Step::Skip);
+    CHECK(probe::decide_follow_up({first[1].get()}, probe::Tolerance{}).step == probe::FollowUp::Step::Skip);
+    // A run still going: wait.
+    probe::RetransmitFlow running(config(probe::RetxSegment::Fin));
+    CHECK(probe::decide_follow_up({first[0].get(), &running}, probe::Tolerance{}).step == probe::FollowUp::Step::Wait);
+}
+
 TEST_CASE("retransmit fin --peer-closes-first: the peer closes after the request and its FIN is never ACKed") {
     probe::RetransmitFlow flow(peer_closes_first_config());
     Sim sim(flow, Sim::PeerKind::Listening);

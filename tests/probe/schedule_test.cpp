@@ -364,3 +364,36 @@ TEST_CASE("schedule: FIN runs vote; runs at another RTO pin what one run cannot"
         CHECK_FALSE(v.inferred);
     }
 }
+
+TEST_CASE("schedule: the ACK delay that moves a FIN RTO to where ambiguous tcp_orphan_retries values differ") {
+    // Linux's orphan rule gives up at the first RTO expiry at least (2^(N+1) - 1) x 200 ms
+    // after the first retransmission; those expiries fall at 2r, 6r, 14r. N = 1 (0.6 s) and
+    // N = 2 (1.4 s) part when one of them lies in [0.6, 1.4) s: r in [0.3, 0.7) s. With
+    // 15 % margin either way the RTO must land in [353, 608] ms. After one RTT sample m,
+    // Linux's RTO is m + max(2m, 200 ms): 3m above 100 ms.
+    SUBCASE("RTO 236 ms on a 0.1 ms path: the RTO's 36 ms above the formula are kept") {
+        const auto d = ack_delay_to_split({1, 2}, 236ms, 100us, 0ms);
+        REQUIRE(d);
+        // 36 ms + 3 x (0.1 ms + D) in [353, 608] ms: D in [106, 191] ms; the middle is taken.
+        CHECK(*d >= 140ms);
+        CHECK(*d <= 160ms);
+    }
+    SUBCASE("an RTO seen with our ACKs already 50 ms late") {
+        const auto d = ack_delay_to_split({1, 2}, 268ms, 100us, 50ms);
+        REQUIRE(d);
+        // The excess is 268 - (50.1 + 200) = 18 ms: D in [112, 197] ms.
+        CHECK(*d >= 145ms);
+        CHECK(*d <= 165ms);
+    }
+    SUBCASE("2 and 3 (limits 1.4 s and 3.0 s) part at an RTO in [0.7, 1.5) s") {
+        const auto d = ack_delay_to_split({2, 3}, 600ms, 150ms, 0ms);
+        REQUIRE(d);
+        const Duration rto = 150ms + 3 * (150ms + *d);  // the excess over 3 x 150 ms is 150 ms
+        CHECK(rto * 85 / 100 >= 700ms);
+        CHECK(rto * 115 / 100 < 1500ms);
+    }
+    SUBCASE("nothing to split") {
+        CHECK_FALSE(ack_delay_to_split({2}, 236ms, 100us, 0ms));
+        CHECK_FALSE(ack_delay_to_split({}, 236ms, 100us, 0ms));
+    }
+}

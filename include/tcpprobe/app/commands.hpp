@@ -81,9 +81,11 @@ struct RetransmitOptions {
     bool peer_closes_first = false;
     std::string request;
     std::string idle = "200ms";
+    std::string ack_delay = "0";
     std::string max_wait = "75s";
     std::string tolerance = "50ms,10%";
     bool no_cleanup = false;
+    bool no_follow_up = false;
     unsigned count = 3;
 };
 

@@ -29,6 +29,10 @@ struct ConnectSettings {
     bool kernel_rst_expected = false;
     Duration timeout = std::chrono::seconds{3};               ///< no answer to our SYN by then: filtered
     Duration capture_grace = std::chrono::milliseconds{200};  ///< wait for our last segments' capture
+    /// Our pure ACKs (the handshake's, data's) go out this long after the TCB made them:
+    /// the peer then measures a longer RTT, so its RTT-based RTO moves (retransmit's
+    /// follow-up runs, --ack-delay). Anything else we send takes the held ACKs first.
+    Duration ack_delay{0};
 };
 
 struct ConnectConfig : ConnectSettings {
@@ -126,6 +130,7 @@ public:
     void apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out);
     /// Feeds a segment to the TCB and applies the result; true when it reset the connection.
     bool feed(Instant t, const wire::Segment& seg, Outbox& out);
+    /// Sends a segment now, after any ACK still held back by ack_delay.
     void send(const wire::Segment& s, Outbox& out);
     /// A segment of this connection made by the TCB (options, timestamps, IP fields) with
     /// the flow's next IP ID; the scenario sends it now or keeps it to send (again) later.
@@ -143,6 +148,8 @@ public:
 
     ConnectPhase phase() const { return phase_; }
     void set_phase(ConnectPhase p) { phase_ = p; }
+    /// Before connect(): the delay of our pure ACKs (see ConnectConfig::ack_delay).
+    void set_ack_delay(Duration d) { ccfg_.ack_delay = d; }
     /// The `flow` of our events: our port, or the client's where all share ours (listen).
     std::uint16_t port() const { return flow_tag_; }
     void set_flow_tag(std::uint16_t tag) { flow_tag_ = tag; }
@@ -163,6 +170,10 @@ private:
     wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const;
     /// Done once every segment we sent has been captured, or the capture wait is over.
     void settle_drain(Instant now, Outbox& out);
+    /// Sends the held ACKs due by `until` (all of them: nullopt).
+    void release_held(std::optional<Instant> until, Outbox& out);
+    void transmit(const wire::Segment& s, Outbox& out);
+    std::optional<Instant> held_due() const { return held_.empty() ? std::nullopt : std::optional<Instant>{held_.front().due}; }
 
     ConnectSettings ccfg_;
     ConnectionHooks& hooks_;
@@ -178,6 +189,11 @@ private:
     bool overflow_noted_ = false;  ///< the "only counted" note for new kinds was shown
     bool done_ = false;
     std::optional<Instant> drain_until_;
+    struct Held {
+        Instant due;
+        wire::Segment segment;
+    };
+    std::vector<Held> held_;  ///< pure ACKs waiting out ack_delay, in order
 
     struct Expected {
         std::uint16_t flags;

@@ -14,6 +14,7 @@
 // the peer still holds (unless cleanup is off).
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,14 @@ namespace tcpprobe::probe {
 enum class RetxSegment { SynAck, Fin };
 std::string_view to_string(RetxSegment s);  ///< "synack", "fin" (the --segment words)
 
+/// What a follow-up run does next (see RetransmitConfig::follow_up).
+struct FollowUp {
+    enum class Step { Wait, Skip, Run };
+    Step step = Step::Wait;
+    Duration ack_delay{};  ///< Run: our ACKs' delay
+    std::string why;       ///< Run: the note that opens the run
+};
+
 struct RetransmitConfig {
     ConnectConfig connect;
     RetxSegment segment = RetxSegment::SynAck;
@@ -41,6 +50,9 @@ struct RetransmitConfig {
     /// More copies than this is a flood, not a schedule (no stack retransmits so often):
     /// the run ends, and the fitting (which grows with the copies) stays bounded.
     std::size_t max_copies = 64;
+    /// Set for a follow-up run (FIN): it opens its connection only when this says Run, with
+    /// the ACK delay it names, and is skipped when it says Skip (see decide_follow_up).
+    std::function<FollowUp()> follow_up;
 };
 
 struct RetransmitReport {
@@ -53,6 +65,7 @@ struct RetransmitReport {
     unsigned probes_sent = 0;
     bool cleanup_sent = false;
     std::optional<Duration> fin_after_request;  ///< fin mode: first FIN relative to our FIN or request
+    bool follow_up = false;           ///< a follow-up run that ran (at its own ACK delay)
 };
 
 /// A Flow that holds its Connection: the connection opens and reports; once it is open
@@ -76,11 +89,18 @@ public:
     void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
     void on_timer(Instant now, Outbox& out) override;
     void interrupt(Instant now, Outbox& out) override {
+        if (waiting_) {  // a follow-up run that never started: nothing to settle
+            waiting_ = false;
+            skipped_ = true;
+            return;
+        }
         conn_.interrupt(now, out);
         on_interrupt(now, out);
     }
     std::optional<Instant> next_deadline() const override;
-    bool done() const override { return conn_.done(); }
+    bool done() const override { return skipped_ || (!waiting_ && conn_.done()); }
+    /// A follow-up run that was not needed (it sent nothing).
+    bool skipped() const { return skipped_; }
 
 private:
     // What the connection tells us.
@@ -109,6 +129,10 @@ private:
     LivenessProber prober_;
     std::optional<Instant> last_held_;     ///< latest liveness answer "held"
     Conclusion concluded_;
+    bool waiting_ = false;  ///< a follow-up run waiting for its decision
+    bool skipped_ = false;
+    std::optional<Instant> poll_at_;
+    void poll_follow_up(Instant now, Outbox& out);
 };
 
 /// Several runs of one schedule (separate connections started together), judged as one:
@@ -123,5 +147,14 @@ struct RetransmitRuns {
     std::optional<ScheduleVerdict> judged;        ///< when measured
 };
 RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxSegment segment, const Tolerance& tol);
+
+/// FIN: whether the runs that went first leave Linux's tcp_orphan_retries between several
+/// values only because of their RTO (see ack_delay_to_split): then a follow-up run at the
+/// ACK delay that separates them (Run), else Skip; Wait while any of them is still running.
+FollowUp decide_follow_up(const std::vector<const RetransmitFlow*>& first_runs, const Tolerance& tol);
+/// A follow-up run's configuration: `base` deciding through `decide`, its SYN without
+/// SACK-permitted (Linux's tail-loss probe, RFC 8985, needs SACK; without it every copy
+/// is an RTO expiry).
+RetransmitConfig follow_up_config(RetransmitConfig base, std::function<FollowUp()> decide);
 
 }  // namespace tcpprobe::probe

@@ -183,6 +183,17 @@ struct RunFit {
 };
 SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, RetryRule rule);
 
+/// FIN runs whose RTO leaves several tcp_orphan_retries values possible (their time limits
+/// fall between the same two RTO expiries, e.g. 1 and 2 for an RTO in [233, 300) ms): the
+/// delay of our ACKs that moves the peer's RTO to where every candidate sends a different
+/// number of copies, with 15 % margin either way; none when no delay up to 1 s does.
+/// Linux's RTO after one RTT sample m is m + max(2m, 200 ms) (the first sample sets SRTT
+/// to m and RTTVAR to max(2m, rto_min)); `rto` was seen with our ACKs delayed by `delayed`
+/// over a path of RTT `path_rtt`, and its excess over the formula (timer granularity) is
+/// carried over. The middle of the first band of delays that works is returned.
+std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
+                                           Duration delayed);
+
 /// Convenience for callers with plain capture times (the first is the origin and the
 /// original; `ended` marks a confirmed end after the last copy with nothing held).
 ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol, bool ended,
