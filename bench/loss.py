@@ -234,9 +234,12 @@ def judge_inference(sysctl, gt_key):
         r0 = first(s.get("runs") or s.get("clients"))
         sched = r0.get("times_us")
         copies = f", from {r0.get('transmissions')} copies seen" if r0.get("transmissions") is not None else ""
+        # retransmit --segment fin: runs at a longer RTO that settled a choice the first runs left
+        follow = sum(1 for x in (s.get("runs") or []) if isinstance(x, dict) and x.get("follow_up"))
+        copies += f", {follow} follow-up run(s)" if follow else ""
         if isinstance(inf, dict):
             if inf == want:
-                return "right", f"inferred {inf.get('value')}"
+                return "right", f"inferred {inf.get('value')}" + (f" ({follow} follow-up runs)" if follow else "")
             return "wrong", f"inferred {inf.get('sysctl')}={inf.get('value')} (server: {want['value']}){copies}"
         if inf is not None:
             return "wrong", f"inferred is not an object: {inf!r}"
