@@ -155,7 +155,7 @@ std::string detail_of(const probe::TimeWaitFlow& f) {
         case probe::TwTest::Rst:
             if (r.outcome == probe::TwOutcome::Killed) return "the probe after the RST got a RST: RFC 1337 not applied";
             if (r.outcome == probe::TwOutcome::Ignored)
-                return fmt::format("the probe after each of {} RSTs got an ACK: TIME-WAIT survived (RFC 1337)", r.rounds);
+                return fmt::format("the probe after each of {} rounds of RSTs got an ACK: TIME-WAIT survived (RFC 1337)", r.rounds);
             break;
         case probe::TwTest::Fin:
             if (r.outcome == probe::TwOutcome::ReAcked) return "our repeated FIN was ACKed (the timer restarts)";

@@ -469,7 +469,7 @@ void TimeWaitFlow::start_tests(Instant now, Outbox& out) {
 void TimeWaitFlow::rst_round(Instant now, Outbox& out) {
     step_ = Step::RstSettle;
     ++report_.rounds;
-    send(make_probe(now, flag::rst, report_.old_our_nxt, Seq{0}), out);
+    for (unsigned i = 0; i < std::max(1u, cfg_.rst_copies); ++i) send(make_probe(now, flag::rst, report_.old_our_nxt, Seq{0}), out);
     next_at_ = now + cfg_.settle;
 }
 

@@ -216,6 +216,11 @@ struct TimeWaitConfig {
     Duration answer_wait = std::chrono::seconds{2};      ///< after the last copy of a deciding probe
     Duration settle = std::chrono::milliseconds{600};    ///< after the close, before the first probe
     unsigned retries = 2;                                ///< copies of a probe sent again after silence
+    /// rst: the in-window RST goes this many times in each round, back to back. A RST is
+    /// never answered, so nothing tells a lost one from an ignored one; copies make all of
+    /// them lost unlikely (three rounds of three at 30 % loss: 0.3^9 = 2e-5), and a stack
+    /// that ignores the first ignores the others.
+    unsigned rst_copies = 3;
     /// Between copies of a FIN probe: FINs are answered at once and never rate-limited, so a
     /// copy is due once an answer had a round trip and the peer's processing time (at least
     /// twice the path's RTT). The series' end is dated by the ACK probe that follows its
