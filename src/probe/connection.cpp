@@ -204,6 +204,29 @@ void Connection::check_established(Instant t, Outbox& out) {
 }
 
 bool Connection::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
+    const bool theirs = take_segment(t, seg, outgoing, out);
+    tell_failure(t, out);
+    return theirs;
+}
+
+void Connection::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
+    take_icmp(t, err, out);
+    tell_failure(t, out);
+}
+
+bool Connection::on_timer(Instant now, Outbox& out) {
+    const bool theirs = take_timer(now, out);
+    tell_failure(now, out);
+    return theirs;
+}
+
+void Connection::tell_failure(Instant now, Outbox& out) {
+    if (failure_told_ || phase_ != ConnectPhase::Draining || cres_.verdict == Verdict::Open) return;
+    failure_told_ = true;
+    hooks_.on_connect_failed(now, out);
+}
+
+bool Connection::take_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
     if (outgoing) {
         record_outgoing(t, seg, out);
         if (phase_ == ConnectPhase::Draining) settle_drain(t, out);
@@ -252,7 +275,7 @@ bool Connection::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox
     return false;
 }
 
-void Connection::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
+void Connection::take_icmp(Instant t, const IcmpError& err, Outbox& out) {
     event(t, IcmpEvent{err, describe_icmp(err.type, err.code)}, out);
     if (err.quoted_seq != tcb_.iss() && !in_window(err.quoted_seq, tcb_.snd.una, distance(tcb_.snd.una, tcb_.snd.nxt) + 1u)) {
         anomaly(t, fmt::format("ICMP error quoting sequence number {} that we did not send", err.quoted_seq.raw()), out);
@@ -273,7 +296,7 @@ void Connection::finish(Instant now, Verdict v, Outbox& out) {
     if (expected_.empty()) done_ = true;
 }
 
-bool Connection::on_timer(Instant now, Outbox& out) {
+bool Connection::take_timer(Instant now, Outbox& out) {
     if (phase_ != ConnectPhase::Draining) release_held(now, out);
     switch (phase_) {
         case ConnectPhase::Idle:

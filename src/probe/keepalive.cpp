@@ -74,13 +74,18 @@ KeepaliveFigures keepalive_figures(const KeepaliveReport& r, const std::vector<I
     return f;
 }
 
-KeepaliveFlow::KeepaliveFlow(KeepaliveConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {}
+KeepaliveFlow::KeepaliveFlow(KeepaliveConfig config) : cfg_(std::move(config)) {}
+
+void KeepaliveFlow::start(Instant now, Outbox& out) {
+    conn_.start(now);
+    conn_.connect(now, out);
+}
 
 void KeepaliveFlow::on_established(Instant t, Outbox& out) {
-    if (!cfg_.request.empty()) apply(t, tcb_.send(t, cfg_.request), out);
+    if (!cfg_.request.empty()) conn_.apply(t, tcb_.send(t, cfg_.request), out);
     if (cfg_.mode == KeepaliveMode::Watch) {
         watch_until_ = t + cfg_.max_wait;
-        note(t, cfg_.answer > 0 ? fmt::format("idle: waiting for the peer's keepalive probes (answering the first {})", cfg_.answer)
+        conn_.note(t, cfg_.answer > 0 ? fmt::format("idle: waiting for the peer's keepalive probes (answering the first {})", cfg_.answer)
                                 : std::string("idle: waiting for the peer's keepalive probes (answering none)"), out);
     } else {
         next_send_ = t + cfg_.send_interval;
@@ -108,7 +113,7 @@ bool KeepaliveFlow::is_keepalive(const Segment& seg) const {
 void KeepaliveFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) {
     if (ended_) return;
     if (seg.has(flag::rst)) {
-        feed(t, seg, out);
+        conn_.feed(t, seg, out);
         end(t, KeepaliveEnd::Rst, out);
         return;
     }
@@ -127,16 +132,16 @@ void KeepaliveFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& 
             std::count_if(report_.probes.begin(), report_.probes.end(), [](const KeepaliveProbe& x) { return x.answered; }));
         if (answered < cfg_.answer) {
             p.answered = true;
-            answer_pending_ = make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
-            send(*answer_pending_, out);
+            answer_pending_ = conn_.make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
+            conn_.send(*answer_pending_, out);
         }
         report_.probes.push_back(p);
-        note(t, fmt::format("keepalive probe {} ({} byte{}){}", report_.probes.size(), p.length, p.length == 1 ? "" : "s",
+        conn_.note(t, fmt::format("keepalive probe {} ({} byte{}){}", report_.probes.size(), p.length, p.length == 1 ? "" : "s",
                             p.answered ? ", answered" : ", not answered"), out);
         return;
     }
     const bool fin = seg.has(flag::fin);
-    feed(t, seg, out);
+    conn_.feed(t, seg, out);
     if (fin) end(t, KeepaliveEnd::PeerFin, out);
 }
 
@@ -151,14 +156,14 @@ std::optional<Instant> KeepaliveFlow::silence_deadline() const {
 }
 
 void KeepaliveFlow::send_probe(Instant now, Outbox& out) {
-    our_probe_ = make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
+    our_probe_ = conn_.make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
     report_.probes.push_back({now, 0, false, std::nullopt});
-    send(*our_probe_, out);
+    conn_.send(*our_probe_, out);
 }
 
 void KeepaliveFlow::on_connected_timer(Instant now, Outbox& out) {
     if (ended_) return;
-    ConnectionFlow::on_connected_timer(now, out);
+    conn_.run_tcb_timers(now, out);
     if (cfg_.mode == KeepaliveMode::Send) {
         if (!next_send_ || now < *next_send_) return;
         if (report_.probes.size() < cfg_.count) {
@@ -177,29 +182,30 @@ void KeepaliveFlow::on_connected_timer(Instant now, Outbox& out) {
     if (watch_until_ && now >= *watch_until_) end(now, KeepaliveEnd::MaxWait, out);
 }
 
-std::optional<Instant> KeepaliveFlow::connected_deadline() const {
-    if (ended_) return std::nullopt;
-    return earliest({tcb_.next_deadline(), watch_until_, next_send_, silence_deadline()});
+std::optional<Instant> KeepaliveFlow::next_deadline() const {
+    if (conn_.phase() != ConnectPhase::Connected || ended_) return conn_.next_deadline(std::nullopt);
+    return conn_.next_deadline(earliest({tcb_.next_deadline(), watch_until_, next_send_, silence_deadline()}));
 }
 
 void KeepaliveFlow::end(Instant now, KeepaliveEnd e, Outbox& out) {
     if (!ended_.conclude()) return;
     report_.end = e;
     report_.end_at = now;
-    if (e == KeepaliveEnd::Rst) note(now, "the peer reset the connection", out);
-    if (e == KeepaliveEnd::Silence) note(now, "no RST and no further probe: the peer gave up silently", out);
+    if (e == KeepaliveEnd::Rst) conn_.note(now, "the peer reset the connection", out);
+    if (e == KeepaliveEnd::Silence) conn_.note(now, "no RST and no further probe: the peer gave up silently", out);
     // Leave nothing behind on the peer.
     if (tcb::in_state(tcb_.state(), {State::Established, State::CloseWait}))
-        apply_with_cause(now, tcb_.abort(now), "cleanup (RST)", out);
-    finish(now, Verdict::Open, out);
+        conn_.apply_with_cause(now, tcb_.abort(now), "cleanup (RST)", out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
-void KeepaliveFlow::on_interrupt(Instant now, Outbox& out) {
+void KeepaliveFlow::interrupt(Instant now, Outbox& out) {
+    conn_.interrupt(now, out);
     if (!ended_.conclude()) return;
     report_.end = KeepaliveEnd::Interrupted;
     report_.end_at = now;
     if (tcb::in_state(tcb_.state(), {State::Established, State::CloseWait}))
-        apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
+        conn_.apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
 }
 
 std::string KeepaliveFlow::progress(Instant now) const {

@@ -107,13 +107,16 @@ const LifetimeMember* LifetimeRun::first_gone() const {
 // ---------------------------------------------------------------------------------------
 // One connection.
 
-LifetimeFlow::LifetimeFlow(LifetimeFlowConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {}
+LifetimeFlow::LifetimeFlow(LifetimeFlowConfig config) : cfg_(std::move(config)) {}
 
-void LifetimeFlow::begin(Instant now, Outbox&) { next_at_ = now; }
+void LifetimeFlow::start(Instant now, Outbox&) {
+    conn_.start(now);
+    next_at_ = now;  // the engine says when this connection opens (tick)
+}
 
 std::optional<Instant> LifetimeFlow::next_deadline() const {
     if (step_ == Step::Waiting) return next_at_;
-    return ConnectionFlow::next_deadline();
+    return conn_.next_deadline(conn_.phase() == ConnectPhase::Connected ? connected_deadline() : std::nullopt);
 }
 
 void LifetimeFlow::on_timer(Instant now, Outbox& out) {
@@ -121,30 +124,21 @@ void LifetimeFlow::on_timer(Instant now, Outbox& out) {
         if (next_at_ && now >= *next_at_) tick(now, out);
         return;
     }
-    ConnectionFlow::on_timer(now, out);
-    check_connect_failed(now, out);
+    if (conn_.on_timer(now, out)) on_connected_timer(now, out);
 }
 
 void LifetimeFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
     // What the peer's own segments look like (the SYN-ACK on): a later RST is compared with it.
     if (!outgoing && !seg.has(flag::rst) && step_ != Step::Probing) peer_.observe(seg);
-    ConnectionFlow::on_segment(t, seg, outgoing, out);
-    check_connect_failed(t, out);
+    if (conn_.on_segment(t, seg, outgoing, out)) on_connected_segment(t, seg, out);
 }
 
-void LifetimeFlow::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
-    ConnectionFlow::on_icmp(t, err, out);
-    check_connect_failed(t, out);
-}
-
-void LifetimeFlow::check_connect_failed(Instant now, Outbox& out) {
-    if (concluded_ || step_ == Step::Waiting || phase() != Phase::Draining || connect_result().verdict == Verdict::Open)
-        return;
-    fail(now, fmt::format("connect: {}", to_string(connect_result().verdict)), out);
+void LifetimeFlow::on_connect_failed(Instant now, Outbox& out) {
+    fail(now, fmt::format("connect: {}", to_string(conn_.result().verdict)), out);
 }
 
 void LifetimeFlow::on_established(Instant t, Outbox& out) {
-    if (!cfg_.request.empty()) apply(t, tcb_.send(t, cfg_.request), out);
+    if (!cfg_.request.empty()) conn_.apply(t, tcb_.send(t, cfg_.request), out);
     if (subject() == LifetimeSubject::FinWait2) {
         setup_deadline_ = t + cfg_.max_wait;
         return;
@@ -183,7 +177,7 @@ void LifetimeFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
         return;
     }
     if (seg.has(flag::rst)) {
-        feed(t, seg, out);
+        conn_.feed(t, seg, out);
         fail(t, step_ == Step::Setup ? "the peer reset the connection before the state began"
                                      : "a RST before the probe (the state ended on its own)", out);
         return;
@@ -195,7 +189,7 @@ void LifetimeFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
             if (!data_after_fin_) {
                 data_after_fin_ = true;
                 const std::string text = fmt::format("the peer sent {} bytes after its FIN", seg.payload.size());
-                anomaly(t, text, out);
+                conn_.anomaly(t, text, out);
                 cfg_.run->anomaly(text);
             }
             return;
@@ -204,13 +198,13 @@ void LifetimeFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
             // Its FIN again: our ACK was lost, FIN-WAIT-2 begins with the next one.
             state_start_.reset();
             undated_since_ = t;
-            send(make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt), out);
+            conn_.send(conn_.make_segment(t, flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt), out);
             return;
         }
         if (step_ == Step::Holding) return;  // a FIN-WAIT-2 peer has nothing more to say
     }
     if (fin_wait_2 && seg.has(flag::fin)) fin_seen_ = true;
-    if (feed(t, seg, out)) {
+    if (conn_.feed(t, seg, out)) {
         fail(t, "the peer reset the connection", out);
         return;
     }
@@ -219,14 +213,14 @@ void LifetimeFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
         step_ = Step::Holding;
         undated_since_ = t;
         next_at_ = t;
-        peer_state(t, "FIN-WAIT-1", "FIN-WAIT-2", "our ACK of its FIN (we never send ours)", out);
+        conn_.peer_state(t, "FIN-WAIT-1", "FIN-WAIT-2", "our ACK of its FIN (we never send ours)", out);
     }
     if (!fin_wait_2 && step_ == Step::Holding) state_start_ = t;
 }
 
 void LifetimeFlow::on_connected_timer(Instant now, Outbox& out) {
     if (concluded_) return;
-    if (step_ == Step::Setup || step_ == Step::Holding) ConnectionFlow::on_connected_timer(now, out);
+    if (step_ == Step::Setup || step_ == Step::Holding) conn_.run_tcb_timers(now, out);
     if (concluded_) return;
     switch (step_) {
         case Step::Setup:
@@ -242,7 +236,7 @@ void LifetimeFlow::on_connected_timer(Instant now, Outbox& out) {
             if (now < due_) return;
             if (sent_.size() < 1 + cfg_.retries) {
                 sent_.push_back(now);
-                send(probe_, out);
+                conn_.send(probe_, out);
                 due_ = now + (sent_.size() == 1 + cfg_.retries ? std::max(cfg_.retry_gap, cfg_.answer_wait) : cfg_.retry_gap);
             } else {
                 report(now, Liveness::Silent, sent_.front() - *state_start_, std::nullopt, out);
@@ -281,13 +275,13 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
                 step_ = Step::Setup;
                 next_at_.reset();
                 conn_.start(now);  // --timeout counts from our SYN
-                connect(now, out);
+                conn_.connect(now, out);
                 return;
             case LifetimeRun::Action::Skip:
                 if (!concluded_.conclude()) return;
                 step_ = Step::Done;
                 next_at_.reset();
-                finish(now, Verdict::Pending, out);
+                conn_.finish(now, Verdict::Pending, out);
                 return;
         }
     }
@@ -297,8 +291,8 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
         // Not needed any more: the peer's state is cleaned up with a RST.
         if (!concluded_.conclude()) return;
         step_ = Step::Done;
-        send(make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
-        finish(now, Verdict::Open, out);
+        conn_.send(conn_.make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
+        conn_.finish(now, Verdict::Open, out);
         return;
     }
     // FIN-WAIT-2 is dated by the capture of our ACK of the peer's FIN. A capture that never
@@ -321,11 +315,11 @@ void LifetimeFlow::tick(Instant now, Outbox& out) {
 }
 
 Segment LifetimeFlow::probe_segment(Instant now) {
-    if (subject() == LifetimeSubject::FinWait2) return make_segment(now, flag::fin | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
+    if (subject() == LifetimeSubject::FinWait2) return conn_.make_segment(now, flag::fin | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt);
     if (cfg_.idle_probe == IdleProbe::Data)
-        return make_segment(now, flag::psh | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt, ByteVec{'\n'});
+        return conn_.make_segment(now, flag::psh | flag::ack, tcb_.snd.nxt, tcb_.rcv.nxt, ByteVec{'\n'});
     // A keepalive: one below SND.NXT, no data (RFC 1122 §4.2.3.6).
-    return make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
+    return conn_.make_segment(now, flag::ack, tcb_.snd.nxt - 1, tcb_.rcv.nxt);
 }
 
 void LifetimeFlow::probe(Instant now, Outbox& out) {
@@ -333,15 +327,15 @@ void LifetimeFlow::probe(Instant now, Outbox& out) {
     next_at_.reset();
     probe_ = probe_segment(now);
     sent_ = {now};
-    send(probe_, out);
+    conn_.send(probe_, out);
     due_ = now + (cfg_.retries == 0 ? std::max(cfg_.retry_gap, cfg_.answer_wait) : cfg_.retry_gap);
 }
 
 void LifetimeFlow::report(Instant now, Liveness l, Duration offset, std::optional<RstOrigin> rst, Outbox& out) {
-    LifetimeMember m{cfg_.round, cfg_.slot, port(), offset, l, static_cast<unsigned>(sent_.size()), rst};
+    LifetimeMember m{cfg_.round, cfg_.slot, conn_.port(), offset, l, static_cast<unsigned>(sent_.size()), rst};
     std::string text = fmt::format("{} probe at {:.3f} s: {}", to_string(subject()), to_ms_f(offset) / 1000, to_string(l));
     if (rst) text += fmt::format(" (RST, origin {}: {})", to_string(rst->from), rst->why);
-    note(now, std::move(text), out);
+    conn_.note(now, std::move(text), out);
     if (!concluded_.conclude()) return;
     step_ = Step::Done;
     cfg_.run->result(m);
@@ -350,25 +344,26 @@ void LifetimeFlow::report(Instant now, Liveness l, Duration offset, std::optiona
     // A peer that took the data probe's byte expects the next one (Linux resets only at RCV.NXT).
     if (subject() == LifetimeSubject::Idle && l != Liveness::Gone) {
         const auto taken = l == Liveness::Alive ? static_cast<std::uint32_t>(probe_.payload.size()) : 0u;
-        send(make_segment(now, flag::rst, tcb_.snd.nxt + taken, Seq{0}), out);
+        conn_.send(conn_.make_segment(now, flag::rst, tcb_.snd.nxt + taken, Seq{0}), out);
     }
-    finish(now, Verdict::Open, out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
 void LifetimeFlow::fail(Instant now, std::string why, Outbox& out) {
     if (!concluded_.conclude()) return;
     step_ = Step::Done;
-    note(now, fmt::format("this connection measures nothing: {}", why), out);
+    conn_.note(now, fmt::format("this connection measures nothing: {}", why), out);
     cfg_.run->failed(cfg_.round, cfg_.slot, std::move(why));
     if (tcb::in_state(tcb_.state(), {State::Established, State::CloseWait, State::FinWait1, State::FinWait2}))
-        apply_with_cause(now, tcb_.abort(now), "cleanup (RST)", out);
-    finish(now, Verdict::Open, out);
+        conn_.apply_with_cause(now, tcb_.abort(now), "cleanup (RST)", out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
-void LifetimeFlow::on_interrupt(Instant now, Outbox& out) {
+void LifetimeFlow::interrupt(Instant now, Outbox& out) {
+    conn_.interrupt(now, out);
     if (!concluded_.conclude()) return;
     if (step_ != Step::Waiting && tcb::in_state(tcb_.state(), {State::Established, State::CloseWait}))
-        apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
+        conn_.apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
     cfg_.run->interrupt();
 }
 

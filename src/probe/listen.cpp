@@ -22,31 +22,29 @@ namespace {
 constexpr Duration silent_round_gap = std::chrono::seconds{1};
 }  // namespace
 
-ListenFlow::ListenFlow(ListenConfig config)
-    : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {
+ListenFlow::ListenFlow(ListenConfig config) : cfg_(std::move(config)), prober_(cfg_.liveness) {
     conn_.set_flow_tag(tuple().remote.port);  // every client shares our port: tell them apart by theirs
 }
 
-void ListenFlow::begin(Instant now, Outbox& out) {
-    (void)now;
-    (void)out;
-    set_phase(Phase::Connected);  // everything is driven by the client's segments
+void ListenFlow::start(Instant now, Outbox&) {
+    conn_.start(now);
+    conn_.set_phase(ConnectPhase::Connected);  // everything is driven by the client's segments
 }
 
-FormatContext ListenFlow::context_for(Direction d, const Segment& seg) const {
-    FormatContext ctx = ConnectionFlow::context_for(d, seg);
+std::optional<FormatContext> ListenFlow::format_context(Direction d, const Segment& seg) const {
+    FormatContext ctx = conn_.tcb_context(d, seg);
     if (!ctx.irs) ctx.irs = client_isn_;
     return ctx;
 }
 
-void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) {
+void ListenFlow::on_client_segment(Instant t, const Segment& seg, Outbox& out) {
     if (concluded_ && !answered_) return;
     const bool bare_syn = seg.has(flag::syn) && !seg.has_any(flag::ack | flag::rst);
     if (bare_syn && (!client_isn_ || seg.seq == *client_isn_)) {
         const bool first = !client_isn_;
         if (report_.syn_times.size() >= cfg_.max_syns) {
             if (!concluded_) {
-                anomaly(t, fmt::format("more than {} SYNs: a flood, not a retransmission schedule", cfg_.max_syns), out);
+                conn_.anomaly(t, fmt::format("more than {} SYNs: a flood, not a retransmission schedule", cfg_.max_syns), out);
                 conclude(t, "flood", out);
             }
             return;
@@ -58,10 +56,10 @@ void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out
             report_.syn_options = seg.options;
             report_.syn_window = seg.window;
             report_.syn_ttl = seg.ip.ttl;
-            note(t, fmt::format("client SYN <{}>", format_options(seg.options)), out);
-            for (auto& a : syn_option_anomalies(seg.options)) anomaly(t, std::move(a), out);
+            conn_.note(t, fmt::format("client SYN <{}>", format_options(seg.options)), out);
+            for (auto& a : syn_option_anomalies(seg.options)) conn_.anomaly(t, std::move(a), out);
         } else {
-            note(t, fmt::format("client SYN retransmission #{}: {:.3f} ms after the previous", report_.syn_times.size() - 1,
+            conn_.note(t, fmt::format("client SYN retransmission #{}: {:.3f} ms after the previous", report_.syn_times.size() - 1,
                                 to_ms_f(report_.syn_times.back() - report_.syn_times[report_.syn_times.size() - 2])), out);
         }
         switch (cfg_.answer) {
@@ -70,15 +68,15 @@ void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out
             case ListenAnswer::SynAck:
                 if (first) {
                     answered_ = true;
-                    apply(t, tcb_.open_passive(t), out);
+                    conn_.apply(t, tcb_.open_passive(t), out);
                 }
-                feed(t, seg, out);  // SYN-RECEIVED answers with our SYN-ACK (again on a retransmission)
+                conn_.feed(t, seg, out);  // SYN-RECEIVED answers with our SYN-ACK (again on a retransmission)
                 return;
             case ListenAnswer::Syn:
                 if (first) {
                     answered_ = true;
-                    note(t, "answering with a bare SYN: a simultaneous open for the client", out);
-                    apply(t, tcb_.open_active(t), out);
+                    conn_.note(t, "answering with a bare SYN: a simultaneous open for the client", out);
+                    conn_.apply(t, tcb_.open_active(t), out);
                 }
                 return;
         }
@@ -86,22 +84,22 @@ void ListenFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out
     if (!answered_) {
         if (seg.has(flag::rst) && prober_.outstanding()) {
             prober_.answered(t, Liveness::Gone);
-            note(t, "liveness probe: the client has given up (RST)", out);
+            conn_.note(t, "liveness probe: the client has given up (RST)", out);
             conclude(t, "confirmed", out);
         } else if (seg.has(flag::rst)) {
             conclude(t, "rst", out);
         }
         return;
     }
-    const bool reset = feed(t, seg, out);
-    if (tcb_.state() == State::CloseWait) apply(t, tcb_.close(t), out);  // the client closed: so do we
+    const bool reset = conn_.feed(t, seg, out);
+    if (tcb_.state() == State::CloseWait) conn_.apply(t, tcb_.close(t), out);  // the client closed: so do we
     if (reset) conclude(t, "rst", out);
     else if (tcb_.state() == State::Closed || tcb_.state() == State::TimeWait) conclude(t, "closed", out);
 }
 
-void ListenFlow::on_connected_timer(Instant now, Outbox& out) {
+void ListenFlow::on_client_timer(Instant now, Outbox& out) {
     if (answered_) {
-        ConnectionFlow::on_connected_timer(now, out);
+        conn_.run_tcb_timers(now, out);
         if (tcb_.state() == State::Closed && !concluded_) conclude(now, "closed", out);
         return;
     }
@@ -109,7 +107,7 @@ void ListenFlow::on_connected_timer(Instant now, Outbox& out) {
     const std::size_t settled = prober_.results().size();
     if (prober_.due(now)) {
         // An ACK of the client's SYN, no SYN of ours: ignored in SYN-SENT, RST when closed.
-        send(make_segment(now, flag::ack, tcb_.iss(), *client_isn_ + 1), out);
+        conn_.send(conn_.make_segment(now, flag::ack, tcb_.iss(), *client_isn_ + 1), out);
         prober_.sent(now);
     }
     // A client in SYN-SENT drops our ACK: a silent round is what "still there" looks like,
@@ -149,7 +147,8 @@ std::optional<Instant> ListenFlow::silence_at() const {
     return report_.syn_times.back() + silence_after(evidence(true), cfg_.tolerance, RetryRule::SynTime);
 }
 
-std::optional<Instant> ListenFlow::connected_deadline() const {
+std::optional<Instant> ListenFlow::next_deadline() const {
+    if (conn_.phase() != ConnectPhase::Connected) return conn_.next_deadline(std::nullopt);
     if (answered_) return tcb_.next_deadline();
     if (concluded_ || report_.syn_times.empty()) return std::nullopt;
     // Silence ends the run only when no probe is outstanding (on_connected_timer): while one
@@ -168,16 +167,17 @@ void ListenFlow::conclude(Instant now, std::string end, Outbox& out) {
     if (!report_.syn_times.empty()) {
         if (report_.end == "rst") report_.evidence.peer_rst = now - report_.syn_times.front();
         report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, RetryRule::SynTime);
-        for (const auto& n : report_.fit.notes) note(now, n, out);
+        for (const auto& n : report_.fit.notes) conn_.note(now, n, out);
     }
-    finish(now, Verdict::Open, out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
-void ListenFlow::on_interrupt(Instant now, Outbox& out) {
+void ListenFlow::interrupt(Instant now, Outbox& out) {
+    conn_.interrupt(now, out);
     if (concluded_) return;
     // Leave nothing open on the client: reset a connection we answered.
     if (answered_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait, State::Listen}))
-        apply_with_cause(now, tcb_.abort(now), "stopped: RST to the client", out);
+        conn_.apply_with_cause(now, tcb_.abort(now), "stopped: RST to the client", out);
     if (!concluded_.conclude()) return;
     report_.end = "interrupted";
     report_.evidence = evidence(true);
@@ -187,7 +187,7 @@ void ListenFlow::on_interrupt(Instant now, Outbox& out) {
 
 void ListenFlow::stop(Instant now, Outbox& out) {
     if (answered_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait, State::Listen}))
-        apply_with_cause(now, tcb_.abort(now), "--max-wait: RST to the client", out);
+        conn_.apply_with_cause(now, tcb_.abort(now), "--max-wait: RST to the client", out);
     conclude(now, "max-wait", out);
 }
 

@@ -104,8 +104,7 @@ private:
 
 std::string secs(Duration d) { return fmt::format("{:.3f} s", to_ms_f(d) / 1000.0); }
 
-// Any scenario with a connect_result() (HandshakeFlow holds its Connection, the others
-// still derive from ConnectionFlow).
+// Any scenario with a connect_result() (each holds its Connection).
 template <class F>
 bool opened(const F* f) { return f && f->connect_result().verdict == Verdict::Open; }
 

@@ -243,7 +243,7 @@ void TwDuration::decide() {
 // ---------------------------------------------------------------------------------------
 // One connection.
 
-TimeWaitFlow::TimeWaitFlow(TimeWaitConfig config) : ConnectionFlow(config.connect), cfg_(std::move(config)) {
+TimeWaitFlow::TimeWaitFlow(TimeWaitConfig config) : cfg_(std::move(config)) {
     if (cfg_.slot) step_ = Step::Waiting;
     // A duration test on its own: one connection, nothing to check the series with.
     if (cfg_.test == TwTest::Duration && !cfg_.duration) {
@@ -308,17 +308,18 @@ bool TimeWaitFlow::time_wait_seen() const {
     return false;
 }
 
-void TimeWaitFlow::begin(Instant now, Outbox& out) {
+void TimeWaitFlow::start(Instant now, Outbox& out) {
+    conn_.start(now);
     if (step_ == Step::Waiting) {
         next_at_ = now;  // a connection probed once opens when the measurement wants it
         return;
     }
-    connect(now, out);
+    conn_.connect(now, out);
 }
 
 std::optional<Instant> TimeWaitFlow::next_deadline() const {
     if (step_ == Step::Waiting) return next_at_;
-    return ConnectionFlow::next_deadline();
+    return conn_.next_deadline(conn_.phase() == ConnectPhase::Connected ? connected_deadline() : std::nullopt);
 }
 
 void TimeWaitFlow::on_timer(Instant now, Outbox& out) {
@@ -326,28 +327,14 @@ void TimeWaitFlow::on_timer(Instant now, Outbox& out) {
         member_tick(now, out);
         return;
     }
-    ConnectionFlow::on_timer(now, out);
-    check_connect_failed(now, out);
+    if (conn_.on_timer(now, out)) on_connected_timer(now, out);
 }
 
-void TimeWaitFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
-    ConnectionFlow::on_segment(t, seg, outgoing, out);
-    check_connect_failed(t, out);
-}
-
-void TimeWaitFlow::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
-    ConnectionFlow::on_icmp(t, err, out);
-    check_connect_failed(t, out);
-}
-
-void TimeWaitFlow::check_connect_failed(Instant now, Outbox& out) {
-    if (concluded_ || phase() != Phase::Draining || connect_result().verdict == Verdict::Open) return;
-    conclude(now, TwOutcome::ConnectFailed, out);
-}
+void TimeWaitFlow::on_connect_failed(Instant now, Outbox& out) { conclude(now, TwOutcome::ConnectFailed, out); }
 
 void TimeWaitFlow::on_established(Instant t, Outbox& out) {
     setup_deadline_ = t + cfg_.max_wait;
-    if (!cfg_.request.empty()) apply(t, tcb_.send(t, cfg_.request), out);
+    if (!cfg_.request.empty()) conn_.apply(t, tcb_.send(t, cfg_.request), out);
 }
 
 void TimeWaitFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbox&) {
@@ -364,7 +351,7 @@ void TimeWaitFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Ou
 }
 
 Segment TimeWaitFlow::make_probe(Instant now, std::uint16_t flags, Seq seq, Seq ack, std::optional<std::uint32_t> tsval) {
-    Segment s = make_segment(now, flags, seq, ack);
+    Segment s = conn_.make_segment(now, flags, seq, ack);
     // make_segment adds the old connection's options; a probe carries a timestamp only
     // when asked (an old TSval would be a PAWS reject, which restarts the timer).
     if (!(flags & flag::syn)) s.options.clear();
@@ -422,7 +409,7 @@ void TimeWaitFlow::send_next_copy(Instant now, Outbox& out) {
     ++e.next;
     ++report_.probes;
     e.sent.push_back(now);
-    send(s, out);
+    conn_.send(s, out);
     e.due = now + (e.next == e.copies.size() ? std::max(gap_for(s), e.final_wait) : gap_for(s));
 }
 
@@ -440,25 +427,25 @@ void TimeWaitFlow::start_tests(Instant now, Outbox& out) {
             reuse_isn_ = isn;
             std::optional<std::uint32_t> tsval;
             TwTs ts = cfg_.ts;
-            if (ts != TwTs::None && !(cres_.negotiated && cres_.negotiated->timestamps)) {
-                note(now, "timestamps were not negotiated: the new SYN carries none", out);
+            if (ts != TwTs::None && !(conn_.result().negotiated && conn_.result().negotiated->timestamps)) {
+                conn_.note(now, "timestamps were not negotiated: the new SYN carries none", out);
                 ts = TwTs::None;
             }
             if (ts == TwTs::Newer) tsval = report_.old_our_tsval + ts_offset;
             if (ts == TwTs::Older) tsval = report_.old_our_tsval - ts_offset;
-            note(now, fmt::format("new SYN on the TIME-WAIT 4-tuple: ISN {} the old SND.NXT by {}, timestamp {}",
+            conn_.note(now, fmt::format("new SYN on the TIME-WAIT 4-tuple: ISN {} the old SND.NXT by {}, timestamp {}",
                                   to_string(cfg_.isn), isn_offset, to_string(ts)), out);
             start_exchange(now, Purpose::Reuse, std::vector<Segment>(copies, make_probe(now, flag::syn, isn, Seq{0}, tsval)),
                            cfg_.answer_wait, out);
             return;
         }
         case TwTest::Rst:
-            note(now, "an in-window RST (at RCV.NXT of the TIME-WAIT socket), then a probe", out);
+            conn_.note(now, "an in-window RST (at RCV.NXT of the TIME-WAIT socket), then a probe", out);
             rst_round(now, out);
             return;
         case TwTest::Fin:
             step_ = Step::Probing;
-            note(now, "our FIN again, as if the peer's ACK of it had been lost", out);
+            conn_.note(now, "our FIN again, as if the peer's ACK of it had been lost", out);
             start_exchange(now, Purpose::Fin,
                            std::vector<Segment>(copies, make_probe(now, flag::fin | flag::ack, fin_seq, report_.old_peer_nxt)),
                            cfg_.answer_wait, out);
@@ -469,14 +456,14 @@ void TimeWaitFlow::start_tests(Instant now, Outbox& out) {
 void TimeWaitFlow::rst_round(Instant now, Outbox& out) {
     step_ = Step::RstSettle;
     ++report_.rounds;
-    for (unsigned i = 0; i < std::max(1u, cfg_.rst_copies); ++i) send(make_probe(now, flag::rst, report_.old_our_nxt, Seq{0}), out);
+    for (unsigned i = 0; i < std::max(1u, cfg_.rst_copies); ++i) conn_.send(make_probe(now, flag::rst, report_.old_our_nxt, Seq{0}), out);
     next_at_ = now + cfg_.settle;
 }
 
 void TimeWaitFlow::learn(Instant now, std::size_t kind_index, Outbox& out) {
     learn_index_ = kind_index;
     const TwProbe kind = tw_probes[kind_index];
-    note(now, fmt::format("does the TIME-WAIT answer {}?", to_string(kind)), out);
+    conn_.note(now, fmt::format("does the TIME-WAIT answer {}?", to_string(kind)), out);
     const Segment s = probe_segment(now, kind);
     start_exchange(now, Purpose::Learn, std::vector<Segment>(1 + cfg_.retries, s), gap_for(s), out, kind);
 }
@@ -484,7 +471,7 @@ void TimeWaitFlow::learn(Instant now, std::size_t kind_index, Outbox& out) {
 void TimeWaitFlow::series_probe(Instant now, Outbox& out) {
     TwDuration& d = *cfg_.duration;
     if (d.stop_series() || d.done()) {
-        note(now, fmt::format("a connection probed once was gone at {:.2f} s while this one still answered: "
+        conn_.note(now, fmt::format("a connection probed once was gone at {:.2f} s while this one still answered: "
                               "{} probes restart this TIME-WAIT; the series stops",
                               to_ms_f(d.check_offset().value_or(Duration::zero())) / 1000, to_string(*d.kind())), out);
         step_ = Step::Holding;
@@ -514,13 +501,13 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
                 step_ = Step::Setup;
                 next_at_.reset();
                 conn_.start(now);  // --timeout counts from our SYN, not from the run's start
-                connect(now, out);
+                conn_.connect(now, out);
                 return;
             case TwDuration::MemberAction::Skip:
                 if (!concluded_.conclude()) return;
                 step_ = Step::Done;
                 next_at_.reset();
-                finish(now, Verdict::Pending, out);
+                conn_.finish(now, Verdict::Pending, out);
                 return;
         }
     }
@@ -529,7 +516,7 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
     if (plan.action == LifetimeEngine::Action::Skip) {
         if (!concluded_.conclude()) return;
         step_ = Step::Done;
-        finish(now, Verdict::Open, out);
+        conn_.finish(now, Verdict::Open, out);
         return;
     }
     const Instant at = *report_.tw_start + plan.offset;
@@ -554,10 +541,10 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
 
 void TimeWaitFlow::member_done(Instant now, Liveness l, Duration offset, Outbox& out) {
     const auto [round, slot] = *cfg_.slot;
-    cfg_.duration->member_result({round, slot, port(), offset, l, report_.probes});
+    cfg_.duration->member_result({round, slot, conn_.port(), offset, l, report_.probes});
     if (!concluded_.conclude()) return;
     step_ = Step::Done;
-    finish(now, Verdict::Open, out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
 void TimeWaitFlow::hold_tick(Instant now, Outbox& out) {
@@ -576,11 +563,11 @@ void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
     }
     if (seg.has(flag::fin) && !report_.peer_closed_first && tcb_.state() == State::Established)
         report_.peer_closed_first = true;
-    const bool reset = feed(t, seg, out);
+    const bool reset = conn_.feed(t, seg, out);
     if (reset && conn_.connected_retransmissions() > 0) {
         // Our segments had gone unanswered: the peer's timers (FIN-WAIT-2, its own
         // retransmissions) may have run out meanwhile. The test was not set up.
-        anomaly(t, fmt::format("the peer reset the connection after {} retransmission(s) of ours: TIME-WAIT not set up "
+        conn_.anomaly(t, fmt::format("the peer reset the connection after {} retransmission(s) of ours: TIME-WAIT not set up "
                                "(loss on the path explains it)", conn_.connected_retransmissions()), out);
         conclude(t, TwOutcome::Incomplete, out);
         return;
@@ -591,12 +578,12 @@ void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
     }
     if (tcb_.state() == State::CloseWait) {
         // The peer closed first: it will hold TIME-WAIT. Close our side at once.
-        apply(t, tcb_.close(t), out);
+        conn_.apply(t, tcb_.close(t), out);
     } else if (tcb_.state() == State::Closed && report_.peer_closed_first) {
         report_.tw_start = t;
         report_.old_our_nxt = tcb_.snd.nxt;
         report_.old_peer_nxt = tcb_.rcv.nxt;
-        peer_state(t, "FIN-WAIT-2", "TIME-WAIT", "acknowledged our FIN", out);
+        conn_.peer_state(t, "FIN-WAIT-2", "TIME-WAIT", "acknowledged our FIN", out);
         if (is_member()) {
             step_ = Step::Holding;
             next_at_ = t;
@@ -609,7 +596,7 @@ void TimeWaitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& o
 
 void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
     if (!ex_) {
-        note(t, "a segment from the peer nobody asked for", out);
+        conn_.note(t, "a segment from the peer nobody asked for", out);
         return;
     }
     Exchange e = std::move(*ex_);
@@ -624,14 +611,14 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                 // A closed port's answer: the socket is gone, there is no TIME-WAIT to measure.
                 d->tried(*e.kind, false, since_tw(e.sent.front()), static_cast<unsigned>(e.sent.size()));
                 report_.answer = flags;
-                note(t, fmt::format("{} drew a RST: no TIME-WAIT on this 4-tuple", to_string(*e.kind)), out);
+                conn_.note(t, fmt::format("{} drew a RST: no TIME-WAIT on this 4-tuple", to_string(*e.kind)), out);
                 conclude(t, TwOutcome::NoTimeWait, out);
                 return;
             }
             d->tried(*e.kind, true, since_tw(e.sent.front()), static_cast<unsigned>(e.sent.size()));
             report_.last_alive = e.sent.front();
             d->series_alive(since_tw(e.sent.front()));
-            note(t, fmt::format("the TIME-WAIT answers {}: probing every {:.0f} ms with it", to_string(*e.kind),
+            conn_.note(t, fmt::format("the TIME-WAIT answers {}: probing every {:.0f} ms with it", to_string(*e.kind),
                                 to_ms_f(cfg_.probe_interval)), out);
             step_ = Step::Series;
             next_at_ = e.sent.front() + cfg_.probe_interval;
@@ -660,7 +647,7 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
                 d->series_ended(since_tw(report_.last_alive.value_or(*report_.tw_start)), since_tw(*report_.first_dead), true);
             } else {
                 report_.answer = flags;
-                anomaly(t, "the ACK probe was answered with an ACK: TIME-WAIT was still there (and restarted)", out);
+                conn_.anomaly(t, "the ACK probe was answered with an ACK: TIME-WAIT was still there (and restarted)", out);
                 d->series_inconsistent();
             }
             step_ = Step::Holding;
@@ -674,13 +661,13 @@ void TimeWaitFlow::on_answer(Instant t, const Segment& seg, Outbox& out) {
             if (seg.has(flag::syn | flag::ack) && reuse_isn_ && seg.ack == *reuse_isn_ + 1) {
                 report_.new_isn = seg.seq;
                 report_.isn_distance = distance(report_.old_peer_nxt, seg.seq);
-                note(t, fmt::format("accepted: the peer's new ISN is its old SND.NXT + {}", *report_.isn_distance), out);
-                send(make_segment(t, flag::rst, *reuse_isn_ + 1, Seq{0}), out);  // cleanup
+                conn_.note(t, fmt::format("accepted: the peer's new ISN is its old SND.NXT + {}", *report_.isn_distance), out);
+                conn_.send(conn_.make_segment(t, flag::rst, *reuse_isn_ + 1, Seq{0}), out);  // cleanup
                 conclude(t, TwOutcome::Accepted, out);
             } else if (rst) {
                 conclude(t, TwOutcome::NoTimeWait, out);
             } else {
-                note(t, fmt::format("refused: the TIME-WAIT socket answered with {} (ack {})", flags,
+                conn_.note(t, fmt::format("refused: the TIME-WAIT socket answered with {} (ack {})", flags,
                                     static_cast<std::int64_t>(distance(report_.old_our_nxt, seg.ack))), out);
                 report_.tw_alive_after = true;
                 conclude(t, TwOutcome::Refused, out);
@@ -717,7 +704,7 @@ void TimeWaitFlow::on_silence(Instant now, Outbox& out) {
                 learn(now, learn_index_ + 1, out);
                 return;
             }
-            note(now, "the TIME-WAIT answered none of the probes", out);
+            conn_.note(now, "the TIME-WAIT answered none of the probes", out);
             conclude(now, TwOutcome::NoAnswer, out);
             return;
         case Purpose::Series:
@@ -728,7 +715,7 @@ void TimeWaitFlow::on_silence(Instant now, Outbox& out) {
                 next_at_ = now;
                 return;
             }
-            note(now, "the probe was not answered by a TIME-WAIT socket; confirming with an ACK probe", out);
+            conn_.note(now, "the probe was not answered by a TIME-WAIT socket; confirming with an ACK probe", out);
             {
                 const Segment a = probe_segment(now, TwProbe::Ack);
                 start_exchange(now, Purpose::SeriesEnd, std::vector<Segment>(1 + cfg_.retries, a), cfg_.answer_wait, out);
@@ -755,15 +742,15 @@ void TimeWaitFlow::on_silence(Instant now, Outbox& out) {
 void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
     if (concluded_) return;
     if (step_ == Step::Setup) {
-        ConnectionFlow::on_connected_timer(now, out);
+        conn_.run_tcb_timers(now, out);
         if (setup_deadline_ && now >= *setup_deadline_) {
             // Loss can keep the close from completing: that is no evidence of a peer
             // without TIME-WAIT, only of a test that could not be set up.
-            anomaly(now, report_.peer_closed_first
+            conn_.anomaly(now, report_.peer_closed_first
                              ? "the close did not complete within --max-wait (our FIN unacknowledged): TIME-WAIT not set up"
                              : "the peer did not close first within --max-wait: TIME-WAIT not set up", out);
             if (!tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait}))
-                apply_with_cause(now, tcb_.abort(now), "cleanup after --max-wait (RST)", out);
+                conn_.apply_with_cause(now, tcb_.abort(now), "cleanup after --max-wait (RST)", out);
             conclude(now, TwOutcome::Incomplete, out);
         }
         return;
@@ -807,7 +794,7 @@ void TimeWaitFlow::on_connected_timer(Instant now, Outbox& out) {
 std::optional<Instant> TimeWaitFlow::connected_deadline() const {
     if (concluded_) return std::nullopt;
     const std::optional<Instant> waiting = ex_ ? std::optional<Instant>(ex_->due) : next_at_;
-    if (step_ == Step::Setup) return earliest({ConnectionFlow::connected_deadline(), setup_deadline_, waiting});
+    if (step_ == Step::Setup) return earliest({tcb_.next_deadline(), setup_deadline_, waiting});
     return waiting;
 }
 
@@ -844,18 +831,19 @@ void TimeWaitFlow::conclude(Instant now, TwOutcome outcome, Outbox& out) {
         // Not a test of its own: the measurement leaves this slot out.
         const auto [round, slot] = *cfg_.slot;
         cfg_.duration->member_failed(round, slot);
-        finish(now, Verdict::Open, out);
+        conn_.finish(now, Verdict::Open, out);
         return;
     }
     if (cfg_.duration && !cfg_.duration->done()) cfg_.duration->abandon();
     report_.outcome = outcome;
-    finish(now, Verdict::Open, out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
-void TimeWaitFlow::on_interrupt(Instant now, Outbox& out) {
+void TimeWaitFlow::interrupt(Instant now, Outbox& out) {
+    conn_.interrupt(now, out);
     if (concluded_) return;
     if (step_ == Step::Setup && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait}))
-        apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
+        conn_.apply_with_cause(now, tcb_.abort(now), "interrupted: RST", out);
     if (!concluded_.conclude()) return;
     if (cfg_.duration) cfg_.duration->interrupt();
     if (!is_member()) report_.outcome = TwOutcome::Interrupted;

@@ -4,8 +4,8 @@
 // connect verdict (open / closed / filtered / unreachable). That is `Connection`, a
 // component a scenario holds: the scenario is the Flow, passes the flow's calls on and
 // hears back through the narrow ConnectionHooks; it decides what happens once the
-// connection is ESTABLISHED. HandshakeFlow is built that way; the other scenarios still
-// derive from the transitional ConnectionFlow, which wraps one Connection in virtual hooks.
+// connection is ESTABLISHED. Every scenario but close is built that way; CloseFlow still
+// derives from the transitional ConnectionFlow, which wraps one Connection in virtual hooks.
 #pragma once
 
 #include <memory>
@@ -88,6 +88,9 @@ public:
     /// Sequence numbers for a segment that belongs to something other than the TCB (a
     /// stale SYN); none: the TCB's.
     virtual std::optional<wire::FormatContext> format_context(wire::Direction, const wire::Segment&) const { return std::nullopt; }
+    /// The connect ended without a connection (closed, filtered, unreachable: the verdict
+    /// is in result()); once, after the call that settled it.
+    virtual void on_connect_failed(Instant, Outbox&) {}
 
     virtual ~ConnectionHooks() = default;
 };
@@ -164,6 +167,11 @@ public:
     unsigned connected_retransmissions() const { return connected_retransmissions_; }
 
 private:
+    bool take_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out);
+    void take_icmp(Instant t, const wire::IcmpError& err, Outbox& out);
+    bool take_timer(Instant now, Outbox& out);
+    /// After every call from the flow: tells the hooks once that the connect failed.
+    void tell_failure(Instant now, Outbox& out);
     void record_outgoing(Instant t, const wire::Segment& seg, Outbox& out);
     void on_synack(Instant t, const wire::Segment& seg, Outbox& out);
     void check_established(Instant t, Outbox& out);
@@ -188,6 +196,7 @@ private:
     ConnectPhase phase_ = ConnectPhase::Idle;
     bool overflow_noted_ = false;  ///< the "only counted" note for new kinds was shown
     bool done_ = false;
+    bool failure_told_ = false;
     std::optional<Instant> drain_until_;
     struct Held {
         Instant due;
@@ -209,9 +218,9 @@ private:
     std::vector<SynSeen> syns_seen_;
 };
 
-/// The scenarios not yet holding a Connection themselves derive from this: a Flow whose
+/// The close scenario, not yet holding a Connection itself, derives from this: a Flow whose
 /// hooks are virtual functions over one Connection. New scenarios hold a Connection
-/// (see HandshakeFlow); this goes once the last one is converted.
+/// (see HandshakeFlow); this goes once close is converted.
 class ConnectionFlow : public Flow, protected ConnectionHooks {
 public:
     wire::FourTuple tuple() const override { return conn_.tuple(); }

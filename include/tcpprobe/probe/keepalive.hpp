@@ -79,25 +79,42 @@ std::optional<unsigned> infer_linux_seconds_in(Duration lower, Duration upper, D
 /// How late a Linux timer of `d` may fire (one granularity of its wheel level at HZ=100).
 Duration linux_timer_slack(Duration d);
 
-class KeepaliveFlow final : public ConnectionFlow {
+/// A Flow that holds its Connection: the connection opens and reports; once it is open
+/// the idle watch (or our own probes) is this flow's.
+class KeepaliveFlow final : public Flow, private ConnectionHooks {
 public:
     explicit KeepaliveFlow(KeepaliveConfig config);
     const KeepaliveReport& report() const { return report_; }
     const KeepaliveConfig& config() const { return cfg_; }
+    const Connection& connection() const { return conn_; }
+    const ConnectResult& connect_result() const { return conn_.result(); }
+    const tcb::Tcb& tcb() const { return conn_.tcb(); }
     /// Watch: capture times of our ACKs of the answered probes.
     const std::vector<Instant>& answers() const { return answers_; }
     KeepaliveFigures figures() const { return keepalive_figures(report_, answers_); }
     std::string progress(Instant now) const override;
 
-protected:
-    void on_established(Instant t, Outbox& out) override;
-    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
-    void on_connected_timer(Instant now, Outbox& out) override;
-    std::optional<Instant> connected_deadline() const override;
-    void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
-    void on_interrupt(Instant now, Outbox& out) override;
+    wire::FourTuple tuple() const override { return conn_.tuple(); }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override {
+        if (conn_.on_segment(t, seg, outgoing, out)) on_connected_segment(t, seg, out);
+    }
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
+    void on_timer(Instant now, Outbox& out) override {
+        if (conn_.on_timer(now, out)) on_connected_timer(now, out);
+    }
+    void interrupt(Instant now, Outbox& out) override;
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return conn_.done(); }
 
 private:
+    // What the connection tells us.
+    void on_established(Instant t, Outbox& out) override;
+    void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
+
+    // The watch, once connected.
+    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out);
+    void on_connected_timer(Instant now, Outbox& out);
     bool is_keepalive(const wire::Segment& seg) const;
     void end(Instant now, KeepaliveEnd e, Outbox& out);
     void send_probe(Instant now, Outbox& out);
@@ -105,6 +122,8 @@ private:
     std::optional<Instant> silence_deadline() const;
 
     KeepaliveConfig cfg_;
+    Connection conn_{cfg_.connect, *this};
+    tcb::Tcb& tcb_ = conn_.tcb();
     KeepaliveReport report_;
     std::optional<Instant> last_ours_;       ///< our last segment's capture
     std::optional<Instant> watch_until_;     ///< --max-wait

@@ -136,28 +136,34 @@ struct LifetimeFlowConfig {
 };
 
 /// One connection of a fin-wait-2 or idle measurement (see the file comment).
-class LifetimeFlow final : public ConnectionFlow {
+class LifetimeFlow final : public Flow, private ConnectionHooks {
 public:
     explicit LifetimeFlow(LifetimeFlowConfig config);
     const LifetimeFlowConfig& config() const { return cfg_; }
+    const Connection& connection() const { return conn_; }
+    const ConnectResult& connect_result() const { return conn_.result(); }
+    const tcb::Tcb& tcb() const { return conn_.tcb(); }
     std::optional<Instant> state_start() const { return state_start_; }
-
-    std::optional<Instant> next_deadline() const override;
-    void on_timer(Instant now, Outbox& out) override;
-    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
-    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override;
     std::string progress(Instant now) const override;
 
-protected:
-    void begin(Instant now, Outbox& out) override;
-    void on_established(Instant t, Outbox& out) override;
-    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
-    void on_connected_timer(Instant now, Outbox& out) override;
-    std::optional<Instant> connected_deadline() const override;
-    void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
-    void on_interrupt(Instant now, Outbox& out) override;
+    wire::FourTuple tuple() const override { return conn_.tuple(); }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
+    void on_timer(Instant now, Outbox& out) override;
+    void interrupt(Instant now, Outbox& out) override;
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return conn_.done(); }
 
 private:
+    // What the connection tells us.
+    void on_established(Instant t, Outbox& out) override;
+    void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
+    void on_connect_failed(Instant now, Outbox& out) override;
+
+    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out);
+    void on_connected_timer(Instant now, Outbox& out);
+    std::optional<Instant> connected_deadline() const;
     enum class Step { Waiting, Setup, Holding, Probing, Done };
     LifetimeSubject subject() const { return cfg_.run->subject(); }
     void tick(Instant now, Outbox& out);
@@ -166,9 +172,10 @@ private:
     bool answers_probe(const wire::Segment& seg) const;
     void report(Instant now, Liveness l, Duration offset, std::optional<RstOrigin> rst, Outbox& out);
     void fail(Instant now, std::string why, Outbox& out);
-    void check_connect_failed(Instant now, Outbox& out);
 
     LifetimeFlowConfig cfg_;
+    Connection conn_{cfg_.connect, *this};
+    tcb::Tcb& tcb_ = conn_.tcb();
     Step step_ = Step::Waiting;
     std::optional<Instant> next_at_;
     std::optional<Instant> setup_deadline_;

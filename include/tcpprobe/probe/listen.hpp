@@ -48,31 +48,47 @@ struct ListenReport {
     unsigned probes_sent = 0;
 };
 
-class ListenFlow final : public ConnectionFlow {
+/// A Flow that holds its Connection, open from the start: the client's segments drive it.
+class ListenFlow final : public Flow, private ConnectionHooks {
 public:
     explicit ListenFlow(ListenConfig config);
     const ListenReport& report() const { return report_; }
     const ListenConfig& config() const { return cfg_; }
+    const Connection& connection() const { return conn_; }
+    const ConnectResult& connect_result() const { return conn_.result(); }
+    const tcb::Tcb& tcb() const { return conn_.tcb(); }
     bool concluded() const { return concluded_.reached(); }
     std::string progress(Instant now) const override;
     void stop(Instant now, Outbox& out) override;
 
-protected:
-    void begin(Instant now, Outbox& out) override;
-    void on_established(Instant, Outbox&) override {}
-    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
-    void on_connected_timer(Instant now, Outbox& out) override;
-    std::optional<Instant> connected_deadline() const override;
-    void on_interrupt(Instant now, Outbox& out) override;
-    wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const override;
+    wire::FourTuple tuple() const override { return conn_.tuple(); }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override {
+        if (conn_.on_segment(t, seg, outgoing, out)) on_client_segment(t, seg, out);
+    }
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
+    void on_timer(Instant now, Outbox& out) override {
+        if (conn_.on_timer(now, out)) on_client_timer(now, out);
+    }
+    void interrupt(Instant now, Outbox& out) override;
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return conn_.done(); }
 
 private:
+    // What the connection tells us.
+    void on_established(Instant, Outbox&) override {}
+    std::optional<wire::FormatContext> format_context(wire::Direction d, const wire::Segment& seg) const override;
+
+    void on_client_segment(Instant t, const wire::Segment& seg, Outbox& out);
+    void on_client_timer(Instant now, Outbox& out);
     void conclude(Instant now, std::string end, Outbox& out);
     ScheduleEvidence evidence(bool stopped_early) const;
     void replan();
     std::optional<Instant> silence_at() const;
 
     ListenConfig cfg_;
+    Connection conn_{cfg_.connect, *this};
+    tcb::Tcb& tcb_ = conn_.tcb();
     ListenReport report_;
     std::optional<wire::Seq> client_isn_;
     bool answered_ = false;

@@ -258,11 +258,16 @@ struct TimeWaitReport {
     std::uint32_t old_our_tsval = 0;
 };
 
-class TimeWaitFlow final : public ConnectionFlow {
+/// A Flow that holds its Connection: the connection opens and reports; the close, the
+/// probes and the measurement are this flow's.
+class TimeWaitFlow final : public Flow, private ConnectionHooks {
 public:
     explicit TimeWaitFlow(TimeWaitConfig config);
     const TimeWaitReport& report() const { return report_; }
     const TimeWaitConfig& config() const { return cfg_; }
+    const Connection& connection() const { return conn_; }
+    const ConnectResult& connect_result() const { return conn_.result(); }
+    const tcb::Tcb& tcb() const { return conn_.tcb(); }
     /// duration: the measured TIME-WAIT (the midpoint of its bracket).
     std::optional<Duration> duration() const;
     /// duration: half the width of the bracket.
@@ -274,21 +279,29 @@ public:
     /// Whether the peer's TIME-WAIT answered this connection's probes (the outcome shows it).
     bool time_wait_seen() const;
     std::string progress(Instant now) const override;
-    std::optional<Instant> next_deadline() const override;
-    void on_timer(Instant now, Outbox& out) override;
-    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
-    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override;
 
-protected:
-    void begin(Instant now, Outbox& out) override;
-    void on_established(Instant t, Outbox& out) override;
-    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) override;
-    void on_connected_timer(Instant now, Outbox& out) override;
-    std::optional<Instant> connected_deadline() const override;
-    void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
-    void on_interrupt(Instant now, Outbox& out) override;
+    wire::FourTuple tuple() const override { return conn_.tuple(); }
+    void start(Instant now, Outbox& out) override;
+    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override {
+        if (conn_.on_segment(t, seg, outgoing, out)) on_connected_segment(t, seg, out);
+    }
+    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
+    void on_timer(Instant now, Outbox& out) override;
+    void interrupt(Instant now, Outbox& out) override;
+    std::optional<Instant> next_deadline() const override;
+    bool done() const override { return conn_.done(); }
 
 private:
+    // What the connection tells us.
+    void on_established(Instant t, Outbox& out) override;
+    void observe_outgoing(Instant t, const wire::Segment& seg, bool ours, Outbox& out) override;
+    /// The connection failed on its own (no answer to our SYN, RST, ICMP): the
+    /// measurement must not wait for it.
+    void on_connect_failed(Instant now, Outbox& out) override;
+
+    void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out);
+    void on_connected_timer(Instant now, Outbox& out);
+    std::optional<Instant> connected_deadline() const;
     enum class Step {
         Waiting,    ///< a member not yet told to connect
         Setup,      ///< the connection and the peer's close
@@ -331,12 +344,11 @@ private:
     void member_done(Instant now, Liveness l, Duration offset, Outbox& out);
     void conclude(Instant now, TwOutcome outcome, Outbox& out);
     void conclude_duration(Instant now, Outbox& out);
-    /// The connection failed on its own (no answer to our SYN, RST, ICMP): the
-    /// measurement must not wait for it.
-    void check_connect_failed(Instant now, Outbox& out);
     Duration since_tw(Instant t) const { return t - *report_.tw_start; }
 
     TimeWaitConfig cfg_;
+    Connection conn_{cfg_.connect, *this};
+    tcb::Tcb& tcb_ = conn_.tcb();
     TimeWaitReport report_;
     Step step_ = Step::Setup;
     std::optional<Instant> setup_deadline_;
