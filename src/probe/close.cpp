@@ -1,6 +1,7 @@
 // Close sequences (see close.hpp). The TCB does the RFC work (FIN-WAIT-1/2, CLOSING,
-// TIME-WAIT, LAST-ACK); this flow decides *when* to close, watches what the peer sends
-// in answer, infers the peer's states from it and names the pattern.
+// TIME-WAIT, LAST-ACK); the mode's scenario decides *when* to close (close_modes.cpp);
+// the sequence here watches what the peer sends in answer, infers the peer's states from
+// it and names a close we began.
 #include "tcpprobe/probe/close.hpp"
 
 #include <algorithm>
@@ -49,72 +50,92 @@ std::string_view to_string(ClosePattern p) {
     return "?";
 }
 
-CloseFlow::CloseFlow(CloseConfig config)
-    : ConnectionFlow(config.connect), cfg_(std::move(config)), prober_(cfg_.liveness) {}
+// ---------------------------------------------------------------------------------------
+// The flow: the Connection, the sequence and the mode.
+
+CloseFlow::CloseFlow(CloseConfig config) : cfg_(std::move(config)) {}
+
+void CloseFlow::start(Instant now, Outbox& out) {
+    conn_.start(now);
+    conn_.connect(now, out);
+}
+
+void CloseFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
+    if (!conn_.on_segment(t, seg, outgoing, out)) return;
+    if (!mode_->take_segment(t, seg, seq_, out)) seq_.on_segment(t, seg, *mode_, out);
+}
+
+std::optional<Instant> CloseFlow::next_deadline() const {
+    if (conn_.phase() != ConnectPhase::Connected) return conn_.next_deadline(std::nullopt);
+    return mode_->deadline(seq_.deadline(), seq_);
+}
+
+void CloseFlow::on_established(Instant t, Outbox& out) {
+    seq_.established(t, out);
+    mode_->established(t, seq_, out);
+}
+
+void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) { seq_.observe(t, a, *mode_, out); }
+
+void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbox& out) {
+    if (!ours) return;
+    seq_.observe_outgoing(t, seg, out);
+    mode_->sent(t, seg, seq_, out);
+}
 
 std::optional<Duration> CloseFlow::peer_close_wait() const {
     // Only meaningful when the peer closed after us: our FIN, its ACK, later its FIN.
-    if (!report_.our_fin || !report_.peer_ack_of_fin || !report_.peer_fin) return std::nullopt;
-    if (*report_.peer_fin < *report_.our_fin || report_.combined_fin_ack) return std::nullopt;
-    return *report_.peer_fin - *report_.peer_ack_of_fin;
+    const CloseReport& r = report();
+    if (!r.our_fin || !r.peer_ack_of_fin || !r.peer_fin) return std::nullopt;
+    if (*r.peer_fin < *r.our_fin || r.combined_fin_ack) return std::nullopt;
+    return *r.peer_fin - *r.peer_ack_of_fin;
 }
 
-void CloseFlow::finding(Instant t, std::string text, bool is_anomaly, Outbox& out) {
+void CloseScenario::quiet_over(Instant now, CloseSequence& s, Outbox& out) {
+    if (tcb::in_state(s.tcb().state(), {State::Established, State::CloseWait})) s.send_fin(now, out);
+}
+
+// ---------------------------------------------------------------------------------------
+// The sequence every mode shares.
+
+void CloseSequence::finding(Instant t, std::string text, bool is_anomaly, Outbox& out) {
     report_.findings.push_back(text);
-    if (is_anomaly) anomaly(t, std::move(text), out);
-    else note(t, std::move(text), out);
+    if (is_anomaly) conn_.anomaly(t, std::move(text), out);
+    else conn_.note(t, std::move(text), out);
 }
 
-State CloseFlow::peer_now() const {
+State CloseSequence::peer_now() const {
     return report_.peer_states.empty() ? State::Closed : report_.peer_states.back().state;
 }
 
-void CloseFlow::peer_goes(Instant t, State to, std::string cause, Outbox& out) {
+void CloseSequence::peer_goes(Instant t, State to, std::string cause, Outbox& out) {
     const State from = peer_now();
     if (from == to) return;
     report_.peer_states.push_back({to, t});
-    peer_state(t, std::string(tcb::to_string(from)), std::string(tcb::to_string(to)), std::move(cause), out);
+    conn_.peer_state(t, std::string(tcb::to_string(from)), std::string(tcb::to_string(to)), std::move(cause), out);
 }
 
-void CloseFlow::send_fin(Instant now, Outbox& out) {
-    apply(now, tcb_.close(now), out);
-    if (tcb_.fin_sent()) our_fin_seq_ = tcb_.snd.nxt - 1;
+void CloseSequence::send_fin(Instant now, Outbox& out) {
+    conn_.apply(now, conn_.tcb().close(now), out);
+    if (conn_.tcb().fin_sent()) our_fin_seq_ = conn_.tcb().snd.nxt - 1;
 }
 
-void CloseFlow::conclude(Instant now, CloseOutcome o, ClosePattern pattern, Outbox& out) {
+void CloseSequence::conclude(Instant now, CloseOutcome o, ClosePattern pattern, Outbox& out) {
     if (!concluded_.conclude()) return;
     report_.outcome = o;
     report_.pattern = pattern;
     report_.end = now;
-    finish(now, Verdict::Open, out);
+    conn_.finish(now, Verdict::Open, out);
 }
 
-void CloseFlow::on_established(Instant t, Outbox& out) {
-    report_.local_states.push_back({tcb_.state(), t});
+void CloseSequence::established(Instant t, Outbox& out) {
+    report_.local_states.push_back({tcb().state(), t});
     peer_goes(t, State::Established, "our ACK completed the handshake", out);
     max_wait_until_ = t + cfg_.max_wait;
-    if (!cfg_.request.empty()) apply(t, tcb_.send(t, cfg_.request), out);
-    switch (cfg_.mode) {
-        case CloseMode::Active:
-        case CloseMode::Abort:
-            quiet_until_ = t + cfg_.idle;
-            break;
-        case CloseMode::HalfClose:
-            send_fin(t, out);  // like shutdown(SHUT_WR) right after the request
-            break;
-        case CloseMode::Passive:
-        case CloseMode::Simultaneous:
-            break;
-    }
+    if (!cfg_.request.empty()) conn_.apply(t, conn_.tcb().send(t, cfg_.request), out);
 }
 
-void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out) {
-    if (aborted_) {
-        // After our RST the TCB is CLOSED: it must not answer; we only judge the answer.
-        if (!prober_.outstanding() || concluded_) return;
-        on_abort_answer(t, seg.has(flag::rst) ? Liveness::Gone : Liveness::Alive, out);
-        return;
-    }
+void CloseSequence::on_segment(Instant t, const Segment& seg, CloseScenario& mode, Outbox& out) {
     if (seg.has(flag::rst)) report_.peer_reset = true;
     const bool acks_our_fin = our_fin_seq_ && seg.has(flag::ack) && !seg.has(flag::rst) && !report_.peer_ack_of_fin &&
                               after_eq(seg.ack, *our_fin_seq_ + 1);
@@ -131,7 +152,7 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
             // most 3, which random IDs give once in 20,000.
             const bool counter = peer_id_counter_ && id_gap && (peer_id_steps_ >= 1 || *id_gap <= 3);
             const Duration delay = t - *report_.our_fin;
-            const Duration ack_limit = std::chrono::milliseconds{500} + cres_.rtt.value_or(Duration::zero());
+            const Duration ack_limit = std::chrono::milliseconds{500} + conn_.result().rtt.value_or(Duration::zero());
             if ((counter && *id_gap >= 2) || delay > ack_limit) {
                 // RFC 1122 §4.2.3.2: an ACK MUST NOT be delayed 0.5 s; with a per-connection
                 // IP ID the skipped number is the ACK itself.
@@ -176,26 +197,19 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
             peer_goes(t, State::LastAck, "sent its FIN", out);
         } else {
             peer_goes(t, State::FinWait1, "sent its FIN first", out);
-            if (cfg_.mode == CloseMode::Active || cfg_.mode == CloseMode::Abort)
-                finding(t, "the peer closed first, before our FIN", cfg_.mode == CloseMode::Active, out);
-            if (cfg_.mode == CloseMode::Simultaneous && tcb_.state() == State::Established) {
-                // Our FIN goes out before we ACK theirs: both ends pass through CLOSING.
-                send_fin(t, out);
-            } else if (cfg_.mode != CloseMode::Abort && !our_fin_seq_) {
-                quiet_until_ = t + cfg_.idle;  // time we spend in CLOSE-WAIT
-            }
+            mode.peer_fin_first(t, *this, out);
         }
     }
-    const State before_feed = tcb_.state();
-    if (feed(t, seg, out)) {
+    const State before_feed = conn_.tcb().state();
+    if (conn_.feed(t, seg, out)) {
         if (before_feed == State::TimeWait && sent_after_close_ && peer_now() == State::Closed) {
             // Our ACK of its FIN had closed the peer's side (LAST-ACK -> CLOSED); a copy of
             // its FIN (a tail-loss probe or a retransmission that crossed our ACK) drew our
             // re-ACK, which a closed 4-tuple answers with a RST (RFC 9293 §3.10.7.1). The
             // close was complete before it; the RST ends only our TIME-WAIT early.
             report_.peer_reset = false;  // the close was not reset: the trace keeps the RST
-            note(t, "the RST answers our re-ACK of a copy of the peer's FIN: its side had already closed", out);
-            name_completed_close(t, out);
+            conn_.note(t, "the RST answers our re-ACK of a copy of the peer's FIN: its side had already closed", out);
+            completed(t, mode, out);
             return;
         }
         peer_goes(t, State::Closed, "sent RST", out);
@@ -215,14 +229,14 @@ void CloseFlow::on_connected_segment(Instant t, const Segment& seg, Outbox& out)
     }
 }
 
-void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
+void CloseSequence::observe(Instant t, const tcb::Action& a, CloseScenario& mode, Outbox& out) {
     if (const auto* d = std::get_if<tcb::DataReceived>(&a)) {
         const auto n = d->data.size();
         // "After our FIN" in wire order: our FIN was captured before this data.
         (report_.our_fin ? report_.bytes_after_our_fin : report_.bytes_before_our_fin) += n;
         if (report_.our_fin) ++report_.segments_after_our_fin;
         (report_.peer_fin ? report_.bytes_after_peer_fin : report_.bytes_before_peer_fin) += n;
-        if (!our_fin_seq_ && (cfg_.mode == CloseMode::Active || cfg_.mode == CloseMode::Abort)) quiet_until_ = t + cfg_.idle;
+        if (!our_fin_seq_) mode.data_before_fin(t, *this);
         return;
     }
     if (const auto* g = std::get_if<tcb::GaveUp>(&a)) {
@@ -231,50 +245,38 @@ void CloseFlow::observe(Instant t, const tcb::Action& a, Outbox& out) {
         return;
     }
     const auto* c = std::get_if<tcb::StateChanged>(&a);
-    if (!c || phase() != Phase::Connected) return;
+    if (!c || conn_.phase() != ConnectPhase::Connected) return;
     report_.local_states.push_back({c->to, t});
-    if (c->to != State::Closed || concluded_ || aborted_ || giving_up_) return;
+    if (c->to != State::Closed || concluded_ || giving_up_) return;
     // The TCB closed normally (TIME-WAIT expired or LAST-ACK acknowledged): name the pattern.
     if (report_.peer_reset) return;
-    name_completed_close(t, out);
+    completed(t, mode, out);
 }
 
-void CloseFlow::name_completed_close(Instant t, Outbox& out) {
+void CloseSequence::completed(Instant t, CloseScenario& mode, Outbox& out) {
     if (concluded_) return;
-    switch (cfg_.mode) {
-        case CloseMode::Active:
-        case CloseMode::HalfClose: {
-            const bool peer_first = report_.peer_fin && report_.our_fin && *report_.peer_fin < *report_.our_fin;
-            const bool crossed = std::any_of(report_.local_states.begin(), report_.local_states.end(),
-                                             [](const StateSpan& x) { return x.state == State::Closing; });
-            if (crossed) {
-                finding(t, "the peer's FIN crossed ours: a simultaneous close, not the sequence under test", true, out);
-                conclude(t, CloseOutcome::Differs, ClosePattern::Simultaneous, out);
-            } else if (peer_first) {
-                conclude(t, CloseOutcome::Differs, ClosePattern::PeerClosedFirst, out);
-            } else {
-                conclude(t, CloseOutcome::Clean,
-                         !report_.combined_fin_ack        ? ClosePattern::FourWay
-                         : report_.combined_unconfirmed ? ClosePattern::ThreeWayUnconfirmed
-                                                        : ClosePattern::ThreeWay,
-                         out);
-            }
-            break;
-        }
-        case CloseMode::Passive:
-            note(t, "the peer closed first, so it now holds the TIME-WAIT state (2MSL)", out);
-            conclude(t, CloseOutcome::Clean, ClosePattern::Passive, out);
-            break;
-        case CloseMode::Simultaneous:
-            conclude(t, report_.peer_passed_closing ? CloseOutcome::Clean : CloseOutcome::Differs, ClosePattern::Simultaneous, out);
-            break;
-        case CloseMode::Abort:
-            break;
+    mode.completed(t, *this, out);
+}
+
+void CloseSequence::name_our_close(Instant t, Outbox& out) {
+    const bool peer_first = report_.peer_fin && report_.our_fin && *report_.peer_fin < *report_.our_fin;
+    const bool crossed = std::any_of(report_.local_states.begin(), report_.local_states.end(),
+                                     [](const StateSpan& x) { return x.state == State::Closing; });
+    if (crossed) {
+        finding(t, "the peer's FIN crossed ours: a simultaneous close, not the sequence under test", true, out);
+        conclude(t, CloseOutcome::Differs, ClosePattern::Simultaneous, out);
+    } else if (peer_first) {
+        conclude(t, CloseOutcome::Differs, ClosePattern::PeerClosedFirst, out);
+    } else {
+        conclude(t, CloseOutcome::Clean,
+                 !report_.combined_fin_ack        ? ClosePattern::FourWay
+                 : report_.combined_unconfirmed ? ClosePattern::ThreeWayUnconfirmed
+                                                : ClosePattern::ThreeWay,
+                 out);
     }
 }
 
-void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbox& out) {
-    if (!ours) return;
+void CloseSequence::observe_outgoing(Instant t, const Segment& seg, Outbox& out) {
     if (seg.has(flag::fin) && !report_.our_fin) {
         report_.our_fin = t;
         // The state our FIN put us in starts when the FIN is on the wire, not when we
@@ -295,108 +297,49 @@ void CloseFlow::observe_outgoing(Instant t, const Segment& seg, bool ours, Outbo
         else if (now_in == State::Closing) peer_goes(t, State::TimeWait, "gets our ACK of its FIN", out);
         else if (now_in == State::LastAck) peer_goes(t, State::Closed, "gets our ACK of its FIN", out);
     }
-    if (seg.has(flag::rst) && aborted_ && report_.abort_rsts_sent == 1 && !report_.abort_probes_sent)
-        peer_goes(t, State::Closed, "gets our in-window RST (to be confirmed)", out);
 }
 
-// Abort: our in-window RST, then liveness probes (one byte far out of the window): a peer
-// that dropped the connection answers RST (RFC 9293 §3.10.7.1), one that kept it answers
-// with an ACK (§3.10.7.4). The path may lose our RST, the probe or its answer, so a peer
-// still in state gets our RST again (abort_rsts in all), and a silent round is repeated
-// once before the run calls it unanswered.
-void CloseFlow::send_abort_rst(Instant now, Outbox& out) {
-    if (report_.abort_rsts_sent == 0) {
-        apply_with_cause(now, tcb_.abort(now), "abort: sent an in-window RST", out);
-    } else {
-        note(now, fmt::format("abort: the peer still answers in state: our RST again (#{}), it may have been lost",
-                              report_.abort_rsts_sent + 1), out);
-        send(make_segment(now, flag::rst, tcb_.snd.nxt, Seq{0}), out);
-    }
-    ++report_.abort_rsts_sent;
-    aborted_ = true;
-    prober_.plan_one(now + cfg_.abort_probe_delay);
-}
-
-void CloseFlow::on_abort_answer(Instant t, Liveness l, Outbox& out) {
-    prober_.answered(t, l);
-    if (l == Liveness::Gone) {
-        report_.abort_confirmed = true;
-        peer_goes(t, State::Closed, "answered our probe with RST: the connection is gone", out);
-        conclude(t, CloseOutcome::Clean, ClosePattern::Abort, out);
-        return;
-    }
-    if (report_.abort_rsts_sent < cfg_.abort_rsts) {
-        send_abort_rst(t, out);
-        return;
-    }
-    report_.abort_confirmed = false;
-    finding(t, fmt::format("the peer still answers in state after {} RSTs: it did not drop the connection",
-                           report_.abort_rsts_sent), true, out);
-    conclude(t, CloseOutcome::Differs, ClosePattern::Abort, out);
-}
-
-void CloseFlow::give_up(Instant now, std::string why, Outbox& out) {
+void CloseSequence::give_up(Instant now, std::string why, Outbox& out) {
     finding(now, std::move(why), true, out);
-    // Leave nothing half-open on the peer: reset what is left of the connection. The
-    // resulting CLOSED is recorded but is not a normal end (giving_up_).
+    // Leave nothing half-open on the peer: reset what is left of the connection (after
+    // an abort our TCB is CLOSED already). The resulting CLOSED is recorded but is not a
+    // normal end (giving_up_).
     giving_up_ = true;
-    if (!aborted_ && !tcb::in_state(tcb_.state(), {State::Closed, State::TimeWait})) {
-        apply_with_cause(now, tcb_.abort(now), "cleanup after --max-wait (RST)", out);
+    if (!tcb::in_state(tcb().state(), {State::Closed, State::TimeWait})) {
+        conn_.apply_with_cause(now, conn_.tcb().abort(now), "cleanup after --max-wait (RST)", out);
         peer_goes(now, State::Closed, "gets our cleanup RST", out);
     }
     conclude(now, CloseOutcome::Incomplete, ClosePattern::Incomplete, out);
 }
 
-void CloseFlow::on_connected_timer(Instant now, Outbox& out) {
-    ConnectionFlow::on_connected_timer(now, out);
+void CloseSequence::on_timer(Instant now, CloseScenario& mode, Outbox& out) {
+    conn_.run_tcb_timers(now, out);
     if (concluded_) return;
     if (quiet_until_ && now >= *quiet_until_) {
         quiet_until_.reset();
-        if (cfg_.mode == CloseMode::Abort && tcb_.state() == State::Established) {
-            send_abort_rst(now, out);
-        } else if (tcb::in_state(tcb_.state(), {State::Established, State::CloseWait})) {
-            send_fin(now, out);
-        }
+        mode.quiet_over(now, *this, out);
     }
-    if (aborted_) {
-        const std::size_t rounds = prober_.results().size();
-        if (prober_.due(now)) {
-            if (!report_.abort_probes_sent)
-                note(now, "probe: one byte far outside the window (kept: an ACK; dropped: a RST)", out);
-            send(make_segment(now, flag::ack, tcb_.snd.nxt + 0x40000000u, tcb_.rcv.nxt, {0}), out);
-            prober_.sent(now);
-            ++report_.abort_probes_sent;
-        }
-        if (prober_.results().size() > rounds && prober_.last() == Liveness::Silent) {
-            // Our RST and then every try went unanswered: lost on the path, or a peer that
-            // answers nothing. Once more with a fresh RST, then give up.
-            if (++silent_rounds_ < 2) send_abort_rst(now, out);
-            else give_up(now, fmt::format("no answer to {} probes after {} RSTs", report_.abort_probes_sent,
-                                          report_.abort_rsts_sent), out);
-        }
-        return;
-    }
+    if (mode.take_timer(now, *this, out)) return;
     if (auto until = give_up_at(); until && now >= *until) {
-        if (tcb_.state() != State::TimeWait)
-            give_up(now, fmt::format("the close did not complete within --max-wait (we are in {})", tcb_.state()), out);
+        if (conn_.tcb().state() != State::TimeWait)
+            give_up(now, fmt::format("the close did not complete within --max-wait (we are in {})", conn_.tcb().state()), out);
         else
             give_up(now, fmt::format("the peer retransmitted its FIN {} time(s) into our TIME-WAIT until --max-wait: "
-                                     "our ACKs do not reach it", tcb_.time_wait_fins()), out);
+                                     "our ACKs do not reach it", conn_.tcb().time_wait_fins()), out);
     }
 }
 
 // --max-wait bounds every state. Our own TIME-WAIT is part of a completed close and runs
 // its 2MSL even past --max-wait; only a peer that keeps retransmitting its FIN into it
 // (each copy restarts 2MSL) is cut off, at the later of --max-wait and the first 2MSL.
-std::optional<Instant> CloseFlow::give_up_at() const {
-    if (!max_wait_until_ || tcb_.state() != State::TimeWait) return max_wait_until_;
-    if (tcb_.time_wait_fins() == 0 || !tcb_.time_wait_since()) return std::nullopt;
-    return std::max(*max_wait_until_, *tcb_.time_wait_since() + tcb_.config().time_wait);
+std::optional<Instant> CloseSequence::give_up_at() const {
+    if (!max_wait_until_ || conn_.tcb().state() != State::TimeWait) return max_wait_until_;
+    if (conn_.tcb().time_wait_fins() == 0 || !conn_.tcb().time_wait_since()) return std::nullopt;
+    return std::max(*max_wait_until_, *conn_.tcb().time_wait_since() + conn_.tcb().config().time_wait);
 }
 
-std::optional<Instant> CloseFlow::connected_deadline() const {
-    if (aborted_) return concluded_ ? std::nullopt : prober_.next_deadline();
-    return earliest({ConnectionFlow::connected_deadline(), quiet_until_, give_up_at()});
+std::optional<Instant> CloseSequence::deadline() const {
+    return earliest({tcb().next_deadline(), quiet_until_, give_up_at()});
 }
 
 }  // namespace tcpprobe::probe
