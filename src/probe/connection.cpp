@@ -363,33 +363,4 @@ std::optional<Instant> Connection::next_deadline(std::optional<Instant> connecte
     return std::nullopt;
 }
 
-// ---------------------------------------------------------------------------------------
-// The hook-based base of the scenarios not yet converted.
-
-ConnectionFlow::ConnectionFlow(ConnectConfig config) : conn_(std::move(config), *this) {}
-
-void ConnectionFlow::start(Instant now, Outbox& out) {
-    conn_.start(now);
-    begin(now, out);
-}
-
-void ConnectionFlow::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& out) {
-    if (!conn_.on_segment(t, seg, outgoing, out)) return;
-    if (conn_.phase() == Phase::PreConnect) on_preconnect_segment(t, seg, out);
-    else on_connected_segment(t, seg, out);
-}
-
-void ConnectionFlow::on_timer(Instant now, Outbox& out) {
-    if (conn_.on_timer(now, out)) on_connected_timer(now, out);
-}
-
-void ConnectionFlow::interrupt(Instant now, Outbox& out) {
-    conn_.interrupt(now, out);
-    on_interrupt(now, out);
-}
-
-std::optional<Instant> ConnectionFlow::next_deadline() const {
-    return conn_.next_deadline(conn_.phase() == Phase::Connected ? connected_deadline() : std::nullopt);
-}
-
 }  // namespace tcpprobe::probe

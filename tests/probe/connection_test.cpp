@@ -1,4 +1,4 @@
-// The connect step every scenario shares (probe::ConnectionFlow, through HandshakeFlow):
+// The connect step every scenario shares (probe::Connection, through HandshakeFlow):
 // which SYN a SYN-ACK answers (RFC 7323 TSecr, else Karn's rule), a SYN-ACK that comes
 // after our own SYN retransmissions gave up, and malformed options on a captured
 // segment. Each case compares the whole trace, packetdrill-style lines with relative

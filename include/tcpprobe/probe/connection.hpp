@@ -4,8 +4,7 @@
 // connect verdict (open / closed / filtered / unreachable). That is `Connection`, a
 // component a scenario holds: the scenario is the Flow, passes the flow's calls on and
 // hears back through the narrow ConnectionHooks; it decides what happens once the
-// connection is ESTABLISHED. Every scenario but close is built that way; CloseFlow still
-// derives from the transitional ConnectionFlow, which wraps one Connection in virtual hooks.
+// connection is ESTABLISHED.
 #pragma once
 
 #include <memory>
@@ -216,76 +215,6 @@ private:
         std::uint32_t tsval;
     };
     std::vector<SynSeen> syns_seen_;
-};
-
-/// The close scenario, not yet holding a Connection itself, derives from this: a Flow whose
-/// hooks are virtual functions over one Connection. New scenarios hold a Connection
-/// (see HandshakeFlow); this goes once close is converted.
-class ConnectionFlow : public Flow, protected ConnectionHooks {
-public:
-    wire::FourTuple tuple() const override { return conn_.tuple(); }
-    void start(Instant now, Outbox& out) override;
-    void on_segment(Instant t, const wire::Segment& seg, bool outgoing, Outbox& out) override;
-    void on_icmp(Instant t, const wire::IcmpError& err, Outbox& out) override { conn_.on_icmp(t, err, out); }
-    void on_timer(Instant now, Outbox& out) override;
-    void interrupt(Instant now, Outbox& out) override;
-    std::optional<Instant> next_deadline() const override;
-    bool done() const override { return conn_.done(); }
-
-    const ConnectResult& connect_result() const { return conn_.result(); }
-    const tcb::Tcb& tcb() const { return conn_.tcb(); }
-    const Connection& connection() const { return conn_; }
-
-protected:
-    explicit ConnectionFlow(ConnectConfig config);
-
-    using Phase = ConnectPhase;
-
-    // --- hooks for scenarios -------------------------------------------------
-    /// First thing at start; the default opens the connection.
-    virtual void begin(Instant now, Outbox& out) { connect(now, out); }
-    /// An incoming segment before the connection opened (PreConnect phase, e.g. a stale SYN's answer).
-    virtual void on_preconnect_segment(Instant, const wire::Segment&, Outbox&) {}
-    /// An incoming segment once connected. The default feeds it to the TCB.
-    virtual void on_connected_segment(Instant t, const wire::Segment& seg, Outbox& out) { feed(t, seg, out); }
-    /// Timers once connected. The default runs the TCB's.
-    virtual void on_connected_timer(Instant now, Outbox& out) { conn_.run_tcb_timers(now, out); }
-    virtual std::optional<Instant> connected_deadline() const { return tcb_.next_deadline(); }
-    /// Sequence numbers of segments that belong to something other than the TCB (stale SYN).
-    virtual wire::FormatContext context_for(wire::Direction d, const wire::Segment& seg) const { return conn_.tcb_context(d, seg); }
-    virtual void on_interrupt(Instant, Outbox&) {}
-
-    // --- the Connection's helpers ----------------------------------------------
-    void connect(Instant now, Outbox& out) { conn_.connect(now, out); }
-    void apply(Instant now, const tcb::Actions& actions, Outbox& out) { conn_.apply(now, actions, out); }
-    bool feed(Instant t, const wire::Segment& seg, Outbox& out) { return conn_.feed(t, seg, out); }
-    void send(const wire::Segment& s, Outbox& out) { conn_.send(s, out); }
-    wire::Segment make_segment(Instant now, std::uint16_t flags, wire::Seq seq, wire::Seq ack, wire::ByteVec payload = {}) {
-        return conn_.make_segment(now, flags, seq, ack, std::move(payload));
-    }
-    void anomaly(Instant t, std::string text, Outbox& out) { conn_.anomaly(t, std::move(text), out); }
-    void note(Instant t, std::string text, Outbox& out) const { conn_.note(t, std::move(text), out); }
-    void peer_state(Instant t, std::string from, std::string to, std::string cause, Outbox& out) const {
-        conn_.peer_state(t, std::move(from), std::move(to), std::move(cause), out);
-    }
-    void finish(Instant now, Verdict v, Outbox& out) { conn_.finish(now, v, out); }
-    void apply_with_cause(Instant now, tcb::Actions actions, const std::string& cause, Outbox& out) {
-        conn_.apply_with_cause(now, std::move(actions), cause, out);
-    }
-    std::uint16_t port() const { return conn_.port(); }
-    Phase phase() const { return conn_.phase(); }
-    void set_phase(Phase p) { conn_.set_phase(p); }
-    std::optional<Instant> last_syn_before(Instant t) const { return conn_.last_syn_before(t); }
-
-    Connection conn_;
-    const ConnectSettings& ccfg_ = conn_.config();
-    tcb::Tcb& tcb_ = conn_.tcb();
-    ConnectResult& cres_ = conn_.result();
-
-private:
-    std::optional<wire::FormatContext> format_context(wire::Direction d, const wire::Segment& seg) const final {
-        return context_for(d, seg);
-    }
 };
 
 }  // namespace tcpprobe::probe
