@@ -11,7 +11,7 @@
 
 #include "tcpprobe/app/command.hpp"
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/system_clock.hpp"
 
 namespace tcpprobe::app {
 

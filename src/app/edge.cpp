@@ -15,7 +15,13 @@
 #include "tcpprobe/app/runner.hpp"
 #include "tcpprobe/io/errors.hpp"
 #include "tcpprobe/io/files.hpp"
+#include "tcpprobe/io/libnet_sender.hpp"
+#include "tcpprobe/io/nft_guard.hpp"
+#include "tcpprobe/io/pcap_source.hpp"
+#include "tcpprobe/io/port_reservation.hpp"
+#include "tcpprobe/io/privileges.hpp"
 #include "tcpprobe/io/raw_source.hpp"
+#include "tcpprobe/io/system_clock.hpp"
 #include "tcpprobe/probe/scenario.hpp"
 
 namespace tcpprobe::app {

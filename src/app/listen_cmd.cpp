@@ -6,6 +6,7 @@
 #include "tcpprobe/app/command.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/route.hpp"
 #include "tcpprobe/probe/listen.hpp"
 
 namespace tcpprobe::app {

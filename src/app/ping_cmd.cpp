@@ -11,6 +11,7 @@
 #include "tcpprobe/app/command.hpp"
 #include "tcpprobe/app/report.hpp"
 #include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/route.hpp"
 #include "tcpprobe/probe/ping.hpp"
 
 namespace tcpprobe::app {

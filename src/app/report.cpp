@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/route.hpp"
 #include "tcpprobe/wire/icmp.hpp"
 
 namespace tcpprobe::app {

@@ -15,7 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "tcpprobe/app/edge.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/system_clock.hpp"
 #include "tcpprobe/wire/packet.hpp"
 
 namespace tcpprobe::app {

@@ -6,7 +6,7 @@
 
 #include "tcpprobe/app/parse.hpp"
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/route.hpp"
 
 namespace tcpprobe::app {
 

@@ -17,7 +17,7 @@
 #include <fmt/format.h>
 
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/libnet_sender.hpp"
 #include "tcpprobe/wire/tcp_options.hpp"
 
 namespace tcpprobe::io {

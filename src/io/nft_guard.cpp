@@ -6,7 +6,7 @@
 #include <fmt/format.h>
 
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/nft_guard.hpp"
 
 namespace tcpprobe::io {
 

@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/pcap_source.hpp"
 
 namespace tcpprobe::io {
 

@@ -15,12 +15,13 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/privileges.hpp"
 
 namespace tcpprobe::io {
 

@@ -17,7 +17,8 @@
 #include <fmt/format.h>
 
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/port_reservation.hpp"
+#include "tcpprobe/io/route.hpp"
 
 namespace tcpprobe::io {
 

@@ -8,7 +8,7 @@
 
 #include <atomic>
 
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/system_clock.hpp"
 
 namespace tcpprobe::io {
 

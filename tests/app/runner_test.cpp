@@ -17,7 +17,7 @@
 
 #include "tcpprobe/app/output.hpp"
 #include "tcpprobe/app/runner.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/system_clock.hpp"
 #include "tcpprobe/probe/scenario.hpp"
 
 using namespace tcpprobe;

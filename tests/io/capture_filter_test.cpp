@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/pcap_source.hpp"
 #include "wire/craft.hpp"
 
 using namespace tcpprobe;

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "tcpprobe/io/errors.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/privileges.hpp"
 
 using namespace tcpprobe;
 

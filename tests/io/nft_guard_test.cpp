@@ -1,4 +1,4 @@
-// The RST guard's table (io/system.hpp): its name and rule text are pure functions,
+// The RST guard's table (io/nft_guard.hpp): its name and rule text are pure functions,
 // checked against golden strings; a failure to create it is classified without nft.
 #include <doctest/doctest.h>
 
@@ -6,7 +6,7 @@
 #include <string>
 
 #include "tcpprobe/app/edge.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/nft_guard.hpp"
 
 using namespace tcpprobe;
 

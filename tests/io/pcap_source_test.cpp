@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/pcap_source.hpp"
 
 using namespace tcpprobe;
 

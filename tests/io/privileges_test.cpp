@@ -4,7 +4,7 @@
 // by the lab test tests/integration/test_hardening.py, which reads /proc/PID/status.
 #include <doctest/doctest.h>
 
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/privileges.hpp"
 
 using tcpprobe::io::identity_after_setup;
 using tcpprobe::io::nobody_id;

@@ -8,8 +8,9 @@
 
 #include "tcpprobe/app/commands.hpp"
 #include "tcpprobe/app/output.hpp"
+#include "tcpprobe/io/ports.hpp"
 #include "tcpprobe/io/random.hpp"
-#include "tcpprobe/io/system.hpp"
+#include "tcpprobe/io/route.hpp"
 
 namespace tcpprobe::app {
 
