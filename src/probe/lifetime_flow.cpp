@@ -104,6 +104,27 @@ const LifetimeMember* LifetimeRun::first_gone() const {
     return nullptr;
 }
 
+std::optional<LifetimeEngine::SlotAction> take_slot_action(LifetimeEngine::SlotAction a, Connection& conn, Conclusion& ended,
+                                                           std::optional<Instant>& next_at, Duration poll, Instant now,
+                                                           Outbox& out) {
+    switch (a) {
+        case LifetimeEngine::SlotAction::Wait:
+            next_at = now + poll;
+            break;
+        case LifetimeEngine::SlotAction::Connect:
+            next_at.reset();
+            conn.start(now);  // --timeout counts from our SYN, not from the run's start
+            conn.connect(now, out);
+            break;
+        case LifetimeEngine::SlotAction::Skip:
+            if (!ended.conclude()) return std::nullopt;
+            next_at.reset();
+            conn.finish(now, Verdict::Pending, out);
+            break;
+    }
+    return a;
+}
+
 // ---------------------------------------------------------------------------------------
 // One connection.
 
@@ -267,23 +288,10 @@ std::optional<Instant> LifetimeFlow::connected_deadline() const {
 void LifetimeFlow::tick(Instant now, Outbox& out) {
     LifetimeRun& run = *cfg_.run;
     if (step_ == Step::Waiting) {
-        switch (run.action(cfg_.round, cfg_.slot)) {
-            case LifetimeRun::Action::Wait:
-                next_at_ = now + cfg_.poll;
-                return;
-            case LifetimeRun::Action::Connect:
-                step_ = Step::Setup;
-                next_at_.reset();
-                conn_.start(now);  // --timeout counts from our SYN
-                conn_.connect(now, out);
-                return;
-            case LifetimeRun::Action::Skip:
-                if (!concluded_.conclude()) return;
-                step_ = Step::Done;
-                next_at_.reset();
-                conn_.finish(now, Verdict::Pending, out);
-                return;
-        }
+        const auto taken = take_slot_action(run.action(cfg_.round, cfg_.slot), conn_, concluded_, next_at_, cfg_.poll, now, out);
+        if (taken == LifetimeRun::Action::Connect) step_ = Step::Setup;
+        if (taken == LifetimeRun::Action::Skip) step_ = Step::Done;
+        return;
     }
     // Holding: in the state, until this connection's offset comes.
     const auto plan = run.plan(cfg_.round, cfg_.slot);

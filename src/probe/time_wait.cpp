@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "tcpprobe/probe/lifetime_flow.hpp"
+
 namespace tcpprobe::probe {
 
 using namespace tcpprobe::wire;
@@ -493,23 +495,10 @@ void TimeWaitFlow::member_tick(Instant now, Outbox& out) {
     TwDuration& d = *cfg_.duration;
     const auto [round, slot] = *cfg_.slot;
     if (step_ == Step::Waiting) {
-        switch (d.member_action(round, slot)) {
-            case TwDuration::MemberAction::Wait:
-                next_at_ = now + d.config().poll;
-                return;
-            case TwDuration::MemberAction::Connect:
-                step_ = Step::Setup;
-                next_at_.reset();
-                conn_.start(now);  // --timeout counts from our SYN, not from the run's start
-                conn_.connect(now, out);
-                return;
-            case TwDuration::MemberAction::Skip:
-                if (!concluded_.conclude()) return;
-                step_ = Step::Done;
-                next_at_.reset();
-                conn_.finish(now, Verdict::Pending, out);
-                return;
-        }
+        const auto taken = take_slot_action(d.member_action(round, slot), conn_, concluded_, next_at_, d.config().poll, now, out);
+        if (taken == TwDuration::MemberAction::Connect) step_ = Step::Setup;
+        if (taken == TwDuration::MemberAction::Skip) step_ = Step::Done;
+        return;
     }
     // Holding: in TIME-WAIT, until this connection's offset comes.
     const auto plan = d.plan(round, slot);

@@ -120,6 +120,14 @@ private:
     bool interrupted_ = false;
 };
 
+/// A connection waiting for its slot of a lifetime measurement acts on the engine's word
+/// (LifetimeEngine::slot_action): Wait looks again after `poll` (next_at), Connect opens
+/// it now (--timeout counts from our SYN), Skip ends it unmeasured unless it has ended
+/// already (`ended`). Returns the action taken, nothing when a Skip found it ended.
+std::optional<LifetimeEngine::SlotAction> take_slot_action(LifetimeEngine::SlotAction a, Connection& conn, Conclusion& ended,
+                                                           std::optional<Instant>& next_at, Duration poll, Instant now,
+                                                           Outbox& out);
+
 struct LifetimeFlowConfig {
     ConnectConfig connect;
     wire::ByteVec request;                              ///< sent once connected (fin-wait-2: makes the peer close)
