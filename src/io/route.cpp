@@ -1,6 +1,7 @@
 // Route and source selection: ask the kernel which source address it would use for the
 // target (a connected UDP socket sends nothing), then find the interface holding it.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netdb.h>
@@ -142,6 +143,14 @@ int bound_socket(wire::Ipv4Addr addr, std::uint16_t port) {
         ::close(fd);
         errno = e;
         return -1;
+    }
+    // Held for the whole run and never polled: kept above FD_SETSIZE when the limit allows,
+    // so the descriptors libraries open later stay low. libnftables select()s on its
+    // netlink socket, and glibc aborts a select() on a descriptor >= FD_SETSIZE (seen with
+    // the RST guard over more than about 1,000 reserved ports).
+    if (const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, FD_SETSIZE); high >= 0) {
+        ::close(fd);
+        fd = high;
     }
     return fd;
 }

@@ -3,11 +3,14 @@
 // limits and what to do, instead of "socket: Too many open files".
 #include <doctest/doctest.h>
 
+#include <dirent.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 
 #include <string>
 
 #include "tcpprobe/io/errors.hpp"
+#include "tcpprobe/io/port_reservation.hpp"
 #include "tcpprobe/io/privileges.hpp"
 
 using namespace tcpprobe;
@@ -22,6 +25,43 @@ struct SavedLimit {
 }  // namespace
 
 TEST_SUITE_BEGIN("io");
+
+namespace {
+/// How many of this process's open descriptors are below FD_SETSIZE, and how many at or above.
+std::pair<int, int> open_fds() {
+    std::pair<int, int> n{0, 0};
+    DIR* d = ::opendir("/proc/self/fd");
+    REQUIRE(d != nullptr);
+    while (const dirent* e = ::readdir(d)) {
+        if (e->d_name[0] == '.') continue;
+        const int fd = std::stoi(e->d_name);
+        if (fd == ::dirfd(d)) continue;
+        ++(fd < FD_SETSIZE ? n.first : n.second);
+    }
+    ::closedir(d);
+    return n;
+}
+}  // namespace
+
+TEST_CASE("fd limit: reserved source ports sit above FD_SETSIZE, leaving low descriptors to libraries that select()") {
+    SavedLimit keep;
+    if (keep.saved.rlim_max != RLIM_INFINITY && keep.saved.rlim_max < FD_SETSIZE + 64) {
+        MESSAGE("hard RLIMIT_NOFILE too low to hold descriptors above FD_SETSIZE");
+        return;
+    }
+    io::ensure_fd_limit(FD_SETSIZE + 64, "the test");
+    const auto before = open_fds();
+    {
+        io::PortReservation ports;
+        // Bound on loopback, never connected: nothing is sent.
+        const auto got = ports.reserve_block(wire::Ipv4Addr{0x7f000001}, 20, 0);
+        REQUIRE(got.size() == 20);
+        const auto during = open_fds();
+        CHECK(during.first == before.first);          // no low descriptor taken
+        CHECK(during.second == before.second + 20);   // all 20 above FD_SETSIZE
+    }
+    CHECK(open_fds() == before);  // released with the reservation
+}
 
 TEST_CASE("fd limit: ensure_fd_limit raises the soft limit up to the hard one") {
     SavedLimit keep;
