@@ -154,7 +154,11 @@ void LifetimeEngine::plan_fine() {
         return;
     }
     const Duration width = *b.upper() - lower;
-    const unsigned n = fine_slots_for(cfg_, width);
+    // No more slots than fine_capacity: callers provision that many connections. Coarse
+    // slots lost in between (a connection that never got its TIME-WAIT) can leave a
+    // bracket wider than one coarse gap; a slot with no connection would stay pending and
+    // the round would never end. The bracket is then cut as finely as the slots allow.
+    const unsigned n = std::min(fine_slots_for(cfg_, width), fine_capacity(cfg_));
     if (n == 0) {
         stage_ = Stage::Done;
         return;

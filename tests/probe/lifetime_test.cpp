@@ -272,6 +272,39 @@ TEST_CASE("lifetime: dropped slots (connections that never entered the state) ar
     CHECK(*e.bracket().width() == 2667ms);  // a dropped slot costs resolution, not correctness
 }
 
+TEST_CASE("lifetime: coarse slots lost between the last alive and the first gone: no more fine slots than connections provisioned") {
+    // Seen at 30 % loss (time-wait --test duration never ended): the coarse slots at 43
+    // and 52 s lost their connections, so the bracket [35.8, 63.9] s spanned three coarse
+    // gaps and the fine round planned more slots than the caller had made connections
+    // for (fine_capacity): the slots without one stayed pending, the round never ended.
+    LifetimeEngine e;
+    const LifetimeConfig cfg;
+    const unsigned capacity = LifetimeEngine::fine_capacity(cfg);
+    const auto offsets = LifetimeEngine::coarse_offsets(cfg);
+    unsigned gone_slot = 0;
+    while (offsets[gone_slot] < 60s) ++gone_slot;  // the first coarse offset >= 60 s
+    for (unsigned i = 0; i < e.slots(Round::Coarse); ++i) {
+        if (i + 3 <= gone_slot && i + 1 < gone_slot) e.record(Round::Coarse, i, offsets[i], Liveness::Alive);
+        else if (i < gone_slot) e.drop(Round::Coarse, i);  // the two (or three) before the gone one
+        else if (i == gone_slot) e.record(Round::Coarse, i, offsets[i], Liveness::Gone);
+    }
+    REQUIRE(e.stage() == LifetimeEngine::Stage::Fine);
+    const auto b = e.bracket();
+    REQUIRE(b.alive);
+    REQUIRE(b.gone);
+    CHECK(*b.gone - *b.alive > offsets[gone_slot] - offsets[gone_slot - 1]);  // wider than one coarse gap
+    CHECK(e.slots(Round::Fine) <= capacity);
+    // Every slot there is gets its connection and answers: the round, and the engine, end.
+    for (unsigned i = 0; i < e.slots(Round::Fine); ++i) {
+        const auto p = e.plan(Round::Fine, i);
+        REQUIRE(p.action == LifetimeEngine::Action::Probe);
+        e.record(Round::Fine, i, p.offset, p.offset < 60s ? Liveness::Alive : Liveness::Gone);
+    }
+    CHECK(e.stage() == LifetimeEngine::Stage::Done);
+    CHECK(e.bracket().alive < 60s);
+    CHECK(e.bracket().gone >= 60s);
+}
+
 TEST_CASE("lifetime: stop() skips every pending slot; alive after gone is reported as inconsistent") {
     LifetimeEngine e;
     e.record(Round::Coarse, 0, 2s, Liveness::Alive);
