@@ -508,6 +508,20 @@ def classify(case, rc, out, err, timed_out, gt):
     return cls, reason, s
 
 
+KEEP_OUTPUT = None  # --keep-output DIR
+
+
+def keep_output(case, level, index, cls, out, err):
+    """Saves what a run that was not right printed (--keep-output)."""
+    if not KEEP_OUTPUT or cls == "right":
+        return
+    name = "".join(c if c.isalnum() else "_" for c in case.name)
+    with open(os.path.join(KEEP_OUTPUT, f"{name}-{level}pct-{index}-{cls}.out"), "w") as f:
+        f.write(out or "")
+        f.write("\n--- stderr ---\n")
+        f.write(err or "")
+
+
 def run_one(binary, case, level, index, gt):
     if STOP.is_set():
         return None
@@ -524,6 +538,7 @@ def run_one(binary, case, level, index, gt):
         return None
     t1 = time.monotonic()
     cls, reason, s = classify(case, rc, out, err, timed_out, gt)
+    keep_output(case, level, index, cls, out, err)
     rec = {"case": case.name, "loss_pct": level, "run": index, "class": cls, "reason": reason, "exit": rc,
            "wall_s": round(t1 - t0, 3), "t_start": round(t0, 3), "t_end": round(t1, 3)}
     if s is not None and case.sport:
@@ -849,7 +864,13 @@ def main():
     ap.add_argument("--cases", action="append", help="only the commands whose row name contains TEXT (repeatable)")
     ap.add_argument("--json", default=os.path.join(BENCH, "loss-results.json"), help="where to write the results")
     ap.add_argument("--label", help="free text stored in the results (e.g. which build)")
+    ap.add_argument("--keep-output", metavar="DIR",
+                    help="write the stdout and stderr of every run that was not right to DIR (to read why)")
     args = ap.parse_args()
+    global KEEP_OUTPUT
+    KEEP_OUTPUT = args.keep_output
+    if KEEP_OUTPUT:
+        os.makedirs(KEEP_OUTPUT, exist_ok=True)
     if os.geteuid() != 0:
         print("bench/loss.py needs root (network namespaces, raw sockets, nft)", file=sys.stderr)
         return 77
