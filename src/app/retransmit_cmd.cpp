@@ -189,6 +189,10 @@ public:
         base_.idle = parse_duration(o.idle, "--idle");
         ack_delay_ = parse_duration(o.ack_delay, "--ack-delay");
         if (ack_delay_ > Duration::zero() && base_.segment != probe::RetxSegment::Fin) throw io::UsageError("--ack-delay goes with --segment fin");
+        if (ack_delay_ > Duration::zero() && o.peer_closes_first)
+            throw io::UsageError("--ack-delay cannot go with --peer-closes-first: our late ACK of the peer's data would restart its FIN timer");
+        if (ack_delay_ > std::chrono::milliseconds{900})
+            throw io::UsageError("--ack-delay: at most 900ms (a later ACK meets the peer's SYN-ACK retransmission, 1 s on Linux)");
         base_.max_wait = parse_duration(o.max_wait, "--max-wait");
         base_.tolerance = parse_tolerance(o.tolerance, "--tolerance");
         base_.cleanup = !o.no_cleanup;
@@ -203,7 +207,8 @@ public:
     /// FIN, several runs: this many follow-up runs stand by (two, so that one lost
     /// segment does not waste the follow-up); they run only when the first runs need them.
     unsigned follow_ups() const {
-        return base_.segment == probe::RetxSegment::Fin && o_.count > 1 && !o_.no_follow_up ? 2 : 0;
+        // Not with --peer-closes-first: our late ACK of the peer's data would restart its FIN timer.
+        return base_.segment == probe::RetxSegment::Fin && o_.count > 1 && !o_.no_follow_up && !o_.peer_closes_first ? 2 : 0;
     }
 
     void build(probe::Session& session, Edge& edge, Renderer& renderer) override {

@@ -169,7 +169,10 @@ void RetransmitFlow::on_established(Instant t, Outbox& out) {
     // fin mode: the connection is complete; send the request, then (unless the peer is to
     // close first) our FIN after a quiet moment.
     measuring_since_ = t;
-    if (!cfg_.request.empty()) conn_.apply(t, conn_.tcb().send(t, cfg_.request), out);
+    // With our ACKs held back, the request waits for the handshake's ACK: the first segment
+    // that acknowledges the SYN-ACK is the peer's RTT sample (Linux: tcp_synack_rtt_meas).
+    if (!cfg_.request.empty() && conn_.config().ack_delay > Duration::zero()) request_at_ = t + conn_.config().ack_delay;
+    else if (!cfg_.request.empty()) conn_.apply(t, conn_.tcb().send(t, cfg_.request), out);
     // Our FIN waits for the handshake's ACK when that is held back (ack_delay).
     if (!cfg_.peer_closes_first) fin_at_ = t + conn_.config().ack_delay + cfg_.idle;
 }
@@ -224,6 +227,10 @@ std::optional<Instant> RetransmitFlow::silence_at() const {
 void RetransmitFlow::on_connected_timer(Instant now, Outbox& out) {
     if (concluded_) return;
     conn_.run_tcb_timers(now, out);
+    if (request_at_ && now >= *request_at_) {
+        request_at_.reset();
+        conn_.apply(now, conn_.tcb().send(now, cfg_.request), out);
+    }
     if (fin_at_ && now >= *fin_at_) {
         fin_at_.reset();
         conn_.apply(now, conn_.tcb().close(now), out);
@@ -239,7 +246,7 @@ void RetransmitFlow::on_connected_timer(Instant now, Outbox& out) {
 
 std::optional<Instant> RetransmitFlow::connected_deadline() const {
     if (concluded_) return std::nullopt;
-    Deadlines d{cfg_.segment == RetxSegment::Fin ? conn_.tcb().next_deadline() : std::nullopt, fin_at_};
+    Deadlines d{cfg_.segment == RetxSegment::Fin ? conn_.tcb().next_deadline() : std::nullopt, fin_at_, request_at_};
     // As in listen: silence counts only with no probe outstanding, else a silence already
     // past is a deadline that never moves.
     if (!prober_.outstanding()) d.consider(silence_at());

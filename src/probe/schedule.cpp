@@ -414,7 +414,12 @@ Duration linux_first_rto(Duration sample) { return sample + std::max<Duration>(2
 std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
                                            Duration delayed) {
     if (candidates.size() < 2) return std::nullopt;
+    // The seen RTO's excess over the formula is timer granularity (it stays as it is) or a
+    // longer RTT the peer measured than ours, e.g. a loaded host (it grows with the RTO:
+    // 3x once the sample passes 100 ms). The delay must work under both readings.
     const Duration excess = std::max(Duration::zero(), rto - linux_first_rto(path_rtt + delayed));
+    const Duration peer_sample = rto <= 300ms ? rto - 200ms : rto / 3;  // the sample that gives `rto`
+    const Duration peer_extra = std::max(Duration::zero(), peer_sample - path_rtt - delayed);
     auto splits = [&](Duration r) {
         std::vector<unsigned> copies;
         for (unsigned n : candidates) {
@@ -424,11 +429,13 @@ std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidat
         }
         return true;
     };
-    constexpr Duration step = 10ms;
+    constexpr Duration step = 5ms;
     std::optional<Duration> first, last;
-    for (Duration d = 50ms; d <= 1000ms; d += step) {
-        const Duration r = excess + linux_first_rto(path_rtt + d);
-        const bool ok = splits(r * 85 / 100) && splits(r) && splits(r * 115 / 100);
+    for (Duration d = 20ms; d <= 900ms; d += step) {
+        const Duration low = excess + linux_first_rto(path_rtt + d);        // the excess is granularity
+        const Duration high = linux_first_rto(path_rtt + peer_extra + d);  // the excess is RTT
+        const bool ok = splits(std::min(low, high) * 85 / 100) && splits(low) && splits(high) &&
+                        splits(std::max(low, high) * 115 / 100);
         if (ok && !first) first = d;
         if (ok) last = d;
         if (!ok && first) break;

@@ -3,6 +3,8 @@
 // retransmits.
 #include <doctest/doctest.h>
 
+#include <array>
+
 #include "sim.hpp"
 #include "support/doctest_printers.hpp"
 #include "tcpprobe/probe/listen.hpp"
@@ -200,12 +202,19 @@ void fin_peer(Sim& sim, Duration rto, unsigned retries) {
     });
 }
 
-/// The capture time of our first segment whose line starts with `prefix`.
-std::optional<Instant> sent_at(const std::vector<probe::Event>& events, std::string_view prefix) {
-    for (const auto& e : events)
-        if (const auto* s = std::get_if<probe::SegmentEvent>(&e.body); s && s->dir == wire::Direction::Out && s->line.starts_with(prefix))
-            return e.t;
-    return std::nullopt;
+/// The capture times of the first segments whose lines start with each prefix ("<" in,
+/// ">" out); every one must be there.
+std::array<Instant, 3> captured(const std::vector<probe::Event>& events, const std::array<std::string_view, 3>& prefixes) {
+    std::array<Instant, 3> at{};
+    for (std::size_t i = 0; i < prefixes.size(); ++i) {
+        const auto e = std::find_if(events.begin(), events.end(), [&](const probe::Event& ev) {
+            const auto* s = std::get_if<probe::SegmentEvent>(&ev.body);
+            return s && s->line.starts_with(prefixes[i]);
+        });
+        REQUIRE_MESSAGE(e != events.end(), prefixes[i]);
+        at[i] = e->t;
+    }
+    return at;
 }
 }  // namespace
 
@@ -249,17 +258,9 @@ TEST_CASE("retransmit fin: runs whose RTO cannot tell tcp_orphan_retries 1 from 
         const auto lines = segment_lines(sim.events());
         REQUIRE_FALSE(lines.empty());
         CHECK(lines.front().find("<mss 1460,nop,nop,TS val") != std::string::npos);
-        const auto synack = std::find_if(sim.events().begin(), sim.events().end(), [](const probe::Event& e) {
-            const auto* s = std::get_if<probe::SegmentEvent>(&e.body);
-            return s && s->dir == wire::Direction::In && s->line.starts_with("< S.");
-        });
-        REQUIRE(synack != sim.events().end());
-        const auto ack = sent_at(sim.events(), "> . 1:1(0) ack 1 ");
-        const auto fin = sent_at(sim.events(), "> F. ");
-        REQUIRE(ack);
-        REQUIRE(fin);
-        CHECK(*ack - synack->t == decision.ack_delay);
-        CHECK(*fin - *ack == 200ms);
+        const auto [synack, ack, fin] = captured(sim.events(), {"< S.", "> . 1:1(0) ack 1 ", "> F. "});
+        CHECK(ack - synack == decision.ack_delay);
+        CHECK(fin - ack == 200ms);
         // N = 2 sends 3 copies there and pins itself; N = 1 sends 2 copies, too few to show
         // the doubling, so that run only backs the value its confirmed end fits.
         if (retries == 2) CHECK(follow.report().fit.retries_candidates == std::vector<unsigned>{2});
@@ -270,6 +271,22 @@ TEST_CASE("retransmit fin: runs whose RTO cannot tell tcp_orphan_retries 1 from 
         REQUIRE(with.fit.inferred_retries);
         CHECK(*with.fit.inferred_retries == retries);
     }
+}
+
+TEST_CASE("retransmit fin with a request and late ACKs: the request waits for the handshake's ACK, which the peer times") {
+    auto c = config(probe::RetxSegment::Fin);
+    c.request = {'G', 'E', 'T', '\n'};
+    c.connect.ack_delay = 150ms;
+    probe::RetransmitFlow flow(c);
+    Sim sim(flow, Sim::PeerKind::Listening);
+    fin_peer(sim, 450ms, 2);
+    sim.run();
+    const auto [synack, ack, request] = captured(sim.events(), {"< S.", "> . 1:1(0) ack 1 ", "> P. 1:5(4) ack 1 "});
+    // The first segment that acknowledges the SYN-ACK is the held ACK, 150 ms after it; the
+    // request (which acknowledges it too) follows, not precedes it.
+    CHECK(ack - synack == 150ms);
+    CHECK(request >= ack);
+    CHECK(flow.report().times.size() == 3);  // the peer's FIN and its two copies
 }
 
 TEST_CASE("retransmit fin: no follow-up where the runs pin the value, and none for a foreign schedule") {

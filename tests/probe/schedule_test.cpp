@@ -371,19 +371,22 @@ TEST_CASE("schedule: the ACK delay that moves a FIN RTO to where ambiguous tcp_o
     // N = 2 (1.4 s) part when one of them lies in [0.6, 1.4) s: r in [0.3, 0.7) s. With
     // 15 % margin either way the RTO must land in [353, 608] ms. After one RTT sample m,
     // Linux's RTO is m + max(2m, 200 ms): 3m above 100 ms.
-    SUBCASE("RTO 236 ms on a 0.1 ms path: the RTO's 36 ms above the formula are kept") {
+    SUBCASE("RTO 236 ms on a 0.1 ms path: its 36 ms above the formula read both ways") {
         const auto d = ack_delay_to_split({1, 2}, 236ms, 100us, 0ms);
         REQUIRE(d);
-        // 36 ms + 3 x (0.1 ms + D) in [353, 608] ms: D in [106, 191] ms; the middle is taken.
-        CHECK(*d >= 140ms);
-        CHECK(*d <= 160ms);
+        // As timer granularity the 36 ms stay: RTO 36 + 3 (0.1 + D); as RTT the peer saw
+        // beyond ours they triple: 3 (36 + D). Both in [353, 608] ms: D in [106, 166] ms,
+        // in 5 ms steps 110-165; the middle is taken.
+        CHECK(*d >= 130ms);
+        CHECK(*d <= 140ms);
     }
     SUBCASE("an RTO seen with our ACKs already 50 ms late") {
         const auto d = ack_delay_to_split({1, 2}, 268ms, 100us, 50ms);
         REQUIRE(d);
-        // The excess is 268 - (50.1 + 200) = 18 ms: D in [112, 197] ms.
-        CHECK(*d >= 145ms);
-        CHECK(*d <= 165ms);
+        // The excess is 268 - (50.1 + 200) = 18 ms: 18 + 3 (0.1 + D) and 3 (18 + D) in
+        // [353, 608] ms: D in [112, 184] ms, steps 115-180.
+        CHECK(*d >= 140ms);
+        CHECK(*d <= 150ms);
     }
     SUBCASE("2 and 3 (limits 1.4 s and 3.0 s) part at an RTO in [0.7, 1.5) s") {
         const auto d = ack_delay_to_split({2, 3}, 600ms, 150ms, 0ms);

@@ -99,8 +99,8 @@ public:
     }
     std::optional<Instant> next_deadline() const override;
     bool done() const override { return skipped_ || (!waiting_ && conn_.done()); }
-    /// A follow-up run that was not needed (it sent nothing).
-    bool skipped() const { return skipped_; }
+    /// A follow-up run that was not needed, or never started (it sent nothing).
+    bool skipped() const { return skipped_ || (cfg_.follow_up && !report_.follow_up); }
 
 private:
     // What the connection tells us.
@@ -125,6 +125,7 @@ private:
     RetransmitReport report_;
     std::optional<Instant> measuring_since_;
     std::optional<Instant> fin_at_;
+    std::optional<Instant> request_at_;  ///< the request, once the held handshake ACK has gone
     std::optional<wire::Seq> peer_fin_seq_;
     LivenessProber prober_;
     std::optional<Instant> last_held_;     ///< latest liveness answer "held"

@@ -186,11 +186,13 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
 /// FIN runs whose RTO leaves several tcp_orphan_retries values possible (their time limits
 /// fall between the same two RTO expiries, e.g. 1 and 2 for an RTO in [233, 300) ms): the
 /// delay of our ACKs that moves the peer's RTO to where every candidate sends a different
-/// number of copies, with 15 % margin either way; none when no delay up to 1 s does.
+/// number of copies, with 15 % margin either way; none when no delay up to 900 ms does.
 /// Linux's RTO after one RTT sample m is m + max(2m, 200 ms) (the first sample sets SRTT
 /// to m and RTTVAR to max(2m, rto_min)); `rto` was seen with our ACKs delayed by `delayed`
-/// over a path of RTT `path_rtt`, and its excess over the formula (timer granularity) is
-/// carried over. The middle of the first band of delays that works is returned.
+/// over a path of RTT `path_rtt`. Its excess over the formula is read both as timer
+/// granularity (kept as it is) and as RTT the peer measured beyond ours (a loaded host: it
+/// grows with the delay), and the delay must work under both. The middle of the first band
+/// of delays (up to 900 ms, 5 ms steps) that works is returned.
 std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
                                            Duration delayed);
 
