@@ -80,6 +80,13 @@ struct Alignment {
     std::vector<unsigned> index;  ///< model position of each observed copy
     unsigned lost = 0;            ///< skipped positions (leading ones included)
     double error = 0;             ///< sum of relative gap errors
+    bool end_fits = false;        ///< an expiry of the model lies where the peer gave up
+};
+
+/// Where the peer gave up, on the model's axis: after the last sign of life (`held`), by
+/// the first sign of death (`gone`, absent while the end is not seen).
+struct EndBracket {
+    std::optional<Duration> held, gone;
 };
 
 constexpr unsigned max_lost_in_a_row = 2;  // a gap may stand for up to three model gaps
@@ -91,6 +98,22 @@ std::vector<Duration> axis(const ScheduleEvidence& ev) {
     if (!ev.origin_is_first_copy && ev.rtt)
         for (auto& c : v) c = std::max(Duration::zero(), c - *ev.rtt);
     return v;
+}
+
+/// The end: the latest sign of life against the earliest sign of death, on the axis.
+EndBracket end_bracket(const ScheduleEvidence& ev) {
+    EndBracket e;
+    if (!ev.copies.empty()) e.held = ev.copies.back();
+    for (const auto& p : ev.probes) {
+        if (p.answer == Liveness::Alive && (!e.held || p.at > *e.held)) e.held = p.at;
+        if (p.answer == Liveness::Gone && (!e.gone || p.at < *e.gone)) e.gone = p.at;
+    }
+    if (ev.peer_rst && (!e.gone || *ev.peer_rst < *e.gone)) e.gone = ev.peer_rst;
+    if (!ev.origin_is_first_copy && ev.rtt) {
+        if (e.gone) e.gone = std::max(Duration::zero(), *e.gone - *ev.rtt);
+        if (e.held) e.held = std::max(Duration::zero(), *e.held - *ev.rtt);
+    }
+    return e;
 }
 
 /// Aligns the observed copies with `m`, the first copy at model position `start`.
@@ -117,14 +140,57 @@ std::optional<Alignment> align(const std::vector<Duration>& c, const Model& m, u
     return a;
 }
 
+/// Timers fire late, never early: the gap that came closest to its model span (relative to
+/// it) is the best reading of the initial RTO. That reading is kept when it places the
+/// copies the same way within tolerance.
+Alignment tighten(const std::vector<Duration>& c, const Alignment& a, const Tolerance& tol) {
+    double scale = 0;
+    for (std::size_t i = 1; i < c.size(); ++i) {
+        bool capped = false;
+        for (unsigned j = a.index[i - 1] + 1; j <= a.index[i]; ++j) capped = capped || a.model.gap(j) >= a.model.cap;
+        if (capped) continue;
+        const double s = static_cast<double>((c[i] - c[i - 1]).count()) /
+                         static_cast<double>(std::max<std::int64_t>(a.model.span(a.index[i - 1], a.index[i]).count(), 1));
+        if (scale == 0 || s < scale) scale = s;
+    }
+    if (scale == 0 || scale >= 1.0) return a;
+    Model m = a.model;
+    m.r0 = Duration{static_cast<std::int64_t>(static_cast<double>(m.r0.count()) * scale)};
+    auto t = align(c, m, a.index.front(), tol);
+    if (!t || t->index != a.index) return a;
+    return *t;
+}
+
+/// The copies (model positions from the last one seen) after which the model's next
+/// expiry falls inside the end bracket: the peer gives up at an expiry, silently.
+std::vector<unsigned> end_expiries(const std::vector<Duration>& c, const Alignment& a, const EndBracket& end,
+                                   const Tolerance& tol) {
+    std::vector<unsigned> fits;
+    if (!end.held || !end.gone) return fits;
+    const Model& m = a.model;
+    const Duration zero_at = c.front() - m.span(0, a.index.front());  // the original's time on the axis
+    for (unsigned r = a.index.back(); r < a.index.back() + 8; ++r) {
+        const Duration expiry = zero_at + m.span(0, r + 1);
+        const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;
+        if (expiry + slack >= *end.held && expiry <= *end.gone + slack) fits.push_back(r);
+    }
+    return fits;
+}
+
+/// An alignment whose model also explains where the peer gave up is preferred to one
+/// that explains the gaps with fewer lost copies but not the end (e.g. a client's SYNs
+/// at 0, 1, 2 and 5 s: five 1 s gaps with two copies lost, then the give-up 2 s later, or
+/// three linear gaps and one lost copy with no expiry where the peer gave up).
 bool better(const Alignment& a, const std::optional<Alignment>& best) {
     if (!best) return true;
+    if (a.end_fits != best->end_fits) return a.end_fits;
     if (a.lost != best->lost) return a.lost < best->lost;
     return a.error + 1e-9 < best->error;
 }
 
 /// The best alignment over every backoff kind, initial RTO candidate and leading loss.
-std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, Duration cap) {
+std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const EndBracket& end, const Tolerance& tol,
+                                       RetryRule rule, Duration cap) {
     const std::vector<Duration> c = axis(ev);
     if (c.size() < 2) return std::nullopt;
     const Duration g1 = c[1] - c[0];
@@ -141,9 +207,19 @@ std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const Tolera
     const unsigned max_start = ev.origin_is_first_copy ? 0 : max_lost_in_a_row;
     for (const Model& shape : shapes) {
         for (unsigned start = 0; start <= max_start; ++start) {
+            // The initial RTO from the first gap, or from the second (a timer fires late by
+            // up to its granularity, Linux's timer wheel up to 1/8 of the timeout: a late
+            // first gap scales every later model gap by its lateness).
+            std::vector<Duration> r0s;
             for (unsigned k1 = 1; k1 <= max_lost_in_a_row + 1; ++k1) {
+                r0s.push_back(Duration{static_cast<std::int64_t>(static_cast<double>(g1.count()) / shape.unit_span(start, start + k1))});
+                for (unsigned k2 = 1; c.size() > 2 && k2 <= max_lost_in_a_row + 1; ++k2)
+                    r0s.push_back(Duration{static_cast<std::int64_t>(static_cast<double>((c[2] - c[1]).count()) /
+                                                                     shape.unit_span(start + k1, start + k1 + k2))});
+            }
+            for (const Duration r0 : r0s) {
                 Model m = shape;
-                m.r0 = Duration{static_cast<std::int64_t>(static_cast<double>(g1.count()) / m.unit_span(start, start + k1))};
+                m.r0 = r0;
                 if (m.r0 <= Duration::zero()) continue;
                 if (!ev.origin_is_first_copy) {
                     // The first copy's distance from our segment must fit its position:
@@ -157,6 +233,8 @@ std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const Tolera
                     if (start == 0 ? d > slack : (d > want + slack || d + slack < want)) continue;
                 }
                 auto a = align(c, m, start, tol);
+                if (a) a = tighten(c, *a, tol);
+                if (a) a->end_fits = !end_expiries(c, *a, end, tol).empty();
                 if (a && a->lost <= max_lost && better(*a, best)) best = a;
             }
         }
@@ -263,9 +341,11 @@ bool linux_explains(const std::vector<Duration>& c, const Model& fitted, RetryRu
     return false;
 }
 
-/// RTO = SRTT + max(RTTVAR term, 200 ms): at least 200 ms, a few RTTs above it at most.
+/// RTO = SRTT + max(RTTVAR term, 200 ms): at least the RTT plus 200 ms (the peer's RTT
+/// samples include how late our ACKs left, which `rtt` carries), a few RTTs above it at most.
 std::pair<Duration, Duration> linux_fin_rto_range(const ScheduleEvidence& ev, const Tolerance& tol) {
-    return {200ms - tol.for_gap(200ms), 200ms + (ev.rtt ? *ev.rtt * 4 : 0ms) + tol.for_gap(200ms) + 50ms};
+    const Duration rtt = ev.rtt.value_or(Duration::zero());
+    return {rtt + 200ms - tol.for_gap(200ms), 200ms + rtt * 4 + tol.for_gap(200ms) + 50ms};
 }
 
 /// The last copy Linux sends under `setting` (model positions 0..n), from its rule.
@@ -492,19 +572,13 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
     f.retransmissions = c.empty() ? 0 : static_cast<unsigned>(c.size() - 1);
     if (!c.empty()) f.first_copy_at = c.front();
 
-    // The end: the latest sign of life against the earliest sign of death.
-    if (!ev.copies.empty()) f.held_until = ev.copies.back();
-    for (const auto& p : ev.probes) {
-        if (p.answer == Liveness::Alive && (!f.held_until || p.at > *f.held_until)) f.held_until = p.at;
-        if (p.answer == Liveness::Gone && (!f.gone_by || p.at < *f.gone_by)) f.gone_by = p.at;
-    }
-    if (ev.peer_rst && (!f.gone_by || *ev.peer_rst < *f.gone_by)) f.gone_by = ev.peer_rst;
+    const EndBracket end = end_bracket(ev);
+    f.held_until = end.held;
+    f.gone_by = end.gone;
     if (ev.peer_rst) f.end = ScheduleEnd::PeerRst;
     else if (f.gone_by) f.end = ScheduleEnd::Confirmed;
     else if (!ev.stopped_early && !c.empty()) f.end = ScheduleEnd::Silence;
     f.ended = f.end != ScheduleEnd::Open;
-    if (!ev.origin_is_first_copy && ev.rtt && f.gone_by) f.gone_by = std::max(Duration::zero(), *f.gone_by - *ev.rtt);
-    if (!ev.origin_is_first_copy && ev.rtt && f.held_until) f.held_until = std::max(Duration::zero(), *f.held_until - *ev.rtt);
 
     if (c.size() == 1 && f.gone_by) {
         // One copy and then gone: "no retransmission" only if the peer was gone before any
@@ -514,7 +588,7 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
         const Duration earliest = rule == RetryRule::OrphanTime ? Duration{200ms} : Duration{1s};
         f.gone_before_first_rto = *f.gone_by <= c.front() + earliest + tol.for_gap(earliest);
     }
-    auto best = best_alignment(ev, tol, rule, max_rto);
+    auto best = best_alignment(ev, end, tol, rule, max_rto);
     if (!best) {
         if (c.size() >= 2) f.notes.push_back("no backoff model explains these gaps, even with lost copies");
         f.linux_mismatch.push_back(c.size() < 2 ? "fewer than two copies: no schedule to compare"
@@ -565,12 +639,7 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
     const Duration zero_at = c.front() - base;  // the original's time on the axis
     bool end_at_expiry = false;
     if (f.gone_by && f.held_until) {
-        std::vector<unsigned> fits;
-        for (unsigned r = last; r < last + 8; ++r) {
-            const Duration expiry = zero_at + m.span(0, r + 1);
-            const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;
-            if (expiry + slack >= *f.held_until && expiry <= *f.gone_by + slack) fits.push_back(r);
-        }
+        const std::vector<unsigned> fits = end_expiries(c, *best, end, tol);
         if (fits.size() == 1) {
             end_at_expiry = true;
             f.copies_sent = fits.front();
@@ -669,7 +738,7 @@ std::vector<Duration> next_expected(const ScheduleEvidence& ev, const Tolerance&
                                     Duration max_rto) {
     std::vector<Duration> out;
     if (ev.copies.empty()) return out;
-    auto best = best_alignment(ev, tol, rule, max_rto);
+    auto best = best_alignment(ev, end_bracket(ev), tol, rule, max_rto);
     const Duration first = ev.copies.front();
     if (!best) {
         if (ev.copies.size() >= 2) return out;

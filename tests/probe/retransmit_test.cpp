@@ -398,7 +398,7 @@ TEST_CASE("retransmit fin --peer-closes-first: the FIN's copies reach the TCB on
               "> . 5:5(0) ack 11 win 64240 <nop,nop,TS val 5000 ecr 90000>",
               "> . 1073741829:1073741830(1) ack 11 win 64240 <nop,nop,TS val 5250 ecr 90000>",
               "> . 1073741829:1073741830(1) ack 11 win 64240 <nop,nop,TS val 5650 ecr 90000>",
-              "> . 1073741829:1073741830(1) ack 11 win 64240 <nop,nop,TS val 12401 ecr 90000>",
+              "> . 1073741829:1073741830(1) ack 11 win 64240 <nop,nop,TS val 12400 ecr 90000>",
           });
     CHECK(flow.report().times.size() == 3);
 }

@@ -23,13 +23,15 @@ TEST_CASE("schedule: Linux SYN-ACK gaps of 1012 and 2016 ms fit doubling within 
     CHECK(f.retransmissions == 2);
     CHECK(f.exponential);
     REQUIRE(f.initial_rto);
-    CHECK(*f.initial_rto == 1012ms);
+    // Timers fire late, never early: the gap closest to its model span, 2016 ms for two
+    // RTOs, reads the RTO (the first gap came 4 ms late).
+    CHECK(*f.initial_rto == 1008ms);
     REQUIRE(f.backoff);
     CHECK(*f.backoff == doctest::Approx(2016.0 / 1012.0));
     REQUIRE(f.inferred_retries);
     CHECK(*f.inferred_retries == 2);
     REQUIRE(f.give_up_after);
-    CHECK(*f.give_up_after == 1012ms + 2024ms + 4048ms);  // model: 1 + 2 + 4 RTOs
+    CHECK(*f.give_up_after == 1008ms + 2016ms + 4032ms);  // model: 1 + 2 + 4 RTOs
 }
 
 TEST_CASE("schedule: without seeing the end, nothing is inferred") {
@@ -53,6 +55,7 @@ TEST_CASE("schedule: a gap beyond the tolerance breaks the doubling fit") {
 }
 
 TEST_CASE("schedule: linear first gaps then doubling (Linux 6.7+ SYN) are one model") {
+    // The first gap 16 ms shorter than the others: those came late, the model's RTO is 1008 ms.
     auto times = at_ms({0, 1008, 2032, 3056, 4080, 5104});
     ScheduleFit f = fit_schedule(times, Tolerance{}, true, RetryRule::SynTime);
     CHECK(f.linear_gaps == 5);
@@ -398,5 +401,67 @@ TEST_CASE("schedule: the ACK delay that moves a FIN RTO to where ambiguous tcp_o
     SUBCASE("nothing to split") {
         CHECK_FALSE(ack_delay_to_split({2}, 236ms, 100us, 0ms));
         CHECK_FALSE(ack_delay_to_split({}, 236ms, 100us, 0ms));
+    }
+}
+
+TEST_CASE("schedule: a first gap late by the peer's timer granularity does not skew the model") {
+    // Linux at HZ=250 rounds a 256 ms timer up to its wheel's 32 ms buckets: the first
+    // expiry comes up to 32 ms late, the next ones (armed on a bucket edge, multiples of
+    // 32 ms) on time. Seen on the lab: an orphaned FIN's gaps 285 and 512 ms (RTO 256 ms).
+    // Read from the first gap the RTO would be 285 ms and the second gap 10 % short of
+    // its 570 ms: no doubling, no Linux signature.
+    ScheduleEvidence ev = evidence({300us, 285300us, 797300us}, {{250ms, Liveness::Alive}, {2100ms, Liveness::Gone}});
+    ev.rtt = 300us;
+    ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::OrphanTime);
+    REQUIRE(f.fitted);
+    CHECK(f.backoff_kind == Backoff::Doubling);
+    REQUIRE(f.initial_rto);
+    CHECK(*f.initial_rto == 256ms);
+    CHECK(f.linux_like);
+    // RTO 256 ms: expiries 512 ms and 1,536 ms after the first retransmission; 1 (0.6 s)
+    // and 2 (1.4 s) both give up at the second: the runs at a longer RTO decide.
+    CHECK(f.retries_candidates == std::vector<unsigned>{1, 2});
+    SUBCASE("a client's SYNs at HZ=250: the first linear gap 8 ms late, the rest 1024 ms") {
+        ScheduleFit g = fit_schedule(at_ms({0, 1032, 2056, 3080, 4104, 5128}), Tolerance{}, true, RetryRule::SynTime);
+        REQUIRE(g.initial_rto);
+        CHECK(*g.initial_rto == 1024ms);
+        CHECK(g.linear_gaps == 5);
+    }
+}
+
+TEST_CASE("schedule: a FIN RTO below the RTT plus Linux's 200 ms floor is no Linux reading") {
+    // A follow-up run on the lab, our ACKs 155 ms late, tcp_orphan_retries = 1: the FIN, one
+    // retransmission 483.5 ms later, gone at 1.537 s. Read as a lost original and an RTO of
+    // 242 ms it would also fit N = 2, but the peer's RTO is at least its RTT sample (155 ms,
+    // our late ACK included) plus 200 ms.
+    ScheduleEvidence ev = evidence({300us, 483800us}, {{250ms, Liveness::Alive}, {1537ms, Liveness::Gone}});
+    ev.rtt = 155100us;
+    CHECK(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 1));
+    CHECK_FALSE(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 2));
+    SUBCASE("on a path of 0.1 ms the same lost-original reading stands (an RTO of 242 ms is Linux's there)") {
+        ev.rtt = 100us;
+        CHECK(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 2));
+    }
+}
+
+TEST_CASE("schedule: the reading that also explains the give-up wins over one with fewer lost copies") {
+    // Loss bench, 10 % loss, a Linux 6.18 client with tcp_syn_retries = 2 (SYNs at 0..5 s,
+    // 1 s apart, gone at 7 s): SYNs seen at 0, 1.0, 2.0 and 5.1 s, gone by 7.23 s. Three
+    // linear gaps and one lost copy explain the gaps but put the next expiry at 9.1 s;
+    // five linear gaps with copies #3 and #4 lost put it at 7.1 s, where the peer gave up.
+    ScheduleEvidence ev = evidence({0ms, 1001531us, 2025576us, 5097559us}, {{7232324us, Liveness::Gone}});
+    ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::SynTime);
+    CHECK(f.backoff_kind == Backoff::Linear);
+    CHECK(f.linear_gaps == 5);
+    REQUIRE(f.missing.size() == 2);
+    CHECK(f.missing[0].index == 3);
+    CHECK(f.missing[1].index == 4);
+    CHECK(f.linux_like);
+    REQUIRE(f.inferred_retries);
+    CHECK(*f.inferred_retries == 2);
+    SUBCASE("without the end seen, the fewest lost copies stay the reading") {
+        ScheduleFit g = fit_schedule(evidence({0ms, 1001531us, 2025576us, 5097559us}), Tolerance{}, RetryRule::SynTime);
+        CHECK(g.missing.size() == 1);
+        CHECK_FALSE(g.inferred_retries);
     }
 }
