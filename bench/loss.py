@@ -448,6 +448,21 @@ LISTEN_PORT_POOL = []
 LISTEN_POOL_LOCK = threading.Lock()
 
 
+SERVER_DROP_COUNTERS = ("TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPReqQFullDrop",
+                        "TcpExtTCPBacklogDrop", "TcpExtTCPMinTTLDrop")
+
+
+def server_drop_counters():
+    """The server stack's own drops (a full accept queue drops SYNs silently, which a
+    client cannot tell from a filter): absolute values of the server namespace's counters."""
+    r = run(in_srv(["nstat", "-az", "--json"] + list(SERVER_DROP_COUNTERS)), timeout=10)
+    try:
+        kernel = json.loads(r.stdout).get("kernel", {})
+    except ValueError:
+        return {}
+    return {k: int(kernel.get(k, 0)) for k in SERVER_DROP_COUNTERS}
+
+
 def nft_tables_cli():
     r = run(in_cli(["nft", "list", "tables"]), timeout=10)
     return r.stdout
@@ -819,10 +834,15 @@ def bench(binary, runs=RUNS, levels=LEVELS, parallel=PARALLEL, case_filter=None,
         meta["ground_truth_server_sysctls"] = gt
         log("ground truth (server namespace): " + ", ".join(f"{k}={v}" for k, v in gt.items()))
         for lv in levels:
+            before = server_drop_counters()
             recs, counters, wall = run_level(binary, cases, lv, runs, gt, parallel, deadline)
+            after = server_drop_counters()
             records += recs
             meta["measured_drop"][lv] = counters
             meta["level_wall_s"][lv] = wall
+            meta.setdefault("server_drops", {})[lv] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+            log(f"loss {lv} %: the server stack's own drops: " +
+                ", ".join(f"{k} {v}" for k, v in meta["server_drops"][lv].items()))
     finally:
         STOP.set()
         interrupt_live()
