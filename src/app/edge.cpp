@@ -87,7 +87,7 @@ struct LiveEdge final : Edge {
     io::PacketSink& sink() override { return *sender; }
     io::PacketSource& source() override { return *capture; }
     const io::Clock& clock() const override { return system_clock; }
-    bool wait(Duration timeout) override { return wait_for_frames(capture->fd(), timeout); }
+    bool wait(Duration timeout) override { return wait_for_frames(capture->fds(), timeout); }
     void flush() override { capture->flush(); }
 
     io::PortReservation ports;

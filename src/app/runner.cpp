@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <span>
+#include <stdexcept>
 
 #include <cerrno>
 
@@ -83,13 +85,18 @@ private:
 };
 }  // namespace
 
-bool wait_for_frames(int fd, Duration timeout) {
+bool wait_for_frames(std::span<const int> fds, Duration timeout) {
     timespec ts{static_cast<time_t>(timeout.count() / 1'000'000'000), static_cast<long>(timeout.count() % 1'000'000'000)};
-    // The stop pipe wakes the wait for a signal that arrived after the caller's check.
-    pollfd pfd[2] = {{fd, POLLIN, 0}, {io::stop_wake_fd(), POLLIN, 0}};
-    int rc = ::ppoll(pfd, 2, &ts, nullptr);
+    constexpr std::size_t max_fds = 4;
+    if (fds.size() > max_fds) throw std::logic_error("wait_for_frames: too many descriptors");
+    // The stop pipe (last) wakes the wait for a signal that arrived after the caller's
+    // check. POLLERR (a socket's error queue holds transmit stamps) is always reported.
+    pollfd pfd[max_fds + 1];
+    for (std::size_t i = 0; i < fds.size(); ++i) pfd[i] = {fds[i], POLLIN, 0};
+    pfd[fds.size()] = {io::stop_wake_fd(), POLLIN, 0};
+    int rc = ::ppoll(pfd, fds.size() + 1, &ts, nullptr);
     if (rc < 0 && errno != EINTR) throw std::runtime_error("poll on the capture failed");
-    return rc > 0 && pfd[0].revents != 0;
+    return rc > 0 && std::any_of(pfd, pfd + fds.size(), [](const pollfd& p) { return p.revents != 0; });
 }
 
 namespace {
@@ -172,8 +179,7 @@ RunStats run_session(probe::Session& session, Edge& edge, Renderer& renderer) {
 
 RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSource& source, const io::Clock& clock,
                      Renderer& renderer) {
-    const int fd = source.fd();
-    return run_loop(session, sink, source, clock, [fd](Duration d) { return wait_for_frames(fd, d); }, renderer);
+    return run_loop(session, sink, source, clock, [&source](Duration d) { return wait_for_frames(source.fds(), d); }, renderer);
 }
 
 }  // namespace tcpprobe::app

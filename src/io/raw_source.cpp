@@ -7,7 +7,6 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pcap/pcap.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -131,17 +130,7 @@ RawSource::RawSource(const std::string& interface, const std::string& filter, in
         set_option(tx_fd_, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags, "SO_TIMESTAMPING");
         // Each queued timestamp holds a copy of its packet until we read it.
         set_buffer(tx_fd_, SO_RCVBUFFORCE, SO_RCVBUF, buffer_bytes);
-        epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
-        if (epoll_fd_ < 0) throw EnvironmentError(fmt::format("epoll_create1: {}", std::strerror(errno)));
-        for (int fd : {tcp_fd_, icmp_fd_, tx_fd_}) {
-            // The sender's socket only ever becomes ready with EPOLLERR (its error queue),
-            // which epoll always reports.
-            epoll_event ev{};
-            ev.events = fd == tx_fd_ ? 0u : static_cast<std::uint32_t>(EPOLLIN);
-            ev.data.fd = fd;
-            if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0)
-                throw EnvironmentError(fmt::format("epoll_ctl: {}", std::strerror(errno)));
-        }
+        fds_ = {tcp_fd_, icmp_fd_, tx_fd_};
     } catch (...) {
         close_all();
         throw;
@@ -151,9 +140,10 @@ RawSource::RawSource(const std::string& interface, const std::string& filter, in
 RawSource::~RawSource() { close_all(); }
 
 void RawSource::close_all() {
-    for (int* fd : {&tcp_fd_, &icmp_fd_, &epoll_fd_})
+    for (int* fd : {&tcp_fd_, &icmp_fd_})
         if (*fd >= 0) ::close(std::exchange(*fd, -1));
     tx_fd_ = -1;  // the sender's, which closes it
+    fds_ = {-1, -1, -1};
 }
 
 /// Messages read per recvmmsg() call: under a flood, one system call per packet was

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 
 #include "tcpprobe/app/output.hpp"
 #include "tcpprobe/app/runner.hpp"
@@ -62,7 +63,7 @@ struct CountingSink final : io::PacketSink {
 };
 
 struct NoFrames final : io::PacketSource {
-    int fd() const override { return -1; }  // poll ignores it: only the stop pipe and the timeout wake the loop
+    std::span<const int> fds() const override { return {}; }  // only the stop pipe and the timeout wake the loop
     std::size_t drain(const std::function<void(const io::CapturedFrame&)>&) override { return 0; }
 };
 
@@ -180,6 +181,24 @@ std::string rendered(const std::function<void(app::Renderer&)>& write) {
     return out;
 }
 }  // namespace
+
+TEST_CASE("runner: the wait wakes for any of the capture's descriptors, not only the first") {
+    // A raw-socket capture is three sockets polled directly (io::RawSource::fds): an
+    // answer on the ICMP socket or a transmit stamp on the sender's must end the wait.
+    int a[2], b[2], c[2];
+    REQUIRE(::pipe(a) == 0);
+    REQUIRE(::pipe(b) == 0);
+    REQUIRE(::pipe(c) == 0);
+    const int fds[] = {a[0], b[0], c[0]};
+    const auto t = std::chrono::steady_clock::now();
+    CHECK_FALSE(app::wait_for_frames(fds, 20ms));  // nothing ready: the whole timeout
+    CHECK(std::chrono::steady_clock::now() - t >= 20ms);
+    REQUIRE(::write(c[1], "x", 1) == 1);
+    CHECK(app::wait_for_frames(fds, 5s));
+    CHECK(app::wait_for_frames(std::span<const int>(fds).last(1), 5s));
+    CHECK_FALSE(app::wait_for_frames(std::span<const int>(fds).first(2), 0ms));
+    for (int fd : {a[0], a[1], b[0], b[1], c[0], c[1]}) ::close(fd);
+}
 
 TEST_CASE("JSON summary: a streamed list gives the bytes of the whole object, one item made at a time") {
     auto item = [](std::size_t i) { return nlohmann::json{{"port", 20000 + i}, {"verdict", i % 2 ? "open" : "filtered"}}; };

@@ -24,7 +24,7 @@ public:
     bool wait(Duration timeout) override { return net_.wait(timeout); }
 
     void send(const Segment& s) override { net_.send(s); }
-    int fd() const override { return -1; }
+    std::span<const int> fds() const override { return {}; }
     std::size_t drain(const std::function<void(const io::CapturedFrame&)>& on_frame) override { return net_.drain(on_frame); }
     Instant now() const override { return net_.now(); }
 

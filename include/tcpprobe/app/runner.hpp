@@ -22,11 +22,12 @@ class Edge;
 /// Runs `session` on `edge` until it is done or a stop signal arrives.
 RunStats run_session(probe::Session& session, Edge& edge, Renderer& renderer);
 
-/// The same on separate pieces, waiting with wait_for_frames on source.fd().
+/// The same on separate pieces, waiting with wait_for_frames on source.fds().
 RunStats run_session(probe::Session& session, io::PacketSink& sink, io::PacketSource& source,
                      const io::Clock& clock, Renderer& renderer);
 
-/// ppoll on `fd` and the stop pipe, for at most `timeout`: true when `fd` is readable.
-bool wait_for_frames(int fd, Duration timeout);
+/// ppoll on `fds` (at most four) and the stop pipe, for at most `timeout`: true when one
+/// of `fds` is ready.
+bool wait_for_frames(std::span<const int> fds, Duration timeout);
 
 }  // namespace tcpprobe::app

@@ -23,7 +23,7 @@ public:
     PcapSource(const std::string& interface, const std::string& filter, int snaplen = 65535,
                int buffer_bytes = 1 << 20);
     ~PcapSource() override;
-    int fd() const override { return fd_; }
+    std::span<const int> fds() const override { return {&fd_, 1}; }
     /// Hands over what is ready, at most max_frames_per_drain frames: under a flood the
     /// runner gets back to its deadlines and signals (the rest is read on its next turn).
     std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) override;

@@ -29,7 +29,9 @@ struct CapturedFrame {
 class PacketSource {
 public:
     virtual ~PacketSource() = default;
-    virtual int fd() const = 0;
+    /// The descriptors that become ready (readable, or an error queue filled) when there
+    /// is something to drain; the loop polls them while it waits.
+    virtual std::span<const int> fds() const = 0;
     virtual std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) = 0;
     /// Packets the capture lost (kernel ring full); answers may be missing when non-zero.
     virtual std::uint64_t drops() const { return 0; }
