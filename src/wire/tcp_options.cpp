@@ -52,9 +52,11 @@ struct Visitor {
     }
     void operator()(const opt::Eol&) const { out.push_back(opt::kind_eol); }
     void operator()(const opt::Nop&) const { out.push_back(opt::kind_nop); }
+    // The option bodies are laid out on the stack: one allocation per encoded list (a
+    // flood encodes one list per probe).
     void operator()(const opt::Mss& m) const {
-        ByteVec d;
-        append_be16(d, m.value);
+        std::uint8_t d[2];
+        store_be16(d, 0, m.value);
         tlv(opt::kind_mss, d);
     }
     void operator()(const opt::WindowScale& w) const {
@@ -63,7 +65,9 @@ struct Visitor {
     }
     void operator()(const opt::SackPermitted&) const { tlv(opt::kind_sack_permitted, {}); }
     void operator()(const opt::Sack& s) const {
+        // More blocks than fit (4) are encoded all the same and refused by the length check.
         ByteVec d;
+        d.reserve(8 * s.blocks.size());
         for (auto [l, r] : s.blocks) {
             append_be32(d, l.raw());
             append_be32(d, r.raw());
@@ -71,9 +75,9 @@ struct Visitor {
         tlv(opt::kind_sack, d);
     }
     void operator()(const opt::Timestamps& t) const {
-        ByteVec d;
-        append_be32(d, t.tsval);
-        append_be32(d, t.tsecr);
+        std::uint8_t d[8];
+        store_be32(d, 0, t.tsval);
+        store_be32(d, 4, t.tsecr);
         tlv(opt::kind_timestamps, d);
     }
     void operator()(const opt::FastOpen& f) const { tlv(opt::kind_fast_open, f.cookie); }
@@ -84,6 +88,12 @@ struct Visitor {
 }  // namespace
 
 std::optional<WireError> decode_options_into(Bytes raw, OptionList& list) {
+    // The list's size first (the same walk, without checks), so it is allocated once.
+    std::size_t count = 0, j = 0;
+    for (; j < raw.size() && raw[j] != opt::kind_eol; ++count)
+        j += raw[j] == opt::kind_nop || j + 1 >= raw.size() || raw[j + 1] < 2 ? 1 : raw[j + 1];
+    if (j < raw.size()) ++count;  // the EOL
+    if (count > 0) list.reserve(list.size() + count);
     std::size_t i = 0;
     while (i < raw.size()) {
         std::uint8_t kind = raw[i];
@@ -122,6 +132,7 @@ std::size_t encoded_size(const OptionList& options) {
 
 Result<ByteVec, WireError> encode_options(const OptionList& options) {
     ByteVec out;
+    out.reserve(max_option_bytes);
     for (const auto& o : options) {
         // A single option's length byte cannot exceed 255; anything that long is also over 40.
         std::visit(Visitor{out}, o);

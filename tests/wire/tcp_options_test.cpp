@@ -94,6 +94,24 @@ TEST_CASE("Options: captured option lists re-encode byte for byte") {
     }
 }
 
+TEST_CASE("Options: a decoded list holds exactly its options (answers are kept per flow)") {
+    // A flow keeps its answer segment until the report: growing the list one option at a
+    // time left room for 8 options where a SYN-ACK has 5.
+    for (Bytes frame : {Bytes{fx::veth_syn}, Bytes{fx::veth_synack}, Bytes{fx::veth_data}}) {
+        OptionList list;
+        CHECK_FALSE(decode_options_into(options_of(frame), list).has_value());
+        CHECK(list.capacity() == list.size());
+    }
+    const ByteVec with_eol{opt::kind_mss, 4, 0x05, 0xB4, opt::kind_eol, 0, 0, 0};
+    OptionList list;
+    CHECK_FALSE(decode_options_into(with_eol, list).has_value());
+    CHECK(list == OptionList{opt::Mss{1460}, opt::Eol{}});
+    CHECK(list.capacity() == list.size());
+    OptionList none;
+    CHECK_FALSE(decode_options_into({}, none).has_value());
+    CHECK(none.capacity() == 0);  // no options, no allocation
+}
+
 TEST_CASE("Options: the captured data segment's nop,nop,TS keeps both NOPs") {
     OptionList list = decoded(options_of(fx::veth_data));
     const OptionList expected{opt::Nop{}, opt::Nop{}, opt::Timestamps{1987817756u, 4061863940u}};
