@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 
 namespace tcpprobe {
 
@@ -28,6 +29,26 @@ constexpr std::int64_t to_ns(Instant t) { return t.time_since_epoch().count(); }
 /// Whole microseconds, rounded to the nearest (JSON's *_us fields).
 constexpr std::int64_t to_us(Duration d) { return std::chrono::round<std::chrono::microseconds>(d).count(); }
 constexpr double to_ms_f(Duration d) { return static_cast<double>(d.count()) / 1e6; }
+
+/// An optional Instant in 8 bytes (std::optional<Instant> takes 16): Instant::min(),
+/// centuries before any capture, stands for "none". For the deadlines a flow keeps
+/// (four in a TCB), where every flow of a wide run pays for them.
+class CompactInstant {
+public:
+    constexpr CompactInstant() = default;
+    constexpr CompactInstant(std::nullopt_t) {}
+    constexpr CompactInstant(Instant t) : t_(t) {}
+    constexpr explicit operator bool() const { return t_ != none; }
+    constexpr bool has_value() const { return t_ != none; }
+    constexpr const Instant& operator*() const { return t_; }
+    constexpr Instant value_or(Instant otherwise) const { return has_value() ? t_ : otherwise; }
+    constexpr void reset() { t_ = none; }
+    constexpr operator std::optional<Instant>() const { return has_value() ? std::optional<Instant>{t_} : std::nullopt; }
+
+private:
+    static constexpr Instant none = Instant::min();
+    Instant t_ = none;
+};
 
 using namespace std::chrono_literals;
 

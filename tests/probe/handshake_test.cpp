@@ -26,6 +26,14 @@ std::size_t count_anomalies(const std::vector<probe::Event>& evs, const std::str
 }
 }  // namespace
 
+TEST_CASE("handshake: a flow's object stays within its share of the 1 KB per flow (x86-64)") {
+    // DESIGN §6: at most 1 KB per in-flight flow, and a 10,000-flow --half-open run pays
+    // this object once per flow plus the session's entries; its deadlines are 8-byte
+    // CompactInstants (four std::optional<Instant> in the TCB made it 736 bytes).
+    CHECK(sizeof(tcb::Tcb) <= 256);
+    CHECK(sizeof(probe::HandshakeFlow) <= 704);
+}
+
 TEST_CASE("handshake: a listening peer completes the handshake and the RTT is the capture interval") {
     probe::HandshakeFlow flow(config());
     Sim sim(flow, Sim::PeerKind::Listening, 250us);

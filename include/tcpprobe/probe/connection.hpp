@@ -196,7 +196,7 @@ private:
     bool overflow_noted_ = false;  ///< the "only counted" note for new kinds was shown
     bool done_ = false;
     bool failure_told_ = false;
-    std::optional<Instant> drain_until_;
+    CompactInstant drain_until_;
     struct Held {
         Instant due;
         wire::Segment segment;

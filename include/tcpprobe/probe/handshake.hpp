@@ -69,7 +69,7 @@ private:
     Connection conn_;
     std::unique_ptr<StaleSynReport> stale_;  ///< made by --stale-syn only: 56 bytes a flow otherwise
     std::optional<wire::Seq> stale_irs_;
-    std::optional<Instant> linger_until_;
+    CompactInstant linger_until_;
 };
 
 }  // namespace tcpprobe::probe

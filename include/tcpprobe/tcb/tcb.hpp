@@ -196,7 +196,7 @@ private:
     std::uint32_t ts_offset_ = 0;
     State state_ = State::Closed;
     bool passive_ = false;
-    std::optional<Instant> epoch_;
+    CompactInstant epoch_;
     std::optional<wire::Seq> irs_;
     Negotiated neg_;
     std::uint8_t snd_wscale_ = 0;
@@ -220,11 +220,11 @@ private:
     bool fin_queued_ = false;  ///< CLOSE came while data was unsent: the FIN follows it
 
     std::vector<Pending> retransmit_queue_;
-    std::optional<Instant> rto_deadline_;
+    CompactInstant rto_deadline_;
     Duration rto_{};
     unsigned retries_ = 0;
-    std::optional<Instant> time_wait_deadline_;
-    std::optional<Instant> time_wait_since_;
+    CompactInstant time_wait_deadline_;
+    CompactInstant time_wait_since_;
     unsigned time_wait_fins_ = 0;
 };
 
