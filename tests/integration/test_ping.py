@@ -127,7 +127,7 @@ def rtt_matches_capture(c, tp, tmp):
     the load (0.3-0.6 us unloaded, 2-3 us with the 2 cores saturated): bench/run's
     precision rows hold the <= 1 us target."""
     for label, extra in (("raw sockets", []), ("libpcap -w", ["-w", os.path.join(tmp, "tp.pcap")])):
-        cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "c-%d.pcap" % len(extra)), nano=True)
+        cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "c-%d.pcap" % len(extra)), nano=True, immediate=False)
         with cap:
             r = tp.run(["-o", "json"] + extra + ["ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--count", "20",
                                                  "--interval", "30ms", "--timeout", "200ms"], timeout=30)

@@ -224,9 +224,12 @@ class Capture:
     """tcpdump -i IFACE in namespace NS writing a pcap, started before and
     stopped after the block (context manager)."""
 
-    def __init__(self, ns, iface, path, bpf="tcp or icmp", max_seconds=60, nano=False):
+    def __init__(self, ns, iface, path, bpf="tcp or icmp", max_seconds=60, nano=False, immediate=True):
         self.ns, self.iface, self.path, self.bpf = ns, iface, path, bpf
         self.nano = nano  # nanosecond timestamps (default: tcpdump's microseconds)
+        # Immediate mode wakes tcpdump for every packet, inside the sender's transmit path;
+        # without it tcpdump reads its ring a block at a time (on a timeout or a full block).
+        self.immediate = immediate
         self.max_seconds = max_seconds
         self.proc = None
         self.errpath = path + ".stderr"
@@ -236,7 +239,8 @@ class Capture:
         # -Z root: do not drop to the tcpdump user (it could not create the
         # file in our private temp dir). `timeout` bounds its lifetime.
         argv = ns_cmd(self.ns, ["timeout", str(self.max_seconds), "tcpdump", "-i", self.iface,
-                                "-n", "-Z", "root", "--immediate-mode", "-U", "-w", self.path]
+                                "-n", "-Z", "root", "-U"] + (["--immediate-mode"] if self.immediate else [])
+                       + ["-w", self.path]
                        + (["--time-stamp-precision", "nano"] if self.nano else []) + [self.bpf])
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=self._err)
         deadline = time.monotonic() + 5
@@ -258,10 +262,12 @@ class Capture:
         except OSError:
             return ""
 
-    def stop(self, settle=0.2):
+    def stop(self, settle=None):
         if self.proc is None:
             return
-        time.sleep(settle)           # let the last packets reach the file
+        # Let the last packets reach the file: without immediate mode tcpdump reads its
+        # ring when a block times out (libpcap's 1 s read timeout).
+        time.sleep(settle if settle is not None else 0.2 if self.immediate else 1.5)
         if self.proc.poll() is None:
             # `ip netns exec` execs `timeout`, which passes SIGINT on to tcpdump.
             self.proc.send_signal(signal.SIGINT)
