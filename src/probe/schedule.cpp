@@ -349,7 +349,7 @@ std::pair<Duration, Duration> linux_fin_rto_range(const ScheduleEvidence& ev, co
 }
 
 /// The last copy Linux sends under `setting` (model positions 0..n), from its rule.
-std::optional<unsigned> linux_copies(RetryRule rule, const Model& m, unsigned setting) {
+std::optional<unsigned> linux_copies(RetryRule rule, const Model& m, unsigned setting, Duration limit_shift = {}) {
     switch (rule) {
         case RetryRule::Count:
             return setting;
@@ -357,7 +357,8 @@ std::optional<unsigned> linux_copies(RetryRule rule, const Model& m, unsigned se
         case RetryRule::SynTime: {
             // At each expiry k the time since the first retransmission (FIN) or since the
             // original (SYN) is checked against the limit: below it, copy k goes out.
-            const Duration limit = rule == RetryRule::OrphanTime ? model_timeout(setting, 200ms) : model_timeout(setting, 1s);
+            const Duration limit =
+                (rule == RetryRule::OrphanTime ? model_timeout(setting, 200ms) : model_timeout(setting, 1s)) + limit_shift;
             for (unsigned k = 1; k < 64; ++k) {
                 const Duration elapsed = rule == RetryRule::OrphanTime ? m.span(1, k) : m.span(0, k);
                 if (elapsed >= limit) return k - 1;
@@ -475,12 +476,22 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
             if (rule == RetryRule::SynTime) continue;  // linear phases: not needed by any caller yet
             auto a = align(c, m, start, tol);
             if (!a || a->index.front() != start || a->lost > std::max<std::size_t>(1, c.size() / 2)) continue;
-            const auto sent = linux_copies(rule, m, setting);
-            if (!sent || a->index.back() > *sent) continue;
-            const Duration zero_at = c.front() - m.span(0, start);
-            const Duration expiry = zero_at + m.span(0, *sent + 1);
-            const Duration slack = tol.for_gap(m.gap(*sent + 1)) / 2;
-            if (expiry + slack >= *held && expiry <= *gone + slack) return true;
+            // The RTO as the fit reads it (a late first gap does not stand for it), and the
+            // limit within the tolerance floor of an expiry read both ways, as
+            // linux_settings does: the peer's timers fire late, so its elapsed time at an
+            // expiry may lie on either side of the limit when the model's lies near it.
+            a = tighten(c, *a, tol);
+            const Model& mt = a->model;
+            const auto fewest = linux_copies(rule, mt, setting, -tol.floor);
+            const auto most = linux_copies(rule, mt, setting, tol.floor);
+            if (!fewest || !most) continue;
+            const Duration zero_at = c.front() - mt.span(0, start);
+            for (unsigned sent = *fewest; sent <= *most; ++sent) {
+                if (a->index.back() > sent) continue;
+                const Duration expiry = zero_at + mt.span(0, sent + 1);
+                const Duration slack = tol.for_gap(mt.gap(sent + 1)) / 2;
+                if (expiry + slack >= *held && expiry <= *gone + slack) return true;
+            }
         }
     }
     return false;

@@ -465,3 +465,16 @@ TEST_CASE("schedule: the reading that also explains the give-up wins over one wi
         CHECK_FALSE(g.inferred_retries);
     }
 }
+
+TEST_CASE("schedule: a FIN run that lost its original backs a value whose limit lies near an expiry") {
+    // Loss bench, 10 % loss, server tcp_orphan_retries = 2, RTO 224 ms: the original FIN lost,
+    // copies #1-#3 seen 472 and 896 ms apart (the first gap 24 ms late), gone by 3.34 s. The
+    // peer sent #3 at 448 + 896 = 1,344 ms after #1 (< 1.4 s, N = 2's limit). Read with the RTO
+    // from the first gap (236 ms) the second expiry came at 1,416 ms and N = 2 was ruled out,
+    // which left N = 3 alone against the other runs' {2, 3}: a wrong inference.
+    ScheduleEvidence ev = evidence({0us, 471988us, 1368000us}, {{250190us, Liveness::Alive}, {3339377us, Liveness::Gone}});
+    ev.rtt = 100us;
+    CHECK(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 2));
+    CHECK(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 3));
+    CHECK_FALSE(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 1));
+}
