@@ -161,19 +161,23 @@ Alignment tighten(const std::vector<Duration>& c, const Alignment& a, const Tole
     return *t;
 }
 
+/// Whether the model's expiry after copy `r` (the original at `zero_at` on the axis) lies
+/// inside a seen end bracket, within half a tolerance either way.
+bool expiry_in_end(const Model& m, Duration zero_at, unsigned r, const EndBracket& end, const Tolerance& tol) {
+    const Duration expiry = zero_at + m.span(0, r + 1);
+    const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;
+    return expiry + slack >= *end.held && expiry <= *end.gone + slack;
+}
+
 /// The copies (model positions from the last one seen) after which the model's next
 /// expiry falls inside the end bracket: the peer gives up at an expiry, silently.
 std::vector<unsigned> end_expiries(const std::vector<Duration>& c, const Alignment& a, const EndBracket& end,
                                    const Tolerance& tol) {
     std::vector<unsigned> fits;
     if (!end.held || !end.gone) return fits;
-    const Model& m = a.model;
-    const Duration zero_at = c.front() - m.span(0, a.index.front());  // the original's time on the axis
-    for (unsigned r = a.index.back(); r < a.index.back() + 8; ++r) {
-        const Duration expiry = zero_at + m.span(0, r + 1);
-        const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;
-        if (expiry + slack >= *end.held && expiry <= *end.gone + slack) fits.push_back(r);
-    }
+    const Duration zero_at = c.front() - a.model.span(0, a.index.front());  // the original's time on the axis
+    for (unsigned r = a.index.back(); r < a.index.back() + 8; ++r)
+        if (expiry_in_end(a.model, zero_at, r, end, tol)) fits.push_back(r);
     return fits;
 }
 
@@ -452,16 +456,8 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
                             Duration max_rto) {
     const std::vector<Duration> c = axis(ev);
     if (c.size() < 2 || ev.peer_rst) return false;  // nothing to compare; Linux gives up silently
-    std::optional<Duration> held = c.back(), gone;
-    for (const auto& p : ev.probes) {
-        if (p.answer == Liveness::Alive && p.at > *held) held = p.at;
-        if (p.answer == Liveness::Gone && (!gone || p.at < *gone)) gone = p.at;
-    }
-    if (!gone) return false;  // the end was not seen: nothing to check the setting against
-    if (!ev.origin_is_first_copy && ev.rtt) {
-        gone = std::max(Duration::zero(), *gone - *ev.rtt);
-        held = std::max(Duration::zero(), *held - *ev.rtt);
-    }
+    const EndBracket end = end_bracket(ev);
+    if (!end.gone) return false;  // the end was not seen: nothing to check the setting against
     const Duration g1 = c[1] - c[0];
     for (unsigned start = 0; start <= max_lost_in_a_row; ++start) {
         for (unsigned k1 = 1; k1 <= max_lost_in_a_row + 1; ++k1) {
@@ -486,12 +482,8 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
             const auto most = linux_copies(rule, mt, setting, tol.floor);
             if (!fewest || !most) continue;
             const Duration zero_at = c.front() - mt.span(0, start);
-            for (unsigned sent = *fewest; sent <= *most; ++sent) {
-                if (a->index.back() > sent) continue;
-                const Duration expiry = zero_at + mt.span(0, sent + 1);
-                const Duration slack = tol.for_gap(mt.gap(sent + 1)) / 2;
-                if (expiry + slack >= *held && expiry <= *gone + slack) return true;
-            }
+            for (unsigned sent = std::max(*fewest, a->index.back()); sent <= *most; ++sent)
+                if (expiry_in_end(mt, zero_at, sent, end, tol)) return true;
         }
     }
     return false;
