@@ -75,6 +75,8 @@ tcb::TcbConfig make_tcb_config(const SynPlan& p, wire::FourTuple tuple, const st
     if (!p.ip_id_set) c.ip.id = static_cast<std::uint16_t>(rng());
     c.extra_syn_flags = p.extra_flags;
     c.ts_offset = static_cast<std::uint32_t>(rng());
+    // Our FIN and data are retried as a real TCP would: from the RTT the handshake measured.
+    c.rto.from_rtt = true;
     return c;
 }
 

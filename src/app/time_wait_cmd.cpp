@@ -408,6 +408,7 @@ private:
         tc.connect = make_connect_config(prep_, edge, i);
         tc.request = request_;
         tc.max_wait = max_wait_;
+        tc.retries = prep_.retries;
         tc.probe_interval = interval_;
         tc.max_duration = max_duration_;
         return tc;

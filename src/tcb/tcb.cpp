@@ -163,6 +163,7 @@ void Tcb::send_reset_reply(Instant now, const Segment& seg, Actions& out) {
 
 void Tcb::queue_and_send(Instant now, Pending p, SendReason why, Actions& out) {
     emit(now, p.flags, p.seq, rcv.nxt, why, out, p.data);
+    p.sent_at = now;
     if (after(p.end(), snd.nxt)) snd.nxt = p.end();
     retransmit_queue_.push_back(std::move(p));
     if (!rto_deadline_) arm_retransmit(now, out);
@@ -171,6 +172,27 @@ void Tcb::queue_and_send(Instant now, Pending p, SendReason why, Actions& out) {
 void Tcb::arm_retransmit(Instant now, Actions& out) {
     rto_deadline_ = now + rto_;
     out.push_back(ArmTimer{TimerKind::Retransmit, *rto_deadline_});
+}
+
+void Tcb::rtt_sample(Duration r) {
+    // RFC 6298 §2.2-2.3 with alpha = 1/8, beta = 1/4, in whole microseconds (at least 1:
+    // 0 means no sample yet).
+    const auto us = static_cast<std::uint32_t>(
+        std::clamp<std::int64_t>(std::chrono::duration_cast<std::chrono::microseconds>(r).count(), 1, INT32_MAX));
+    if (srtt_us_ == 0) {
+        srtt_us_ = us;
+        rttvar_us_ = us / 2;
+        return;
+    }
+    const std::uint32_t err = srtt_us_ > us ? srtt_us_ - us : us - srtt_us_;
+    rttvar_us_ = static_cast<std::uint32_t>((3 * std::uint64_t{rttvar_us_} + err) / 4);
+    srtt_us_ = std::max<std::uint32_t>(1, static_cast<std::uint32_t>((7 * std::uint64_t{srtt_us_} + us) / 8));
+}
+
+Duration Tcb::base_rto() const {
+    if (!cfg_->rto.from_rtt || srtt_us_ == 0) return cfg_->rto.initial_rto;
+    const Duration rto = std::chrono::microseconds{std::uint64_t{srtt_us_} + 4 * std::uint64_t{rttvar_us_}};
+    return std::clamp<Duration>(rto, cfg_->rto.min_rto, cfg_->rto.max_rto);
 }
 
 void Tcb::cancel_timers(Actions& out) {
@@ -223,7 +245,7 @@ bool Tcb::open(Instant now, bool passive, Actions& out) {
 Actions Tcb::open_active(Instant now) {
     Actions out;
     if (open(now, false, out))
-        queue_and_send(now, {iss_, static_cast<std::uint16_t>(flag::syn | cfg_->extra_syn_flags), {}}, SendReason::Syn, out);
+        queue_and_send(now, {.seq = iss_, .flags = static_cast<std::uint16_t>(flag::syn | cfg_->extra_syn_flags), .data = {}}, SendReason::Syn, out);
     return out;
 }
 
@@ -266,7 +288,7 @@ bool Tcb::send_unsent(Instant now, Actions& out) {
         Unsent u = std::move(unsent_.front());
         unsent_.erase(unsent_.begin());
         const auto flags = static_cast<std::uint16_t>(flag::ack | (u.push ? flag::psh : 0));
-        queue_and_send(now, {snd.nxt, flags, std::move(u.data)}, SendReason::Data, out);
+        queue_and_send(now, {.seq = snd.nxt, .flags = flags, .data = std::move(u.data)}, SendReason::Data, out);
         sent = true;
     }
     if (unsent_.empty() && fin_queued_) {
@@ -278,7 +300,7 @@ bool Tcb::send_unsent(Instant now, Actions& out) {
 }
 
 void Tcb::send_fin(Instant now, Actions& out) {
-    queue_and_send(now, {snd.nxt, flag::fin | flag::ack, {}}, SendReason::Fin, out);
+    queue_and_send(now, {.seq = snd.nxt, .flags = flag::fin | flag::ack, .data = {}}, SendReason::Fin, out);
     fin_seq_ = snd.nxt - 1;
 }
 
@@ -347,6 +369,7 @@ Actions Tcb::on_timer(Instant now) {
         return out;
     }
     ++retries_;
+    retransmit_queue_.front().retransmitted = true;
     // The head is resent as it was first sent, except that a SYN-ACK or later segment
     // carries the current RCV.NXT.
     std::uint16_t flags = head.flags;
@@ -404,7 +427,7 @@ void Tcb::handle_listen(Instant now, const Segment& seg, Actions& out) {
     snd.wl1 = seg.seq;
     if (!seg.payload.empty()) out.push_back(Note{"SYN carries data (not accepted before the handshake completes)"});
     set_state(State::SynReceived, rcvd(seg), out);
-    queue_and_send(now, {iss_, flag::syn | flag::ack, {}}, SendReason::SynAck, out);
+    queue_and_send(now, {.seq = iss_, .flags = flag::syn | flag::ack, .data = {}}, SendReason::SynAck, out);
 }
 
 void Tcb::handle_syn_sent(Instant now, const Segment& seg, Actions& out) {
@@ -578,9 +601,12 @@ void Tcb::update_window(const Segment& seg) {
 
 void Tcb::on_ack_advanced(Instant now, Actions& out) {
     bool progressed = false;
+    std::optional<Duration> sample;
     while (!retransmit_queue_.empty()) {
         Pending& head = retransmit_queue_.front();
         if (before_eq(head.end(), snd.una)) {
+            // Karn: only a segment sent once times the path.
+            if (!head.retransmitted) sample = now - head.sent_at;
             retransmit_queue_.erase(retransmit_queue_.begin());
             progressed = true;
         } else if (after(snd.una, head.seq) && !head.data.empty()) {
@@ -597,8 +623,9 @@ void Tcb::on_ack_advanced(Instant now, Actions& out) {
     }
     if (!progressed) return;
     // RFC 6298 §5.3/5.7: new data acknowledged restarts the timer with a fresh RTO.
+    if (sample) rtt_sample(*sample);
     retries_ = 0;
-    rto_ = cfg_->rto.initial_rto;
+    rto_ = base_rto();
     if (rto_deadline_) {
         out.push_back(CancelTimer{TimerKind::Retransmit});
         rto_deadline_.reset();

@@ -166,6 +166,73 @@ TEST_CASE("conversation: passive close with a silent peer: LAST-ACK retransmits 
     }));
 }
 
+namespace {
+
+tcb::TcbConfig rto_from_rtt() {
+    tcb::TcbConfig c = default_config();
+    c.rto.from_rtt = true;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("conversation: from the RTT: a FIN after a 25 ms handshake is retried at Linux's 200 ms floor, doubling") {
+    // RFC 6298 §2.2: SRTT = 25 ms, RTTVAR = 12.5 ms, RTO = 75 ms, raised to min_rto.
+    Run run;
+    check(run.play(rto_from_rtt(), handshake() + std::vector<Step>{
+        user_close(10ms),
+        expect(0ms, sent("F.", 1, 1).why(SendReason::Fin)),
+        expect(200ms, sent("F.", 1, 1).why(SendReason::Retransmission)),
+        expect(400ms, sent("F.", 1, 1).why(SendReason::Retransmission)),
+        expect(800ms, sent("F.", 1, 1).why(SendReason::Retransmission)),
+        silence(1599ms),
+        now_in(State::FinWait1),
+        silence(1ms),
+        gave_up("FIN"),
+        now_in(State::Closed),
+    }));
+}
+
+TEST_CASE("conversation: from the RTT: a long path's RTO is SRTT + 4 RTTVAR, and each sample moves it (RFC 6298 §2.3)") {
+    Run run;
+    check(run.play(rto_from_rtt(), std::vector<Step>{
+        user_open_active(),
+        expect(0ms, sent("S", 0).why(SendReason::Syn)),
+        peer(300ms, seg("S.").seq(0).ack(1).win(29200).mss(1460)),   // SRTT 300, RTTVAR 150: RTO 900 ms
+        expect(0ms, sent(".", 1, 1).why(SendReason::Ack)),
+        user_send(0ms, 10),
+        expect(0ms, sent("P.", 1, 1).len(10).why(SendReason::Data)),
+        expect(900ms, sent("P.", 1, 1).len(10).why(SendReason::Retransmission)),
+        peer(100ms, seg(".").seq(1).ack(11)),                        // retransmitted: no sample (Karn)
+        user_send(0ms, 10),
+        expect(0ms, sent("P.", 11, 1).len(10).why(SendReason::Data)),
+        peer(100ms, seg(".").seq(1).ack(21)),                        // 100 ms: RTTVAR 162.5, SRTT 275
+        user_close(0ms),
+        expect(0ms, sent("F.", 21, 1).why(SendReason::Fin)),
+        expect(925ms, sent("F.", 21, 1).why(SendReason::Retransmission)),
+        peer(10ms, seg(".").seq(1).ack(22)),
+        now_in(State::FinWait2),
+        silence(60s),
+    }));
+}
+
+TEST_CASE("conversation: from the RTT: a handshake whose SYN was retransmitted gives no sample, the FIN keeps the initial RTO") {
+    Run run;
+    check(run.play(rto_from_rtt(), std::vector<Step>{
+        user_open_active(),
+        expect(0ms, sent("S", 0).why(SendReason::Syn)),
+        expect(1s, sent("S", 0).why(SendReason::Retransmission)),
+        peer(25ms, seg("S.").seq(0).ack(1).win(29200).mss(1460)),
+        expect(0ms, sent(".", 1, 1).why(SendReason::Ack)),
+        user_close(0ms),
+        expect(0ms, sent("F.", 1, 1).why(SendReason::Fin)),
+        expect(1s, sent("F.", 1, 1).why(SendReason::Retransmission)),
+        peer(10ms, seg(".").seq(1).ack(2)),
+        now_in(State::FinWait2),
+        silence(60s),
+    }));
+}
+
 TEST_CASE("conversation: simultaneous close through CLOSING") {
     Run run;
     auto r = run.play(handshake() + std::vector<Step>{

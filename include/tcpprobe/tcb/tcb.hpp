@@ -30,6 +30,13 @@ struct RetransmitPolicy {
     double backoff = 2.0;
     unsigned max_retries = 3;  ///< retransmissions before giving up
     Duration max_rto = std::chrono::seconds{60};
+    /// RFC 6298 §2: once a segment sent once has been acknowledged (the SYN, by the
+    /// SYN-ACK), the RTO is SRTT + 4 x RTTVAR, at least min_rto, instead of initial_rto.
+    /// Off: every segment starts from initial_rto (a simulated peer with a fixed schedule).
+    bool from_rtt = false;
+    /// Linux's floor (TCP_RTO_MIN). RFC 6298 §2.4 asks for 1 s (a SHOULD); Linux uses
+    /// 200 ms and FreeBSD 30 ms, so a peer's own timers are tuned to retries this fast.
+    Duration min_rto = std::chrono::milliseconds{200};
     friend bool operator==(const RetransmitPolicy&, const RetransmitPolicy&) = default;
 };
 
@@ -142,7 +149,9 @@ private:
     struct Pending {
         wire::Seq seq;
         std::uint16_t flags;  ///< SYN / FIN / PSH, plus ACK when synchronized
+        bool retransmitted = false;  ///< its ACK is no RTT sample (Karn)
         wire::ByteVec data;
+        Instant sent_at{};           ///< first transmission
         wire::Seq end() const { return seq + static_cast<std::uint32_t>(data.size()) +
                                        ((flags & wire::flag::syn) ? 1u : 0u) +
                                        ((flags & wire::flag::fin) ? 1u : 0u); }
@@ -182,6 +191,10 @@ private:
     bool send_unsent(Instant now, Actions& out);
     void send_fin(Instant now, Actions& out);
     void arm_retransmit(Instant now, Actions& out);
+    /// RFC 6298 §2.2-2.3: one RTT measurement into SRTT and RTTVAR.
+    void rtt_sample(Duration r);
+    /// The RTO a newly armed timer starts from (before any backoff).
+    Duration base_rto() const;
     void cancel_timers(Actions& out);
     std::uint32_t ts_now(Instant now) const;
     std::uint16_t advertised_window(bool syn) const;
@@ -225,6 +238,10 @@ private:
     unsigned retries_ = 0;
     CompactInstant time_wait_deadline_;
     CompactInstant time_wait_since_;
+    /// RFC 6298's estimator in microseconds (4 bytes each: a flow stays under 1 KB);
+    /// srtt_us_ == 0: no sample yet.
+    std::uint32_t srtt_us_ = 0;
+    std::uint32_t rttvar_us_ = 0;
     unsigned time_wait_fins_ = 0;
 };
 
