@@ -370,6 +370,7 @@ Actions Tcb::on_timer(Instant now) {
     }
     ++retries_;
     retransmit_queue_.front().retransmitted = true;
+    syn_resent_ = false;
     // The head is resent as it was first sent, except that a SYN-ACK or later segment
     // carries the current RCV.NXT.
     std::uint16_t flags = head.flags;
@@ -437,7 +438,20 @@ void Tcb::handle_syn_sent(Instant now, const Segment& seg, Actions& out) {
         if (before_eq(seg.ack, iss_) || after(seg.ack, snd.nxt)) {
             out.push_back(Note{fmt::format("unacceptable ack {} in SYN-SENT (expected {})",
                                            relative(seg.ack, iss_), relative(snd.nxt, iss_))});
-            if (!seg.has(flag::rst)) emit(now, flag::rst, seg.ack, Seq{0}, SendReason::ResetReply, out);
+            if (seg.has(flag::rst)) return;
+            emit(now, flag::rst, seg.ack, Seq{0}, SendReason::ResetReply, out);
+            // The peer holds another connection on this 4-tuple: an earlier incarnation in
+            // TIME-WAIT or still open (a raw-socket run's port is unknown to our kernel,
+            // which hands it out again), or the one an old duplicate SYN opened (RFC 9293 §3.5).
+            // Our RST at its RCV.NXT ends it; our SYN goes again right behind it instead
+            // of one RTO later, once per copy, so that a lossy path keeps all its tries.
+            if (!syn_resent_ && !retransmit_queue_.empty()) {
+                syn_resent_ = true;
+                Pending& head = retransmit_queue_.front();
+                head.retransmitted = true;
+                out.push_back(Note{"our SYN again behind the RST: the peer held another connection on this 4-tuple"});
+                emit(now, head.flags, head.seq, rcv.nxt, SendReason::Retransmission, out, head.data);
+            }
             return;
         }
         ack_ok = true;

@@ -121,7 +121,7 @@ TEST_CASE("handshake: --stale-syn plays the old duplicate SYN recovery of RFC 92
     CHECK(*st.second_answer == ".");       // the peer answered the new SYN with an ACK...
     CHECK(st.second_answer_acks_old);      // ...carrying the old acknowledgment number
     CHECK(st.reset_sent);                  // we reset the stale half-open connection
-    CHECK(flow.connect_result().verdict == Verdict::Open);  // and the retransmitted SYN completed
+    CHECK(flow.connect_result().verdict == Verdict::Open);  // and our SYN, sent again behind the RST, completed
     CHECK(sim.wire_log() == std::vector<std::string>{"> S", "< S.", "> S", "< .", "> R", "> S", "< S.", "> ."});
     CHECK(sim.peer().state() == tcb::State::Established);
 }

@@ -241,21 +241,22 @@ TEST_CASE("SYN-SENT: timestamps offered by us only are not used afterwards") {
     CHECK(c.tcb.negotiated().payload_per_segment() == 1460);
 }
 
-TEST_CASE("SYN-SENT: an unacceptable ACK is answered with <SEQ=SEG.ACK><CTL=RST> and changes nothing") {
+TEST_CASE("SYN-SENT: an unacceptable ACK is answered with <SEQ=SEG.ACK><CTL=RST>, our SYN goes again behind it, the timer is kept") {
     Connection c = tcb_in_syn_sent();
     const auto deadline = c.tcb.next_deadline();
     SUBCASE("SYN-ACK acknowledging ISS itself (SEG.ACK =< ISS)") {
         auto out = inject(c.tcb, c.now(), c.seg("S.").seq(0).ack(0));
-        expect_sent(out, {sent("R", 0).why(SendReason::ResetReply).win(0)});
+        expect_sent(out, {sent("R", 0).why(SendReason::ResetReply).win(0), sent("S", 0).why(SendReason::Retransmission)});
         CHECK(has_note(out, "unacceptable ack"));
     }
     SUBCASE("SYN-ACK acknowledging more than we sent (SEG.ACK > SND.NXT)") {
         auto out = inject(c.tcb, c.now(), c.seg("S.").seq(0).ack(2));
-        expect_sent(out, {sent("R", 2).why(SendReason::ResetReply)});
+        expect_sent(out, {sent("R", 2).why(SendReason::ResetReply), sent("S", 0).why(SendReason::Retransmission)});
     }
-    SUBCASE("a bare ACK from an old connection") {
+    SUBCASE("a bare ACK from an old connection (the peer's TIME-WAIT or challenge ACK)") {
         auto out = inject(c.tcb, c.now(), c.seg(".").seq(77).ack(0x40000000));
-        expect_sent(out, {sent("R", 0x40000000).why(SendReason::ResetReply)});
+        expect_sent(out, {sent("R", 0x40000000).why(SendReason::ResetReply), sent("S", 0).why(SendReason::Retransmission)});
+        CHECK(has_note(out, "another connection on this 4-tuple"));
     }
     SUBCASE("a RST with a bad ACK is dropped without a reply") {
         auto out = inject(c.tcb, c.now(), c.seg("R.").seq(0).ack(5));
@@ -265,6 +266,21 @@ TEST_CASE("SYN-SENT: an unacceptable ACK is answered with <SEQ=SEG.ACK><CTL=RST>
     expect_state(c.tcb, State::SynSent);
     CHECK_FALSE(c.tcb.irs().has_value());
     CHECK(c.tcb.next_deadline() == deadline);
+}
+
+TEST_CASE("SYN-SENT: our SYN goes again behind a RST once per copy: a second unacceptable ACK gets the RST alone until the timer's copy") {
+    Connection c = tcb_in_syn_sent();
+    auto first = inject(c.tcb, c.now(), c.seg(".").seq(77).ack(0x40000000));
+    expect_sent(first, {sent("R", 0x40000000).why(SendReason::ResetReply), sent("S", 0).why(SendReason::Retransmission)});
+    auto second = inject(c.tcb, c.now(), c.seg(".").seq(77).ack(0x40000000));
+    expect_sent(second, {sent("R", 0x40000000).why(SendReason::ResetReply)});
+    const auto due = c.tcb.next_deadline();
+    REQUIRE(due);
+    auto timer = c.tcb.on_timer(*due);
+    expect_sent(timer, {sent("S", 0).why(SendReason::Retransmission)});
+    auto third = inject(c.tcb, *due, c.seg(".").seq(77).ack(0x40000000));
+    expect_sent(third, {sent("R", 0x40000000).why(SendReason::ResetReply), sent("S", 0).why(SendReason::Retransmission)});
+    expect_state(c.tcb, State::SynSent);
 }
 
 TEST_CASE("SYN-SENT: a RST with an acceptable ACK resets the connection to CLOSED") {

@@ -209,6 +209,9 @@ private:
     std::uint32_t ts_offset_ = 0;
     State state_ = State::Closed;
     bool passive_ = false;
+    /// SYN-SENT: this copy of our SYN drew an unacceptable ACK and went again behind our
+    /// RST (once per copy; the retransmission timer clears it).
+    bool syn_resent_ = false;
     CompactInstant epoch_;
     std::optional<wire::Seq> irs_;
     Negotiated neg_;
