@@ -200,7 +200,7 @@ std::string schedule_text(const probe::ScheduleEvidence& ev, const probe::Schedu
                          sysctl, sysctl, fmt::join(fit.retries_candidates, " or "));
         return t;
     }
-    t += fmt::format("no {} inferred: not Linux's signature", sysctl);
+    t += fmt::format("no {} inferred: Linux's signature not shown", sysctl);
     for (std::size_t i = 0; i < fit.linux_mismatch.size(); ++i) t += (i ? "; " : " (") + fit.linux_mismatch[i];
     t += fit.linux_mismatch.empty() ? "\n" : ")\n";
     if (!fit.family.empty()) {

@@ -444,6 +444,23 @@ TEST_CASE("schedule: a FIN RTO below the RTT plus Linux's 200 ms floor is no Lin
     }
 }
 
+TEST_CASE("schedule: a FIN RTO above what the RTT gives Linux infers nothing and rules nothing out (a cached RTT)") {
+    // Lab, 0.05 ms path: one ACK of ours to the server lost, our request retransmitted 200 ms
+    // later completed its handshake, and the server cached a 153 ms RTT for us; the next
+    // connection's FIN went at RTO 464 ms (3 x 153 + a little), doubling, tcp_orphan_retries = 2:
+    // copies 464 and 928 ms apart, gone by 3.5 s.
+    ScheduleEvidence ev = evidence({0ms, 463978us, 1391978us}, {{3500ms, Liveness::Gone}});
+    ev.rtt = 50us;
+    ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::OrphanTime);
+    CHECK(f.backoff_kind == Backoff::Doubling);
+    CHECK_FALSE(f.linux_like);
+    CHECK_FALSE(f.inferred_retries);
+    REQUIRE_FALSE(f.linux_mismatch.empty());
+    const std::string why = fmt::format("{}", fmt::join(f.linux_mismatch, "; "));
+    CHECK(why.find("above the 150-300 ms Linux derives from this RTT") != std::string::npos);
+    CHECK(why.find("cached for our address") != std::string::npos);
+}
+
 TEST_CASE("schedule: the reading that also explains the give-up wins over one with fewer lost copies") {
     // Loss bench, 10 % loss, a Linux 6.18 client with tcp_syn_retries = 2 (SYNs at 0..5 s,
     // 1 s apart, gone at 7 s): SYNs seen at 0, 1.0, 2.0 and 5.1 s, gone by 7.23 s. Three
