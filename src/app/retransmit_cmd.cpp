@@ -28,7 +28,7 @@ void options(CLI::App& cmd, RetransmitOptions& r) {
     cmd.add_option("--request", r.request, "data to send after the handshake (fin): TEXT with escapes, or @FILE")->type_name("TEXT|@FILE");
     cmd.add_option("--idle", r.idle, "fin: delay from the open connection (and request) to our FIN (default 200ms)")->type_name("DURATION");
     cmd.add_option("--ack-delay", r.ack_delay, "fin: send our ACKs (handshake, data) this late, so the peer measures a longer RTT and its RTO grows (default 0)")->type_name("DURATION");
-    cmd.add_flag("--no-follow-up", r.no_follow_up, "fin: no follow-up runs at a longer RTO when the runs leave Linux's setting between values");
+    cmd.add_flag("--no-follow-up", r.no_follow_up, "fin: no follow-up runs at a longer RTO (when the runs leave Linux's setting between values, or start from an RTT the peer cached)");
     cmd.add_option("--max-wait", r.max_wait, "longest measurement (default 75s)")->type_name("DURATION");
     cmd.add_option("--tolerance", r.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");
     cmd.add_flag("--no-cleanup", r.no_cleanup, "do not send the final RST that clears the peer's state");

@@ -46,6 +46,7 @@ void RetransmitFlow::poll_follow_up(Instant now, Outbox& out) {
         case FollowUp::Step::Run:
             waiting_ = false;
             report_.follow_up = true;
+            rto_above_ = f.rto_above;
             conn_.set_ack_delay(f.ack_delay);
             conn_.start(now);
             conn_.note(now, f.why, out);
@@ -106,6 +107,7 @@ ScheduleEvidence RetransmitFlow::evidence(bool stopped_early) const {
     ev.probes = prober_.relative(origin);
     if (report_.rst_at) ev.peer_rst = *report_.rst_at - origin;
     ev.stopped_early = stopped_early;
+    ev.rto_above = rto_above_;
     return ev;
 }
 
@@ -202,6 +204,7 @@ void RetransmitFlow::on_connected_segment(Instant t, const Segment& seg, Outbox&
         if (!peer_fin_seq_) {
             peer_fin_seq_ = fin_seq;
             report_.origin = t;
+            report_.peer_closed_first = cfg_.peer_closes_first || fin_at_.has_value();
         }
         if (fin_seq == *peer_fin_seq_) record(t, out);
         if (report_.times.size() > 1) return;  // a retransmission: nothing new for the TCB
@@ -296,30 +299,78 @@ std::string RetransmitFlow::progress(Instant now) const {
 
 namespace {
 
+/// A follow-up past a cached RTT (decide_follow_up) showed the peer's RTO following the RTT
+/// our late ACK gave it, within Linux's range, and Linux's schedule under some setting
+/// explains its copies and its confirmed end.
+bool shows_rto_following_rtt(const RetransmitFlow& f, const Tolerance& tol) {
+    const ScheduleFit& fit = f.report().fit;
+    if (!fit.rto_followed_rtt || fit.end != ScheduleEnd::Confirmed) return false;
+    for (unsigned n = 0; n <= 15; ++n)
+        if (linux_setting_explains(f.report().evidence, tol, RetryRule::OrphanTime, n)) return true;
+    return false;
+}
+
+/// The tcp_orphan_retries values that Linux's schedule, started from a cached RTT, allows
+/// for every run with a confirmed end (runs that fit none are left out, as in the vote).
+std::vector<unsigned> values_from_cache(const std::vector<const RetransmitFlow*>& runs, const Tolerance& tol) {
+    std::optional<std::vector<unsigned>> allowed;
+    for (const auto* f : runs) {
+        if (f->report().fit.end != ScheduleEnd::Confirmed) continue;
+        ScheduleEvidence ev = f->report().evidence;
+        ev.rto_from_cache = true;
+        std::vector<unsigned> fits;
+        for (unsigned n = 0; n <= 15; ++n)
+            if (linux_setting_explains(ev, tol, RetryRule::OrphanTime, n)) fits.push_back(n);
+        if (fits.empty()) continue;
+        if (!allowed) allowed = fits;
+        else std::erase_if(*allowed, [&](unsigned n) { return std::find(fits.begin(), fits.end(), n) == fits.end(); });
+    }
+    return allowed.value_or(std::vector<unsigned>{});
+}
+
 /// FIN runs are judged one by one, not merged: each connection's RTO comes from its own
 /// RTT and carries any backoff its earlier retransmissions left (on a lossy path the runs'
 /// schedules differ). The runs vote: a Linux setting stands when every run that carries
 /// Linux's signature infers the same value and a second run backs it; runs that disagree
 /// make it inconclusive. A run that lost its original copy (or whose end is not pinned)
 /// infers nothing by itself, but it backs the value when Linux's schedule under that
-/// value, and no other, explains its copies and its confirmed end.
+/// value, and no other, explains its copies and its confirmed end. Once a follow-up has
+/// shown the RTO following the RTT, the runs whose RTO lies above Linux's range for their
+/// RTT are read again as started from a cached RTT.
 /// Returns the run that speaks for all, with its fit adjusted by the vote.
 std::pair<const RetransmitFlow*, ScheduleFit> vote(const std::vector<const RetransmitFlow*>& runs,
                                                                  const Tolerance& tol) {
-    std::vector<RunFit> fits;
-    for (const auto* f : runs) fits.push_back({&f->report().evidence, &f->report().fit});
-    const SettingVote v = vote_setting(fits, tol, RetryRule::OrphanTime);
+    const bool cache_shown = std::any_of(runs.begin(), runs.end(), [&](const auto* f) { return shows_rto_following_rtt(*f, tol); });
+    std::vector<ScheduleEvidence> evs;
+    std::vector<ScheduleFit> fits;
+    evs.reserve(runs.size());
+    fits.reserve(runs.size());
+    for (const auto* f : runs) {
+        evs.push_back(f->report().evidence);
+        fits.push_back(f->report().fit);
+        if (cache_shown && fits.back().rto_above_rtt) {
+            evs.back().rto_from_cache = true;
+            fits.back() = fit_schedule(evs.back(), tol, RetryRule::OrphanTime);
+        }
+    }
+    std::vector<RunFit> run_fits;
+    for (std::size_t i = 0; i < runs.size(); ++i) run_fits.push_back({&evs[i], &fits[i]});
+    const SettingVote v = vote_setting(run_fits, tol, RetryRule::OrphanTime);
     if (v.signature_runs > 0) {
-        const auto* speaker = *std::find_if(runs.begin(), runs.end(), [](const auto* f) {
-            return f->report().fit.linux_like && !f->report().fit.retries_candidates.empty();
-        });
-        ScheduleFit fit = speaker->report().fit;
+        const auto at = static_cast<std::size_t>(std::find_if(fits.begin(), fits.end(), [](const ScheduleFit& f) {
+                                                     return f.linux_like && !f.retries_candidates.empty();
+                                                 }) - fits.begin());
+        const auto* speaker = runs[at];
+        ScheduleFit fit = fits[at];
         fit.retries_candidates = v.values;
         fit.inferred_retries = v.inferred;
         const bool enough = v.signature_runs + v.backing_runs >= std::min<std::size_t>(2, runs.size());
-        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}{}", v.signature_runs, runs.size(),
+        fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}{}{}", v.signature_runs, runs.size(),
                                         v.values.empty() ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough",
-                                        v.backing_runs ? fmt::format("; {} other run(s) that lost copies fit it", v.backing_runs) : ""));
+                                        v.backing_runs ? fmt::format("; {} other run(s) fit it by their copies and confirmed end", v.backing_runs) : "",
+                                        v.cached_runs ? fmt::format(" ({} of these started from a longer RTT the peer cached for "
+                                                                    "our address)", v.cached_runs)
+                                                      : ""));
         if (!v.inferred) {
             if (v.values.size() > 1 && enough) return {speaker, fit};  // Linux, the value not pinned: the text says which
             fit.retries_candidates.clear();
@@ -404,24 +455,57 @@ RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxS
     return r;
 }
 
+namespace {
+/// No run shows Linux's signature. When every run that fits a model doubles from an RTO
+/// above what its RTT gives Linux, a Linux peer started them from a longer RTT it cached
+/// for our address: a follow-up whose late ACK makes the peer measure more than that shows
+/// whether the RTO follows the RTT as Linux's does (see ack_delay_past_cache).
+FollowUp follow_up_past_cache(const std::vector<const RetransmitFlow*>& first_runs, const Tolerance& tol) {
+    const RetransmitFlow* lowest = nullptr;
+    for (const auto* f : first_runs) {
+        const ScheduleFit& fit = f->report().fit;
+        if (!fit.fitted) continue;
+        if (!fit.rto_above_rtt || fit.backoff_kind != Backoff::Doubling || !f->report().evidence.rtt) return FollowUp::skip();
+        if (!lowest || *fit.initial_rto < *lowest->report().fit.initial_rto) lowest = f;
+    }
+    if (!lowest) return FollowUp::skip();
+    const Duration rto = *lowest->report().fit.initial_rto;
+    const Duration path_rtt = *lowest->report().evidence.rtt - lowest->connection().config().ack_delay;
+    const auto d = ack_delay_past_cache(rto, path_rtt, tol, values_from_cache(first_runs, tol));
+    if (!d) return FollowUp::skip();
+    FollowUp up{FollowUp::Step::Run, *d,
+                fmt::format("follow-up run: an initial RTO of {:.0f} ms is Linux's only from a longer RTT cached for our "
+                            "address; our ACKs go {:.0f} ms late so that the peer measures a longer one, from which Linux "
+                            "derives an RTO above {:.0f} ms (no SACK: no tail-loss probe)",
+                            to_ms_f(rto), to_ms_f(*d), to_ms_f(rto + tol.for_gap(rto))),
+                rto + tol.for_gap(rto)};
+    return up;
+}
+}  // namespace
+
 FollowUp decide_follow_up(const std::vector<const RetransmitFlow*>& first_runs, const Tolerance& tol) {
-    if (std::any_of(first_runs.begin(), first_runs.end(), [](const auto* f) { return !f->done(); })) return {FollowUp::Step::Wait, {}, {}};
+    if (std::any_of(first_runs.begin(), first_runs.end(), [](const auto* f) { return !f->done(); })) return FollowUp{};
+    // Our late ACK of data the peer sent before its FIN would restart its FIN timer.
+    if (std::any_of(first_runs.begin(), first_runs.end(), [](const auto* f) { return f->report().peer_closed_first; }))
+        return FollowUp::skip();
     const RetransmitRuns r = judge_runs(first_runs, RetxSegment::Fin, tol);
     const ScheduleFit& fit = r.fit;
+    if (!fit.linux_like) return follow_up_past_cache(first_runs, tol);
     if (!r.evidence || !r.speaker || !fit.linux_like || fit.inferred_retries || fit.retries_candidates.size() < 2 ||
         !fit.initial_rto || !r.evidence->rtt)
-        return {FollowUp::Step::Skip, {}, {}};
+        return FollowUp::skip();
     const auto speaker = std::find_if(first_runs.begin(), first_runs.end(), [&](const auto* f) { return f->tuple().local.port == *r.speaker; });
     const Duration delayed = (*speaker)->connection().config().ack_delay;
     const Duration path_rtt = *r.evidence->rtt - delayed;
     const auto d = ack_delay_to_split(fit.retries_candidates, *fit.initial_rto, path_rtt, delayed);
-    if (!d) return {FollowUp::Step::Skip, {}, {}};
+    if (!d) return FollowUp::skip();
     std::string values;
     for (unsigned n : fit.retries_candidates) values += fmt::format("{}{}", values.empty() ? "" : " or ", n);
     return {FollowUp::Step::Run, *d,
             fmt::format("follow-up run: at an RTO of {:.0f} ms tcp_orphan_retries {} send the same copies; our ACKs go "
                         "{:.0f} ms late so the peer's RTO grows to where they differ (no SACK: no tail-loss probe)",
-                        to_ms_f(*fit.initial_rto), values, to_ms_f(*d))};
+                        to_ms_f(*fit.initial_rto), values, to_ms_f(*d)),
+            {}};
 }
 
 RetransmitConfig follow_up_config(RetransmitConfig base, std::function<FollowUp()> decide) {

@@ -384,16 +384,30 @@ void check_linux(ScheduleFit& f, const Model& m, RetryRule rule, const ScheduleE
         const auto [lo, hi] = linux_fin_rto_range(ev, tol);
         if (m.r0 < lo)
             miss(fmt::format("initial RTO {:.3f} s, below the RTT plus Linux's 200 ms floor ({:.0f} ms)", secs(m.r0), to_ms_f(lo)));
-        else if (m.r0 > hi)
+        else if (m.r0 > hi) {
+            f.rto_above_rtt = true;
             // Linux starts a connection from the RTT it cached for the address when that is
             // longer (tcp_metrics: RTO = c + max(2c, 200 ms)): one ACK of a client's lost on
             // the path, its data retransmitted 200 ms later completes the handshake, and the
-            // server caches a ~200 ms RTT. Such an RTO is Linux's too, but nothing seen here
-            // tells it from another stack's RTT-based doubling timer: no claim either way.
-            miss(fmt::format("initial RTO {:.3f} s, above the {:.0f}-{:.0f} ms Linux derives from this RTT: a Linux peer "
-                             "shows that only when it starts from a longer RTT cached for our address (tcp_metrics), "
-                             "which cannot be told from another stack's timer",
-                             secs(m.r0), to_ms_f(lo), to_ms_f(hi)));
+            // server caches a ~200 ms RTT. Such an RTO is Linux's too, but nothing in this
+            // run tells it from another stack's RTT-based doubling timer: no claim either
+            // way, unless a follow-up past the cache showed the RTO following the RTT.
+            if (ev.rto_from_cache)
+                f.notes.push_back(fmt::format("initial RTO {:.3f} s, above the {:.0f}-{:.0f} ms Linux derives from this RTT: "
+                                              "Linux's from a longer RTT it cached for our address (tcp_metrics), as the "
+                                              "follow-up run's RTO, which followed the RTT our late ACK gave, shows",
+                                              secs(m.r0), to_ms_f(lo), to_ms_f(hi)));
+            else
+                miss(fmt::format("initial RTO {:.3f} s, above the {:.0f}-{:.0f} ms Linux derives from this RTT: a Linux peer "
+                                 "shows that only when it starts from a longer RTT cached for our address (tcp_metrics), "
+                                 "which cannot be told from another stack's timer",
+                                 secs(m.r0), to_ms_f(lo), to_ms_f(hi)));
+        }
+        if (ev.rto_above && m.r0 <= *ev.rto_above)
+            miss(fmt::format("initial RTO {:.3f} s, not above the first runs' {:.3f} s: it did not follow the longer RTT "
+                             "our late ACK gave the peer, as Linux's does",
+                             secs(m.r0), secs(*ev.rto_above)));
+        f.rto_followed_rtt = ev.rto_above && m.r0 > *ev.rto_above && m.r0 >= lo && m.r0 <= hi;
     } else {
         const Duration off = m.r0 > 1s ? m.r0 - 1s : 1s - m.r0;
         if (off > tol.for_gap(1s) + 32ms)
@@ -476,7 +490,8 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
                        : 1s;
             if (rule == RetryRule::OrphanTime) {
                 const auto [lo, hi] = linux_fin_rto_range(ev, tol);
-                if (m.r0 < lo || m.r0 > hi) continue;
+                if (m.r0 < lo || (m.r0 > hi && !ev.rto_from_cache)) continue;
+                if (ev.rto_above && m.r0 <= *ev.rto_above) continue;  // a follow-up past the cache: it must have moved
             }
             if (rule == RetryRule::SynTime) continue;  // linear phases: not needed by any caller yet
             auto a = align(c, m, start, tol);
@@ -501,6 +516,18 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
 namespace {
 /// Linux's RTO after a single RTT sample (tcp_rtt_estimator's first measurement).
 Duration linux_first_rto(Duration sample) { return sample + std::max<Duration>(2 * sample, 200ms); }
+
+/// Whether every tcp_orphan_retries value in `candidates` sends a different number of
+/// copies at an initial RTO of `rto`.
+bool orphan_copies_differ(const std::vector<unsigned>& candidates, Duration rto) {
+    std::vector<unsigned> copies;
+    for (unsigned n : candidates) {
+        const auto sent = linux_copies(RetryRule::OrphanTime, Model{Backoff::Doubling, rto, 1, 120s}, n);
+        if (!sent || std::find(copies.begin(), copies.end(), *sent) != copies.end()) return false;
+        copies.push_back(*sent);
+    }
+    return true;
+}
 }  // namespace
 
 std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
@@ -512,15 +539,7 @@ std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidat
     const Duration excess = std::max(Duration::zero(), rto - linux_first_rto(path_rtt + delayed));
     const Duration peer_sample = rto <= 300ms ? rto - 200ms : rto / 3;  // the sample that gives `rto`
     const Duration peer_extra = std::max(Duration::zero(), peer_sample - path_rtt - delayed);
-    auto splits = [&](Duration r) {
-        std::vector<unsigned> copies;
-        for (unsigned n : candidates) {
-            const auto sent = linux_copies(RetryRule::OrphanTime, Model{Backoff::Doubling, r, 1, 120s}, n);
-            if (!sent || std::find(copies.begin(), copies.end(), *sent) != copies.end()) return false;
-            copies.push_back(*sent);
-        }
-        return true;
-    };
+    auto splits = [&](Duration r) { return orphan_copies_differ(candidates, r); };
     constexpr Duration step = 5ms;
     std::optional<Duration> first, last;
     for (Duration d = 20ms; d <= 900ms; d += step) {
@@ -536,6 +555,30 @@ std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidat
     return *first + (*last - *first) / 2 / step * step;
 }
 
+std::optional<Duration> ack_delay_past_cache(Duration rto, Duration path_rtt, const Tolerance& tol,
+                                             const std::vector<unsigned>& candidates) {
+    const Duration seen = rto + tol.for_gap(rto);
+    // The longest cached RTT c whose RTO c + max(2c, 200 ms) is `seen`.
+    const Duration cached = seen >= 300ms ? seen / 3 : seen - 200ms;
+    constexpr Duration step = 5ms;
+    std::optional<Duration> past, first, last;
+    for (Duration d = 20ms; d <= 900ms; d += step) {
+        const Duration sample = path_rtt + d;
+        const Duration want = linux_first_rto(sample);
+        if (sample * 5 < cached * 6 || want - tol.for_gap(want) <= seen) continue;
+        if (!past) past = d;
+        if (candidates.size() < 2) break;
+        // The peer's sample may exceed ours (its own delays): 15 % either way.
+        const bool ok = orphan_copies_differ(candidates, want * 85 / 100) && orphan_copies_differ(candidates, want) &&
+                        orphan_copies_differ(candidates, want * 115 / 100);
+        if (ok && !first) first = d;
+        if (ok) last = d;
+        if (!ok && first) break;
+    }
+    if (first) return *first + (*last - *first) / 2 / step * step;
+    return past;
+}
+
 SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, RetryRule rule) {
     SettingVote v;
     std::optional<std::vector<unsigned>> allowed;
@@ -549,6 +592,7 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
     for (const auto& r : runs) {
         if (r.fit->linux_like && !r.fit->retries_candidates.empty()) {
             ++v.signature_runs;
+            if (r.evidence->rto_from_cache) ++v.cached_runs;
             offer(r.fit->retries_candidates);
         }
     }
@@ -569,6 +613,7 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
         });
         if (!shares) continue;
         ++v.backing_runs;
+        if (r.evidence->rto_from_cache) ++v.cached_runs;
         offer(fits);
     }
     v.values = *allowed;

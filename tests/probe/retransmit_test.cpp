@@ -273,6 +273,88 @@ TEST_CASE("retransmit fin: runs whose RTO cannot tell tcp_orphan_retries 1 from 
     }
 }
 
+namespace {
+/// Linux's orphaned FIN at initial RTO `rto`: how many copies it retransmits under
+/// tcp_orphan_retries `n` (at expiry k it stops once k - 1 doubled RTOs, the time since the
+/// first retransmission, reach (2^(n+1) - 1) x 200 ms).
+unsigned linux_orphan_copies(Duration rto, unsigned n) {
+    const Duration limit = 200ms * ((2 << n) - 1);
+    unsigned k = 1;
+    while (rto * ((std::int64_t{1} << k) - 2) < limit) ++k;
+    return k - 1;
+}
+
+/// Three first runs against a peer whose FIN RTO is `rto` (the path's RTT is 0.2 ms),
+/// retransmitting as Linux does under tcp_orphan_retries 2.
+std::vector<std::unique_ptr<probe::RetransmitFlow>> first_fin_runs(Duration rto, std::vector<std::unique_ptr<Sim>>& sims) {
+    std::vector<std::unique_ptr<probe::RetransmitFlow>> first;
+    for (int i = 0; i < 3; ++i) {
+        first.push_back(std::make_unique<probe::RetransmitFlow>(config(probe::RetxSegment::Fin)));
+        sims.push_back(std::make_unique<Sim>(*first.back(), Sim::PeerKind::Listening));
+        fin_peer(*sims.back(), rto, linux_orphan_copies(rto, 2));
+        sims.back()->run();
+    }
+    return first;
+}
+}  // namespace
+
+TEST_CASE("retransmit fin: an RTO from a cached RTT calls a follow-up past the cache; Linux's RTO follows it, and the value is inferred") {
+    // A Linux server that cached a 165 ms RTT for our address starts our connections at an
+    // RTO of 3 x 165 = 495 ms although the path's RTT is 0.2 ms: no run shows Linux's
+    // signature by itself.
+    std::vector<std::unique_ptr<Sim>> sims;
+    const auto first = first_fin_runs(495ms, sims);
+    std::vector<const probe::RetransmitFlow*> firsts;
+    for (const auto& f : first) {
+        firsts.push_back(f.get());
+        CHECK_FALSE(f->report().fit.linux_like);
+        CHECK(f->report().fit.rto_above_rtt);
+    }
+    CHECK_FALSE(probe::judge_runs(firsts, probe::RetxSegment::Fin, probe::Tolerance{}).fit.inferred_retries);
+
+    const probe::FollowUp decision = probe::decide_follow_up(firsts, probe::Tolerance{});
+    REQUIRE(decision.step == probe::FollowUp::Step::Run);
+    REQUIRE(decision.rto_above);
+    CHECK(*decision.rto_above == 545ms);  // 495 ms and its tolerance
+    // The peer's sample (our delay) passes the cached RTT by a fifth at least, and Linux's RTO
+    // from it, less its tolerance, passes 545 ms.
+    CHECK(decision.ack_delay >= 200ms);
+    CHECK(decision.ack_delay <= 900ms);
+    CHECK(decision.why.find("cached for our address") != std::string::npos);
+
+    SUBCASE("a Linux peer: the RTO follows our sample, the first runs are read as started from the cache") {
+        const Duration rto = 3 * decision.ack_delay;  // Linux's first RTO, the sample above 100 ms
+        probe::RetransmitFlow follow(probe::follow_up_config(config(probe::RetxSegment::Fin), [&] { return decision; }));
+        Sim sim(follow, Sim::PeerKind::Listening);
+        fin_peer(sim, rto, linux_orphan_copies(rto, 2));
+        sim.run();
+        CHECK(follow.report().follow_up);
+        CHECK(follow.report().fit.rto_followed_rtt);
+        std::vector<const probe::RetransmitFlow*> all = firsts;
+        all.push_back(&follow);
+        const probe::RetransmitRuns with = probe::judge_runs(all, probe::RetxSegment::Fin, probe::Tolerance{});
+        REQUIRE(with.fit.inferred_retries);
+        CHECK(*with.fit.inferred_retries == 2);
+        CHECK(with.judged == probe::ScheduleVerdict::Inferred);
+        const auto& notes = with.fit.notes;
+        CHECK(std::any_of(notes.begin(), notes.end(), [](const std::string& n) { return n.find("cached for our address") != std::string::npos; }));
+    }
+    SUBCASE("a stack whose RTO ignores the RTT keeps 495 ms: nothing is inferred") {
+        probe::RetransmitFlow follow(probe::follow_up_config(config(probe::RetxSegment::Fin), [&] { return decision; }));
+        Sim sim(follow, Sim::PeerKind::Listening);
+        fin_peer(sim, 495ms, 2);
+        sim.run();
+        CHECK_FALSE(follow.report().fit.rto_followed_rtt);
+        CHECK_FALSE(follow.report().fit.linux_like);
+        std::vector<const probe::RetransmitFlow*> all = firsts;
+        all.push_back(&follow);
+        const probe::RetransmitRuns with = probe::judge_runs(all, probe::RetxSegment::Fin, probe::Tolerance{});
+        CHECK_FALSE(with.fit.inferred_retries);
+        CHECK(with.fit.retries_candidates.empty());
+        CHECK(with.judged != probe::ScheduleVerdict::Inferred);
+    }
+}
+
 TEST_CASE("retransmit fin with a request and late ACKs: the request waits for the handshake's ACK, which the peer times") {
     auto c = config(probe::RetxSegment::Fin);
     c.request = {'G', 'E', 'T', '\n'};
@@ -292,7 +374,10 @@ TEST_CASE("retransmit fin with a request and late ACKs: the request waits for th
 TEST_CASE("retransmit fin: no follow-up where the runs pin the value, and none for a foreign schedule") {
     std::vector<std::unique_ptr<probe::RetransmitFlow>> first;
     std::vector<std::unique_ptr<Sim>> sims;
-    for (Duration rto : {Duration{205ms}, Duration{2s}}) {  // Linux at 205 ms pins N = 2; a fixed 2 s RTO is not Linux
+    // Linux at 205 ms pins N = 2. A 2.5 s RTO would be Linux's only from a cached RTT of
+    // 830 ms or more: a follow-up must make the peer measure a fifth more, 1 s, which
+    // meets its SYN-ACK retransmission (no delay above 900 ms is tried).
+    for (Duration rto : {Duration{205ms}, Duration{2500ms}}) {
         first.push_back(std::make_unique<probe::RetransmitFlow>(config(probe::RetxSegment::Fin)));
         sims.push_back(std::make_unique<Sim>(*first.back(), Sim::PeerKind::Listening));
         fin_peer(*sims.back(), rto, 2);

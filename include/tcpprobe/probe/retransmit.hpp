@@ -35,6 +35,14 @@ struct FollowUp {
     Step step = Step::Wait;
     Duration ack_delay{};  ///< Run: our ACKs' delay
     std::string why;       ///< Run: the note that opens the run
+    /// Run past a cached RTT: the RTO the run must exceed (ScheduleEvidence::rto_above).
+    std::optional<Duration> rto_above;
+
+    static FollowUp skip() {
+        FollowUp f;
+        f.step = Step::Skip;
+        return f;
+    }
 };
 
 struct RetransmitConfig {
@@ -66,6 +74,9 @@ struct RetransmitReport {
     bool cleanup_sent = false;
     std::optional<Duration> fin_after_request;  ///< fin mode: first FIN relative to our FIN or request
     bool follow_up = false;           ///< a follow-up run that ran (at its own ACK delay)
+    /// fin mode: the peer's FIN came before ours (it closed by itself): an ACK of its data
+    /// that we held back would restart its FIN timer, so no follow-up delays ours.
+    bool peer_closed_first = false;
 };
 
 /// A Flow that holds its Connection: the connection opens and reports; once it is open
@@ -133,6 +144,7 @@ private:
     bool waiting_ = false;  ///< a follow-up run waiting for its decision
     bool skipped_ = false;
     std::optional<Instant> poll_at_;
+    std::optional<Duration> rto_above_;  ///< a follow-up past a cached RTT (FollowUp::rto_above)
     void poll_follow_up(Instant now, Outbox& out);
 };
 

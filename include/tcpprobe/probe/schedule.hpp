@@ -84,6 +84,14 @@ struct ScheduleEvidence {
     std::vector<LivenessProbe> probes;          ///< ascending
     std::optional<Duration> peer_rst;           ///< the peer ended the schedule with its own RST
     bool stopped_early = false;                 ///< max-wait or interrupted: the end was not seen
+    /// A FIN follow-up run past a cached RTT (see ack_delay_past_cache): Linux's RTO is
+    /// above this here (the first runs' RTO with its tolerance), or it did not follow the
+    /// longer RTT our late ACKs gave it.
+    std::optional<Duration> rto_above;
+    /// FIN: the RTO may lie above Linux's range for this RTT. Set by the vote for a run
+    /// whose RTO is above it once a follow-up has shown the peer's RTO following the RTT
+    /// as Linux's does: a Linux peer that started this run from a longer cached RTT.
+    bool rto_from_cache = false;
 };
 
 struct MissingCopy {
@@ -135,6 +143,12 @@ struct ScheduleFit {
     // Linux or not.
     bool linux_like = false;                ///< every part of Linux's signature holds
     std::vector<std::string> linux_mismatch;  ///< why not, when not
+    /// FIN: the initial RTO lies above what the RTT gives Linux, which a Linux peer shows
+    /// only when it starts from a longer RTT cached for our address (tcp_metrics).
+    bool rto_above_rtt = false;
+    /// FIN follow-up past a cached RTT (ScheduleEvidence::rto_above): its initial RTO is
+    /// within Linux's range for the RTT our late ACK gave, and above the first runs'.
+    bool rto_followed_rtt = false;
     std::optional<unsigned> inferred_retries;  ///< only when linux_like and the end is pinned
     /// Linux-like with a pinned end: every value of the setting that gives up at the same
     /// expiry. More than one (e.g. tcp_orphan_retries 1 and 2 at an RTO near 235 ms): the
@@ -174,6 +188,7 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
 struct SettingVote {
     std::size_t signature_runs = 0;  ///< runs with Linux's signature
     std::size_t backing_runs = 0;    ///< other runs whose copies and end fit some values
+    std::size_t cached_runs = 0;     ///< runs of both kinds read with ScheduleEvidence::rto_from_cache
     std::vector<unsigned> values;    ///< allowed by every offering run (empty: they disagree)
     std::optional<unsigned> inferred;
 };
@@ -195,6 +210,20 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
 /// of delays (up to 900 ms, 5 ms steps) that works is returned.
 std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
                                            Duration delayed);
+
+/// FIN runs whose initial RTO `rto` lies above what their RTT gives Linux: a Linux peer
+/// started them from a longer RTT c it cached for our address (RTO = c + max(2c, 200 ms)),
+/// or the peer is another stack. Linux keeps a cached RTT only while it is longer than the
+/// connection's own sample, so a follow-up whose ACK of the SYN-ACK goes late enough that
+/// the peer measures more than c gets the RTO Linux derives from that sample, which we
+/// know. A delay qualifies (over a path of RTT `path_rtt`, up to 900 ms, 5 ms steps) when
+/// its sample is a fifth above the longest c that explains `rto` and its RTO, less its
+/// tolerance, lies above `rto` plus its tolerance: a timer that ignores the RTT keeps its
+/// RTO and cannot pass for Linux. Of those, the middle of the first band where the
+/// `candidates` (tcp_orphan_retries values the first runs leave) each send a different
+/// number of copies, 15 % either way; else the first that qualifies; none when none does.
+std::optional<Duration> ack_delay_past_cache(Duration rto, Duration path_rtt, const Tolerance& tol,
+                                             const std::vector<unsigned>& candidates);
 
 /// Convenience for callers with plain capture times (the first is the origin and the
 /// original; `ended` marks a confirmed end after the last copy with nothing held).
