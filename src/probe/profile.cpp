@@ -230,6 +230,7 @@ void Profile::build(Session& session, Instant start, const ConnectFor& connect_f
     auto time_wait = [&](TwTest test) {
         TimeWaitConfig tc;
         tc.connect = conn();
+        tc.retries = tc.connect.tcb.rto.max_retries;  // --retries, as `time-wait` passes it
         tc.test = test;
         tc.request = cfg_.request;
         tc.max_duration = cfg_.time_wait_max;

@@ -46,7 +46,7 @@ void RetransmitFlow::poll_follow_up(Instant now, Outbox& out) {
         case FollowUp::Step::Run:
             waiting_ = false;
             report_.follow_up = true;
-            rto_above_ = f.rto_above;
+            past_cache_rto_ = f.past_cache_rto;
             conn_.set_ack_delay(f.ack_delay);
             conn_.start(now);
             conn_.note(now, f.why, out);
@@ -107,7 +107,7 @@ ScheduleEvidence RetransmitFlow::evidence(bool stopped_early) const {
     ev.probes = prober_.relative(origin);
     if (report_.rst_at) ev.peer_rst = *report_.rst_at - origin;
     ev.stopped_early = stopped_early;
-    ev.rto_above = rto_above_;
+    ev.past_cache_rto = past_cache_rto_;
     return ev;
 }
 
@@ -317,7 +317,7 @@ std::vector<unsigned> values_from_cache(const std::vector<const RetransmitFlow*>
     for (const auto* f : runs) {
         if (f->report().fit.end != ScheduleEnd::Confirmed) continue;
         ScheduleEvidence ev = f->report().evidence;
-        ev.rto_from_cache = true;
+        ev.cache_rto = f->report().fit.initial_rto;
         std::vector<unsigned> fits;
         for (unsigned n = 0; n <= 15; ++n)
             if (linux_setting_explains(ev, tol, RetryRule::OrphanTime, n)) fits.push_back(n);
@@ -340,7 +340,8 @@ std::vector<unsigned> values_from_cache(const std::vector<const RetransmitFlow*>
 /// Returns the run that speaks for all, with its fit adjusted by the vote.
 std::pair<const RetransmitFlow*, ScheduleFit> vote(const std::vector<const RetransmitFlow*>& runs,
                                                                  const Tolerance& tol) {
-    const bool cache_shown = std::any_of(runs.begin(), runs.end(), [&](const auto* f) { return shows_rto_following_rtt(*f, tol); });
+    const auto shown = std::find_if(runs.begin(), runs.end(), [&](const auto* f) { return shows_rto_following_rtt(*f, tol); });
+    const std::optional<Duration> cache_rto = shown != runs.end() ? (*shown)->report().evidence.past_cache_rto : std::nullopt;
     std::vector<ScheduleEvidence> evs;
     std::vector<ScheduleFit> fits;
     evs.reserve(runs.size());
@@ -348,8 +349,8 @@ std::pair<const RetransmitFlow*, ScheduleFit> vote(const std::vector<const Retra
     for (const auto* f : runs) {
         evs.push_back(f->report().evidence);
         fits.push_back(f->report().fit);
-        if (cache_shown && fits.back().rto_above_rtt) {
-            evs.back().rto_from_cache = true;
+        if (cache_rto && fits.back().rto_above_rtt) {
+            evs.back().cache_rto = cache_rto;
             fits.back() = fit_schedule(evs.back(), tol, RetryRule::OrphanTime);
         }
     }
@@ -478,7 +479,7 @@ FollowUp follow_up_past_cache(const std::vector<const RetransmitFlow*>& first_ru
                             "address; our ACKs go {:.0f} ms late so that the peer measures a longer one, from which Linux "
                             "derives an RTO above {:.0f} ms (no SACK: no tail-loss probe)",
                             to_ms_f(rto), to_ms_f(*d), to_ms_f(rto + tol.for_gap(rto))),
-                rto + tol.for_gap(rto)};
+                rto};
     return up;
 }
 }  // namespace

@@ -314,8 +314,8 @@ TEST_CASE("retransmit fin: an RTO from a cached RTT calls a follow-up past the c
 
     const probe::FollowUp decision = probe::decide_follow_up(firsts, probe::Tolerance{});
     REQUIRE(decision.step == probe::FollowUp::Step::Run);
-    REQUIRE(decision.rto_above);
-    CHECK(*decision.rto_above == 545ms);  // 495 ms and its tolerance
+    REQUIRE(decision.past_cache_rto);
+    CHECK(*decision.past_cache_rto == 495ms);  // Linux's must pass it and its tolerance, 545 ms
     // The peer's sample (our delay) passes the cached RTT by a fifth at least, and Linux's RTO
     // from it, less its tolerance, passes 545 ms.
     CHECK(decision.ack_delay >= 200ms);
@@ -353,6 +353,54 @@ TEST_CASE("retransmit fin: an RTO from a cached RTT calls a follow-up past the c
         CHECK(with.fit.retries_candidates.empty());
         CHECK(with.judged != probe::ScheduleVerdict::Inferred);
     }
+}
+
+TEST_CASE("retransmit fin: past a cache, a run that lost its original FIN (RTO read twice as long) is not read as started from the cache") {
+    // Linux under tcp_orphan_retries 3 at a cached RTO of 450 ms: copies at 0, 0.45, 1.35
+    // and 3.15 s. One run loses the original: its copies read as an RTO of 900 ms, which
+    // no cached RTT gave (every connection from us starts from the same one).
+    std::vector<std::unique_ptr<probe::RetransmitFlow>> first;
+    std::vector<std::unique_ptr<Sim>> sims;
+    for (int i = 0; i < 3; ++i) {
+        first.push_back(std::make_unique<probe::RetransmitFlow>(config(probe::RetxSegment::Fin)));
+        sims.push_back(std::make_unique<Sim>(*first.back(), Sim::PeerKind::Listening));
+        fin_peer(*sims.back(), 450ms, linux_orphan_copies(450ms, 3));
+        if (i == 2) {
+            bool dropped = false;
+            sims.back()->set_peer_filter([dropped](const wire::Segment& seg) mutable {
+                if (!seg.has(wire::flag::fin) || dropped) return false;
+                dropped = true;
+                return true;
+            });
+        }
+        sims.back()->run();
+    }
+    REQUIRE(first[2]->report().fit.initial_rto);
+    CHECK(*first[2]->report().fit.initial_rto == 900ms);
+    const std::vector<const probe::RetransmitFlow*> firsts{first[0].get(), first[1].get(), first[2].get()};
+    const probe::FollowUp decision = probe::decide_follow_up(firsts, probe::Tolerance{});
+    REQUIRE(decision.step == probe::FollowUp::Step::Run);
+    REQUIRE(decision.past_cache_rto);
+    CHECK(*decision.past_cache_rto == 450ms);  // the lowest RTO: a lost original only lengthens one
+
+    const Duration rto = 3 * decision.ack_delay;
+    probe::RetransmitFlow follow(probe::follow_up_config(config(probe::RetxSegment::Fin), [&] { return decision; }));
+    Sim sim(follow, Sim::PeerKind::Listening);
+    fin_peer(sim, rto, linux_orphan_copies(rto, 3));
+    sim.run();
+    REQUIRE(follow.report().fit.rto_followed_rtt);
+    const probe::RetransmitRuns with =
+        probe::judge_runs({first[0].get(), first[1].get(), first[2].get(), &follow}, probe::RetxSegment::Fin, probe::Tolerance{});
+    REQUIRE(with.fit.inferred_retries);
+    CHECK(*with.fit.inferred_retries == 3);
+    // The run that lost its original backs the value through a reading of that loss (at
+    // the cached RTO), not as a signature run at 900 ms.
+    const auto note = std::find_if(with.fit.notes.begin(), with.fit.notes.end(),
+                                   [](const std::string& n) { return n.find("carry Linux's signature") != std::string::npos; });
+    REQUIRE(note != with.fit.notes.end());
+    const bool follow_signs = follow.report().times.size() >= 3;
+    CHECK(note->starts_with(fmt::format("{} of 4 runs carry Linux's signature", follow_signs ? 3 : 2)));
+    CHECK(note->find(fmt::format("{} other run(s) fit it", follow_signs ? 1 : 2)) != std::string::npos);
 }
 
 TEST_CASE("retransmit fin with a request and late ACKs: the request waits for the handshake's ACK, which the peer times") {

@@ -287,6 +287,12 @@ TEST_CASE("schedule: a client's lost first SYNs: tcp_syn_retries only when every
         CHECK_FALSE(f.inferred_retries);
         CHECK_FALSE(f.linux_like);
     }
+    SUBCASE("the first four lost (bench, 10 % loss): only #4 and #5 seen, N = 1 from the first seen, N = 2 from four lost: nothing") {
+        // Before: tcp_syn_retries = 1, wrong (the client's connect() failed after 7.1 s).
+        ScheduleFit f = fit_schedule(evidence({0ms, 1024054us}, {{3277430us, Liveness::Gone}}), Tolerance{}, RetryRule::SynTime);
+        CHECK_FALSE(f.inferred_retries);
+        CHECK_FALSE(f.linux_like);
+    }
     SUBCASE("a late RST (its rounds lost) after five SYNs: 15 s fits if three were lost, 7 s if none: nothing") {
         // Before: tcp_syn_retries = 3 (bench, 30 % loss; the truth was 2 with the first SYN lost).
         ScheduleFit f = fit_schedule(evidence({0ms, 1020ms, 2048ms, 3068ms, 4096ms},

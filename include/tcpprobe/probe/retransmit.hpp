@@ -35,8 +35,8 @@ struct FollowUp {
     Step step = Step::Wait;
     Duration ack_delay{};  ///< Run: our ACKs' delay
     std::string why;       ///< Run: the note that opens the run
-    /// Run past a cached RTT: the RTO the run must exceed (ScheduleEvidence::rto_above).
-    std::optional<Duration> rto_above;
+    /// Run past a cached RTT: the first runs' RTO (ScheduleEvidence::past_cache_rto).
+    std::optional<Duration> past_cache_rto;
 
     static FollowUp skip() {
         FollowUp f;
@@ -144,7 +144,7 @@ private:
     bool waiting_ = false;  ///< a follow-up run waiting for its decision
     bool skipped_ = false;
     std::optional<Instant> poll_at_;
-    std::optional<Duration> rto_above_;  ///< a follow-up past a cached RTT (FollowUp::rto_above)
+    std::optional<Duration> past_cache_rto_;  ///< a follow-up past a cached RTT (FollowUp::past_cache_rto)
     void poll_follow_up(Instant now, Outbox& out);
 };
 

@@ -84,14 +84,16 @@ struct ScheduleEvidence {
     std::vector<LivenessProbe> probes;          ///< ascending
     std::optional<Duration> peer_rst;           ///< the peer ended the schedule with its own RST
     bool stopped_early = false;                 ///< max-wait or interrupted: the end was not seen
-    /// A FIN follow-up run past a cached RTT (see ack_delay_past_cache): Linux's RTO is
-    /// above this here (the first runs' RTO with its tolerance), or it did not follow the
-    /// longer RTT our late ACKs gave it.
-    std::optional<Duration> rto_above;
-    /// FIN: the RTO may lie above Linux's range for this RTT. Set by the vote for a run
-    /// whose RTO is above it once a follow-up has shown the peer's RTO following the RTT
-    /// as Linux's does: a Linux peer that started this run from a longer cached RTT.
-    bool rto_from_cache = false;
+    /// A FIN follow-up run past a cached RTT (see ack_delay_past_cache): the first runs'
+    /// RTO. Linux's RTO lies above it and its tolerance here, or it did not follow the
+    /// longer RTT our late ACK gave the peer.
+    std::optional<Duration> past_cache_rto;
+    /// FIN: the RTO a cached RTT gave (the first runs' one). Set by the vote once a
+    /// follow-up has shown the peer's RTO following the RTT as Linux's does: an RTO above
+    /// Linux's range for this RTT is then Linux's from the cache when it is this one,
+    /// within tolerance (every connection from us starts from the same cached RTT; one
+    /// twice as long is a reading with the original copy lost, not the cache).
+    std::optional<Duration> cache_rto;
 };
 
 struct MissingCopy {
@@ -146,7 +148,7 @@ struct ScheduleFit {
     /// FIN: the initial RTO lies above what the RTT gives Linux, which a Linux peer shows
     /// only when it starts from a longer RTT cached for our address (tcp_metrics).
     bool rto_above_rtt = false;
-    /// FIN follow-up past a cached RTT (ScheduleEvidence::rto_above): its initial RTO is
+    /// FIN follow-up past a cached RTT (ScheduleEvidence::past_cache_rto): its initial RTO is
     /// within Linux's range for the RTT our late ACK gave, and above the first runs'.
     bool rto_followed_rtt = false;
     std::optional<unsigned> inferred_retries;  ///< only when linux_like and the end is pinned
@@ -188,7 +190,7 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
 struct SettingVote {
     std::size_t signature_runs = 0;  ///< runs with Linux's signature
     std::size_t backing_runs = 0;    ///< other runs whose copies and end fit some values
-    std::size_t cached_runs = 0;     ///< runs of both kinds read with ScheduleEvidence::rto_from_cache
+    std::size_t cached_runs = 0;     ///< runs of both kinds whose RTO came from ScheduleEvidence::cache_rto
     std::vector<unsigned> values;    ///< allowed by every offering run (empty: they disagree)
     std::optional<unsigned> inferred;
 };
