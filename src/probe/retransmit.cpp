@@ -457,22 +457,37 @@ RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxS
 }
 
 namespace {
-/// No run shows Linux's signature. When every run that fits a model doubles from an RTO
-/// above what its RTT gives Linux, a Linux peer started them from a longer RTT it cached
-/// for our address: a follow-up whose late ACK makes the peer measure more than that shows
-/// whether the RTO follows the RTT as Linux's does (see ack_delay_past_cache).
+/// The path's RTT: the shortest the runs measured without a repeated SYN (Karn), less our
+/// own ACK delay (a run whose SYN went twice has none).
+std::optional<Duration> path_rtt_of(const std::vector<const RetransmitFlow*>& runs) {
+    std::optional<Duration> best;
+    for (const auto* f : runs) {
+        const auto& rtt = f->report().evidence.rtt;
+        if (!rtt) continue;
+        const Duration path = *rtt - f->connection().config().ack_delay;
+        if (!best || path < *best) best = path;
+    }
+    return best;
+}
+
+/// The vote inferred nothing, and some runs double from an RTO above what their RTT gives
+/// Linux: a Linux peer started them from a longer RTT it cached for our address (runs
+/// that completed their handshakes at other moments may have met other cached values).
+/// A follow-up whose late ACK makes the peer measure more than the shortest such RTO's
+/// cache shows whether the RTO follows the RTT as Linux's does (see
+/// ack_delay_past_cache); a run with another backoff than doubling rules it out.
 FollowUp follow_up_past_cache(const std::vector<const RetransmitFlow*>& first_runs, const Tolerance& tol) {
     const RetransmitFlow* lowest = nullptr;
     for (const auto* f : first_runs) {
         const ScheduleFit& fit = f->report().fit;
         if (!fit.fitted) continue;
-        if (!fit.rto_above_rtt || fit.backoff_kind != Backoff::Doubling || !f->report().evidence.rtt) return FollowUp::skip();
-        if (!lowest || *fit.initial_rto < *lowest->report().fit.initial_rto) lowest = f;
+        if (fit.backoff_kind != Backoff::Doubling) return FollowUp::skip();
+        if (fit.rto_above_rtt && (!lowest || *fit.initial_rto < *lowest->report().fit.initial_rto)) lowest = f;
     }
-    if (!lowest) return FollowUp::skip();
+    const auto path_rtt = path_rtt_of(first_runs);
+    if (!lowest || !path_rtt) return FollowUp::skip();
     const Duration rto = *lowest->report().fit.initial_rto;
-    const Duration path_rtt = *lowest->report().evidence.rtt - lowest->connection().config().ack_delay;
-    const auto d = ack_delay_past_cache(rto, path_rtt, tol, values_from_cache(first_runs, tol));
+    const auto d = ack_delay_past_cache(rto, *path_rtt, tol, values_from_cache(first_runs, tol));
     if (!d) return FollowUp::skip();
     FollowUp up{FollowUp::Step::Run, *d,
                 fmt::format("follow-up run: an initial RTO of {:.0f} ms is Linux's only from a longer RTT cached for our "
@@ -492,13 +507,14 @@ FollowUp decide_follow_up(const std::vector<const RetransmitFlow*>& first_runs, 
     const RetransmitRuns r = judge_runs(first_runs, RetxSegment::Fin, tol);
     const ScheduleFit& fit = r.fit;
     if (!fit.linux_like) return follow_up_past_cache(first_runs, tol);
+    // The RTT from any run that has one: the speaker's SYN may have gone twice.
+    const auto path_rtt = path_rtt_of(first_runs);
     if (!r.evidence || !r.speaker || !fit.linux_like || fit.inferred_retries || fit.retries_candidates.size() < 2 ||
-        !fit.initial_rto || !r.evidence->rtt)
+        !fit.initial_rto || !path_rtt)
         return FollowUp::skip();
     const auto speaker = std::find_if(first_runs.begin(), first_runs.end(), [&](const auto* f) { return f->tuple().local.port == *r.speaker; });
     const Duration delayed = (*speaker)->connection().config().ack_delay;
-    const Duration path_rtt = *r.evidence->rtt - delayed;
-    const auto d = ack_delay_to_split(fit.retries_candidates, *fit.initial_rto, path_rtt, delayed);
+    const auto d = ack_delay_to_split(fit.retries_candidates, *fit.initial_rto, *path_rtt, delayed);
     if (!d) return FollowUp::skip();
     std::string values;
     for (unsigned n : fit.retries_candidates) values += fmt::format("{}{}", values.empty() ? "" : " or ", n);

@@ -543,9 +543,10 @@ bool orphan_copies_differ(const std::vector<unsigned>& candidates, Duration rto)
 std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
                                            Duration delayed) {
     if (candidates.size() < 2) return std::nullopt;
-    // The seen RTO's excess over the formula is timer granularity (it stays as it is) or a
+    // The seen RTO's excess over the formula is timer granularity (it stays as it is), a
     // longer RTT the peer measured than ours, e.g. a loaded host (it grows with the RTO:
-    // 3x once the sample passes 100 ms). The delay must work under both readings.
+    // 3x once the sample passes 100 ms), or an RTT the peer cached for our address (our
+    // sample replaces it once longer). The delay must work under all three readings.
     const Duration excess = std::max(Duration::zero(), rto - linux_first_rto(path_rtt + delayed));
     const Duration peer_sample = rto <= 300ms ? rto - 200ms : rto / 3;  // the sample that gives `rto`
     const Duration peer_extra = std::max(Duration::zero(), peer_sample - path_rtt - delayed);
@@ -555,8 +556,9 @@ std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidat
     for (Duration d = 20ms; d <= 900ms; d += step) {
         const Duration low = excess + linux_first_rto(path_rtt + d);        // the excess is granularity
         const Duration high = linux_first_rto(path_rtt + peer_extra + d);  // the excess is RTT
-        const bool ok = splits(std::min(low, high) * 85 / 100) && splits(low) && splits(high) &&
-                        splits(std::max(low, high) * 115 / 100);
+        const Duration cached = linux_first_rto(std::max(peer_sample, path_rtt + d));  // the excess is a cache
+        const bool ok = splits(std::min({low, high, cached}) * 85 / 100) && splits(low) && splits(high) && splits(cached) &&
+                        splits(std::max({low, high, cached}) * 115 / 100);
         if (ok && !first) first = d;
         if (ok) last = d;
         if (!ok && first) break;

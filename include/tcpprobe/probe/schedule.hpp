@@ -206,9 +206,10 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
 /// number of copies, with 15 % margin either way; none when no delay up to 900 ms does.
 /// Linux's RTO after one RTT sample m is m + max(2m, 200 ms) (the first sample sets SRTT
 /// to m and RTTVAR to max(2m, rto_min)); `rto` was seen with our ACKs delayed by `delayed`
-/// over a path of RTT `path_rtt`. Its excess over the formula is read both as timer
-/// granularity (kept as it is) and as RTT the peer measured beyond ours (a loaded host: it
-/// grows with the delay), and the delay must work under both. The middle of the first band
+/// over a path of RTT `path_rtt`. Its excess over the formula is read as timer
+/// granularity (kept as it is), as RTT the peer measured beyond ours (a loaded host: it
+/// grows with the delay) and as an RTT the peer cached for our address (our sample
+/// replaces it once longer), and the delay must work under all three. The middle of the first band
 /// of delays (up to 900 ms, 5 ms steps) that works is returned.
 std::optional<Duration> ack_delay_to_split(const std::vector<unsigned>& candidates, Duration rto, Duration path_rtt,
                                            Duration delayed);
