@@ -136,7 +136,7 @@ void ListenFlow::replan() {
     Instant prev = report_.syn_times.back();
     for (Duration rel : next_expected(ev, cfg_.tolerance, RetryRule::SynTime, 4)) {
         const Instant at = report_.syn_times.front() + rel;
-        due.push_back(at + cfg_.tolerance.for_gap(at - prev));
+        due.push_back(at + cfg_.tolerance.late_by(at - prev));
         prev = at;
     }
     prober_.plan(std::move(due));

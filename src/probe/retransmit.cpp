@@ -119,7 +119,7 @@ void RetransmitFlow::replan(Instant now) {
     Instant prev = report_.times.back();
     for (Duration rel : next_expected(ev, cfg_.tolerance, rule(), rounds_ahead)) {
         const Instant at = *report_.origin + rel;
-        due.push_back(at + cfg_.tolerance.for_gap(at - prev));
+        due.push_back(at + cfg_.tolerance.late_by(at - prev));
         prev = at;
     }
     // A peer keeping no state at all (SYN cookies, a proxy that answered for it) is gone at once.

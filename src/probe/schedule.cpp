@@ -16,6 +16,12 @@ Duration Tolerance::for_gap(Duration expected) const {
     return std::max(floor, pct);
 }
 
+Duration Tolerance::late_by(Duration gap) const {
+    using namespace std::chrono_literals;
+    const Duration wheel = gap < 2048ms ? 32ms : gap < 16384ms ? 256ms : 2048ms;
+    return std::max(for_gap(gap), wheel);
+}
+
 std::string_view to_string(Backoff b) {
     switch (b) {
         case Backoff::Doubling: return "doubling";
@@ -171,7 +177,9 @@ Alignment tighten(const std::vector<Duration>& c, const Alignment& a, const Tole
 bool expiry_in_end(const Model& m, Duration zero_at, unsigned r, const EndBracket& end, const Tolerance& tol) {
     const Duration expiry = zero_at + m.span(0, r + 1);
     const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;
-    return expiry + slack >= *end.held && expiry <= *end.gone + slack;
+    // The peer was still seen holding the state after the expiry when its timer fired late.
+    const Duration late = std::max(slack, tol.late_by(m.gap(r + 1)));
+    return expiry + late >= *end.held && expiry <= *end.gone + slack;
 }
 
 /// The copies (model positions from the last one seen) after which the model's next

@@ -501,3 +501,21 @@ TEST_CASE("schedule: a FIN run that lost its original backs a value whose limit 
     CHECK(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 3));
     CHECK_FALSE(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 1));
 }
+
+TEST_CASE("schedule: a give-up expiry 2 s or more after the last copy may fire up to 256 ms late (Linux's timer wheel)") {
+    // Loss bench, 10 % loss, a follow-up run at RTO 521 ms (our ACKs 170 ms late), server
+    // tcp_orphan_retries = 2: copies at 0, 0.52 and 1.58 s, the give-up expiry 2.08 s later
+    // (3.64 s); a probe at 3.87 s still found the state held, the next (8.25 s) found it
+    // gone. A 2.08 s timer sits on the wheel's 256 ms level at HZ=250 and fired past the
+    // 208 ms tolerance: read without that, N = 2's give-up came too early and N = 4 alone
+    // was left (a wrong value, which only the other runs' vote stopped).
+    ScheduleEvidence ev = evidence({0ms, 521339us, 1577000us},
+                                   {{1051ms, Liveness::Alive}, {3872ms, Liveness::Alive}, {8252ms, Liveness::Gone}});
+    ev.rtt = 170041us;
+    const ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::OrphanTime);
+    CHECK(f.retries_candidates != std::vector<unsigned>{4});
+    CHECK_FALSE(f.inferred_retries);
+    CHECK(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 2));
+    CHECK(Tolerance{}.late_by(2080ms) == 256ms);
+    CHECK(Tolerance{}.late_by(1040ms) == 104ms);  // the 10 % tolerance is more there
+}

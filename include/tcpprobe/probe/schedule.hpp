@@ -37,6 +37,11 @@ struct Tolerance {
     Duration floor = std::chrono::milliseconds{50};
     double percent = 10.0;
     Duration for_gap(Duration expected) const;
+    /// How late a peer's expiry `gap` after its last copy may come: the tolerance, or the
+    /// granularity of Linux's timer wheel (kernel/time/timer.c rounds an expiry up to its
+    /// level's 8^level jiffies: at HZ=250, 32 ms below 2.048 s, 256 ms below 16.4 s,
+    /// 2.048 s beyond), whichever is more. Timers fire late, never early.
+    Duration late_by(Duration gap) const;
 };
 
 /// Which segment's schedule, which decides Linux's signature and how its setting is read.
