@@ -304,10 +304,8 @@ namespace {
 /// explains its copies and its confirmed end.
 bool shows_rto_following_rtt(const RetransmitFlow& f, const Tolerance& tol) {
     const ScheduleFit& fit = f.report().fit;
-    if (!fit.rto_followed_rtt || fit.end != ScheduleEnd::Confirmed) return false;
-    for (unsigned n = 0; n <= 15; ++n)
-        if (linux_setting_explains(f.report().evidence, tol, RetryRule::OrphanTime, n)) return true;
-    return false;
+    return fit.rto_followed_rtt && fit.end == ScheduleEnd::Confirmed &&
+           !linux_settings_explaining(f.report().evidence, tol, RetryRule::OrphanTime).empty();
 }
 
 /// The tcp_orphan_retries values that Linux's schedule, started from a cached RTT, allows
@@ -318,9 +316,7 @@ std::vector<unsigned> values_from_cache(const std::vector<const RetransmitFlow*>
         if (f->report().fit.end != ScheduleEnd::Confirmed) continue;
         ScheduleEvidence ev = f->report().evidence;
         ev.cache_rto = f->report().fit.initial_rto;
-        std::vector<unsigned> fits;
-        for (unsigned n = 0; n <= 15; ++n)
-            if (linux_setting_explains(ev, tol, RetryRule::OrphanTime, n)) fits.push_back(n);
+        const std::vector<unsigned> fits = linux_settings_explaining(ev, tol, RetryRule::OrphanTime);
         if (fits.empty()) continue;
         if (!allowed) allowed = fits;
         else std::erase_if(*allowed, [&](unsigned n) { return std::find(fits.begin(), fits.end(), n) == fits.end(); });

@@ -531,6 +531,13 @@ bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, Re
     return false;
 }
 
+std::vector<unsigned> linux_settings_explaining(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule) {
+    std::vector<unsigned> fits;
+    for (unsigned n = 0; n <= 15; ++n)
+        if (linux_setting_explains(ev, tol, rule, n)) fits.push_back(n);
+    return fits;
+}
+
 namespace {
 /// Linux's RTO after a single RTT sample (tcp_rtt_estimator's first measurement).
 Duration linux_first_rto(Duration sample) { return sample + std::max<Duration>(2 * sample, 200ms); }
@@ -621,9 +628,7 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
         const ScheduleFit& f = *r.fit;
         if ((f.linux_like && !f.retries_candidates.empty()) || f.retransmissions < 1 || f.end != ScheduleEnd::Confirmed)
             continue;
-        std::vector<unsigned> fits;
-        for (unsigned n = 0; n <= 15; ++n)
-            if (linux_setting_explains(*r.evidence, tol, rule, n)) fits.push_back(n);
+        const std::vector<unsigned> fits = linux_settings_explaining(*r.evidence, tol, rule);
         // A run that lost copies is read through a model of what was lost: it backs the
         // values it shares with the signature runs and narrows them, but a run that shares
         // none is a misreading more likely than a veto (on a clean lab path such a run

@@ -185,6 +185,9 @@ ScheduleFit fit_schedule(const ScheduleEvidence& ev, const Tolerance& tol, Retry
 bool linux_setting_explains(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, unsigned setting,
                             Duration max_rto = std::chrono::seconds{120});
 
+/// Every value of the setting (0..15) that linux_setting_explains accepts for this run.
+std::vector<unsigned> linux_settings_explaining(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule);
+
 /// Runs measured separately (FIN runs: each connection has its own RTO) vote on Linux's
 /// setting. A run with Linux's signature offers the values that fit its give-up
 /// (`retries_candidates`); a run that lost copies and has a confirmed end offers the
