@@ -141,6 +141,8 @@ std::string duration_detail(const probe::TimeWaitFlow& f) {
 std::string detail_of(const probe::TimeWaitFlow& f) {
     const auto& r = f.report();
     const auto& c = f.config();
+    if (r.outcome == probe::TwOutcome::ConnectFailed)
+        return "the SYN-ACK came after our SYN retransmissions had given up: no connection to test";
     if (!r.peer_closed_first) return "the peer did not close first";
     if (r.outcome == probe::TwOutcome::Reset) return "the peer reset the connection instead of closing it";
     if (r.outcome == probe::TwOutcome::Interrupted) return "interrupted before the test ended";

@@ -133,8 +133,10 @@ Verdict verdict_of(ScheduleVerdict v) {
 
 Verdict verdict_of(probe::TwOutcome o) {
     switch (o) {
-        case probe::TwOutcome::Pending:
-        case probe::TwOutcome::ConnectFailed: return Verdict::Pending;
+        case probe::TwOutcome::Pending: return Verdict::Pending;
+        // Only an open port that answered after our SYNs gave up gets here (the other
+        // failures report the connect verdict): the test did not run.
+        case probe::TwOutcome::ConnectFailed: return Verdict::Incomplete;
         case probe::TwOutcome::Reset: return Verdict::Reset;
         case probe::TwOutcome::Incomplete: return Verdict::Incomplete;
         case probe::TwOutcome::Interrupted: return Verdict::Interrupted;

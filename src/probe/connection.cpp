@@ -200,6 +200,7 @@ void Connection::check_established(Instant t, Outbox& out) {
     cres_.negotiated = tcb_.negotiated();
     cres_.verdict = Verdict::Open;
     phase_ = ConnectPhase::Connected;
+    established_ = true;
     hooks_.on_established(t, out);
 }
 
@@ -221,7 +222,7 @@ bool Connection::on_timer(Instant now, Outbox& out) {
 }
 
 void Connection::tell_failure(Instant now, Outbox& out) {
-    if (failure_told_ || phase_ != ConnectPhase::Draining || cres_.verdict == Verdict::Open) return;
+    if (failure_told_ || phase_ != ConnectPhase::Draining || established_) return;
     failure_told_ = true;
     hooks_.on_connect_failed(now, out);
 }

@@ -809,3 +809,23 @@ TEST_CASE("time-wait: a peer that never answers our SYN is filtered; no TIME-WAI
     CHECK(flow.report().probes == 0);
     for (const auto& s : sim.sent_by_flow()) CHECK(s.has(flag::syn));
 }
+
+TEST_CASE("time-wait: a SYN-ACK after our SYN retransmissions gave up (within --timeout) ends the test: connect-failed, not a hang") {
+    // RTO 1 s, one retransmission: our TCB gives up at 3 s. 1.75 s each way: the answer
+    // to the first SYN arrives at 3.5 s, before the 10 s timeout. The port is open, but
+    // there is no connection to test; the flow must end instead of waiting for one.
+    auto c = config(TwTest::Duration);
+    c.connect.timeout = 10s;
+    probe::TimeWaitFlow flow(std::move(c));
+    Sim sim(flow, Sim::PeerKind::Listening, 1750ms);
+    sim.run(60s);
+    CHECK(flow.done());
+    CHECK(flow.connect_result().verdict == probe::Verdict::Open);
+    CHECK(flow.report().outcome == probe::TwOutcome::ConnectFailed);
+    CHECK_FALSE(flow.report().tw_start);
+    CHECK(sim.now() - sim.start() < 15s);
+    const auto lines = segment_lines(sim.events());
+    REQUIRE(lines.size() >= 4);
+    CHECK(lines[2].rfind("< S.", 0) == 0);
+    CHECK(lines[3] == "> R 1:1(0) win 0");
+}

@@ -87,8 +87,10 @@ public:
     /// Sequence numbers for a segment that belongs to something other than the TCB (a
     /// stale SYN); none: the TCB's.
     virtual std::optional<wire::FormatContext> format_context(wire::Direction, const wire::Segment&) const { return std::nullopt; }
-    /// The connect ended without a connection (closed, filtered, unreachable: the verdict
-    /// is in result()); once, after the call that settled it.
+    /// The connect ended without a connection: closed, filtered, unreachable, or open but
+    /// answered only after our SYN retransmissions had given up (the verdict is in
+    /// result(); the connection was never established); once, after the call that
+    /// settled it.
     virtual void on_connect_failed(Instant, Outbox&) {}
 
     virtual ~ConnectionHooks() = default;
@@ -196,6 +198,7 @@ private:
     bool overflow_noted_ = false;  ///< the "only counted" note for new kinds was shown
     bool done_ = false;
     bool failure_told_ = false;
+    bool established_ = false;  // on_established was called
     CompactInstant drain_until_;
     struct Held {
         Instant due;
