@@ -219,8 +219,10 @@ public:
             rc.connect = make_connect_config(prep_, edge, i);
             // Our SYN is repeated only after a long silence: a repeated SYN makes many stacks
             // resend their SYN-ACK at once and restart its timer, which would skew the schedule.
-            if (base_.segment == probe::RetxSegment::SynAck)
+            if (base_.segment == probe::RetxSegment::SynAck) {
                 rc.connect.tcb.rto.initial_rto = std::max(rc.connect.tcb.rto.initial_rto, Duration{std::chrono::milliseconds{2500}});
+                rc.connect.tcb.rto.syn_linear = 0;  // and after longer silences each time
+            }
             rc.connect.ack_delay = ack_delay_;
             auto flow = std::make_unique<probe::RetransmitFlow>(std::move(rc));
             flows_.push_back(flow.get());

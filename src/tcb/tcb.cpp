@@ -376,8 +376,11 @@ Actions Tcb::on_timer(Instant now) {
     std::uint16_t flags = head.flags;
     if (state_ != State::SynSent) flags |= flag::ack;
     emit(now, flags, head.seq, rcv.nxt, SendReason::Retransmission, out, head.data);
-    auto next = std::chrono::duration_cast<Duration>(rto_ * cfg_->rto.backoff);
-    rto_ = std::min(next, cfg_->rto.max_rto);
+    // Linux's linear SYN timeouts: after retransmission k <= syn_linear the RTO stays.
+    if (state_ != State::SynSent || retries_ > cfg_->rto.syn_linear) {
+        auto next = std::chrono::duration_cast<Duration>(rto_ * cfg_->rto.backoff);
+        rto_ = std::min(next, cfg_->rto.max_rto);
+    }
     arm_retransmit(now, out);
     return out;
 }

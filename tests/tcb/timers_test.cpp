@@ -111,6 +111,14 @@ TEST_CASE("SYN-SENT: the retransmission schedule follows the configured policy")
         auto f = run_timers(c, 600s);
         CHECK(instants(f) == std::vector<Duration>{1s, 3s, 7s, 15s, 31s, 63s, 127s});
     }
+    SUBCASE("Linux 6.7+'s linear SYN timeouts (4): five gaps of 1 s, then doubling; a FIN still doubles") {
+        tcb::RetransmitPolicy p{1s, 2.0, 6, 120s};
+        p.syn_linear = 4;
+        Connection syn = tcb_in_syn_sent(with_policy(p));
+        CHECK(instants(run_timers(syn, 600s)) == std::vector<Duration>{1s, 2s, 3s, 4s, 5s, 7s, 11s});
+        Connection fin = tcb_in_fin_wait_1(with_policy(p));
+        CHECK(instants(run_timers(fin, 600s)) == std::vector<Duration>{1s, 3s, 7s, 15s, 31s, 63s, 127s});
+    }
     SUBCASE("the cap holds the RTO once reached") {
         Connection c = tcb_in_syn_sent(with_policy({1s, 2.0, 5, 4s}));
         auto f = run_timers(c, 600s);

@@ -37,6 +37,10 @@ struct RetransmitPolicy {
     /// Linux's floor (TCP_RTO_MIN). RFC 6298 §2.4 asks for 1 s (a SHOULD); Linux uses
     /// 200 ms and FreeBSD 30 ms, so a peer's own timers are tuned to retries this fast.
     Duration min_rto = std::chrono::milliseconds{200};
+    /// SYN retransmissions after which the RTO is not yet backed off: Linux 6.7+ keeps the
+    /// first tcp_syn_linear_timeouts (4) + 1 SYN gaps at the initial RTO, so that a SYN lost
+    /// on the path costs one second, not a doubling wait. 0: RFC 6298 §5.5 from the first.
+    unsigned syn_linear = 0;
     friend bool operator==(const RetransmitPolicy&, const RetransmitPolicy&) = default;
 };
 
