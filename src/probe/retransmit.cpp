@@ -107,7 +107,12 @@ ScheduleEvidence RetransmitFlow::evidence(bool stopped_early) const {
     ev.probes = prober_.relative(origin);
     if (report_.rst_at) ev.peer_rst = *report_.rst_at - origin;
     ev.stopped_early = stopped_early;
-    ev.past_cache_rto = past_cache_rto_;
+    // A follow-up past a cache asks whether the peer's RTO follows the RTT our late ACK gave
+    // it. After our SYN went twice the peer may have taken no sample at all: the SYN-ACK we
+    // got may be its retransmission, which Karn's algorithm leaves unsampled (RFC 6298 §3;
+    // Linux's tcp_synack_rtt_meas), and its RTO then comes from the cache or RFC 6298 §5.7's
+    // 3 s. Such a run cannot answer the question: it is read as a first run.
+    if (!follow_up_void()) ev.past_cache_rto = past_cache_rto_;
     return ev;
 }
 
@@ -266,6 +271,11 @@ void RetransmitFlow::conclude(Instant now, std::string end, Outbox& out) {
     report_.evidence = evidence(stopped);
     report_.probes_sent = prober_.probes_sent();
     report_.fit = fit_schedule(report_.evidence, cfg_.tolerance, rule());
+    if (follow_up_void())
+        report_.fit.notes.insert(report_.fit.notes.begin(),
+                                 "our SYN went more than once: the peer may have answered with a retransmitted SYN-ACK, "
+                                 "which gives it no RTT sample (Karn), so this follow-up cannot show its RTO following "
+                                 "our late ACK; read as a first run");
     for (const auto& n : report_.fit.notes) conn_.note(now, n, out);
     if (cfg_.cleanup && report_.end != "rst" && report_.end != "confirmed" && !report_.times.empty()) {
         // Clear whatever the peer still holds: a RST at the sequence number it expects.

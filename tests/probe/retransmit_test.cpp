@@ -454,6 +454,57 @@ TEST_CASE("retransmit fin: one run at Linux's RTO and two from a longer cached R
     CHECK(*with.fit.inferred_retries == 2);
 }
 
+TEST_CASE("retransmit fin: a follow-up past the cache whose SYN went twice cannot test the RTO, and is read as a first run") {
+    // Loss bench, 10 % loss: first runs at 608 ms (a cached RTT) and at Linux's 203 ms; both
+    // follow-ups lost their first SYN's exchange, so the SYN-ACK they got may have been the
+    // peer's retransmission, which Linux does not sample: their RTO came from a (by then
+    // short) cache, 203 ms, not from our late ACK. That says nothing against Linux: they
+    // are read as first runs, and their schedules back the 203 ms run.
+    std::vector<std::unique_ptr<Sim>> sims;
+    const auto first = first_fin_runs({608ms, 203ms, 608ms}, 2, sims);
+    const std::vector<const probe::RetransmitFlow*> firsts{first[0].get(), first[1].get(), first[2].get()};
+    const probe::FollowUp decision = probe::decide_follow_up(firsts, probe::Tolerance{});
+    REQUIRE(decision.step == probe::FollowUp::Step::Run);
+    REQUIRE(decision.past_cache_rto);
+
+    std::vector<std::unique_ptr<probe::RetransmitFlow>> follows;
+    std::vector<const probe::RetransmitFlow*> all = firsts;
+    for (int i = 0; i < 2; ++i) {
+        follows.push_back(std::make_unique<probe::RetransmitFlow>(
+            probe::follow_up_config(config(probe::RetxSegment::Fin), [&] { return decision; })));
+        sims.push_back(std::make_unique<Sim>(*follows.back(), Sim::PeerKind::Listening));
+        Sim& sim = *sims.back();
+        fin_peer(sim, 203ms, linux_orphan_copies(203ms, 2));
+        auto lost = drop_first([](const wire::Segment& seg) { return seg.has(wire::flag::syn); });
+        sim.set_peer_hook([lost](Sim&, Instant, const wire::Segment& seg) mutable -> std::optional<std::vector<wire::Segment>> {
+            if (!lost(seg)) return std::nullopt;
+            return std::vector<wire::Segment>{};
+        });
+        sim.run();
+        const auto& f = *follows.back();
+        REQUIRE(f.report().follow_up);
+        CHECK(f.connect_result().syns_sent == 2);
+        CHECK_FALSE(f.report().evidence.past_cache_rto);
+        CHECK(f.report().fit.linux_like);
+        CHECK(std::any_of(f.report().fit.notes.begin(), f.report().fit.notes.end(),
+                          [](const std::string& n) { return n.find("read as a first run") != std::string::npos; }));
+        all.push_back(&f);
+    }
+    const probe::RetransmitRuns with = probe::judge_runs(all, probe::RetxSegment::Fin, probe::Tolerance{});
+    REQUIRE(with.fit.inferred_retries);
+    CHECK(*with.fit.inferred_retries == 2);
+
+    SUBCASE("with one SYN, the same 203 ms follow-up did not follow our late ACK: it counts against Linux") {
+        probe::RetransmitFlow follow(probe::follow_up_config(config(probe::RetxSegment::Fin), [&] { return decision; }));
+        Sim sim(follow, Sim::PeerKind::Listening);
+        fin_peer(sim, 203ms, linux_orphan_copies(203ms, 2));
+        sim.run();
+        CHECK(follow.connect_result().syns_sent == 1);
+        CHECK(follow.report().evidence.past_cache_rto);
+        CHECK_FALSE(follow.report().fit.linux_like);
+    }
+}
+
 TEST_CASE("retransmit fin with a request and late ACKs: the request waits for the handshake's ACK, which the peer times") {
     auto c = config(probe::RetxSegment::Fin);
     c.request = {'G', 'E', 'T', '\n'};

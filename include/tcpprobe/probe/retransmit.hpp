@@ -130,6 +130,9 @@ private:
     void conclude(Instant now, std::string end, Outbox& out);
     std::optional<Instant> silence_at() const;
     RetryRule rule() const { return cfg_.segment == RetxSegment::SynAck ? RetryRule::Count : RetryRule::OrphanTime; }
+    /// A follow-up past a cache whose SYN went more than once: it cannot show whether the
+    /// peer's RTO follows the RTT (see evidence()).
+    bool follow_up_void() const { return past_cache_rto_ && conn_.result().syns_sent > 1; }
 
     RetransmitConfig cfg_;
     Connection conn_{cfg_.connect, *this};
