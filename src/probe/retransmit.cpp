@@ -121,12 +121,7 @@ void RetransmitFlow::replan(Instant now) {
     // then, the probe tells a lost copy (still held) from the end (gone).
     const ScheduleEvidence ev = evidence(true);
     std::vector<Instant> due;
-    Instant prev = report_.times.back();
-    for (Duration rel : next_expected(ev, cfg_.tolerance, rule(), rounds_ahead)) {
-        const Instant at = *report_.origin + rel;
-        due.push_back(at + cfg_.tolerance.late_by(at - prev));
-        prev = at;
-    }
+    for (Duration rel : probe_times(ev, cfg_.tolerance, rule(), rounds_ahead)) due.push_back(*report_.origin + rel);
     // A peer keeping no state at all (SYN cookies, a proxy that answered for it) is gone at once.
     if (report_.times.size() == 1 && cfg_.segment == RetxSegment::SynAck) due.push_back(now + std::chrono::milliseconds{300});
     prober_.plan(std::move(due));

@@ -205,13 +205,15 @@ bool better(const Alignment& a, const std::optional<Alignment>& best) {
     return a.error + 1e-9 < best->error;
 }
 
-/// The best alignment over every backoff kind, initial RTO candidate and leading loss.
-std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const EndBracket& end, const Tolerance& tol,
-                                       RetryRule rule, Duration cap) {
+/// Every reading of the copies: each backoff kind, initial RTO candidate and leading loss
+/// that aligns them with at most half as many lost copies as seen, in order of preference.
+std::vector<Alignment> readings(const ScheduleEvidence& ev, const EndBracket& end, const Tolerance& tol, RetryRule rule,
+                                Duration cap) {
+    std::vector<Alignment> out;
     const std::vector<Duration> c = axis(ev);
-    if (c.size() < 2) return std::nullopt;
+    if (c.size() < 2) return out;
     const Duration g1 = c[1] - c[0];
-    if (g1 <= Duration::zero()) return std::nullopt;
+    if (g1 <= Duration::zero()) return out;
     // In order of preference when two fit equally well (Linux's client SYNs are linear first).
     std::vector<Model> shapes{{Backoff::Doubling, {}, 1, cap}};
     if (rule == RetryRule::SynTime)
@@ -220,7 +222,6 @@ std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const EndBra
     shapes.push_back({Backoff::Constant, {}, 1, cap});
     // More lost copies than half of those seen is no explanation: any gaps fit then.
     const unsigned max_lost = static_cast<unsigned>(std::max<std::size_t>(1, c.size() / 2));
-    std::optional<Alignment> best;
     const unsigned max_start = ev.origin_is_first_copy ? 0 : max_lost_in_a_row;
     for (const Model& shape : shapes) {
         for (unsigned start = 0; start <= max_start; ++start) {
@@ -252,10 +253,19 @@ std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const EndBra
                 auto a = align(c, m, start, tol);
                 if (a) a = tighten(c, *a, tol);
                 if (a) a->end_fits = !end_expiries(c, *a, end, tol).empty();
-                if (a && a->lost <= max_lost && better(*a, best)) best = a;
+                if (a && a->lost <= max_lost) out.push_back(std::move(*a));
             }
         }
     }
+    return out;
+}
+
+/// The best reading (better(): the end fits, fewest lost copies, least error).
+std::optional<Alignment> best_alignment(const ScheduleEvidence& ev, const EndBracket& end, const Tolerance& tol,
+                                       RetryRule rule, Duration cap) {
+    std::optional<Alignment> best;
+    for (auto& a : readings(ev, end, tol, rule, cap))
+        if (better(a, best)) best = std::move(a);
     return best;
 }
 
@@ -836,6 +846,46 @@ std::vector<Duration> next_expected(const ScheduleEvidence& ev, const Tolerance&
     const unsigned last = best->index.back();
     const Duration zero_at = ev.copies.back() - m.span(0, last);
     for (std::size_t k = last + 1; out.size() < n; ++k) out.push_back(zero_at + m.span(0, k));
+    return out;
+}
+
+std::vector<Duration> probe_times(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, std::size_t n,
+                                  Duration max_rto) {
+    // Just after each moment the best reading expects a copy, allowing for a late timer.
+    std::vector<Duration> out;
+    if (ev.copies.empty()) return out;
+    Duration prev = ev.copies.back();
+    for (Duration at : next_expected(ev, tol, rule, n, max_rto)) {
+        out.push_back(at + tol.late_by(at - prev));
+        prev = at;
+    }
+    if (rule != RetryRule::Count || ev.copies.size() < 2) return out;
+    // SYN-ACK copies may have several readings: 0 and 3 s are RFC 6298's 3 s initial RTO
+    // (next expiry 9 s), a constant 3 s timer (6 s), or Linux's 1 s doubling with copy #1
+    // lost (7 s: a copy, or its end). Rounds from the best reading alone can leave the end
+    // between the others' expiries, where every reading fits it. A round after each
+    // reading's next two expiries, past the lateness the end check allows for that timer
+    // (expiry_in_end) and the tolerance floor, splits them: a peer still holding the state
+    // and silent then is not that reading.
+    // Only where Linux's reading needs a lost copy: a schedule Linux's timer explains
+    // without loss is read as Linux's, and more rounds would only meet the peer's rate
+    // limit on answers to out-of-window segments (500 ms in Linux).
+    const EndBracket end = end_bracket(ev);
+    const std::vector<Duration> c = axis(ev);
+    const auto linux_reading = align(c, Model{Backoff::Doubling, 1s, 1, max_rto}, 0, tol);
+    if (!linux_reading || linux_reading->lost == 0 || c.front() > tol.for_gap(1s)) return out;
+    const Duration shift = ev.copies.back() - c.back();  // axis -> origin-relative
+    for (const auto& a : readings(ev, end, tol, rule, max_rto)) {
+        const unsigned last = a.index.back();
+        const Duration zero_at = c.back() - a.model.span(0, last);
+        for (std::size_t k = last + 1; k <= last + 2; ++k) {
+            const Duration gap = a.model.gap(k);
+            const Duration late = std::max(tol.for_gap(gap) / 2, tol.late_by(gap));
+            out.push_back(zero_at + a.model.span(0, k) + shift + late + tol.floor);
+        }
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end(), [&](Duration x, Duration y) { return y - x <= tol.floor; }), out.end());
     return out;
 }
 

@@ -45,14 +45,17 @@ void answer_and_close(Sim& s, Instant t, const tcb::Actions& a) {
 
 probe::RetransmitConfig linux_synack_config() { return config(probe::RetxSegment::SynAck); }
 
-/// The sim's peer with a 1 s initial RTO (Linux's TCP_TIMEOUT_INIT) and `retries` retransmissions.
-void linux_like_peer(Sim& sim, unsigned retries) {
-    sim.peer() = tcb::Tcb([&] {
-        auto c = server_tcb();
-        c.rto.initial_rto = 1s;
-        c.rto.max_retries = retries;
-        return c;
-    }());
+/// A peer TCB whose SYN or SYN-ACK timer starts at `rto` and gives up after `retries`.
+tcb::Tcb peer_with_timer(Duration rto, unsigned retries) {
+    auto c = server_tcb();
+    c.rto.initial_rto = rto;
+    c.rto.max_retries = retries;
+    return tcb::Tcb(c);
+}
+
+/// The sim's listening peer with an initial RTO `rto` (Linux's TCP_TIMEOUT_INIT: 1 s).
+void linux_like_peer(Sim& sim, unsigned retries, Duration rto = 1s) {
+    sim.peer() = peer_with_timer(rto, retries);
     sim.peer_actions(sim.now(), sim.peer().open_passive(sim.now()));
 }
 
@@ -101,6 +104,39 @@ TEST_CASE("retransmit synack: a copy lost on the path at any position leaves tcp
         REQUIRE(r.fit.missing.size() == 1);
         CHECK(r.fit.missing.front().index == static_cast<unsigned>(lost - 1));
         CHECK(r.fit.missing.front().trailing == (lost == 5));
+    }
+}
+
+TEST_CASE("retransmit synack: copies at 0 and 3 s are Linux's with copy #1 lost, or a 3 s timer: a round after Linux's next expiry tells which") {
+    // Loss bench, 10 % loss: a run saw SYN-ACKs at 0 and 3.03 s only, then nothing; its
+    // rounds followed the 3 s reading (next copy at 9 s) and found the request gone at
+    // 9.7 s, which fits both readings. Linux under tcp_synack_retries 2 gives up at 7 s.
+    SUBCASE("Linux, tcp_synack_retries 2, copy #1 lost: gone when Linux gives up; inferred") {
+        probe::RetransmitFlow flow(linux_synack_config());
+        Sim sim(flow, Sim::PeerKind::Listening);
+        linux_like_peer(sim, 2);
+        int synacks = 0;
+        sim.set_peer_filter([&](const wire::Segment& s) { return s.has(wire::flag::syn) && ++synacks == 2; });
+        sim.run();
+        const auto& r = flow.report();
+        CHECK(r.times.size() == 2);
+        INFO(fmt::format("mismatch: {}", fmt::join(r.fit.linux_mismatch, " | ")));
+        REQUIRE(r.fit.inferred_retries);
+        CHECK(*r.fit.inferred_retries == 2);
+        REQUIRE(r.fit.missing.size() == 1);
+        CHECK(r.fit.missing.front().index == 1u);
+        CHECK(sim.now() - r.times.front() < 8s);  // the round after 7 s found it gone
+    }
+    SUBCASE("a 3 s initial RTO, doubling, one retransmission: still held after Linux's 7 s, not inferred") {
+        probe::RetransmitFlow flow(linux_synack_config());
+        Sim sim(flow, Sim::PeerKind::Listening);
+        linux_like_peer(sim, 1, 3s);  // the timer's shape as Linux's, from 3 s
+        sim.run();
+        const auto& r = flow.report();
+        CHECK(r.times.size() == 2);
+        CHECK_FALSE(r.fit.inferred_retries);
+        CHECK_FALSE(r.fit.linux_like);
+        CHECK(sim.now() - r.times.front() > 9s);  // gone only after its expiry at 3 + 6 s
     }
 }
 
@@ -556,12 +592,7 @@ TEST_CASE("listen: a client's SYNs at 1 s doubling with 2 retries: tcp_syn_retri
     lc.connect.tcb = client_tcb();  // our listening endpoint (the sim's 'client' address)
     probe::ListenFlow flow(lc);
     Sim sim(flow, Sim::PeerKind::Closed);
-    sim.peer() = tcb::Tcb([] {
-        auto c = server_tcb();
-        c.rto.initial_rto = 1s;
-        c.rto.max_retries = 2;
-        return c;
-    }());
+    sim.peer() = peer_with_timer(1s, 2);
     sim.at(sim.start() + 10ms, [](Sim& s, Instant t) { s.peer_actions(t, s.peer().open_active(t)); });
     sim.run();
     const auto& r = flow.report();

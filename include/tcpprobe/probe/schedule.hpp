@@ -248,6 +248,12 @@ ScheduleFit fit_schedule(const std::vector<Instant>& times, const Tolerance& tol
 std::vector<Duration> next_expected(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, std::size_t n,
                                     Duration max_rto = std::chrono::seconds{120});
 
+/// When the liveness rounds go, relative to the origin: just after each of next_expected's
+/// times, allowing for a late timer; for a SYN-ACK schedule also after the next two
+/// expiries of every reading of its copies, so that the rounds split the readings.
+std::vector<Duration> probe_times(const ScheduleEvidence& ev, const Tolerance& tol, RetryRule rule, std::size_t n,
+                                  Duration max_rto = std::chrono::seconds{120});
+
 /// When silence, without any answered probe, may end the schedule: two model gaps after
 /// the last copy (so that one lost copy never ends it), plus tolerance; after a single
 /// copy, RFC 1122's 3 s initial RTO plus one lost copy (3 s + 6 s) plus tolerance.
