@@ -174,12 +174,14 @@ Alignment tighten(const std::vector<Duration>& c, const Alignment& a, const Tole
 
 /// Whether the model's expiry after copy `r` (the original at `zero_at` on the axis) lies
 /// inside a seen end bracket, within half a tolerance either way.
+/// How long after an expiry `gap` after the previous one the peer may still be seen
+/// holding the state: its timer fired late (the end check and the rounds that test it).
+Duration expiry_lateness(Duration gap, const Tolerance& tol) { return std::max(tol.for_gap(gap) / 2, tol.late_by(gap)); }
+
 bool expiry_in_end(const Model& m, Duration zero_at, unsigned r, const EndBracket& end, const Tolerance& tol) {
     const Duration expiry = zero_at + m.span(0, r + 1);
     const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;
-    // The peer was still seen holding the state after the expiry when its timer fired late.
-    const Duration late = std::max(slack, tol.late_by(m.gap(r + 1)));
-    return expiry + late >= *end.held && expiry <= *end.gone + slack;
+    return expiry + expiry_lateness(m.gap(r + 1), tol) >= *end.held && expiry <= *end.gone + slack;
 }
 
 /// The copies (model positions from the last one seen) after which the model's next
@@ -878,11 +880,8 @@ std::vector<Duration> probe_times(const ScheduleEvidence& ev, const Tolerance& t
     for (const auto& a : readings(ev, end, tol, rule, max_rto)) {
         const unsigned last = a.index.back();
         const Duration zero_at = c.back() - a.model.span(0, last);
-        for (std::size_t k = last + 1; k <= last + 2; ++k) {
-            const Duration gap = a.model.gap(k);
-            const Duration late = std::max(tol.for_gap(gap) / 2, tol.late_by(gap));
-            out.push_back(zero_at + a.model.span(0, k) + shift + late + tol.floor);
-        }
+        for (std::size_t k = last + 1; k <= last + 2; ++k)
+            out.push_back(zero_at + a.model.span(0, k) + shift + expiry_lateness(a.model.gap(k), tol) + tol.floor);
     }
     std::sort(out.begin(), out.end());
     out.erase(std::unique(out.begin(), out.end(), [&](Duration x, Duration y) { return y - x <= tol.floor; }), out.end());
