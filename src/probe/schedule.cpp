@@ -640,7 +640,20 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
         const ScheduleFit& f = *r.fit;
         if ((f.linux_like && !f.retries_candidates.empty()) || f.retransmissions < 1 || f.end != ScheduleEnd::Confirmed)
             continue;
-        const std::vector<unsigned> fits = linux_settings_explaining(*r.evidence, tol, rule);
+        std::vector<unsigned> fits = linux_settings_explaining(*r.evidence, tol, rule);
+        // A FIN run above Linux's RTO range for its RTT has two kinds of reading: started
+        // from a longer RTT the peer cached (no copy lost), and shorter RTOs with copies
+        // lost. The cached one is likelier (every run from us meets the same cache) and
+        // linux_settings_explaining leaves it out until a follow-up shows it: a run backs
+        // only what its readings allow together, so the values the cached reading allows
+        // are added here.
+        if (f.rto_above_rtt && !r.evidence->cache_rto && f.initial_rto) {
+            ScheduleEvidence cached = *r.evidence;
+            cached.cache_rto = f.initial_rto;
+            for (unsigned n : linux_settings_explaining(cached, tol, rule))
+                if (std::find(fits.begin(), fits.end(), n) == fits.end()) fits.push_back(n);
+            std::sort(fits.begin(), fits.end());
+        }
         // A run that lost copies is read through a model of what was lost: it backs the
         // values it shares with the signature runs and narrows them, but a run that shares
         // none is a misreading more likely than a veto (on a clean lab path such a run
