@@ -9,7 +9,7 @@ _tcpprobe_commands='handshake teardown half-close retransmit listen time-wait
     ping fin-wait-2 keepalive idle profile'
 
 _tcpprobe_global_opts='-o --output -w --write --write-limit -v --verbose -q --quiet --no-color
-    --no-rst-guard --source -i --interface --version -h --help'
+    --no-rst-guard --rst-guard --source -i --interface --version -h --help'
 
 # The SYN options every command takes (for listen: the options of our answer;
 # for time-wait, --isn and --ts take words instead of a number and a flag).
@@ -110,6 +110,10 @@ _tcpprobe() {
     case $opt in
         -o | --output)
             mapfile -t COMPREPLY < <(compgen -W 'text json' -- "$cur")
+            return
+            ;;
+        --rst-guard)
+            mapfile -t COMPREPLY < <(compgen -W 'socket nft' -- "$cur")
             return
             ;;
         -w | --write)

@@ -47,7 +47,12 @@ CommandLine::CommandLine()
     app.add_flag("-v,--verbose", g.verbosity, "more log output on stderr (repeatable)");
     app.add_flag("-q,--quiet", g.quiet, "only errors on stderr");
     app.add_flag("--no-color", g.no_color, "no colors (also when NO_COLOR is set or stdout is not a TTY)");
-    app.add_flag("--no-rst-guard", g.no_rst_guard, "do not install the nftables RST guard");
+    app.add_flag("--no-rst-guard", g.no_rst_guard, "do not install the RST guard");
+    app.add_option("--rst-guard", g.rst_guard,
+                   "how the local kernel is kept from answering: socket (default; a listening socket per source port that "
+                   "refuses every segment) or nft (an nftables table that drops its RSTs)")
+        ->check(CLI::IsMember({"socket", "nft"}))
+        ->type_name("KIND");
     app.add_option("--source", g.source, "source address (default: from the routing table)")->type_name("ADDR");
     app.add_option("-i,--interface", g.interface, "interface to send and capture on (default: from the route)")->type_name("IFACE");
 
@@ -87,8 +92,9 @@ int CommandLine::run(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a.empty() || a[0] == '-') {
-            // skip a global option's value
-            if ((a == "-o" || a == "--output" || a == "-w" || a == "--write" || a == "--write-limit" || a == "--source" || a == "-i" || a == "--interface") && i + 1 < argc) ++i;
+            // skip a global option's value (given as the next word, not as --opt=value)
+            const CLI::Option* opt = a.find('=') == std::string::npos ? app_->get_option_no_throw(a) : nullptr;
+            if (opt && opt->get_expected_min() > 0 && i + 1 < argc) ++i;
             continue;
         }
         if (app_->get_subcommands([&](CLI::App* c) { return c->get_name() == a; }).empty()) {

@@ -48,9 +48,9 @@ void add_syn_options(CLI::App& cmd, SynOptions& s, bool isn_and_ts, bool sport) 
 }
 
 void add_connect_options(CLI::App& cmd, ConnectOptions& c) {
-    cmd.add_option("-W,--timeout", c.timeout, "no answer to our SYN by then: filtered (default 5s: SYNs at 0, 1, 2 and 3 s)")->type_name("DURATION");
+    cmd.add_option("-W,--timeout", c.timeout, "no answer to our SYN by then: filtered (default 5s: SYNs at 0, 1, 2, 3 and 4 s)")->type_name("DURATION");
     cmd.add_option("--rto", c.rto, "our initial retransmission timeout for SYN, FIN and data (default 1s)")->type_name("DURATION");
-    number(cmd, "--retries", c.retries, "our retransmissions of SYN, data or FIN before giving up (default 3)");
+    number(cmd, "--retries", c.retries, "our retransmissions of SYN, data or FIN before giving up (default 4)");
 }
 
 }  // namespace tcpprobe::app

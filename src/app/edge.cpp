@@ -65,7 +65,8 @@ std::string new_table_name() { return io::guard_table_name(::getpid(), static_ca
 
 namespace {
 
-/// The real edge: a libnet raw socket, a pcap handle, the nft RST guard.
+/// The real edge: a libnet raw socket, a capture, the RST guard (the reserved ports, or
+/// an nft table).
 struct LiveEdge final : Edge {
     LiveEdge() = default;
     /// A packet socket and the nft socket each wait for an RCU grace period when they are
@@ -201,13 +202,16 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
         edge->pcap_capture = pcap.get();
         edge->capture = std::move(pcap);
     }
-    if (guard) {
+    if (guard && g.rst_guard == "nft") {
         std::string table = new_table_name();
         edge->guard = std::make_unique<io::NftGuard>(
             table, io::rst_guard_ruleset(table, edge->route.source, edge->sports, req.targets, packet_mark));
         spdlog::debug("RST guard: nft table ip {}", table);
+    } else if (guard) {
+        edge->ports.refuse_segments();
+        spdlog::debug("RST guard: {} listening socket(s) that refuse every segment", edge->sports.size());
     }
-    edge->rst_guard = edge->guard != nullptr;
+    edge->rst_guard = guard;
     drop_privileges_logged();
     return edge;
 }
@@ -232,8 +236,14 @@ std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wir
     edge->pcap_capture = capture.get();
     edge->capture = std::move(capture);
     edge->sender = std::make_unique<io::LibnetSender>(edge->route.interface == "any" ? "" : edge->route.interface, packet_mark);
-    std::string table = new_table_name();
-    edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));
+    if (g.rst_guard == "nft") {
+        std::string table = new_table_name();
+        edge->guard = std::make_unique<io::NftGuard>(table, io::listen_ruleset(table, local, port, packet_mark));
+    } else {
+        // The held port refuses every segment: our clients' SYNs reach the capture and
+        // never the local stack, and nothing of theirs draws an answer from it.
+        edge->ports.refuse_segments();
+    }
     edge->rst_guard = true;
     drop_privileges_logged();
     return edge;

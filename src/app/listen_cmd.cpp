@@ -24,7 +24,7 @@ void options(CLI::App& cmd, ListenOptions& l) {
     cmd.add_option("endpoint", l.endpoint, "[ADDR:]PORT to watch (no ADDR: any local address)")->required()->type_name("[ADDR:]PORT");
     add_syn_options(cmd, l.syn);
     cmd.add_option("--rto", l.conn.rto, "our retransmission timeout when answering (default 1s)")->type_name("DURATION");
-    number(cmd, "--retries", l.conn.retries, "our retransmissions when answering (default 3)");
+    number(cmd, "--retries", l.conn.retries, "our retransmissions when answering (default 4)");
     choice(cmd, "--answer", l.answer, answer_words, "none (default): only time the SYNs; synack: answer the first SYN; syn: answer with a bare SYN");
     cmd.add_option("--max-wait", l.max_wait, "stop after this long (default 60s)")->type_name("DURATION");
     cmd.add_option("--tolerance", l.tolerance, "gap tolerance: absolute floor and/or percent (default 50ms,10%)")->type_name("FLOOR,PCT%");

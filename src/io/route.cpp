@@ -1,6 +1,7 @@
 // Route and source selection: ask the kernel which source address it would use for the
 // target (a connected UDP socket sends nothing), then find the interface holding it.
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
@@ -231,6 +232,28 @@ void PortReservation::hold_for_listen(std::optional<wire::Ipv4Addr> local, std::
         throw PrivilegeError(fmt::format("listen {}: a privileged port (below net.ipv4.ip_unprivileged_port_start) "
                                          "needs root or CAP_NET_BIND_SERVICE, as a server binding it would", where));
     throw EnvironmentError(fmt::format("listen {}: cannot hold the port: {}", where, std::strerror(e)));
+}
+
+void PortReservation::refuse(int fd) {
+    // Classic BPF "ret #0": keep no byte of the segment, i.e. refuse it. Locked, so that
+    // nothing can lift it while the socket lives.
+    static sock_filter refuse_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+    const sock_fprog prog{1, refuse_all};
+    const int one = 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog) != 0 ||
+        ::setsockopt(fd, SOL_SOCKET, SO_LOCK_FILTER, &one, sizeof one) != 0)
+        throw EnvironmentError(fmt::format("RST guard: cannot attach the socket filter: {}", std::strerror(errno)));
+    // The filter is in place before the socket listens: no segment ever reaches it.
+    if (::listen(fd, 1) != 0) {
+        sockaddr_in bound{};
+        socklen_t len = sizeof bound;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+        throw EnvironmentError(fmt::format("RST guard: cannot listen on port {}: {}", ntohs(bound.sin_port), std::strerror(errno)));
+    }
+}
+
+void PortReservation::refuse_segments() {
+    for (int fd : fds_) refuse(fd);
 }
 
 std::vector<wire::Ipv4Addr> local_ipv4_addresses() {

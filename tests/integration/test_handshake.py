@@ -363,17 +363,33 @@ def write_pcap_file_safety(c, tp, tmp):
 
 
 # --------------------------------------------------------------------------
-# 6. the nft RST-guard table lives exactly as long as the process
+# 6. the RST guard (listening sockets by default, or an nft table) lives exactly as long
+#    as the process
+
+GUARD_KINDS = {"socket": [], "nft": ["--rst-guard", "nft"]}
+
 
 def wait_for_table(c, p, argv):
-    tables = tplab.wait_until(tplab.tcpprobe_tables, 3.0)
+    tables = tplab.wait_until(tplab.tcpprobe_guards, 3.0)
     if not tables:
         p.kill()
         r = tplab.Tcpprobe.finish(p, argv)
         c.note(r.describe())
-    c.require(tables, "no tcpprobe_ nft table in %s while tcpprobe runs: %r"
+    c.require(tables, "no tcpprobe RST guard (nft table or listening socket) in %s while tcpprobe runs: %r"
               % (CLI_NS, tplab.nft_tables()))
     return tables
+
+
+def check_guard_kind(c, kind, guards, what):
+    """The guard seen is of the kind asked for: one listening socket of tcpprobe's, or one
+    tcpprobe_ table, and not the other."""
+    tables = [g for g in guards if "tcpprobe_" in g]
+    listeners = [g for g in guards if '"tcpprobe"' in g]
+    if kind == "nft":
+        c.check(len(tables) == 1 and not listeners, "%s: expected one tcpprobe_ table only: %r" % (what, guards))
+    else:
+        c.check(len(listeners) == 1 and not tables and (CLI_IP + ":") in listeners[0],
+                "%s: expected one listening socket on %s only: %r" % (what, CLI_IP, guards))
 
 
 def check_no_table(c, when, wait=0.0):
@@ -381,18 +397,22 @@ def check_no_table(c, when, wait=0.0):
     tplab.check_no_table(c, when, wait)
 
 
-@test(timeout=30)
+@test(timeout=40)
 def nft_table_normal_run(c, tp, tmp):
-    check_no_table(c, "before the test")
-    p, argv = tp.start(["-o", "json", "handshake", TARGET, "--linger", "1500ms"])
-    wait_for_table(c, p, argv)
-    r = tplab.Tcpprobe.finish(p, argv, timeout=10)
-    require_ok_json(c, r, 0, "open")
-    check_no_table(c, "after a normal run")
+    for kind, opts in GUARD_KINDS.items():
+        check_no_table(c, "before the %s run" % kind)
+        p, argv = tp.start(opts + ["-o", "json", "handshake", TARGET, "--linger", "1500ms"])
+        check_guard_kind(c, kind, wait_for_table(c, p, argv), "--rst-guard %s" % kind)
+        r = tplab.Tcpprobe.finish(p, argv, timeout=10)
+        require_ok_json(c, r, 0, "open")
+        # Completed in userspace: the local kernel sent no RST of its own.
+        kernel_rst = [e for e in r.events("segment") if e.get("ours") is False and "R" in str(e.get("flags"))]
+        c.check(not kernel_rst, "--rst-guard %s: kernel RST seen: %r" % (kind, kernel_rst))
+        check_no_table(c, "after a normal run (--rst-guard %s)" % kind, wait=0.0)
 
 
-def interrupted_run(c, tp, json_out, sig):
-    args = (["-o", "json"] if json_out else []) + \
+def interrupted_run(c, tp, json_out, sig, opts=()):
+    args = list(opts) + (["-o", "json"] if json_out else []) + \
         ["handshake", "%s:%d" % (SRV_IP, PORT_DROP), "--timeout", "10s"]
     t0 = time.monotonic()
     p, argv = tp.start(args)
@@ -493,12 +513,13 @@ def sigint_during_setup(c, tp, tmp):
     check_no_table(c, "after the interrupted setups", wait=1.0)
 
 
-@test(timeout=30)
+@test(timeout=40)
 def nft_table_sigkill(c, tp, tmp):
-    check_no_table(c, "before the test")
-    r = interrupted_run(c, tp, True, signal.SIGKILL)
-    c.eq(r.returncode, -signal.SIGKILL, "tcpprobe killed by SIGKILL")
-    check_no_table(c, "2 s after SIGKILL (flags owner table)", wait=2.0)
+    for kind, opts in GUARD_KINDS.items():
+        check_no_table(c, "before the %s run" % kind)
+        r = interrupted_run(c, tp, True, signal.SIGKILL, opts)
+        c.eq(r.returncode, -signal.SIGKILL, "tcpprobe killed by SIGKILL (--rst-guard %s)" % kind)
+        check_no_table(c, "2 s after SIGKILL (--rst-guard %s)" % kind, wait=2.0)
 
 
 @test(timeout=40)
@@ -510,7 +531,7 @@ def nft_tables_across_pid_namespaces(c, tp, tmp):
     wrapper = ["unshare", "--pid", "--fork"]
     runs = []
     for _ in range(2):
-        argv = tp.argv(["-o", "json", "handshake", TARGET, "--linger", "2s"], wrapper=wrapper)
+        argv = tp.argv(["--rst-guard", "nft", "-o", "json", "handshake", TARGET, "--linger", "2s"], wrapper=wrapper)
         runs.append((subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), argv))
     tables = tplab.wait_until(lambda: len(tplab.tcpprobe_tables()) >= 2 and tplab.tcpprobe_tables(), 3.0)
     c.note("tables while both run: %r" % (tables,))
@@ -547,6 +568,9 @@ BAD_INPUTS = [
     (["handshake", "0.0.0.0:80"], "0.0.0.0"),
     (["handshake", "[::1]:80"], "::1"),
     (["frobnicate", TARGET], "frobnicate"),
+    # A global option's value is not the command: the unknown word after it is named.
+    (["-v", "--rst-guard", "nft", "frobnicate", TARGET], "frobnicate"),
+    (["--rst-guard", "iptables", "handshake", TARGET], "iptables"),
     (["handshake", TARGET, "--frobnicate"], "--frobnicate"),
     (["handshake", TARGET, "--flags", "bogus"], "bogus"),
     # -w - would mix pcap bytes into the results on stdout.

@@ -71,7 +71,7 @@ def ping_mixed_ports(c, tp, tmp):
     for k in ("min_us", "avg_us", "max_us", "mdev_us", "p50_us", "p90_us", "p99_us"):
         c.check(isinstance(rtt.get(k), (int, float)), "rtt.%s is a number" % k)
     c.check(rtt.get("min_us", 0) <= rtt.get("p50_us", -1) <= rtt.get("max_us", -1), "min <= p50 <= max")
-    c.eq(tplab.tcpprobe_tables(), [], "no nft table (ping runs without the RST guard)")
+    c.eq(tplab.tcpprobe_guards(), [], "no RST guard (ping runs without it)")
 
 
 @test(timeout=40)
@@ -165,7 +165,7 @@ def handshake_multi_target(c, tp, tmp):
     c.eq(probes[8001].get("verdict"), "open", "verdict of port 8001")
     c.eq(probes[PORT_REJECT].get("icmp", {}).get("code"), 13, "ICMP code of port 83")
     c.eq(len({p["sport"] for p in probes.values()}), 5, "distinct source ports")
-    c.eq(tplab.tcpprobe_tables(), [], "no nft table left")
+    c.eq(tplab.tcpprobe_guards(), [], "no RST guard left")
 
 
 @test(timeout=20)

@@ -530,16 +530,17 @@ def listen_endpoint():
     return "%s:%d" % (CLI_IP, LISTEN_PORT)
 
 
-def start_listen(c, tp, args):
-    """Start `tcpprobe listen` and wait (bounded) for its nft table: it opens
-    the capture before the table, so the table means it is ready."""
-    p, argv = tp.start(["-o", "json", "listen", listen_endpoint()] + list(args))
-    tables = tplab.wait_until(tplab.tcpprobe_tables, 5.0)
+def start_listen(c, tp, args, opts=()):
+    """Start `tcpprobe listen` and wait (bounded) for its RST guard (its listening socket,
+    or its nft table with --rst-guard nft): it opens the capture before the guard, so the
+    guard means it is ready."""
+    p, argv = tp.start(list(opts) + ["-o", "json", "listen", listen_endpoint()] + list(args))
+    tables = tplab.wait_until(tplab.tcpprobe_guards, 5.0)
     if not tables:
         p.kill()
         r = tplab.Tcpprobe.finish(p, argv)
         c.note(r.describe())
-        raise TestFailure("no tcpprobe_ nft table in %s while `listen` runs: %r"
+        raise TestFailure("no tcpprobe RST guard in %s while `listen` runs: %r"
                           % (CLI_NS, tplab.nft_tables()))
     return p, argv, tables
 
@@ -566,6 +567,8 @@ def listen_syn_schedule(c, tp, tmp):
     with Sysctl(SRV_NS, "tcp_syn_retries", 2):
         with Captures(tmp, "listen", "tcp port %d" % LISTEN_PORT) as cap:
             p, argv, tables = start_listen(c, tp, ["--max-wait", "20s"])
+            c.check(any("%s:%d" % (CLI_IP, LISTEN_PORT) in g for g in tables),
+                    "the watched port's own socket does not listen (socket RST guard): %r" % (tables,))
             client = run_client()
             r = tplab.Tcpprobe.finish(p, argv, timeout=20)
     s = require_summary(c, r, 0, "inferred", command="listen")
@@ -600,7 +603,7 @@ def listen_syn_schedule(c, tp, tmp):
     # (a client in SYN-SENT drops them; the one after it gave up draws its RST).
     ours = [p for p in pkts if p.src == CLI_IP and p.sport == LISTEN_PORT]
     not_probes = [p for p in ours if p.flag_str() != "." or p.ack != ((syns[0].seq + 1) % 2**32 if syns else None)]
-    c.check(not not_probes, "the client namespace sent more than liveness probes (the nft rule should drop "
+    c.check(not not_probes, "the client namespace sent more than liveness probes (the RST guard should drop "
             "the SYNs before its stack):\n" + format_packets(not_probes))
     c.eq(cl.get("end"), "confirmed", "clients[0].end (a probe drew the client's RST)")
     c.check(cl.get("syn_options_text", "").startswith("mss 1460"),
@@ -675,7 +678,7 @@ def listen_answer_syn(c, tp, tmp):
 def listen_nft_and_bad_endpoint(c, tp, tmp):
     check_no_table(c, "before the test", wait=0.1)
     t0 = time.monotonic()
-    p, argv, tables = start_listen(c, tp, ["--max-wait", "2s"])
+    p, argv, tables = start_listen(c, tp, ["--max-wait", "2s"], opts=["--rst-guard", "nft"])
     c.note("tables while listening: %r" % tables)
     c.eq(len(tables), 1, "tcpprobe_ tables while listening")
     ok, listing = table_has_prerouting(tables[0])
@@ -711,9 +714,9 @@ def synack_sigint(c, tp, tmp):
         with Capture(SRV_NS, SRV_IF, pcap, bpf="tcp port %d" % PORT_HTTP) as cap:
             t0 = time.monotonic()
             p, argv = tp.start(["-o", "json", "retransmit", target(PORT_HTTP), "--max-wait", "60s"])
-            tables = tplab.wait_until(tplab.tcpprobe_tables, 3.0)
+            tables = tplab.wait_until(tplab.tcpprobe_guards, 3.0)
             time.sleep(max(0.0, 2.5 - (time.monotonic() - t0)))
-            c.check(tables, "no tcpprobe_ nft table while retransmit runs")
+            c.check(tables, "no tcpprobe RST guard while retransmit runs")
             c.check(p.poll() is None, "tcpprobe ended before the signal")
             p.send_signal(signal.SIGINT)
             r = tplab.Tcpprobe.finish(p, argv, timeout=10)

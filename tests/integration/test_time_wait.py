@@ -40,8 +40,8 @@ LINUX_TW_ISN_OFFSET = 65537     # tcp_timewait_state_process: tw_snd_nxt + 65535
 # granularity is 512 jiffies (2.048 s at HZ=250): it fires 0-2.05 s late (measured
 # here: 60.37-62.19 s). The series' bracket runs from its last answered probe to the ACK
 # probe whose RST dates the end: the 1 s probe interval plus the first unanswered probe's
-# three copies and the wait after them (100 ms each), so +/- 0.70 s around the midpoint.
-TW_RES_US = 700_000
+# four copies and the wait after them (100 ms each), so +/- 0.75 s around the midpoint.
+TW_RES_US = 750_000
 TW_MIN_US, TW_MAX_US = 60_000_000 - 1_000_000 + TW_RES_US - 150_000, 62_050_000 + TW_RES_US + 50_000
 
 TESTS = {}
@@ -102,9 +102,9 @@ TEST_KEYS = ("test", "isn", "ts", "outcome", "answer", "peer_closed_first", "dur
              "time_wait_alive_after", "rounds", "connect")
 DURATION_KEYS = ("method", "check", "check_offset_us", "series_last_alive_us", "probe_kind", "probe_kinds",
                  "lower_us", "upper_us", "lifetime")
-# Every probe whose answer decides is sent up to four times (--retries: three copies after
+# Every probe whose answer decides is sent up to five times (--retries: four copies after
 # silence).
-COPIES = 4
+COPIES = 5
 
 
 def require_summary(c, r, rc, verdict, ntests=1):
@@ -273,14 +273,14 @@ def duration(c, tp, tmp):
     c.eq((k.get("retx-fin") or {}).get("answered"), None, "probe_kinds retx-fin answered (never tried)")
     within(c, t.get("check_offset_us"), 45_000_000, t.get("series_last_alive_us") or 0,
            "tests[0].check_offset_us (a connection probed once alive shortly before the series' end)")
-    # The first FIN after the end and its three copies unanswered; the ACK probe drew the RST.
+    # The first FIN after the end and its four copies unanswered; the ACK probe drew the RST.
     c.eq(t.get("unanswered"), COPIES, "tests[0].unanswered")
     c.eq(t.get("retries"), COPIES - 1, "tests[0].retries")
     # One FIN per second from 0.6 s until the first unanswered one (about the measured
-    # duration, which the timer wheel can stretch to 62 s), its 3 copies, the ACK probe.
+    # duration, which the timer wheel can stretch to 62 s), its 4 copies, the ACK probe.
     secs = int((d or 0) / 1e6)
-    within(c, t.get("probes"), secs + 2, secs + 6,
-           "tests[0].probes (one FIN per second for the %d s measured, 3 copies, the ACK probe)" % secs)
+    within(c, t.get("probes"), secs + 3, secs + 7,
+           "tests[0].probes (one FIN per second for the %d s measured, 4 copies, the ACK probe)" % secs)
     tw = s.get("time_wait") or {}
     c.eq(tw.get("observed"), True, "summary.time_wait.observed")
     c.eq(tw.get("duration_us"), d, "summary.time_wait.duration_us")

@@ -398,6 +398,17 @@ def tcpprobe_tables(ns=CLI_NS):
     return [t for t in nft_tables(ns) if "tcpprobe_" in t]
 
 
+def tcpprobe_listeners(ns=CLI_NS):
+    """Listening TCP sockets of tcpprobe processes (the socket RST guard), as ss prints them."""
+    r = run(ns_cmd(ns, ["ss", "-tlnpH"]), timeout=10, check=True)
+    return [l.strip() for l in r.stdout.splitlines() if '"tcpprobe"' in l]
+
+
+def tcpprobe_guards(ns=CLI_NS):
+    """Every RST guard of a tcpprobe run in `ns`: nft tables and listening sockets."""
+    return tcpprobe_tables(ns) + tcpprobe_listeners(ns)
+
+
 def wait_until(pred, timeout, interval=0.05):
     """Poll pred() until truthy or timeout (bounded). Returns its last value."""
     deadline = time.monotonic() + timeout
@@ -472,9 +483,10 @@ def within(c, value, lo, hi, what):
 
 
 def check_no_table(c, when, wait=1.0):
-    """The run's nft table (flags owner) is gone with the process (within `wait` s)."""
-    left = wait_until(lambda: not tcpprobe_tables(), wait) if wait else not tcpprobe_tables()
-    c.check(left, "tcpprobe_ nft table left in %s %s: %r" % (CLI_NS, when, nft_tables()))
+    """The run's RST guard is gone with the process (within `wait` s): its nft table (flags
+    owner) or its listening sockets."""
+    left = wait_until(lambda: not tcpprobe_guards(), wait) if wait else not tcpprobe_guards()
+    c.check(left, "tcpprobe RST guard left in %s %s: %r" % (CLI_NS, when, tcpprobe_guards()))
 
 
 def run_json(c, tp, args, timeout=30):

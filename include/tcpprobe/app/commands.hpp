@@ -21,6 +21,7 @@ struct GlobalOptions {
     bool quiet = false;
     bool no_color = false;
     bool no_rst_guard = false;
+    std::string rst_guard = "socket";  ///< --rst-guard: socket (listening sockets that refuse) or nft
     std::string source;
     std::string interface;
 };
@@ -47,7 +48,7 @@ struct SynOptions {
 struct ConnectOptions {
     std::string timeout = "5s";
     std::string rto = "1s";
-    unsigned retries = 3;
+    unsigned retries = 4;
 };
 
 struct HandshakeOptions {

@@ -216,9 +216,9 @@ struct TimeWaitConfig {
     Duration answer_wait = std::chrono::seconds{2};      ///< after the last copy of a deciding probe
     Duration settle = std::chrono::milliseconds{600};    ///< after the close, before the first probe
     /// Copies of a probe sent again after silence. `time-wait` and `profile` pass
-    /// `--retries` (3 by default, as for our own SYN, data and FIN): at 10 % loss each way
-    /// a probe and its answer both pass with p = 0.81, so all of 1 + 3 exchanges fail with
-    /// 0.19^4 = 0.13 % (0.7 % with two).
+    /// `--retries` (4 by default, as for our own SYN, data and FIN): at 10 % loss each way
+    /// a probe and its answer both pass with p = 0.81, so all of 1 + 4 exchanges fail with
+    /// 0.19^5 = 0.025 % (0.7 % with two).
     unsigned retries = 2;
     /// rst: the in-window RST goes this many times in each round, back to back. A RST is
     /// never answered, so nothing tells a lost one from an ignored one; copies make all of
