@@ -463,15 +463,20 @@ def server_drop_counters():
     return {k: int(kernel.get(k, 0)) for k in SERVER_DROP_COUNTERS}
 
 
-def nft_tables_cli():
-    r = run(in_cli(["nft", "list", "tables"]), timeout=10)
-    return r.stdout
+def guard_up(pid, port):
+    """The RST guard of the tcpprobe run `pid` is in place in the client namespace: its
+    watched port listens (the socket guard, the default) or its nft table exists
+    (--rst-guard nft). It is set up after the capture, so the run is ready then."""
+    ss = run(in_cli(["ss", "-tlnpH", f"sport = :{port}"]), timeout=10).stdout
+    if f"pid={pid}," in ss:
+        return True
+    return f"tcpprobe_{pid}" in run(in_cli(["nft", "list", "tables"]), timeout=10).stdout
 
 
 def run_listen(binary, case):
     """tcpprobe listen CLIENT:PORT, then a kernel client in the server namespace connects
-    to it (its SYNs go unanswered: tcpprobe's nft rule drops them before the client
-    namespace's stack) until tcp_syn_retries gives up."""
+    to it (its SYNs go unanswered: tcpprobe's RST guard drops them before the client
+    namespace's stack answers) until tcp_syn_retries gives up."""
     with LISTEN_POOL_LOCK:
         port = LISTEN_PORT_POOL.pop()
     try:
@@ -480,10 +485,10 @@ def run_listen(binary, case):
         client = None
         try:
             ready = False
-            for _ in range(100):                       # <= 10 s for its table (it is ready then)
+            for _ in range(100):                       # <= 10 s for its guard (it is ready then)
                 if p.poll() is not None or STOP.is_set():
                     break
-                if f"tcpprobe_{p.pid}" in nft_tables_cli():
+                if guard_up(p.pid, port):
                     ready = True
                     break
                 time.sleep(0.1)
