@@ -694,3 +694,27 @@ TEST_CASE("retransmit fin --peer-closes-first: the FIN's copies reach the TCB on
           });
     CHECK(flow.report().times.size() == 3);
 }
+
+TEST_CASE("retransmit fin: runs at 296 ms (a 96 ms cache) and from a longer cache: a late-ACK follow-up splits 1 and 2") {
+    // Loss bench, 10 % loss, tcp_orphan_retries 2: two runs met a cached RTT of about 590 ms
+    // (RTO 1.776 s: they back 1 and 2) and one ran at 296 ms (1 or 2). Before, no delay fitted
+    // every reading of the 96 ms excess and no follow-up ran: inconclusive.
+    std::vector<std::unique_ptr<Sim>> sims;
+    const auto first = first_fin_runs({1776ms, 296ms, 1776ms}, 2, sims);
+    const std::vector<const probe::RetransmitFlow*> firsts{first[0].get(), first[1].get(), first[2].get()};
+    REQUIRE(probe::judge_runs(firsts, probe::RetxSegment::Fin, probe::Tolerance{}).fit.retries_candidates ==
+            std::vector<unsigned>{1, 2});
+    const probe::FollowUp decision = probe::decide_follow_up(firsts, probe::Tolerance{});
+    REQUIRE(decision.step == probe::FollowUp::Step::Run);
+    CHECK_FALSE(decision.past_cache_rto);
+    // Linux: our late ACK's sample replaces the shorter cached RTT; RTO 3 x sample.
+    const Duration rto = 3 * std::max<Duration>(96ms, decision.ack_delay);
+    probe::RetransmitFlow follow(probe::follow_up_config(config(probe::RetxSegment::Fin), [&] { return decision; }));
+    Sim sim(follow, Sim::PeerKind::Listening);
+    fin_peer(sim, rto, linux_orphan_copies(rto, 2));
+    sim.run();
+    const probe::RetransmitRuns with =
+        probe::judge_runs({first[0].get(), first[1].get(), first[2].get(), &follow}, probe::RetxSegment::Fin, probe::Tolerance{});
+    REQUIRE(with.fit.inferred_retries);
+    CHECK(*with.fit.inferred_retries == 2);
+}

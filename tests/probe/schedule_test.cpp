@@ -404,6 +404,19 @@ TEST_CASE("schedule: the ACK delay that moves a FIN RTO to where ambiguous tcp_o
         CHECK(rto * 85 / 100 >= 700ms);
         CHECK(rto * 115 / 100 < 1500ms);
     }
+    SUBCASE("RTO 296 ms on a 0.2 ms path: no delay fits all three readings of its 96 ms, one fits the cache and granularity") {
+        // Loss bench, 10 % loss: a cached RTT of about 96 ms (RTO 96 + 200 ms). As RTT
+        // beyond ours the excess triples past 700 ms wherever the cache reading reaches 353.
+        const auto d = ack_delay_to_split({1, 2}, 296ms, 200us, 0ms);
+        REQUIRE(d);
+        const Duration cached = std::max<Duration>(96ms, 200us + *d) * 3;  // Linux: the longer RTT, x3 above 100 ms
+        const Duration granular = 96ms + 3 * (200us + *d);
+        for (Duration rto : {cached, granular}) {
+            CAPTURE(rto);
+            CHECK(rto * 85 / 100 >= 300ms);  // N = 1 stops after copy #2, N = 2 sends copy #3
+            CHECK(rto * 115 / 100 < 700ms);
+        }
+    }
     SUBCASE("nothing to split") {
         CHECK_FALSE(ack_delay_to_split({2}, 236ms, 100us, 0ms));
         CHECK_FALSE(ack_delay_to_split({}, 236ms, 100us, 0ms));
@@ -518,4 +531,26 @@ TEST_CASE("schedule: a give-up expiry 2 s or more after the last copy may fire u
     CHECK(linux_setting_explains(ev, Tolerance{}, RetryRule::OrphanTime, 2));
     CHECK(Tolerance{}.late_by(2080ms) == 256ms);
     CHECK(Tolerance{}.late_by(1040ms) == 104ms);  // the 10 % tolerance is more there
+}
+
+TEST_CASE("schedule: a client's SYNs with two copies lost between three seen are still read (listen, 10 % loss)") {
+    // Loss bench, 10 % loss, tcp_syn_retries 2 (Linux 6.7+: SYNs 1 s apart at 0..5 s, gone
+    // at 7 s): SYNs #1, #2 and #5 lost, so 0, 3.072 and 4.096 s seen. Three linear gaps and
+    // one: two copies lost of five positions. Before, at most one lost copy was allowed
+    // for three seen, nothing fitted, no liveness round was planned and the run ended in
+    // silence: inconclusive.
+    ScheduleEvidence ev = evidence({0ms, 3072056us, 4096038us}, {{1100ms, Liveness::Silent}, {7300ms, Liveness::Gone}});
+    const ScheduleFit f = fit_schedule(ev, Tolerance{}, RetryRule::SynTime);
+    REQUIRE(f.fitted);
+    CHECK(f.copy_index == std::vector<unsigned>{0, 3, 4});
+    REQUIRE(f.inferred_retries);
+    CHECK(*f.inferred_retries == 2);
+    ev.probes.pop_back();
+    ev.stopped_early = true;
+    CHECK_FALSE(next_expected(ev, Tolerance{}, RetryRule::SynTime, 4).empty());
+    SUBCASE("two seen with two lost between them stay unread: any gap fits three model gaps") {
+        const ScheduleFit two = fit_schedule(evidence({0ms, 3072056us}, {{7300ms, Liveness::Gone}}), Tolerance{},
+                                             RetryRule::SynTime);
+        CHECK_FALSE(two.inferred_retries);
+    }
 }
