@@ -427,9 +427,29 @@ RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxS
         // SYN may have met a held request, which then resends its SYN-ACK at once and
         // restarts its timer (Linux's tcp_check_req, BSD's syncache), so that run's
         // copies are on another axis. One lost SYN must not blur the merged schedule.
+        // Such a request resumes at its backed-off gap, at least twice the first one; a
+        // run whose first gap is a fresh request's (that of a run whose SYN went once,
+        // within tolerance) met no held request, its first SYN lost on the way: it joins.
+        std::optional<Duration> fresh_gap;
+        for (const auto* f : r.measured) {
+            const auto& t = f->report().times;
+            if (f->connect_result().syns_sent <= 1 && t.size() >= 2 && (!fresh_gap || t[1] - t[0] < *fresh_gap))
+                fresh_gap = t[1] - t[0];
+        }
+        auto fresh = [&](const RetransmitFlow& f) {
+            const auto& t = f.report().times;
+            if (f.connect_result().syns_sent <= 1) return true;
+            if (!fresh_gap || t.size() < 2) return false;
+            const Duration g = t[1] - t[0];
+            return (g > *fresh_gap ? g - *fresh_gap : *fresh_gap - g) <= tol.for_gap(*fresh_gap);
+        };
         std::vector<ScheduleEvidence> evs;
-        for (const auto* f : r.measured)
-            if (f->connect_result().syns_sent <= 1) evs.push_back(f->report().evidence);
+        std::size_t rejoined = 0;
+        for (const auto* f : r.measured) {
+            if (!fresh(*f)) continue;
+            evs.push_back(f->report().evidence);
+            if (f->connect_result().syns_sent > 1) ++rejoined;
+        }
         const std::size_t left_out = evs.empty() ? 0 : r.measured.size() - evs.size();
         if (evs.empty())
             for (const auto* f : r.measured) evs.push_back(f->report().evidence);
@@ -437,6 +457,10 @@ RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxS
         r.fit = fit_schedule(*r.evidence, tol, RetryRule::Count);
         if (left_out)
             r.fit.notes.push_back(fmt::format("{} run(s) left out of the merge: our SYN was repeated there", left_out));
+        if (rejoined)
+            r.fit.notes.push_back(fmt::format("{} run(s) whose SYN was repeated joined the merge: their first gap is a fresh "
+                                              "request's, so the first SYN never reached the peer",
+                                              rejoined));
     } else if (!r.measured.empty()) {
         auto [speaker, fit] = vote(r.measured, tol);
         r.evidence = speaker->report().evidence;

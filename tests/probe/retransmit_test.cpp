@@ -718,3 +718,69 @@ TEST_CASE("retransmit fin: runs at 296 ms (a 96 ms cache) and from a longer cach
     REQUIRE(with.fit.inferred_retries);
     CHECK(*with.fit.inferred_retries == 2);
 }
+
+TEST_CASE("retransmit synack: a run whose first SYN was lost rejoins the merge when its first gap is a fresh request's") {
+    // Loss bench, 10 % loss, tcp_synack_retries 2: of three runs, one got SYN-ACKs at 0 and
+    // 1 s only (the 3 s copy and its probes' answers lost), so alone it cannot tell 1 from
+    // 2; the two others lost their first SYN and sent it again, and the peer started a
+    // fresh request: 0, 1 and 3 s. Before, they were left out and the run was inconclusive.
+    std::vector<std::unique_ptr<Sim>> sims;
+    std::vector<std::unique_ptr<probe::RetransmitFlow>> runs;
+    auto add_run = [&](const std::function<void(Sim&)>& lossy) {
+        runs.push_back(std::make_unique<probe::RetransmitFlow>(linux_synack_config()));
+        sims.push_back(std::make_unique<Sim>(*runs.back(), Sim::PeerKind::Listening));
+        linux_like_peer(*sims.back(), 2);
+        lossy(*sims.back());
+        sims.back()->run();
+    };
+    // Clean SYN: the 3 s SYN-ACK and every answer to a probe before the peer gives up lost.
+    add_run([](Sim& sim) {
+        int synacks = 0;
+        sim.set_peer_filter([synacks](const wire::Segment& seg) mutable {
+            if (seg.has(wire::flag::syn)) return ++synacks >= 3;
+            return !seg.has(wire::flag::rst);
+        });
+    });
+    // First SYN lost on the way to the peer (twice): the repeated SYN opens a fresh request.
+    for (int i = 0; i < 2; ++i)
+        add_run([](Sim& sim) {
+            auto lost = drop_first([](const wire::Segment& seg) { return seg.has(wire::flag::syn); });
+            sim.set_peer_hook([lost](Sim&, Instant, const wire::Segment& seg) mutable -> std::optional<std::vector<wire::Segment>> {
+                if (!lost(seg)) return std::nullopt;
+                return std::vector<wire::Segment>{};
+            });
+        });
+    REQUIRE(runs[0]->connect_result().syns_sent == 1);
+    CHECK(runs[0]->report().times.size() == 2);
+    CHECK_FALSE(runs[0]->report().fit.inferred_retries);
+    for (int i = 1; i < 3; ++i) {
+        REQUIRE(runs[i]->connect_result().syns_sent == 2);
+        CHECK(runs[i]->report().times.size() == 3);
+    }
+    const probe::RetransmitRuns merged =
+        probe::judge_runs({runs[0].get(), runs[1].get(), runs[2].get()}, probe::RetxSegment::SynAck, probe::Tolerance{});
+    REQUIRE(merged.fit.inferred_retries);
+    CHECK(*merged.fit.inferred_retries == 2);
+    CHECK(std::any_of(merged.fit.notes.begin(), merged.fit.notes.end(),
+                      [](const std::string& n) { return n.starts_with("2 run(s) whose SYN was repeated joined"); }));
+
+    SUBCASE("a repeated SYN that met the held request: its first gap is backed off, it stays out") {
+        // The peer got the first SYN, its SYN-ACKs at 0 and 1 s lost; our SYN again at
+        // 2.5 s: the request resends at once and resumes 2 s later.
+        add_run([](Sim& sim) {
+            int synacks = 0;
+            sim.set_peer_filter([synacks](const wire::Segment& seg) mutable { return seg.has(wire::flag::syn) && ++synacks <= 2; });
+        });
+        const auto& held = *runs.back();
+        REQUIRE(held.connect_result().syns_sent == 2);
+        const auto& t = held.report().times;
+        REQUIRE(t.size() >= 2);
+        CHECK(t[1] - t[0] > 1500ms);
+        const probe::RetransmitRuns four = probe::judge_runs({runs[0].get(), runs[1].get(), runs[2].get(), runs[3].get()},
+                                                             probe::RetxSegment::SynAck, probe::Tolerance{});
+        CHECK(std::any_of(four.fit.notes.begin(), four.fit.notes.end(),
+                          [](const std::string& n) { return n.starts_with("1 run(s) left out of the merge"); }));
+        REQUIRE(four.fit.inferred_retries);
+        CHECK(*four.fit.inferred_retries == 2);
+    }
+}
