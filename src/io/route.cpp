@@ -245,10 +245,11 @@ void PortReservation::refuse(int fd) {
         throw EnvironmentError(fmt::format("RST guard: cannot attach the socket filter: {}", std::strerror(errno)));
     // The filter is in place before the socket listens: no segment ever reaches it.
     if (::listen(fd, 1) != 0) {
+        const int e = errno;
         sockaddr_in bound{};
         socklen_t len = sizeof bound;
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
-        throw EnvironmentError(fmt::format("RST guard: cannot listen on port {}: {}", ntohs(bound.sin_port), std::strerror(errno)));
+        throw EnvironmentError(fmt::format("RST guard: cannot listen on port {}: {}", ntohs(bound.sin_port), std::strerror(e)));
     }
 }
 

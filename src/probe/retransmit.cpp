@@ -334,10 +334,11 @@ std::vector<unsigned> values_from_cache(const std::vector<const RetransmitFlow*>
 /// schedules differ). The runs vote: a Linux setting stands when every run that carries
 /// Linux's signature infers the same value and a second run backs it; runs that disagree
 /// make it inconclusive. A run that lost its original copy (or whose end is not pinned)
-/// infers nothing by itself, but it backs the value when Linux's schedule under that
-/// value, and no other, explains its copies and its confirmed end. Once a follow-up has
-/// shown the RTO following the RTT, the runs whose RTO lies above Linux's range for their
-/// RTT are read again as started from a cached RTT.
+/// infers nothing by itself, but it backs the values that Linux's schedule explains
+/// under any of its readings (vote_setting; for an RTO above Linux's range, the reading
+/// from a cached RTT among them), and rules out the others. Once a follow-up has shown
+/// the RTO following the RTT, the runs whose RTO lies above Linux's range for their RTT
+/// are read again as started from a cached RTT, that reading alone.
 /// Returns the run that speaks for all, with its fit adjusted by the vote.
 std::pair<const RetransmitFlow*, ScheduleFit> vote(const std::vector<const RetransmitFlow*>& runs,
                                                                  const Tolerance& tol) {
@@ -430,10 +431,14 @@ RetransmitRuns judge_runs(const std::vector<const RetransmitFlow*>& flows, RetxS
         // Such a request resumes at its backed-off gap, at least twice the first one; a
         // run whose first gap is a fresh request's (that of a run whose SYN went once,
         // within tolerance) met no held request, its first SYN lost on the way: it joins.
+        // The reference is a clean run whose first two copies are the original and copy #1
+        // (a run that lost one of them shows a longer first gap, a held request's).
         std::optional<Duration> fresh_gap;
         for (const auto* f : r.measured) {
             const auto& t = f->report().times;
-            if (f->connect_result().syns_sent <= 1 && t.size() >= 2 && (!fresh_gap || t[1] - t[0] < *fresh_gap))
+            const auto& at = f->report().fit.copy_index;
+            const bool first_two = at.size() >= 2 && at[0] == 0 && at[1] == 1;
+            if (f->connect_result().syns_sent <= 1 && first_two && t.size() >= 2 && (!fresh_gap || t[1] - t[0] < *fresh_gap))
                 fresh_gap = t[1] - t[0];
         }
         auto fresh = [&](const RetransmitFlow& f) {

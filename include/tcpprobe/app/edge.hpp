@@ -41,7 +41,7 @@ public:
 
     io::Route route;
     std::vector<std::uint16_t> sports;
-    bool rst_guard = false;  ///< the nft table keeps our kernel's RSTs off the wire
+    bool rst_guard = false;  ///< the RST guard (refusing sockets or the nft table) keeps our kernel quiet
     /// The capture does not see the local kernel's own packets (io::RawSource).
     bool raw_capture = false;
 
