@@ -178,12 +178,12 @@ Alignment tighten(const std::vector<Duration>& c, const Alignment& a, const Tole
     return *t;
 }
 
-/// Whether the model's expiry after copy `r` (the original at `zero_at` on the axis) lies
-/// inside a seen end bracket, within half a tolerance either way.
 /// How long after an expiry `gap` after the previous one the peer may still be seen
 /// holding the state: its timer fired late (the end check and the rounds that test it).
 Duration expiry_lateness(Duration gap, const Tolerance& tol) { return std::max(tol.for_gap(gap) / 2, tol.late_by(gap)); }
 
+/// Whether the model's expiry after copy `r` (the original at `zero_at` on the axis) lies
+/// inside a seen end bracket, within half a tolerance either way.
 bool expiry_in_end(const Model& m, Duration zero_at, unsigned r, const EndBracket& end, const Tolerance& tol) {
     const Duration expiry = zero_at + m.span(0, r + 1);
     const Duration slack = tol.for_gap(m.gap(r + 1)) / 2;

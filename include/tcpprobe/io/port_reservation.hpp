@@ -32,10 +32,11 @@ public:
     /// The RST guard without nftables: every port held becomes a listening socket behind a
     /// socket filter that refuses every segment. The local stack then finds that listener
     /// for any segment sent to the port, and once the filter has refused it, drops it
-    /// without an answer (tcp_v4_rcv: tcp_filter, then discard): no RST, no ACK. Our captures (raw sockets, packet sockets) get their copy
-    /// before the TCP layer. It lasts exactly as long as the descriptors: the kernel
-    /// closes them with the process however it ends, and closing a socket waits for no
-    /// RCU grace period (an nftables table's release does: 8-16 ms at exit).
+    /// without an answer (tcp_v4_rcv: tcp_filter, then discard): no RST, no ACK. Our
+    /// captures (raw sockets, packet sockets) get their copy before the TCP layer. It
+    /// lasts exactly as long as the descriptors: the kernel closes them with the process
+    /// however it ends, and closing a socket waits for no RCU grace period (an nftables
+    /// table's release does: 8-16 ms at exit).
     /// Throws EnvironmentError when a socket refuses the filter or the listen.
     void refuse_segments();
 
