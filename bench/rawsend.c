@@ -1,6 +1,6 @@
 /* Minimal raw-socket SYN sender: the machine's raw send limit for bench/run.
  *
- *   rawsend SRC_IP DST_IP DST_PORT COUNT [rst]
+ *   rawsend SRC_IP DST_IP DST_PORT COUNT [rst|capture|stamped]
  *
  * Prebuilds COUNT IPv4+TCP SYNs (source ports cycling through 32768..60999, a
  * different sequence number each, checksums computed once), then sends them with
@@ -11,12 +11,27 @@
  * probe, the packet pattern of ping without its capture and bookkeeping.
  * Nothing else happens inside the timed loop.
  *
+ * `capture` and `stamped` measure the ceiling of a sender that sees every answer, as
+ * tcpprobe ping must to correlate them: the same SYNs and loop, while a second thread
+ * (the machine's other core) reads every answer from a raw TCP socket with the
+ * kernel's receive timestamp (SO_TIMESTAMPNS), in batches (recvmmsg), busy-polling so
+ * the sender never pays for waking it. `stamped` also asks for the software transmit
+ * timestamps tcpprobe takes of each packet it sends (SCHED and SND, with OPT_ID), which
+ * the same thread reads from the error queue. The answers and stamps read are printed
+ * ("answers", "stamps") so a ceiling is only taken when nothing was missed. On veth the
+ * kernel work of receiving (cloning each answer to the raw socket, queueing each
+ * stamp) runs on the sender's core, inside its sendto(): that is the cost measured.
+ *
  * Safety: the destination must lie inside 198.18.0.0/15 (the benchmark lab's
  * addresses, RFC 2544 benchmarking space) and COUNT is at most 1,000,000.
  */
+#define _GNU_SOURCE /* recvmmsg */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/net_tstamp.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,9 +58,66 @@ static int64_t now_ns(void) {
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The receiving thread of `capture` and `stamped`. */
+struct reader {
+    int rx_fd, tx_fd; /* tx_fd < 0: no transmit stamps */
+    uint16_t peer_port;
+    uint32_t peer_addr; /* network order */
+    atomic_int stop;
+    long answers, stamps;
+};
+
+enum { BATCH = 64, SLOT = 256 };
+
+/* Reads what is queued on fd (the error queue with MSG_ERRQUEUE) in batches; returns the
+ * number of messages, and counts the answers from the peer among them. */
+static long read_batches(struct reader *r, int fd, int flags) {
+    static uint8_t data[BATCH][SLOT];
+    static char control[BATCH][256];
+    struct mmsghdr h[BATCH];
+    struct iovec iov[BATCH];
+    long got_total = 0;
+    for (int rounds = 0; rounds < 1024; ++rounds) { /* bounded per call */
+        memset(h, 0, sizeof h);
+        for (int i = 0; i < BATCH; ++i) {
+            iov[i].iov_base = data[i];
+            iov[i].iov_len = SLOT;
+            h[i].msg_hdr.msg_iov = &iov[i];
+            h[i].msg_hdr.msg_iovlen = 1;
+            h[i].msg_hdr.msg_control = control[i];
+            h[i].msg_hdr.msg_controllen = sizeof control[i];
+        }
+        int n = recvmmsg(fd, h, BATCH, flags | MSG_DONTWAIT, NULL);
+        if (n <= 0) break;
+        got_total += n;
+        if (!(flags & MSG_ERRQUEUE))
+            for (int i = 0; i < n; ++i) {
+                const uint8_t *ip = data[i];
+                size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
+                if (h[i].msg_len >= ihl + 20 && memcmp(ip + 12, &r->peer_addr, 4) == 0 &&
+                    (uint16_t)(ip[ihl] << 8 | ip[ihl + 1]) == r->peer_port)
+                    ++r->answers;
+            }
+        if (n < BATCH) break;
+    }
+    return got_total;
+}
+
+static void *read_answers(void *arg) {
+    struct reader *r = arg;
+    for (;;) {
+        const int stopping = atomic_load(&r->stop);
+        if (r->tx_fd >= 0) r->stamps += read_batches(r, r->tx_fd, MSG_ERRQUEUE);
+        read_batches(r, r->rx_fd, 0);
+        if (stopping) return NULL;
+    }
+}
+
 int main(int argc, char **argv) {
-    if ((argc != 5 && argc != 6) || (argc == 6 && strcmp(argv[5], "rst") != 0)) {
-        fprintf(stderr, "usage: rawsend SRC_IP DST_IP DST_PORT COUNT [rst]\n");
+    const char *mode = argc == 6 ? argv[5] : "";
+    if ((argc != 5 && argc != 6) ||
+        (argc == 6 && strcmp(mode, "rst") != 0 && strcmp(mode, "capture") != 0 && strcmp(mode, "stamped") != 0)) {
+        fprintf(stderr, "usage: rawsend SRC_IP DST_IP DST_PORT COUNT [rst|capture|stamped]\n");
         return 64;
     }
     struct in_addr src, dst;
@@ -64,7 +136,7 @@ int main(int argc, char **argv) {
         return 64;
     }
 
-    const int per = argc == 6 ? 2 : 1; /* packets per probe */
+    const int per = strcmp(mode, "rst") == 0 ? 2 : 1; /* packets per probe */
     uint8_t *pkts = calloc((size_t)count * per, PKT);
     if (!pkts) return 70;
     uint32_t seq = 0x5eed1234u;
@@ -104,6 +176,32 @@ int main(int argc, char **argv) {
         return 77;
     }
     struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr = dst};
+    const int capture = strcmp(mode, "capture") == 0 || strcmp(mode, "stamped") == 0;
+    struct reader reader = {.rx_fd = -1, .tx_fd = -1, .peer_port = (uint16_t)dport, .peer_addr = dst.s_addr};
+    pthread_t thread;
+    if (capture) {
+        const int on = 1, bytes = 32 << 20;
+        reader.rx_fd = socket(AF_INET, SOCK_RAW, IPPROTO_TCP);
+        if (reader.rx_fd < 0 || setsockopt(reader.rx_fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) != 0 ||
+            setsockopt(reader.rx_fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
+            perror("rawsend: capture socket");
+            return 77;
+        }
+        if (strcmp(mode, "stamped") == 0) {
+            const unsigned flags = SOF_TIMESTAMPING_TX_SCHED | SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE |
+                                   SOF_TIMESTAMPING_OPT_ID;
+            if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) != 0 ||
+                setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0) {
+                perror("rawsend: transmit timestamps");
+                return 77;
+            }
+            reader.tx_fd = fd;
+        }
+        if (pthread_create(&thread, NULL, read_answers, &reader) != 0) {
+            fprintf(stderr, "rawsend: no reader thread\n");
+            return 71;
+        }
+    }
     long sent = 0, errors = 0, total = count * per;
     int64_t t0 = now_ns();
     /* Bounded: at most 2 * total attempts; ENOBUFS/EAGAIN are retried, counted as errors. */
@@ -114,11 +212,20 @@ int main(int argc, char **argv) {
             ++errors;
     }
     int64_t t1 = now_ns();
+    if (capture) {
+        /* Bounded: the last answers get at most one second to be read. */
+        for (int waited = 0; waited < 100 && reader.answers < sent; ++waited) usleep(10000);
+        atomic_store(&reader.stop, 1);
+        pthread_join(thread, NULL);
+        close(reader.rx_fd);
+    }
     close(fd);
     free(pkts);
     double secs = (double)(t1 - t0) / 1e9;
     long probes = sent / per;
-    printf("{\"sent\": %ld, \"packets\": %ld, \"errors\": %ld, \"elapsed_ns\": %lld, \"pps\": %.1f}\n", probes, sent,
+    printf("{\"sent\": %ld, \"packets\": %ld, \"errors\": %ld, \"elapsed_ns\": %lld, \"pps\": %.1f", probes, sent,
            errors, (long long)(t1 - t0), secs > 0 ? (double)probes / secs : 0.0);
+    if (capture) printf(", \"answers\": %ld, \"stamps\": %ld", reader.answers, reader.stamps);
+    printf("}\n");
     return sent == total ? 0 : 1;
 }
