@@ -212,6 +212,7 @@ std::unique_ptr<Edge> open_edge(const GlobalOptions& g, const EdgeRequest& req) 
         spdlog::debug("RST guard: {} listening socket(s) that refuse every segment", edge->sports.size());
     }
     edge->rst_guard = guard;
+    if (guard) edge->rst_guard_kind = g.rst_guard;
     drop_privileges_logged();
     return edge;
 }
@@ -245,6 +246,7 @@ std::unique_ptr<Edge> open_listen_edge(const GlobalOptions& g, std::optional<wir
         edge->ports.refuse_segments();
     }
     edge->rst_guard = true;
+    edge->rst_guard_kind = g.rst_guard;
     drop_privileges_logged();
     return edge;
 }

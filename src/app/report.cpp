@@ -259,7 +259,8 @@ probe::ConnectConfig make_connect_config(const PreparedTarget& p, const Edge& ed
 }
 
 RunHead run_head(const std::string& command, const std::string& target_text, const PreparedTarget& p, const Edge& edge) {
-    return {command, target_text, p.addr, edge.route.source, edge.route.interface, edge.rst_guard};
+    return {command, target_text, p.addr, edge.route.source, edge.route.interface, edge.rst_guard,
+            edge.rst_guard_kind};
 }
 
 nlohmann::json to_json(const RunHead& h) {
@@ -268,7 +269,8 @@ nlohmann::json to_json(const RunHead& h) {
             {"address", to_string(h.address)},
             {"source", to_string(h.source)},
             {"interface", h.interface},
-            {"rst_guard", h.rst_guard}};
+            {"rst_guard", h.rst_guard},
+            {"rst_guard_kind", h.rst_guard_kind.empty() ? nlohmann::json(nullptr) : nlohmann::json(h.rst_guard_kind)}};
 }
 
 }  // namespace tcpprobe::app

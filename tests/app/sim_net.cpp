@@ -65,6 +65,7 @@ std::unique_ptr<app::Edge> SimNet::open(const app::GlobalOptions& g, const app::
     for (std::size_t i = 0; i < req.flows; ++i)
         e->sports.push_back(req.sport && req.flows == 1 ? *req.sport : static_cast<std::uint16_t>(first_sport + i));
     e->rst_guard = req.rst_guard && !g.no_rst_guard;
+    if (e->rst_guard) e->rst_guard_kind = g.rst_guard;
     // The capture the live edge would choose (app/edge.cpp): raw sockets, which do not
     // see the local kernel's own packets, unless -w or the kernel's RSTs matter.
     e->raw_capture = g.write_pcap.empty() && !(req.kernel_rsts_matter && !e->rst_guard);
@@ -73,11 +74,12 @@ std::unique_ptr<app::Edge> SimNet::open(const app::GlobalOptions& g, const app::
     return e;
 }
 
-std::unique_ptr<app::Edge> SimNet::open_listen(const app::GlobalOptions&, std::optional<wire::Ipv4Addr> local,
+std::unique_ptr<app::Edge> SimNet::open_listen(const app::GlobalOptions& g, std::optional<wire::Ipv4Addr> local,
                                                std::uint16_t port) {
     auto e = std::make_unique<SimEdge>(*this);
     e->route = {local.value_or(local_addr), interface};
     e->rst_guard = true;
+    e->rst_guard_kind = g.rst_guard;
     kernel_resets_ = false;
     listen_port_ = port;
     return e;

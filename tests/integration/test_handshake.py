@@ -404,7 +404,8 @@ def nft_table_normal_run(c, tp, tmp):
         p, argv = tp.start(opts + ["-o", "json", "handshake", TARGET, "--linger", "1500ms"])
         check_guard_kind(c, kind, wait_for_table(c, p, argv), "--rst-guard %s" % kind)
         r = tplab.Tcpprobe.finish(p, argv, timeout=10)
-        require_ok_json(c, r, 0, "open")
+        s = require_ok_json(c, r, 0, "open")
+        c.eq(s.get("rst_guard_kind"), kind, "summary.rst_guard_kind (--rst-guard %s)" % kind)
         # Completed in userspace: the local kernel sent no RST of its own.
         kernel_rst = [e for e in r.events("segment") if e.get("ours") is False and "R" in str(e.get("flags"))]
         c.check(not kernel_rst, "--rst-guard %s: kernel RST seen: %r" % (kind, kernel_rst))
@@ -703,6 +704,7 @@ def no_rst_guard(c, tp, tmp):
     r = tp.run(["-o", "json", "--no-rst-guard", "handshake", TARGET])
     s = require_ok_json(c, r, 0, "open")
     c.eq(s.get("rst_guard"), False, "summary.rst_guard")
+    c.eq(s.get("rst_guard_kind"), None, "summary.rst_guard_kind")
     kernel_rst = [e for e in r.events("segment") if e.get("ours") is False and "R" in str(e.get("flags"))]
     c.check(kernel_rst, "no segment event with ours:false and an R flag (the local kernel's RST)")
     notes = [e for e in r.events("note") if e.get("severity") == "anomaly"

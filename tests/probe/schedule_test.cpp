@@ -548,6 +548,20 @@ TEST_CASE("schedule: a client's SYNs with two copies lost between three seen are
     ev.probes.pop_back();
     ev.stopped_early = true;
     CHECK_FALSE(next_expected(ev, Tolerance{}, RetryRule::SynTime, 4).empty());
+    SUBCASE("three clean copies keep their no-loss reading though two lost copies would fit as well") {
+        // tcp_syn_retries 1 (Linux 6.7+): SYNs at 0, 1 and 2 s, gone at 3 s. Linear 500 ms
+        // gaps with #1 and #3 lost align the same three copies exactly. (No N is inferred:
+        // a SYN seen first may follow lost ones, which would move the give-up's limit.)
+        const ScheduleFit clean = fit_schedule(evidence({0ms, 1001ms, 2002ms}, {{2300ms, Liveness::Alive}, {3400ms, Liveness::Gone}}),
+                                               Tolerance{}, RetryRule::SynTime);
+        REQUIRE(clean.fitted);
+        CHECK(clean.copy_index == std::vector<unsigned>{0, 1, 2});
+        CHECK(clean.missing.empty());
+        REQUIRE(clean.initial_rto);
+        CHECK(*clean.initial_rto >= 950ms);
+        REQUIRE(clean.copies_sent);
+        CHECK(*clean.copies_sent == 2);  // a reading with two lost would make it 4
+    }
     SUBCASE("two seen with two lost between them stay unread: any gap fits three model gaps") {
         const ScheduleFit two = fit_schedule(evidence({0ms, 3072056us}, {{7300ms, Liveness::Gone}}), Tolerance{},
                                              RetryRule::SynTime);

@@ -42,6 +42,7 @@ public:
     io::Route route;
     std::vector<std::uint16_t> sports;
     bool rst_guard = false;  ///< the RST guard (refusing sockets or the nft table) keeps our kernel quiet
+    std::string rst_guard_kind;  ///< with the guard: "socket" or "nft" (--rst-guard)
     /// The capture does not see the local kernel's own packets (io::RawSource).
     bool raw_capture = false;
 

@@ -68,6 +68,7 @@ struct RunHead {
     wire::Ipv4Addr source;
     std::string interface;
     bool rst_guard = false;
+    std::string rst_guard_kind;  ///< "socket" or "nft"; empty without the guard
 };
 RunHead run_head(const std::string& command, const std::string& target_text, const PreparedTarget& p, const Edge& edge);
 nlohmann::json to_json(const RunHead& h);
