@@ -675,7 +675,7 @@ SettingVote vote_setting(const std::vector<RunFit>& runs, const Tolerance& tol, 
         });
         if (!shares) continue;
         ++v.backing_runs;
-        if (r.evidence->cache_rto) ++v.cached_runs;
+        if (r.evidence->cache_rto || f.rto_above_rtt) ++v.cached_runs;
         offer(fits);
     }
     v.values = *allowed;

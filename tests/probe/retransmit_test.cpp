@@ -565,6 +565,11 @@ TEST_CASE("retransmit fin: runs above Linux's RTO range are also read as started
     CHECK_FALSE(runs.fit.inferred_retries);
     CHECK(runs.fit.retries_candidates == std::vector<unsigned>{2, 3});
     CHECK(runs.judged != probe::ScheduleVerdict::Inferred);
+    // The note counts the two runs that backed it from a cached RTT.
+    CHECK(std::any_of(runs.fit.notes.begin(), runs.fit.notes.end(), [](const std::string& n) {
+        return n.find("2 other run(s) fit it") != std::string::npos &&
+               n.find("(2 of these started from a longer RTT") != std::string::npos;
+    }));
 }
 
 TEST_CASE("retransmit fin with a request and late ACKs: the request waits for the handshake's ACK, which the peer times") {

@@ -198,7 +198,7 @@ std::vector<unsigned> linux_settings_explaining(const ScheduleEvidence& ev, cons
 struct SettingVote {
     std::size_t signature_runs = 0;  ///< runs with Linux's signature
     std::size_t backing_runs = 0;    ///< other runs whose copies and end fit some values
-    std::size_t cached_runs = 0;     ///< runs of both kinds whose RTO came from ScheduleEvidence::cache_rto
+    std::size_t cached_runs = 0;     ///< runs of both kinds read as started from a cached RTT (cache_rto, or an RTO above the RTT's range)
     std::vector<unsigned> values;    ///< allowed by every offering run (empty: they disagree)
     std::optional<unsigned> inferred;
 };
