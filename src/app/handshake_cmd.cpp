@@ -40,7 +40,8 @@ struct HandshakeResult {
     std::vector<Probe> probes;
     unsigned answered = 0;
     std::size_t anomalies = 0;
-    std::vector<double> rtt_us;  ///< of the open ones
+    std::vector<double> rtt_us;  ///< of the open ones whose RTT is not ambiguous
+    std::size_t ambiguous = 0;   ///< open ones whose RTT is ambiguous (left out of rtt_us)
     RunStats stats;
     bool one() const { return probes.size() == 1; }
     double loss_pct() const {
@@ -105,6 +106,9 @@ std::string to_text(const HandshakeResult& r) {
             text += fmt::format("rtt min/avg/max/mdev = {:.3f}/{:.3f}/{:.3f}/{:.3f} ms\n", s.min_us / 1e3, s.avg_us / 1e3,
                                 s.max_us / 1e3, s.mdev_us / 1e3);
         }
+        if (r.ambiguous)
+            text += fmt::format("({} ambiguous RTT(s) left out: the SYN went more than once and the answer names no copy)\n",
+                                r.ambiguous);
     }
     if (r.stats.undecodable) text += fmt::format("{} captured packet(s) could not be decoded\n", r.stats.undecodable);
     if (r.stats.capture_drops) text += fmt::format("the capture lost {} packet(s): some verdicts may be wrong\n", r.stats.capture_drops);
@@ -176,7 +180,11 @@ public:
             r.anomalies += c.anomaly_total;
             if (c.verdict == probe::Verdict::Open || c.verdict == probe::Verdict::Closed || c.verdict == probe::Verdict::Unreachable)
                 ++r.answered;
-            if (c.rtt && c.verdict == probe::Verdict::Open) r.rtt_us.push_back(static_cast<double>(to_us(*c.rtt)));
+            // Karn: an RTT that may run from the wrong SYN stays out of the figures.
+            if (c.rtt && c.verdict == probe::Verdict::Open) {
+                if (c.rtt_ambiguous) ++r.ambiguous;
+                else r.rtt_us.push_back(static_cast<double>(to_us(*c.rtt)));
+            }
         }
         r.verdict = verdict_of(verdict);
         return r;

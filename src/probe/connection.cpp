@@ -140,6 +140,16 @@ std::optional<Instant> Connection::last_syn_before(Instant t) const {
     return best;
 }
 
+void Connection::time_answer(Instant t) {
+    // Karn: after a retransmitted SYN, an answer that names no SYN (a RST acks the ISN
+    // every copy carries; an ICMP error or a SYN-ACK without TSecr) may answer any of
+    // them. The RTT runs from the last one and is marked.
+    if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;
+    cres_.rtt_ambiguous = std::count_if(syns_seen_.begin(), syns_seen_.end(), [&](const SynSeen& s) {
+                              return s.seq == tcb_.iss() && s.t <= t;
+                          }) > 1;
+}
+
 void Connection::record_outgoing(Instant t, const Segment& seg, Outbox& out) {
     auto it = std::find_if(expected_.begin(), expected_.end(), [&](const Expected& e) {
         return e.flags == seg.flags && e.seq == seg.seq && e.ack == seg.ack;
@@ -185,13 +195,8 @@ void Connection::on_synack(Instant t, const Segment& seg, Outbox& out) {
     if (ts && find_option<opt::Timestamps>(tcb_.syn_options()))
         for (const auto& s : syns_seen_)
             if (s.seq == tcb_.iss() && s.t <= t && s.tsval == ts->tsecr) syn = &s;
-    if (!syn) {
-        for (const auto& s : syns_seen_)
-            if (s.seq == tcb_.iss() && s.t <= t) syn = &s;  // the last SYN before the answer
-        auto real = std::count_if(syns_seen_.begin(), syns_seen_.end(), [&](const SynSeen& s) { return s.seq == tcb_.iss(); });
-        cres_.rtt_ambiguous = real > 1;
-    }
     if (syn) cres_.rtt = t - syn->t;
+    else time_answer(t);
 }
 
 void Connection::check_established(Instant t, Outbox& out) {
@@ -258,7 +263,7 @@ bool Connection::take_segment(Instant t, const Segment& seg, bool outgoing, Outb
         cres_.answer = std::make_shared<const Segment>(seg);
         cres_.irs = seg.seq;
         cres_.peer_options = seg.options;
-        if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;
+        time_answer(t);
         anomaly(t, "SYN-ACK after our SYN retransmissions had given up", out);
         feed(t, seg, out);
         finish(t, Verdict::Open, out);
@@ -268,7 +273,7 @@ bool Connection::take_segment(Instant t, const Segment& seg, bool outgoing, Outb
     if (hooks_.intercept_connecting(t, seg, out)) return false;
     if (feed(t, seg, out)) {
         cres_.answer = std::make_shared<const Segment>(seg);
-        if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;  // time to the RST
+        time_answer(t);  // time to the RST
         finish(t, Verdict::Closed, out);
         return false;
     }
@@ -282,9 +287,14 @@ void Connection::take_icmp(Instant t, const IcmpError& err, Outbox& out) {
         anomaly(t, fmt::format("ICMP error quoting sequence number {} that we did not send", err.quoted_seq.raw()), out);
         return;
     }
+    if (icmp_is_advisory(err.type)) {
+        note(t, fmt::format("ICMP {} from {}: our segment was forwarded, not dropped; not an answer",
+                            describe_icmp(err.type, err.code), to_string(err.reporter)), out);
+        return;
+    }
     if (phase_ != ConnectPhase::Connecting || cres_.verdict != Verdict::Pending) return;
     cres_.icmp = err;
-    if (auto syn = last_syn_before(t)) cres_.rtt = t - *syn;
+    time_answer(t);
     apply_with_cause(t, tcb_.close(t), fmt::format("ICMP {}", describe_icmp(err.type, err.code)), out);
     finish(t, Verdict::Unreachable, out);
 }

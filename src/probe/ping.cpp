@@ -105,6 +105,10 @@ void PingLane::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& 
 }
 
 void PingLane::on_icmp(Instant t, const IcmpError& err, Outbox& out) {
+    if (icmp_is_advisory(err.type)) {
+        ++advisories_;  // the SYN went on: its answer is still to come
+        return;
+    }
     if (!outstanding_ || err.quoted_seq != isn_) {
         ++late_;
         return;

@@ -35,6 +35,8 @@ Result<IcmpError, WireError> parse_icmp_error(Ipv4Addr reporter, Bytes icmp) {
     return e;
 }
 
+bool icmp_is_advisory(std::uint8_t type) { return type == 4 || type == 5; }
+
 std::string describe_icmp(std::uint8_t type, std::uint8_t code) {
     if (type == 3) {
         static constexpr const char* names[] = {

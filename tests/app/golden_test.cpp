@@ -84,6 +84,13 @@ const std::vector<Case>& cases() {
         {"handshake_filtered", {"handshake", "198.18.0.2:82", "--timeout", "3s"}, lab_ports},
         {"handshake_unreachable", {"handshake", "198.18.0.2:83"}, lab_ports},
         {"handshake_many", {"handshake", "198.18.0.2:8004,81-83", "--count", "2", "--interval", "100ms"}, lab_ports},
+        // RTT 1.2 s, above the 1 s RTO: each SYN goes twice and the SYN-ACK (no timestamps)
+        // names neither copy; the ambiguous RTTs stay out of the summary's figures.
+        {"handshake_ambiguous_rtt", {"handshake", "198.18.0.2:8004", "--count", "2", "--interval", "100ms"},
+         [](SimNet& n) {
+             lab_ports(n);
+             n.set_one_way(600ms);
+         }},
         {"handshake_half_open", {"handshake", "198.18.0.2:8004", "--half-open", "--ts"}, lab_ports},
         {"handshake_stale_syn", {"handshake", "198.18.0.2:8004", "--stale-syn"}, lab_ports},
         {"teardown_active", {"teardown", "198.18.0.2:8001", "--request", "hello\\n"}, lab_ports},

@@ -69,6 +69,8 @@ struct ClientSpec {
 class SimNet final : public app::EdgeProvider {
 public:
     explicit SimNet(Duration one_way = 100us);
+    /// The one-way delay of every packet from now on.
+    void set_one_way(Duration one_way) { delay_ = one_way; }
     ~SimNet() override;
 
     static Instant start_time() { return instant_from_ns(1'000'000'000'000); }

@@ -92,6 +92,58 @@ TEST_CASE("handshake: an ICMP admin-prohibited answer gives unreachable with typ
     CHECK(flow.tcb().state() == tcb::State::Closed);
 }
 
+TEST_CASE("handshake: an ICMP redirect about the SYN is a note, not an answer: the port is open") {
+    probe::HandshakeFlow flow(config());
+    Sim sim(flow, Sim::PeerKind::Listening, 100us);
+    sim.set_peer_hook([](Sim& s, Instant t, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (seg.has(wire::flag::syn) && !seg.has(wire::flag::ack)) s.icmp(t - 50us, seg, 5, 1, wire::Ipv4Addr{0xC6120001});
+        return std::nullopt;  // the peer answers as it would
+    });
+    sim.run();
+    const auto& r = flow.connect_result();
+    CHECK(r.verdict == Verdict::Open);
+    CHECK_FALSE(r.icmp);
+    REQUIRE(r.rtt);
+    CHECK(*r.rtt == 200us);
+    bool noted = false;
+    for (const auto& e : sim.events())
+        if (const auto* n = std::get_if<probe::NoteEvent>(&e.body)) noted = noted || n->text.find("ICMP redirect") != std::string::npos;
+    CHECK(noted);
+}
+
+TEST_CASE("handshake: a RST or ICMP error after a retransmitted SYN may answer either copy: its RTT is ambiguous (Karn)") {
+    // RTT 1.2 s, above the 1 s initial RTO: the SYN goes again at 1 s, and the answer to
+    // the first arrives at 1.2 s, 200 ms after the second.
+    SUBCASE("RST") {
+        probe::HandshakeFlow flow(config());
+        Sim sim(flow, Sim::PeerKind::Closed, 600ms);
+        sim.run();
+        const auto& r = flow.connect_result();
+        CHECK(r.verdict == Verdict::Closed);
+        CHECK(r.syns_sent == 2);
+        REQUIRE(r.rtt);
+        CHECK(*r.rtt == 200ms);
+        CHECK(r.rtt_ambiguous);
+    }
+    SUBCASE("ICMP") {
+        probe::HandshakeFlow flow(config());
+        Sim sim(flow, Sim::PeerKind::Silent, 600ms);
+        // A router's admin-prohibited about the first SYN, 1.2 s after it.
+        sim.at(sim.start() + 1200ms, [](Sim& s, Instant t) { s.icmp(t, s.sent_by_flow().front(), 3, 13, wire::Ipv4Addr{0xC6120001}); });
+        sim.run();
+        const auto& r = flow.connect_result();
+        CHECK(r.verdict == Verdict::Unreachable);
+        CHECK(r.rtt_ambiguous);
+    }
+    SUBCASE("one SYN: not ambiguous") {
+        probe::HandshakeFlow flow(config());
+        Sim sim(flow, Sim::PeerKind::Closed, 400ms);
+        sim.run();
+        CHECK(flow.connect_result().syns_sent == 1);
+        CHECK_FALSE(flow.connect_result().rtt_ambiguous);
+    }
+}
+
 TEST_CASE("handshake: --half-open resets instead of ACKing, and the peer returns to LISTEN") {
     auto c = config();
     c.half_open = true;

@@ -122,6 +122,28 @@ TEST_CASE("ping: an ICMP error quoting the probe is its answer") {
     CHECK(tally->at(0).rtt_ns == std::vector<std::int64_t>{200'000});
 }
 
+TEST_CASE("ping: an ICMP redirect or source quench quoting the probe is no answer: the SYN-ACK after it is") {
+    for (const std::uint8_t type : {std::uint8_t{5}, std::uint8_t{4}}) {
+        CAPTURE(int{type});
+        auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 1);
+        auto tally = std::make_shared<probe::PingTally>(1);
+        probe::PingLane lane(lane_config(), plan, tally);
+        Sim sim(lane, Sim::PeerKind::Listening, 100us);
+        // A router on the way forwards the SYN and tells us of a better next hop first.
+        sim.set_peer_hook([type](Sim& s, Instant t, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+            if (seg.has(wire::flag::syn)) s.icmp(t - 50us, seg, type, 1, wire::Ipv4Addr{0xC6120001});
+            return answer_each_syn()(s, t, seg);
+        });
+        sim.run();
+        CHECK(tally->at(0).sent == 1);
+        CHECK(tally->at(0).synack == 1);
+        CHECK(tally->at(0).icmp == 0);
+        CHECK(tally->at(0).rtt_ns == std::vector<std::int64_t>{200'000});
+        CHECK(lane.icmp_advisories() == 1);
+        CHECK(lane.late() == 0);
+    }
+}
+
 TEST_CASE("ping: an answer to an earlier, timed-out probe is late and not counted") {
     auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 2);
     auto tally = std::make_shared<probe::PingTally>(1);

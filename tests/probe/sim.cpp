@@ -89,6 +89,19 @@ void Sim::capture(Instant t, const wire::Segment& seg, bool outgoing) {
     flush(out);
 }
 
+void Sim::icmp(Instant t, const wire::Segment& quoted, std::uint8_t type, std::uint8_t code, wire::Ipv4Addr reporter) {
+    wire::IcmpError e;
+    e.reporter = reporter;
+    e.type = type;
+    e.code = code;
+    e.quoted_src = quoted.src;
+    e.quoted_dst = quoted.dst;
+    e.quoted_seq = quoted.seq;
+    probe::Outbox out;
+    flow_.on_icmp(t, e, out);
+    flush(out);
+}
+
 void Sim::flush(probe::Outbox& out) {
     for (auto& e : out.events) events_.push_back(std::move(e));
     out.events.clear();
@@ -106,21 +119,9 @@ void Sim::deliver(const InFlight& f) {
         switch (kind_) {
             case PeerKind::Silent:
                 return;
-            case PeerKind::IcmpUnreachable: {
-                if (!f.seg.has(wire::flag::syn)) return;
-                wire::DecodedPacket p;
-                wire::IcmpError e;
-                e.reporter = server.addr;
-                e.type = 3;
-                e.code = 13;
-                e.quoted_src = f.seg.src;
-                e.quoted_dst = f.seg.dst;
-                e.quoted_seq = f.seg.seq;
-                probe::Outbox out;
-                flow_.on_icmp(now_ + delay_, e, out);
-                flush(out);
+            case PeerKind::IcmpUnreachable:
+                if (f.seg.has(wire::flag::syn)) icmp(now_ + delay_, f.seg, 3, 13, server.addr);  // admin-prohibited
                 return;
-            }
             case PeerKind::Closed:
             case PeerKind::Listening:
                 if (hook_) {

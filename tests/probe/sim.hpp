@@ -70,6 +70,9 @@ public:
     void peer_actions(Instant t, const tcb::Actions& a);
     /// Injects a segment as if captured at `t` (hostile input, kernel RSTs).
     void capture(Instant t, const wire::Segment& seg, bool outgoing);
+    /// Injects an ICMP error of `type`/`code` from `reporter` quoting `quoted`, as if
+    /// captured at `t`.
+    void icmp(Instant t, const wire::Segment& quoted, std::uint8_t type, std::uint8_t code, wire::Ipv4Addr reporter);
 
     /// Runs until the flow is done or `limit` of simulated time has passed.
     void run(Duration limit = 120s);

@@ -41,7 +41,7 @@ struct ConnectConfig : ConnectSettings {
 struct ConnectResult {
     Verdict verdict = Verdict::Pending;
     std::optional<Duration> rtt;
-    bool rtt_ambiguous = false;   ///< answer came after a retransmitted SYN without timestamps
+    bool rtt_ambiguous = false;   ///< answer came after a retransmitted SYN and names none of them (no TSecr)
     unsigned syns_sent = 0;
     /// The SYN-ACK or RST that decided the verdict. Held apart: most flows of a wide run
     /// get none, and an optional Segment took 136 bytes in each.
@@ -147,6 +147,8 @@ public:
     void finish(Instant now, Verdict v, Outbox& out);
     /// Capture time of our last SYN at or before t (for times to an answer).
     std::optional<Instant> last_syn_before(Instant t) const;
+    /// The answer's RTT from the last SYN before `t`, ambiguous when more went before it.
+    void time_answer(Instant t);
     /// The TCB's sequence numbers, plus the IRS of a SYN not yet in the TCB.
     wire::FormatContext tcb_context(wire::Direction d, const wire::Segment& seg) const;
 

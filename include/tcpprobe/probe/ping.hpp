@@ -91,6 +91,8 @@ public:
     /// The local kernel's RSTs seen in the capture (0 when the capture cannot see them).
     std::uint64_t kernel_rsts() const { return kernel_rsts_; }
     std::uint64_t late() const { return late_; }
+    /// ICMP redirects and source quenches about our SYNs: no answer (wire::icmp_is_advisory).
+    std::uint64_t icmp_advisories() const { return advisories_; }
 
 private:
     void next_ticket(Instant now);
@@ -113,6 +115,7 @@ private:
     wire::Seq isn_;
     std::uint64_t kernel_rsts_ = 0;
     std::uint64_t late_ = 0;
+    std::uint64_t advisories_ = 0;
     bool done_ = false;
 };
 

@@ -29,6 +29,11 @@ struct IcmpError {
 /// packet (3, 4, 5, 11, 12) and a quoted TCP packet are accepted.
 Result<IcmpError, WireError> parse_icmp_error(Ipv4Addr reporter, Bytes icmp);
 
+/// A redirect (type 5: a router forwarded the packet and names a better next hop, RFC
+/// 1122 3.2.2.2) or a source quench (type 4, which RFC 6633 tells hosts to ignore) does
+/// not say the quoted packet was dropped: it is no answer to a probe.
+bool icmp_is_advisory(std::uint8_t type);
+
 /// "port-unreachable", "admin-prohibited", "ttl-exceeded", ... or "type T code C".
 std::string describe_icmp(std::uint8_t type, std::uint8_t code);
 
