@@ -110,7 +110,7 @@ struct PingResult {
     std::vector<Tally> per;  ///< per destination
     Tally all;
     std::size_t lanes = 0;
-    std::uint64_t kernel_rsts = 0, late = 0, icmp_advisories = 0;
+    std::uint64_t kernel_rsts = 0, late = 0, icmp_advisories = 0, resent = 0;
     bool kernel_rsts_seen = true;  ///< false: the raw-socket capture cannot see them
     RunStats stats;
     Duration elapsed{};
@@ -127,6 +127,7 @@ nlohmann::json to_json(const PingResult& r) {
                               {"kernel_rsts", r.kernel_rsts_seen ? nlohmann::json(r.kernel_rsts) : nlohmann::json()},
                               {"late", r.late},
                               {"icmp_advisories", r.icmp_advisories},
+                              {"resent", r.resent},
                               {"undecodable", r.stats.undecodable},
                               {"capture_drops", r.stats.capture_drops},
                               {"elapsed_us", static_cast<std::int64_t>(to_ms_f(r.elapsed) / 1000 * 1e6)}};
@@ -155,6 +156,10 @@ std::string to_text(const PingResult& r) {
     if (r.dests.size() > 1) text += fmt::format("all: {}\n", to_text(r.all));
     if (r.kernel_rsts) text += fmt::format("({} RSTs from the local kernel seen and not counted as ours)\n", r.kernel_rsts);
     if (r.late) text += fmt::format("{} late or stray answers ignored\n", r.late);
+    if (r.resent)
+        text += fmt::format("{} probe(s) sent again: the peer still held the lane's previous half-open connection "
+                            "(a SYN-ACK, or the local kernel's RST to it, was lost) and acknowledged it instead\n",
+                            r.resent);
     if (r.icmp_advisories)
         text += fmt::format("{} ICMP redirect or source-quench message(s) ignored: they say a SYN was forwarded, "
                             "not dropped\n", r.icmp_advisories);
@@ -252,6 +257,7 @@ public:
             r.kernel_rsts += l->kernel_rsts();
             r.late += l->late();
             r.icmp_advisories += l->icmp_advisories();
+            r.resent += l->held();
         }
         probe::Verdict verdict = probe::Verdict::Pending;
         std::vector<double> all_us, us;

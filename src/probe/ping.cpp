@@ -49,11 +49,18 @@ void PingLane::start(Instant now, Outbox& out) {
 
 void PingLane::send_probe(Instant now, Outbox& out) {
     send_at_.reset();
-    // A new ISN per probe, far from the previous one: answers are matched by ack - 1.
-    isn_ += 0x01000193u;
     seq_no_ = next_seq_no_;
-    sent_ = now;  // replaced by the capture time
     outstanding_ = true;
+    resent_ = false;
+    send_syn(now, out);
+}
+
+void PingLane::send_syn(Instant now, Outbox& out) {
+    // A new ISN per SYN, far from the previous one: answers are matched by ack - 1.
+    if (syn_sent_) previous_isn_ = isn_;
+    syn_sent_ = true;
+    isn_ += 0x01000193u;
+    sent_ = now;  // replaced by the capture time
     captured_ = false;
     give_up_at_ = now + cfg_.timeout;
     Segment syn = cfg_.syn_maker->make_segment(
@@ -83,10 +90,33 @@ void PingLane::on_segment(Instant t, const Segment& seg, bool outgoing, Outbox& 
             sent_ = t;  // every RTT runs from the SYN's capture time
             captured_ = true;
         } else if (seg.has(flag::rst)) {
-            // We send no RST: this is the local kernel's answer to the SYN-ACK (seen only
-            // when the capture sees the kernel's packets, see io/raw_source.hpp).
-            ++kernel_rsts_;
+            // Ours clear a held connection (below); any other is the local kernel's answer
+            // to a SYN-ACK (seen only when the capture sees the kernel's packets, see
+            // io/raw_source.hpp).
+            if (own_rsts_ > 0) --own_rsts_;
+            else ++kernel_rsts_;
         }
+        return;
+    }
+    if (outstanding_ && !resent_ && previous_isn_ && seg.ack == *previous_isn_ + 1 && seg.has(flag::ack) &&
+        !seg.has_any(flag::syn | flag::rst)) {
+        // An ACK for the lane's previous SYN answers this one: the peer still holds the
+        // previous probe's half-open connection (its SYN-ACK, or the local kernel's RST
+        // to it, was lost) and acknowledges a SYN outside that connection's window
+        // instead of answering it (RFC 9293 3.10.7.4, RFC 5961). The probe has met our
+        // own leftover, not the path: reset that connection, as the local kernel does
+        // on this ACK too, and send the probe's SYN again, once.
+        ++held_;
+        resent_ = true;
+        Segment rst = cfg_.syn_maker->make_segment(t, flag::rst, *previous_isn_ + 1, Seq{0});
+        rst.src = cfg_.tuple.local;
+        rst.dst = cfg_.tuple.remote;
+        rst.options.clear();
+        rst.window = 0;
+        cfg_.ip_ids->stamp(rst);
+        ++own_rsts_;
+        out.send.push_back(std::move(rst));
+        send_syn(t, out);
         return;
     }
     if (!outstanding_ || seg.ack != isn_ + 1) {

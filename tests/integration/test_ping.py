@@ -89,6 +89,35 @@ def ping_pace(c, tp, tmp):
         c.check(0.08 <= g <= 0.15, "SYNs 100 ms apart at 10/s (gap %.3f s)" % g)
 
 
+@test(timeout=40)
+def ping_held_connection(c, tp, tmp):
+    """The first SYN-ACK lost on the path leaves the server holding that half-open
+    connection; the lane's next SYN draws an ACK for it. tcpprobe resets it and sends
+    the probe again: one packet lost counts one probe lost, not two."""
+    cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "h.pcap"))
+    with tplab.DropNth({1}, "tcp sport %d tcp flags & (syn|ack) == syn|ack" % PORT_OPEN) as drop, cap:
+        # Two lanes, 100 ms apart: the first lane is used again 200 ms later, long
+        # before the server's SYN-ACK retransmission (1 s) would have cleared it.
+        r = tp.run(["-o", "json", "ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--count", "4", "--interval", "100ms",
+                    "--timeout", "150ms"], timeout=30)
+        dropped = drop.dropped()
+    s = summary_of(c, r, 0)
+    c.eq(dropped, 1, "SYN-ACKs dropped on the path")
+    c.eq(s.get("lanes"), 2, "lanes")
+    c.eq(s.get("sent"), 4, "probes")
+    c.eq(s.get("syn_ack"), 3, "probes answered by a SYN-ACK")
+    c.eq(s.get("silence"), 1, "probes lost (only the one whose SYN-ACK was dropped)")
+    c.eq(s.get("resent"), 1, "probes sent again after the server's ACK for the held connection")
+    pkts = cap.packets()
+    first = min((p for p in pkts if p.src == CLI_IP and p.has("S") and not p.has(".")), key=lambda p: p.time)
+    held_acks = [p for p in pkts if p.src == SRV_IP and p.has(".") and not p.has("S") and not p.has("R")
+                 and p.dport == first.sport and p.ack == (first.seq + 1) % 2**32]
+    c.eq(len(held_acks), 1, "the server's ACK for the first probe's held connection")
+    ours = [p for p in pkts if p.src == CLI_IP and p.sport == first.sport and p.has("R")
+            and p.seq == (first.seq + 1) % 2**32]
+    c.check(len(ours) >= 1, "a RST in the held connection's window (ours, and the kernel's)")
+
+
 @test(timeout=60)
 def ping_flood_correlates(c, tp, tmp):
     """--flood: every probe is sent and matched to its answer; no per-probe lines."""

@@ -144,6 +144,54 @@ TEST_CASE("ping: an ICMP redirect or source quench quoting the probe is no answe
     }
 }
 
+TEST_CASE("ping: a peer still holding the lane's previous half-open connection acknowledges the next SYN: reset it, send the SYN again") {
+    // A Linux-like peer keeps a half-open connection until a RST in its window: a new SYN
+    // on the same 4-tuple with another ISN draws an ACK for the held one (tcp_check_req).
+    // A SYN-ACK that reaches us is reset by the local kernel (modelled as clearing it at
+    // once); the first one is lost, so the first probe is silent and the connection held.
+    struct Held {
+        std::optional<wire::Seq> isn;
+        int drop = 1;
+    };
+    auto held = std::make_shared<Held>();
+    auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 3);
+    auto tally = std::make_shared<probe::PingTally>(1);
+    probe::PingLane lane(lane_config(200ms), plan, tally);
+    Sim sim(lane, Sim::PeerKind::Listening, 100us);
+    sim.set_peer_hook([held](Sim& s, Instant t, const wire::Segment& seg) -> std::optional<std::vector<wire::Segment>> {
+        if (seg.has(wire::flag::rst)) {
+            if (held->isn && seg.seq == *held->isn + 1) held->isn.reset();
+            return std::vector<wire::Segment>{};
+        }
+        if (!seg.has(wire::flag::syn)) return std::vector<wire::Segment>{};
+        if (held->isn && seg.seq != *held->isn) {
+            wire::Segment ack;
+            ack.src = seg.dst;
+            ack.dst = seg.src;
+            ack.flags = wire::flag::ack;
+            ack.seq = wire::Seq{7001};
+            ack.ack = *held->isn + 1;
+            return std::vector<wire::Segment>{ack};
+        }
+        auto answer = answer_each_syn()(s, t, seg);
+        if (held->drop > 0) {
+            --held->drop;
+            held->isn = seg.seq;  // its SYN-ACK is lost: nothing resets it
+            return std::vector<wire::Segment>{};
+        }
+        return answer;
+    });
+    sim.run();
+    CHECK(tally->at(0).sent == 3);
+    CHECK(tally->at(0).silence == 1);  // the probe whose SYN-ACK was lost
+    CHECK(tally->at(0).synack == 2);   // the second one, sent again, and the third
+    CHECK(tally->at(0).rtt_ns == std::vector<std::int64_t>{200'000, 200'000});
+    CHECK(lane.held() == 1);
+    CHECK(lane.late() == 0);
+    CHECK(flags_of(sim.sent_by_flow()) == std::vector<std::string>{"S", "S", "R", "S", "S"});
+    CHECK(lane.kernel_rsts() == 0);  // our RST is not taken for the kernel's
+}
+
 TEST_CASE("ping: an answer to an earlier, timed-out probe is late and not counted") {
     auto plan = std::make_shared<probe::PingPlan>(Sim::default_start(), 0ms, 1, 2);
     auto tally = std::make_shared<probe::PingTally>(1);

@@ -93,10 +93,15 @@ public:
     std::uint64_t late() const { return late_; }
     /// ICMP redirects and source quenches about our SYNs: no answer (wire::icmp_is_advisory).
     std::uint64_t icmp_advisories() const { return advisories_; }
+    /// Probes sent again because the peer still held the lane's previous half-open
+    /// connection and answered with an ACK for it.
+    std::uint64_t held() const { return held_; }
 
 private:
     void next_ticket(Instant now);
     void send_probe(Instant now, Outbox& out);
+    /// The outstanding probe's SYN, with a new ISN (its first, or its one resend).
+    void send_syn(Instant now, Outbox& out);
     void finish_probe(Instant t, ProbeResult r, Outbox& out, const char* what);
 
     /// An answer captured after the probe's timeout: the probe is lost and the answer late.
@@ -116,6 +121,11 @@ private:
     std::uint64_t kernel_rsts_ = 0;
     std::uint64_t late_ = 0;
     std::uint64_t advisories_ = 0;
+    std::optional<wire::Seq> previous_isn_;  ///< the ISN of the lane's SYN before the outstanding one
+    bool resent_ = false;                     ///< the outstanding probe's SYN went again (held connection)
+    bool syn_sent_ = false;
+    std::uint64_t held_ = 0;
+    std::uint32_t own_rsts_ = 0;              ///< our RSTs not yet seen in the capture
     bool done_ = false;
 };
 
