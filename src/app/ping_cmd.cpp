@@ -164,7 +164,8 @@ std::string to_text(const PingResult& r) {
         text += fmt::format("{} ICMP redirect or source-quench message(s) ignored: they say a SYN was forwarded, "
                             "not dropped\n", r.icmp_advisories);
     if (r.stats.capture_drops)
-        text += fmt::format("the capture lost {} packet(s): some probes counted silent were answered\n", r.stats.capture_drops);
+        text += fmt::format("the capture lost {} packet(s) or send times: some probes counted silent may have been answered\n",
+                            r.stats.capture_drops);
     return text;
 }
 

@@ -4,6 +4,7 @@
 #include <linux/errqueue.h>
 #include <linux/filter.h>
 #include <linux/net_tstamp.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <pcap/pcap.h>
@@ -261,7 +262,16 @@ std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on
 std::uint64_t RawSource::drops() const {
     const std::uint64_t sent = sent_ ? sent_() : 0;
     const std::uint64_t tx_missing = sent > tx_stamps_ ? sent - tx_stamps_ : 0;
-    return static_cast<std::uint64_t>(tcp_dropped_) + icmp_dropped_ + untimed_ + tx_missing;
+    // SO_RXQ_OVFL reports the socket's drop count with each packet queued after a drop:
+    // drops after the last queued packet (a flood's final burst) show only here.
+    auto dropped = [](int fd, std::uint32_t seen) -> std::uint64_t {
+        std::uint32_t info[SK_MEMINFO_VARS] = {};
+        socklen_t len = sizeof info;
+        if (fd >= 0 && ::getsockopt(fd, SOL_SOCKET, SO_MEMINFO, info, &len) == 0 && len > SK_MEMINFO_DROPS * sizeof info[0])
+            return std::max(seen, info[SK_MEMINFO_DROPS]);
+        return seen;
+    };
+    return dropped(tcp_fd_, tcp_dropped_) + dropped(icmp_fd_, icmp_dropped_) + untimed_ + tx_missing;
 }
 
 }  // namespace tcpprobe::io

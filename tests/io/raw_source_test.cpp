@@ -1,0 +1,69 @@
+// The raw-socket capture's drop count: every answer is either handed over or counted as
+// dropped, also when the queue overflowed after the last packet it holds (a flood's
+// final burst). Loopback only: TCP RSTs from 127.0.0.1:39998 to 127.0.0.1:39999, which
+// the local stack drops without an answer. Needs CAP_NET_RAW (CI runs as root).
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdint>
+
+#include "tcpprobe/io/raw_source.hpp"
+
+using namespace tcpprobe;
+
+namespace {
+/// One 40-byte IPv4+TCP RST from port `sport` to `dport` on 127.0.0.1 (checksums are not
+/// needed: the raw socket sees the packet before TCP checks it).
+std::array<std::uint8_t, 40> rst(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq) {
+    std::array<std::uint8_t, 40> p{};
+    p[0] = 0x45;
+    p[3] = 40;
+    p[8] = 64;
+    p[9] = IPPROTO_TCP;
+    const std::uint8_t lo[4] = {127, 0, 0, 1};
+    for (int i = 0; i < 4; ++i) p[12 + i] = p[16 + i] = lo[i];
+    p[20] = static_cast<std::uint8_t>(sport >> 8), p[21] = static_cast<std::uint8_t>(sport);
+    p[22] = static_cast<std::uint8_t>(dport >> 8), p[23] = static_cast<std::uint8_t>(dport);
+    for (int i = 0; i < 4; ++i) p[24 + i] = static_cast<std::uint8_t>(seq >> (24 - 8 * i));
+    p[32] = 5 << 4;
+    p[33] = 0x04;  // RST
+    return p;
+}
+}  // namespace
+
+TEST_CASE("raw capture: answers that overflowed the queue after its last packet are still counted as drops") {
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: needs CAP_NET_RAW (run as root)");
+        return;
+    }
+    // The capture reads transmit stamps from `tx`; the burst goes out on another socket.
+    const int tx = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    const int out = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
+    REQUIRE(tx >= 0);
+    REQUIRE(out >= 0);
+    {
+        // The smallest queue the kernel allows holds a few packets; the rest of the burst
+        // overflows it, and no packet is queued after the drops to report them.
+        io::RawSource source("lo", "tcp and src port 39998 and dst port 39999", tx, [] { return std::uint64_t{0}; }, 256, 1);
+        constexpr int burst = 100;
+        sockaddr_in to{};
+        to.sin_family = AF_INET;
+        to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        for (int i = 0; i < burst; ++i) {
+            const auto p = rst(39998, 39999, 1000u + static_cast<std::uint32_t>(i));
+            REQUIRE(::sendto(out, p.data(), p.size(), 0, reinterpret_cast<const sockaddr*>(&to), sizeof to) == 40);
+        }
+        std::size_t frames = 0;
+        for (int round = 0; round < 3; ++round) frames += source.drain([](const io::CapturedFrame&) {});
+        CHECK(frames >= 1);
+        CHECK(source.drops() >= 1);
+        CHECK(frames + source.drops() == burst);
+    }
+    ::close(tx);
+    ::close(out);
+}
