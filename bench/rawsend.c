@@ -64,7 +64,7 @@ struct reader {
     uint16_t peer_port;
     uint32_t peer_addr; /* network order */
     atomic_int stop;
-    long answers, stamps;
+    atomic_long answers, stamps; /* written by the reader, read by the sender */
 };
 
 enum { BATCH = 64, SLOT = 256 };
@@ -76,7 +76,7 @@ static long read_batches(struct reader *r, int fd, int flags) {
     static char control[BATCH][256];
     struct mmsghdr h[BATCH];
     struct iovec iov[BATCH];
-    long got_total = 0;
+    long got_total = 0, answers = 0;
     for (int rounds = 0; rounds < 1024; ++rounds) { /* bounded per call */
         memset(h, 0, sizeof h);
         for (int i = 0; i < BATCH; ++i) {
@@ -96,10 +96,11 @@ static long read_batches(struct reader *r, int fd, int flags) {
                 size_t ihl = (size_t)(ip[0] & 0x0f) * 4;
                 if (h[i].msg_len >= ihl + 20 && memcmp(ip + 12, &r->peer_addr, 4) == 0 &&
                     (uint16_t)(ip[ihl] << 8 | ip[ihl + 1]) == r->peer_port)
-                    ++r->answers;
+                    ++answers;
             }
         if (n < BATCH) break;
     }
+    atomic_fetch_add(&r->answers, answers);
     return got_total;
 }
 
@@ -107,7 +108,7 @@ static void *read_answers(void *arg) {
     struct reader *r = arg;
     for (;;) {
         const int stopping = atomic_load(&r->stop);
-        if (r->tx_fd >= 0) r->stamps += read_batches(r, r->tx_fd, MSG_ERRQUEUE);
+        if (r->tx_fd >= 0) atomic_fetch_add(&r->stamps, read_batches(r, r->tx_fd, MSG_ERRQUEUE));
         read_batches(r, r->rx_fd, 0);
         if (stopping) return NULL;
     }
@@ -214,7 +215,7 @@ int main(int argc, char **argv) {
     int64_t t1 = now_ns();
     if (capture) {
         /* Bounded: the last answers get at most one second to be read. */
-        for (int waited = 0; waited < 100 && reader.answers < sent; ++waited) usleep(10000);
+        for (int waited = 0; waited < 100 && atomic_load(&reader.answers) < sent; ++waited) usleep(10000);
         atomic_store(&reader.stop, 1);
         pthread_join(thread, NULL);
         close(reader.rx_fd);
@@ -225,7 +226,7 @@ int main(int argc, char **argv) {
     long probes = sent / per;
     printf("{\"sent\": %ld, \"packets\": %ld, \"errors\": %ld, \"elapsed_ns\": %lld, \"pps\": %.1f", probes, sent,
            errors, (long long)(t1 - t0), secs > 0 ? (double)probes / secs : 0.0);
-    if (capture) printf(", \"answers\": %ld, \"stamps\": %ld", reader.answers, reader.stamps);
+    if (capture) printf(", \"answers\": %ld, \"stamps\": %ld", atomic_load(&reader.answers), atomic_load(&reader.stamps));
     printf("}\n");
     return sent == total ? 0 : 1;
 }

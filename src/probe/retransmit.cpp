@@ -371,8 +371,9 @@ std::pair<const RetransmitFlow*, ScheduleFit> vote(const std::vector<const Retra
         fit.notes.push_back(fmt::format("{} of {} runs carry Linux's signature{}{}{}", v.signature_runs, runs.size(),
                                         v.values.empty() ? ", and they disagree" : enough ? "; they agree" : ": one run is not enough",
                                         v.backing_runs ? fmt::format("; {} other run(s) fit it by their copies and confirmed end", v.backing_runs) : "",
-                                        v.cached_runs ? fmt::format(" ({} of these started from a longer RTT the peer cached for "
-                                                                    "our address)", v.cached_runs)
+                                        v.cached_runs ? fmt::format("; {} of the {} started from a longer RTT the peer cached for "
+                                                                    "our address", v.cached_runs,
+                                                                    v.signature_runs + v.backing_runs)
                                                       : ""));
         if (!v.inferred) {
             if (v.values.size() > 1 && enough) return {speaker, fit};  // Linux, the value not pinned: the text says which

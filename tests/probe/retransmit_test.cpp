@@ -568,7 +568,7 @@ TEST_CASE("retransmit fin: runs above Linux's RTO range are also read as started
     // The note counts the two runs that backed it from a cached RTT.
     CHECK(std::any_of(runs.fit.notes.begin(), runs.fit.notes.end(), [](const std::string& n) {
         return n.find("2 other run(s) fit it") != std::string::npos &&
-               n.find("(2 of these started from a longer RTT") != std::string::npos;
+               n.find("; 2 of the 3 started from a longer RTT") != std::string::npos;
     }));
 }
 

@@ -561,6 +561,7 @@ TEST_CASE("schedule: a client's SYNs with two copies lost between three seen are
         CHECK(*clean.initial_rto >= 950ms);
         REQUIRE(clean.copies_sent);
         CHECK(*clean.copies_sent == 2);  // a reading with two lost would make it 4
+        CHECK_FALSE(clean.inferred_retries);
     }
     SUBCASE("two seen with two lost between them stay unread: any gap fits three model gaps") {
         const ScheduleFit two = fit_schedule(evidence({0ms, 3072056us}, {{7300ms, Liveness::Gone}}), Tolerance{},
