@@ -38,6 +38,18 @@ namespace {
 constexpr unsigned tx_flags = SOF_TIMESTAMPING_TX_SCHED | SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE |
                               SOF_TIMESTAMPING_OPT_ID;
 
+}  // namespace
+
+std::int64_t RawSource::wire_time(std::int64_t sched_ns, std::int64_t snd_ns) {
+    // Work on both sides of the tap: the midpoint. A gap longer than that work allows is
+    // a wait in a queueing discipline (a busy uplink), which lies before the tap: the tap
+    // is then between SND - max_tap_offset_ns and SND, dated in the middle.
+    if (snd_ns - sched_ns <= 2 * max_tap_offset_ns) return sched_ns + (snd_ns - sched_ns) / 2;
+    return snd_ns - max_tap_offset_ns / 2;
+}
+
+namespace {
+
 std::int64_t to_ns(const timespec& ts) { return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec; }
 
 /// A filter compiled by libpcap for raw IPv4 packets, in the form SO_ATTACH_FILTER takes.
@@ -200,21 +212,40 @@ void RawSource::read_tx(std::size_t budget) {
         auto at = ipv4_offset(bytes, len);
         if (!ns || !timestamping || !at) return;  // not a transmit timestamp of a whole packet
         if (kind == SCM_TSTAMP_SCHED) {
-            // Held until its SND stamp; the packet goes to the batch now (SND cannot come first).
+            // Waits for its SND stamp in the batch (SND cannot come first).
             ++tx_stamps_;
             const std::size_t keep = std::min(len - *at, snaplen_);
             unpaired_.push_back({key, batch_.size()});
-            batch_.push_back({*ns, arena_.size(), keep});
+            batch_.push_back({*ns, arena_.size(), keep, *ns});
             arena_.insert(arena_.end(), bytes + *at, bytes + *at + keep);
         } else if (kind == SCM_TSTAMP_SND) {
+            snd_seen_ = true;
             auto it = std::find_if(unpaired_.begin(), unpaired_.end(), [&](const auto& u) { return u.first == key; });
             if (it == unpaired_.end()) return;  // its SCHED stamp went out alone in an earlier drain
             Pending& p = batch_[it->second];
-            p.ns += (*ns - p.ns) / 2;
+            p.ns = RawSource::wire_time(p.sched_ns, *ns);
             unpaired_.erase(it);
         }
     });
-    unpaired_.clear();  // SCHED stamps without SND (a driver that does not stamp) stand alone
+}
+
+void RawSource::hold_unpaired(bool answers_read) {
+    // A packet whose SND stamp has not come yet still waits in a queueing discipline (a
+    // busy uplink): its SCHED stamp alone would date it too early by that wait. It is
+    // held for a later drain, until its SND stamp or hold_limit_ns. Until the device has
+    // shown that it stamps SND, a packet is held only while no answer has been read: a
+    // driver that never stamps SND must not hand an answer over before its segment.
+    timespec now{};
+    ::clock_gettime(CLOCK_REALTIME, &now);
+    const std::int64_t now_ns = to_ns(now);
+    for (const auto& [key, index] : unpaired_) {
+        Pending& p = batch_[index];
+        if ((!snd_seen_ && answers_read) || now_ns - p.sched_ns > hold_limit_ns) continue;  // SCHED alone
+        held_.push_back({key, p.ns, p.sched_ns, {arena_.begin() + static_cast<std::ptrdiff_t>(p.offset),
+                                                 arena_.begin() + static_cast<std::ptrdiff_t>(p.offset + p.length)}});
+        p.held = true;
+    }
+    unpaired_.clear();
 }
 
 void RawSource::read_rx(int fd, std::uint32_t& dropped, std::size_t budget) {
@@ -236,7 +267,7 @@ void RawSource::read_rx(int fd, std::uint32_t& dropped, std::size_t budget) {
             return;
         }
         len = std::min(len, snaplen_);
-        batch_.push_back({*ns, arena_.size(), len});
+        batch_.push_back({*ns, arena_.size(), len, *ns});
         arena_.insert(arena_.end(), bytes, bytes + len);
     });
 }
@@ -244,6 +275,13 @@ void RawSource::read_rx(int fd, std::uint32_t& dropped, std::size_t budget) {
 std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on_frame) {
     batch_.clear();
     arena_.clear();
+    // Packets held by the last drain wait for their SND stamp again.
+    for (auto& h : held_) {
+        unpaired_.push_back({h.key, batch_.size()});
+        batch_.push_back({h.ns, arena_.size(), h.bytes.size(), h.sched_ns});
+        arena_.insert(arena_.end(), h.bytes.begin(), h.bytes.end());
+    }
+    held_.clear();
     // Transmit timestamps first, all of them (bounded): the kernel queues a segment's
     // stamps inside the send call, before its answer can exist, so once the error queue
     // is empty every answer read next has its segment's stamp in this batch. Reading only
@@ -253,10 +291,19 @@ std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on
     const std::size_t stamps = batch_.size();
     read_rx(tcp_fd_, tcp_dropped_, max_frames_per_drain);
     read_rx(icmp_fd_, icmp_dropped_, std::max<std::size_t>(1, max_frames_per_drain + stamps - batch_.size()));
+    const bool answers_read = batch_.size() > stamps;
+    // An SND stamp queued while the answers were read: its packet's answer may be among
+    // them, and must not come before it.
+    if (!unpaired_.empty() && snd_seen_) read_tx(max_tx_stamps_per_drain);
+    hold_unpaired(answers_read);
     std::stable_sort(batch_.begin(), batch_.end(), [](const Pending& a, const Pending& b) { return a.ns < b.ns; });
+    std::size_t handed = 0;
     for (const auto& p : batch_)
-        on_frame(CapturedFrame{instant_from_ns(p.ns), wire::dlt::raw, {arena_.data() + p.offset, p.length}});
-    return batch_.size();
+        if (!p.held) {
+            on_frame(CapturedFrame{instant_from_ns(p.ns), wire::dlt::raw, {arena_.data() + p.offset, p.length}});
+            ++handed;
+        }
+    return handed;
 }
 
 std::uint64_t RawSource::drops() const {

@@ -10,7 +10,9 @@ and one flow table; each destination's verdict and counts are checked against th
 """
 
 import os
+import subprocess
 import sys
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -180,6 +182,66 @@ def rtt_matches_capture(c, tp, tmp):
         c.require(len(errs) >= 20, "%s: %d probes paired with the capture, expected 23" % (label, len(errs)))
         limit = 2.0 if extra else 5.0
         c.check(errs[len(errs) // 2] <= limit, "%s: median abs. error %.2f us > %g us" % (label, errs[len(errs) // 2], limit))
+
+
+UDP_LOAD = r"""
+import socket, sys, time
+# Bounded: at most 3 s and 100,000 datagrams to the lab server's discard port.
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+end, n, payload = time.time() + 3.0, 0, b"x" * 1400
+while time.time() < end and n < 100000:
+    try:
+        s.sendto(payload, (sys.argv[1], 9))
+        n += 1
+    except OSError:
+        time.sleep(0.0005)
+    if n % 20 == 0:
+        time.sleep(0.002)
+"""
+
+
+@test(timeout=60)
+def rtt_behind_a_queue(c, tp, tmp):
+    """Our SYNs wait up to 200 ms in a token bucket on the client veth (busy uplink) before
+    the tap: the RTT must still be the wire's (tshark's SYN -> SYN-ACK), not the wait.
+    Before, a SYN's SND stamp came in a later read than its SCHED stamp, which then
+    dated it alone: RTTs of about 199 ms against a wire RTT of 25 us."""
+    add = tplab.run(tplab.ns_cmd(CLI_NS, ["tc", "qdisc", "add", "dev", CLI_IF, "root", "tbf", "rate", "2mbit",
+                                         "burst", "1600", "latency", "200ms"]), timeout=10)
+    c.require(add.returncode == 0, "tbf qdisc: %s" % add.stderr.strip())
+    try:
+        cap = Capture(CLI_NS, CLI_IF, os.path.join(tmp, "q.pcap"), nano=True, immediate=False)
+        with cap:
+            load = subprocess.Popen(tplab.ns_cmd(CLI_NS, [sys.executable, "-c", UDP_LOAD, SRV_IP]),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                time.sleep(0.5)  # the queue fills
+                r = tp.run(["-o", "json", "ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--count", "10", "--interval",
+                            "100ms", "--timeout", "1s"], timeout=20)
+                # A one-shot run: its only SYN waits before the device has shown an SND stamp.
+                h = tp.run(["-o", "json", "handshake", "%s:%d" % (SRV_IP, PORT_OPEN)], timeout=15)
+            finally:
+                load.wait(timeout=10)
+    finally:
+        tplab.run(tplab.ns_cmd(CLI_NS, ["tc", "qdisc", "del", "dev", CLI_IF, "root"]), timeout=10)
+    s = summary_of(c, r, 0)
+    c.eq(s.get("syn_ack"), 10, "SYN-ACKs")
+    by_port = {}
+    for e in r.events("probe"):
+        by_port.setdefault(e.get("flow"), []).append(e.get("rtt_us"))
+    hs = summary_of(c, h, 0)
+    p0 = (hs.get("probes") or [{}])[0]
+    by_port.setdefault(p0.get("sport"), []).append(p0.get("rtt_us"))
+    pkts = cap.packets()
+    errs = sorted(rtt_errors(c, pkts, by_port))
+    c.note("abs. errors (us): %s" % ["%.1f" % x for x in errs])
+    c.require(len(errs) >= 9, "%d probes paired with the capture" % len(errs))
+    h_err = rtt_errors(c, pkts, {p0.get("sport"): [p0.get("rtt_us")]})
+    c.check(h_err and h_err[0] <= 50.0, "handshake: abs. error %r us" % h_err)
+    syn_times = {(p.sport, p.seq): p.time for p in pkts if p.src == CLI_IP and p.has("S") and not p.has(".")}
+    c.check(len(syn_times) == 11, "SYNs on the wire: %d" % len(syn_times))
+    c.check(errs[len(errs) // 2] <= 10.0, "median abs. error %.1f us > 10 us" % errs[len(errs) // 2])
+    c.check(errs[-1] <= 50.0, "largest abs. error %.1f us > 50 us" % errs[-1])
 
 
 @test(timeout=40)

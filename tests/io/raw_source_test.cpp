@@ -67,3 +67,15 @@ TEST_CASE("raw capture: answers that overflowed the queue after its last packet 
     ::close(tx);
     ::close(out);
 }
+
+TEST_CASE("raw capture: a sent packet's time is the midpoint of its stamps, unless it waited in a queue before the tap") {
+    // veth with tshark capturing: 6.5 us of work before the tap (our SCHED stamp's copy)
+    // and 6.7 us after it (the tap's copy): the midpoint is within 0.1 us of tshark.
+    CHECK(io::RawSource::wire_time(0, 13'200) == 6'600);
+    CHECK(io::RawSource::wire_time(0, 20'000) == 10'000);
+    // 1 ms in a busy uplink's queueing discipline, between SCHED and the tap: the tap
+    // stamps it just before SND, not 0.5 ms early.
+    CHECK(io::RawSource::wire_time(0, 1'000'000) == 1'000'000 - io::RawSource::max_tap_offset_ns / 2);
+    CHECK(io::RawSource::wire_time(0, 20'001) == 20'001 - io::RawSource::max_tap_offset_ns / 2);
+    CHECK(io::RawSource::wire_time(5'000'000'000, 5'000'000'000) == 5'000'000'000);
+}

@@ -61,12 +61,29 @@ public:
     /// Answers handed over per call; transmit stamps (two per packet we sent) are read
     /// up to max_tx_stamps_per_drain first, normally until the error queue is empty.
     static constexpr std::size_t max_frames_per_drain = 4096;
+    /// A transmitted packet's time as a capture on the interface dates it, from its two
+    /// transmit stamps (SCHED: it entered the device layer; SND: the driver got it). A
+    /// packet socket stamps it between the two, after any queueing discipline: the
+    /// midpoint, unless the packet waited in a queue, which happens before the tap; the
+    /// work between the tap and the driver is at most max_tap_offset_ns (about 7 us
+    /// measured on veth with tshark capturing, bench/README.md), so the packet is then
+    /// dated half of that before SND.
+    static std::int64_t wire_time(std::int64_t sched_ns, std::int64_t snd_ns);
+    static constexpr std::int64_t max_tap_offset_ns = 10'000;
     static constexpr std::size_t max_tx_stamps_per_drain = 4 * max_frames_per_drain;
 
 private:
     struct Pending {
         std::int64_t ns;
         std::size_t offset, length;
+        std::int64_t sched_ns;  ///< a sent packet's SCHED stamp (its age while held)
+        bool held = false;      ///< waits for its SND stamp in a later drain
+    };
+    /// A sent packet whose SND stamp had not come by the end of a drain.
+    struct Held {
+        std::uint32_t key;
+        std::int64_t ns, sched_ns;
+        std::vector<std::uint8_t> bytes;
     };
     struct Batch {
         Batch(std::size_t slot_bytes, std::size_t count);
@@ -80,6 +97,9 @@ private:
     void receive(int fd, int flags, Batch& b, std::size_t budget, Each&& each);
     void close_all();
     void read_tx(std::size_t budget);
+    void hold_unpaired(bool answers_read);
+    /// The longest a sent packet waits for its SND stamp before it goes with SCHED alone.
+    static constexpr std::int64_t hold_limit_ns = 2'000'000'000;
     void read_rx(int fd, std::uint32_t& dropped, std::size_t budget);
 
     int tcp_fd_ = -1, icmp_fd_ = -1, tx_fd_ = -1;
@@ -93,6 +113,8 @@ private:
     std::vector<std::uint8_t> arena_;
     std::vector<Pending> batch_;
     std::vector<std::pair<std::uint32_t, std::size_t>> unpaired_;  ///< SCHED stamps: key, index in batch_
+    std::vector<Held> held_;
+    bool snd_seen_ = false;  ///< the device stamps SND (a driver may not)
     Batch tx_batch_, rx_batch_;
 };
 
