@@ -63,6 +63,7 @@ nlohmann::json to_json(const HandshakeResult& r) {
                     {"answered", r.answered},
                     {"loss_pct", r.loss_pct()},
                     {"anomaly_count", r.anomalies},
+                    {"rtt_ambiguous_count", r.ambiguous},
                     {"capture_drops", r.stats.capture_drops}});
     if (!r.one() && !r.rtt_us.empty()) {
         RttStats s = rtt_stats(r.rtt_us);

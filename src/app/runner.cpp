@@ -162,9 +162,13 @@ RunStats run_loop(probe::Session& session, io::PacketSink& sink, io::PacketSourc
     }
     progress.clear();
     // Whatever was captured in the last instant (e.g. our final ACK) still belongs to the trace.
-    source.drain(on_frame);
+    source.drain_last(on_frame);
     carry_out(out, sink, renderer, stats);
     stats.capture_drops = source.drops();
+    if (const std::uint64_t unsent = source.unsent())
+        spdlog::warn("{} of our packets were not seen reaching the network device (a local queueing discipline "
+                     "dropped them, or their transmit timestamps were lost): they are dated from when they entered "
+                     "the device layer", unsent);
     if (stats.capture_drops)
         spdlog::warn("the capture lost {} packets (ring full): answers may be missing; lower --rate or probe fewer flows at once",
                      stats.capture_drops);

@@ -215,12 +215,12 @@ void RawSource::read_tx(std::size_t budget) {
             // Waits for its SND stamp in the batch (SND cannot come first).
             ++tx_stamps_;
             const std::size_t keep = std::min(len - *at, snaplen_);
-            unpaired_.push_back({key, batch_.size()});
+            unpaired_[key] = batch_.size();
             batch_.push_back({*ns, arena_.size(), keep, *ns});
             arena_.insert(arena_.end(), bytes + *at, bytes + *at + keep);
         } else if (kind == SCM_TSTAMP_SND) {
             snd_seen_ = true;
-            auto it = std::find_if(unpaired_.begin(), unpaired_.end(), [&](const auto& u) { return u.first == key; });
+            auto it = unpaired_.find(key);
             if (it == unpaired_.end()) return;  // its SCHED stamp went out alone in an earlier drain
             Pending& p = batch_[it->second];
             p.ns = RawSource::wire_time(p.sched_ns, *ns);
@@ -229,18 +229,55 @@ void RawSource::read_tx(std::size_t budget) {
     });
 }
 
-void RawSource::hold_unpaired(bool answers_read) {
+/// A segment's flow as (local address, local port, remote address, remote port): of a
+/// packet we sent, of a TCP answer (reversed) or of the packet an ICMP error quotes.
+std::optional<RawSource::Flow> RawSource::flow_of(const std::uint8_t* b, std::size_t len, bool sent) {
+    auto be16 = [&](std::size_t o) { return static_cast<std::uint16_t>(b[o] << 8 | b[o + 1]); };
+    auto be32 = [&](std::size_t o) { return static_cast<std::uint32_t>(be16(o)) << 16 | be16(o + 2); };
+    if (len < 20 || (b[0] >> 4) != 4) return std::nullopt;
+    std::size_t ihl = std::size_t{b[0] & 0x0Fu} * 4;
+    if (b[9] == IPPROTO_ICMP) {
+        // type, code, checksum, 4 bytes; then the quoted IPv4 header and 8 bytes of TCP.
+        const std::size_t q = ihl + 8;
+        if (len < q + 20 || (b[q] >> 4) != 4 || b[q + 9] != IPPROTO_TCP) return std::nullopt;
+        const std::size_t qt = q + std::size_t{b[q] & 0x0Fu} * 4;
+        if (len < qt + 4) return std::nullopt;
+        return Flow{be32(q + 12), be16(qt), be32(q + 16), be16(qt + 2)};
+    }
+    if (b[9] != IPPROTO_TCP || len < ihl + 4) return std::nullopt;
+    if (sent) return Flow{be32(12), be16(ihl), be32(16), be16(ihl + 2)};
+    return Flow{be32(16), be16(ihl + 2), be32(12), be16(ihl)};
+}
+
+void RawSource::hold_unpaired(std::size_t answers_from, std::size_t answers_to) {
     // A packet whose SND stamp has not come yet still waits in a queueing discipline (a
     // busy uplink): its SCHED stamp alone would date it too early by that wait. It is
-    // held for a later drain, until its SND stamp or hold_limit_ns. Until the device has
-    // shown that it stamps SND, a packet is held only while no answer has been read: a
-    // driver that never stamps SND must not hand an answer over before its segment.
+    // held for a later drain, until its SND stamp, unless
+    //  * an answer of its flow was read now: the answer must not come before it (its SND
+    //    stamp was lost, or the driver does not stamp SND);
+    //  * it has waited hold_limit_ns (a queueing discipline dropped it, or the driver does
+    //    not stamp SND: if it has never shown one, nothing is held after that);
+    //  * max_held packets wait already, or this is the run's last drain.
+    // Released without SND, it keeps its SCHED time.
+    if (unpaired_.empty()) return;
     timespec now{};
     ::clock_gettime(CLOCK_REALTIME, &now);
     const std::int64_t now_ns = to_ns(now);
+    std::vector<Flow> answered;
+    for (std::size_t i = answers_from; i < answers_to; ++i)
+        if (auto f = flow_of(arena_.data() + batch_[i].offset, batch_[i].length, false)) answered.push_back(*f);
+    std::sort(answered.begin(), answered.end());
     for (const auto& [key, index] : unpaired_) {
         Pending& p = batch_[index];
-        if ((!snd_seen_ && answers_read) || now_ns - p.sched_ns > hold_limit_ns) continue;  // SCHED alone
+        const auto flow = flow_of(arena_.data() + p.offset, p.length, true);
+        const bool answer_read = flow && std::binary_search(answered.begin(), answered.end(), *flow);
+        const std::int64_t age = now_ns - p.sched_ns;
+        if (age > hold_limit_ns && !snd_seen_) no_snd_ = true;
+        const bool release = last_drain_ || no_snd_ || answer_read || held_.size() >= max_held || age > hold_limit_ns;
+        if (release) {
+            if (snd_seen_) ++snd_missing_;
+            continue;
+        }
         held_.push_back({key, p.ns, p.sched_ns, {arena_.begin() + static_cast<std::ptrdiff_t>(p.offset),
                                                  arena_.begin() + static_cast<std::ptrdiff_t>(p.offset + p.length)}});
         p.held = true;
@@ -272,12 +309,17 @@ void RawSource::read_rx(int fd, std::uint32_t& dropped, std::size_t budget) {
     });
 }
 
+std::size_t RawSource::drain_last(const std::function<void(const CapturedFrame&)>& on_frame) {
+    last_drain_ = true;
+    return drain(on_frame);
+}
+
 std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on_frame) {
     batch_.clear();
     arena_.clear();
     // Packets held by the last drain wait for their SND stamp again.
     for (auto& h : held_) {
-        unpaired_.push_back({h.key, batch_.size()});
+        unpaired_[h.key] = batch_.size();
         batch_.push_back({h.ns, arena_.size(), h.bytes.size(), h.sched_ns});
         arena_.insert(arena_.end(), h.bytes.begin(), h.bytes.end());
     }
@@ -291,11 +333,11 @@ std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on
     const std::size_t stamps = batch_.size();
     read_rx(tcp_fd_, tcp_dropped_, max_frames_per_drain);
     read_rx(icmp_fd_, icmp_dropped_, std::max<std::size_t>(1, max_frames_per_drain + stamps - batch_.size()));
-    const bool answers_read = batch_.size() > stamps;
+    const std::size_t answers_end = batch_.size();
     // An SND stamp queued while the answers were read: its packet's answer may be among
     // them, and must not come before it.
     if (!unpaired_.empty() && snd_seen_) read_tx(max_tx_stamps_per_drain);
-    hold_unpaired(answers_read);
+    hold_unpaired(stamps, answers_end);
     std::stable_sort(batch_.begin(), batch_.end(), [](const Pending& a, const Pending& b) { return a.ns < b.ns; });
     std::size_t handed = 0;
     for (const auto& p : batch_)

@@ -10,6 +10,7 @@ and one flow table; each destination's verdict and counts are checked against th
 """
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -242,6 +243,32 @@ def rtt_behind_a_queue(c, tp, tmp):
     c.check(len(syn_times) == 11, "SYNs on the wire: %d" % len(syn_times))
     c.check(errs[len(errs) // 2] <= 10.0, "median abs. error %.1f us > 10 us" % errs[len(errs) // 2])
     c.check(errs[-1] <= 50.0, "largest abs. error %.1f us > 50 us" % errs[-1])
+
+
+@test(timeout=60)
+def flood_behind_a_dropping_queue(c, tp, tmp):
+    """A token bucket with a 3,000-byte queue on the client veth drops most of a flood's
+    SYNs before they reach the device: those probes are silent, each such SYN is
+    reported as not seen reaching the device (never as a capture drop), and the
+    answered probes' RTTs are the wire's, not the queue's (before: p50 about 18 ms)."""
+    add = tplab.run(tplab.ns_cmd(CLI_NS, ["tc", "qdisc", "add", "dev", CLI_IF, "root", "tbf", "rate", "1mbit",
+                                         "burst", "1600", "limit", "3000"]), timeout=10)
+    c.require(add.returncode == 0, "tbf qdisc: %s" % add.stderr.strip())
+    try:
+        r = tp.run(["-o", "json", "ping", "%s:%d" % (SRV_IP, PORT_OPEN), "--flood", "--count", "3000"], timeout=40)
+    finally:
+        tplab.run(tplab.ns_cmd(CLI_NS, ["tc", "qdisc", "del", "dev", CLI_IF, "root"]), timeout=10)
+    s = summary_of(c, r, 0)
+    c.eq(s.get("sent"), 3000, "probes")
+    silent = s.get("silence") or 0
+    c.check(silent > 0, "the queue dropped some SYNs: %d silent" % silent)
+    c.eq(s.get("capture_drops"), 0, "capture drops")
+    m = re.search(r"(\d+) of our packets were not seen reaching the network device", r.stderr or "")
+    c.check(m is not None, "no warning about SYNs that never reached the device:\n%s" % r.stderr)
+    if m:
+        c.eq(int(m.group(1)), silent, "SYNs not seen reaching the device = silent probes")
+    rtt = s.get("rtt") or {}
+    c.check((rtt.get("p50_us") or 1e9) < 1000, "RTT p50 %r us: the queue's wait is not in it" % rtt.get("p50_us"))
 
 
 @test(timeout=40)

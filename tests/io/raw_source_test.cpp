@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "tcpprobe/io/raw_source.hpp"
 
@@ -78,4 +79,22 @@ TEST_CASE("raw capture: a sent packet's time is the midpoint of its stamps, unle
     CHECK(io::RawSource::wire_time(0, 1'000'000) == 1'000'000 - io::RawSource::max_tap_offset_ns / 2);
     CHECK(io::RawSource::wire_time(0, 20'001) == 20'001 - io::RawSource::max_tap_offset_ns / 2);
     CHECK(io::RawSource::wire_time(5'000'000'000, 5'000'000'000) == 5'000'000'000);
+}
+
+TEST_CASE("raw capture: a packet's flow, seen from our side, for what we send, a TCP answer and an ICMP error's quote") {
+    const auto ours = rst(40000, 80, 7);  // 127.0.0.1:40000 -> 127.0.0.1:80
+    const io::RawSource::Flow flow{0x7F000001, 40000, 0x7F000001, 80};
+    CHECK(io::RawSource::flow_of(ours.data(), ours.size(), true) == flow);
+    const auto answer = rst(80, 40000, 8);
+    CHECK(io::RawSource::flow_of(answer.data(), answer.size(), false) == flow);
+    // An ICMP error from 127.0.0.2 quoting our packet's IPv4 header and first 8 TCP bytes.
+    std::vector<std::uint8_t> icmp(20 + 8 + 28);
+    icmp[0] = 0x45;
+    icmp[9] = IPPROTO_ICMP;
+    icmp[12] = 127, icmp[15] = 2, icmp[16] = 127, icmp[19] = 1;
+    icmp[20] = 3, icmp[21] = 3;
+    std::copy(ours.begin(), ours.begin() + 28, icmp.begin() + 28);
+    CHECK(io::RawSource::flow_of(icmp.data(), icmp.size(), false) == flow);
+    CHECK_FALSE(io::RawSource::flow_of(icmp.data(), 40, false));  // the quote cut short
+    CHECK_FALSE(io::RawSource::flow_of(ours.data(), 10, true));
 }

@@ -33,8 +33,14 @@ public:
     /// is something to drain; the loop polls them while it waits.
     virtual std::span<const int> fds() const = 0;
     virtual std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) = 0;
+    /// The run's last drain: a capture that holds frames back hands over everything.
+    virtual std::size_t drain_last(const std::function<void(const CapturedFrame&)>& on_frame) { return drain(on_frame); }
     /// Packets the capture lost (kernel ring full); answers may be missing when non-zero.
     virtual std::uint64_t drops() const { return 0; }
+    /// Packets we sent that were not seen reaching the driver (a local queueing
+    /// discipline dropped them, or their transmit stamp was lost): dated by the time they
+    /// entered the device layer, if at all.
+    virtual std::uint64_t unsent() const { return 0; }
     /// Writes out what is buffered for a -w file, if any.
     virtual void flush() {}
 };

@@ -26,6 +26,9 @@
 #include <cstdint>
 #include <memory>
 #include <functional>
+#include <optional>
+#include <tuple>
+#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -55,9 +58,12 @@ public:
     /// segment we sent comes before the answer to it even though the two are read from
     /// different sockets.
     std::size_t drain(const std::function<void(const CapturedFrame&)>& on_frame) override;
+    /// The run's last drain: nothing is held any longer.
+    std::size_t drain_last(const std::function<void(const CapturedFrame&)>& on_frame) override;
     /// Answers the kernel dropped for lack of queue space, plus our packets whose
     /// transmit timestamp was lost: either may hide an answer or a send time.
     std::uint64_t drops() const override;
+    std::uint64_t unsent() const override { return snd_missing_; }
     /// Answers handed over per call; transmit stamps (two per packet we sent) are read
     /// up to max_tx_stamps_per_drain first, normally until the error queue is empty.
     static constexpr std::size_t max_frames_per_drain = 4096;
@@ -70,6 +76,11 @@ public:
     /// dated half of that before SND.
     static std::int64_t wire_time(std::int64_t sched_ns, std::int64_t snd_ns);
     static constexpr std::int64_t max_tap_offset_ns = 10'000;
+    /// Local address and port, remote address and port.
+    using Flow = std::tuple<std::uint32_t, std::uint16_t, std::uint32_t, std::uint16_t>;
+    /// The flow of an IPv4 packet: one we sent (`sent`), a TCP answer (reversed), or the
+    /// TCP segment an ICMP error quotes; nullopt for anything else or too short.
+    static std::optional<Flow> flow_of(const std::uint8_t* b, std::size_t len, bool sent);
     static constexpr std::size_t max_tx_stamps_per_drain = 4 * max_frames_per_drain;
 
 private:
@@ -97,9 +108,13 @@ private:
     void receive(int fd, int flags, Batch& b, std::size_t budget, Each&& each);
     void close_all();
     void read_tx(std::size_t budget);
-    void hold_unpaired(bool answers_read);
-    /// The longest a sent packet waits for its SND stamp before it goes with SCHED alone.
-    static constexpr std::int64_t hold_limit_ns = 2'000'000'000;
+    /// Holds the sent packets still without an SND stamp for a later drain, or lets them
+    /// go with SCHED alone; batch_[answers_from, answers_to) are the answers read now.
+    void hold_unpaired(std::size_t answers_from, std::size_t answers_to);
+    /// How long a sent packet waits for its SND stamp before it goes with SCHED alone
+    /// (a queueing discipline dropped it, or the driver does not stamp SND).
+    static constexpr std::int64_t hold_limit_ns = 1'000'000'000;
+    static constexpr std::size_t max_held = 1024;
     void read_rx(int fd, std::uint32_t& dropped, std::size_t budget);
 
     int tcp_fd_ = -1, icmp_fd_ = -1, tx_fd_ = -1;
@@ -108,13 +123,15 @@ private:
     std::uint32_t tcp_dropped_ = 0, icmp_dropped_ = 0;  ///< SO_RXQ_OVFL counters (cumulative)
     std::function<std::uint64_t()> sent_;
     std::uint64_t tx_stamps_ = 0;                       ///< transmit timestamps read
-    std::int64_t sched_ns_ = 0;
     std::uint64_t untimed_ = 0;                         ///< packets read without a timestamp
     std::vector<std::uint8_t> arena_;
     std::vector<Pending> batch_;
-    std::vector<std::pair<std::uint32_t, std::size_t>> unpaired_;  ///< SCHED stamps: key, index in batch_
+    std::unordered_map<std::uint32_t, std::size_t> unpaired_;  ///< SCHED stamps: key -> index in batch_
     std::vector<Held> held_;
     bool snd_seen_ = false;  ///< the device stamps SND (a driver may not)
+    bool last_drain_ = false;
+    bool no_snd_ = false;    ///< a packet waited hold_limit_ns and the device never stamped SND
+    std::uint64_t snd_missing_ = 0;  ///< packets handed over without their SND stamp (its time: SCHED)
     Batch tx_batch_, rx_batch_;
 };
 
