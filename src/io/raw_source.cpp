@@ -215,16 +215,18 @@ void RawSource::read_tx(std::size_t budget) {
             // Waits for its SND stamp in the batch (SND cannot come first).
             ++tx_stamps_;
             const std::size_t keep = std::min(len - *at, snaplen_);
-            unpaired_[key] = batch_.size();
+            unpaired_.push_back({key, batch_.size()});
             batch_.push_back({*ns, arena_.size(), keep, *ns});
             arena_.insert(arena_.end(), bytes + *at, bytes + *at + keep);
         } else if (kind == SCM_TSTAMP_SND) {
             snd_seen_ = true;
-            auto it = unpaired_.find(key);
-            if (it == unpaired_.end()) return;  // its SCHED stamp went out alone in an earlier drain
+            // Newest first: a packet's SND normally follows its SCHED within the same send.
+            auto it = std::find_if(unpaired_.rbegin(), unpaired_.rend(), [&](const auto& u) { return u.first == key; });
+            if (it == unpaired_.rend()) return;  // its SCHED stamp went out alone in an earlier drain
             Pending& p = batch_[it->second];
             p.ns = RawSource::wire_time(p.sched_ns, *ns);
-            unpaired_.erase(it);
+            *it = unpaired_.back();
+            unpaired_.pop_back();
         }
     });
 }
@@ -319,7 +321,7 @@ std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on
     arena_.clear();
     // Packets held by the last drain wait for their SND stamp again.
     for (auto& h : held_) {
-        unpaired_[h.key] = batch_.size();
+        unpaired_.push_back({h.key, batch_.size()});
         batch_.push_back({h.ns, arena_.size(), h.bytes.size(), h.sched_ns});
         arena_.insert(arena_.end(), h.bytes.begin(), h.bytes.end());
     }

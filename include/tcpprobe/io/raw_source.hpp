@@ -28,7 +28,6 @@
 #include <functional>
 #include <optional>
 #include <tuple>
-#include <unordered_map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -126,7 +125,9 @@ private:
     std::uint64_t untimed_ = 0;                         ///< packets read without a timestamp
     std::vector<std::uint8_t> arena_;
     std::vector<Pending> batch_;
-    std::unordered_map<std::uint32_t, std::size_t> unpaired_;  ///< SCHED stamps: key -> index in batch_
+    /// SCHED stamps waiting for their SND: key, index in batch_ (at most max_held plus one
+    /// drain's stamps; searched from the newest).
+    std::vector<std::pair<std::uint32_t, std::size_t>> unpaired_;
     std::vector<Held> held_;
     bool snd_seen_ = false;  ///< the device stamps SND (a driver may not)
     bool last_drain_ = false;
