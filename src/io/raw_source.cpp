@@ -225,61 +225,118 @@ void RawSource::read_tx(std::size_t budget) {
             if (it == unpaired_.rend()) return;  // its SCHED stamp went out alone in an earlier drain
             Pending& p = batch_[it->second];
             p.ns = RawSource::wire_time(p.sched_ns, *ns);
+            p.paired = true;
+            newest_paired_sched_ns_ = std::max(newest_paired_sched_ns_, p.sched_ns);
             *it = unpaired_.back();
             unpaired_.pop_back();
         }
     });
 }
 
-/// A segment's flow as (local address, local port, remote address, remote port): of a
-/// packet we sent, of a TCP answer (reversed) or of the packet an ICMP error quotes.
-std::optional<RawSource::Flow> RawSource::flow_of(const std::uint8_t* b, std::size_t len, bool sent) {
+std::optional<RawSource::SegmentKey> RawSource::key_of(const std::uint8_t* b, std::size_t len, bool sent) {
     auto be16 = [&](std::size_t o) { return static_cast<std::uint16_t>(b[o] << 8 | b[o + 1]); };
     auto be32 = [&](std::size_t o) { return static_cast<std::uint32_t>(be16(o)) << 16 | be16(o + 2); };
     if (len < 20 || (b[0] >> 4) != 4) return std::nullopt;
-    std::size_t ihl = std::size_t{b[0] & 0x0Fu} * 4;
-    if (b[9] == IPPROTO_ICMP) {
+    const std::size_t ihl = std::size_t{b[0] & 0x0Fu} * 4;
+    SegmentKey k;
+    if (!sent && b[9] == IPPROTO_ICMP) {
         // type, code, checksum, 4 bytes; then the quoted IPv4 header and 8 bytes of TCP.
         const std::size_t q = ihl + 8;
         if (len < q + 20 || (b[q] >> 4) != 4 || b[q + 9] != IPPROTO_TCP) return std::nullopt;
         const std::size_t qt = q + std::size_t{b[q] & 0x0Fu} * 4;
-        if (len < qt + 4) return std::nullopt;
-        return Flow{be32(q + 12), be16(qt), be32(q + 16), be16(qt + 2)};
+        if (len < qt + 8) return std::nullopt;
+        k.flow = Flow{be32(q + 12), be16(qt), be32(q + 16), be16(qt + 2)};
+        k.icmp = true;
+        k.seq = be32(qt + 4);
+        return k;
     }
-    if (b[9] != IPPROTO_TCP || len < ihl + 4) return std::nullopt;
-    if (sent) return Flow{be32(12), be16(ihl), be32(16), be16(ihl + 2)};
-    return Flow{be32(16), be16(ihl + 2), be32(12), be16(ihl)};
+    if (b[9] != IPPROTO_TCP || len < ihl + 14) return std::nullopt;
+    const std::uint8_t flags = b[ihl + 13];
+    if (sent) {
+        k.flow = Flow{be32(12), be16(ihl), be32(16), be16(ihl + 2)};
+        k.seq = be32(ihl + 4);
+        const std::size_t header = ihl + std::size_t{static_cast<std::uint8_t>(b[ihl + 12] >> 4)} * 4;
+        const std::size_t total = be16(2);
+        k.span = static_cast<std::uint32_t>((total > header ? total - header : 0) + ((flags & 0x02) ? 1 : 0) +
+                                            ((flags & 0x01) ? 1 : 0));
+    } else {
+        k.flow = Flow{be32(16), be16(ihl + 2), be32(12), be16(ihl)};
+        k.ack = be32(ihl + 8);
+        k.acks = (flags & 0x10) != 0;
+    }
+    return k;
+}
+
+std::optional<RawSource::Flow> RawSource::flow_of(const std::uint8_t* b, std::size_t len, bool sent) {
+    auto k = key_of(b, len, sent);
+    if (!k) return std::nullopt;
+    return k->flow;
+}
+
+bool RawSource::answers(const SegmentKey& answer, const SegmentKey& sent) {
+    if (answer.flow != sent.flow) return false;
+    if (answer.icmp) return answer.seq == sent.seq;
+    // It acknowledges something of this segment: ack in (seq, seq + span].
+    const std::uint32_t past = answer.ack - sent.seq;
+    return answer.acks && sent.span > 0 && past >= 1 && past <= sent.span;
 }
 
 void RawSource::hold_unpaired(std::size_t answers_from, std::size_t answers_to) {
     // A packet whose SND stamp has not come yet still waits in a queueing discipline (a
     // busy uplink): its SCHED stamp alone would date it too early by that wait. It is
     // held for a later drain, until its SND stamp, unless
-    //  * an answer of its flow was read now: the answer must not come before it (its SND
-    //    stamp was lost, or the driver does not stamp SND);
-    //  * it has waited hold_limit_ns (a queueing discipline dropped it, or the driver does
-    //    not stamp SND: if it has never shown one, nothing is held after that);
-    //  * max_held packets wait already, or this is the run's last drain.
-    // Released without SND, it keeps its SCHED time.
+    //  * an answer to it was read now (its SND stamp was lost: the error queue was full),
+    //    or any packet of its flow while the device has not shown an SND stamp (a driver
+    //    that never stamps SND): an answer must not come before its segment;
+    //  * a later packet of its flow got its SND stamp: a queue keeps a flow's order, so
+    //    this one was dropped;
+    //  * it has waited hold_limit_ns (dropped; or the driver does not stamp SND: if it
+    //    has never shown one by then, nothing is held until it does);
+    //  * this is the run's last drain; past max_held, the oldest go.
+    // Released without SND, it keeps its SCHED time, and counts as unsent.
     if (unpaired_.empty()) return;
     timespec now{};
     ::clock_gettime(CLOCK_REALTIME, &now);
     const std::int64_t now_ns = to_ns(now);
-    std::vector<Flow> answered;
+    std::vector<SegmentKey> answered;
     for (std::size_t i = answers_from; i < answers_to; ++i)
-        if (auto f = flow_of(arena_.data() + batch_[i].offset, batch_[i].length, false)) answered.push_back(*f);
-    std::sort(answered.begin(), answered.end());
-    for (const auto& [key, index] : unpaired_) {
-        Pending& p = batch_[index];
-        const auto flow = flow_of(arena_.data() + p.offset, p.length, true);
-        const bool answer_read = flow && std::binary_search(answered.begin(), answered.end(), *flow);
+        if (auto k = key_of(arena_.data() + batch_[i].offset, batch_[i].length, false)) answered.push_back(*k);
+    // The latest SCHED time of a packet paired in this drain, per flow.
+    std::vector<std::pair<Flow, std::int64_t>> paired;
+    for (const auto& p : batch_)
+        if (p.paired)
+            if (auto f = flow_of(arena_.data() + p.offset, p.length, true)) paired.push_back({*f, p.sched_ns});
+    std::sort(paired.begin(), paired.end());
+    std::vector<std::pair<std::int64_t, std::size_t>> keep;  // SCHED time, index in unpaired_
+    for (std::size_t u = 0; u < unpaired_.size(); ++u) {
+        const Pending& p = batch_[unpaired_[u].second];
+        const auto key = key_of(arena_.data() + p.offset, p.length, true);
         const std::int64_t age = now_ns - p.sched_ns;
         if (age > hold_limit_ns && !snd_seen_) no_snd_ = true;
-        const bool release = last_drain_ || no_snd_ || answer_read || held_.size() >= max_held || age > hold_limit_ns;
-        if (release) {
-            if (snd_seen_) ++snd_missing_;
-            continue;
+        bool release = last_drain_ || (no_snd_ && !snd_seen_) || age > hold_limit_ns;
+        if (!release && key) {
+            release = std::any_of(answered.begin(), answered.end(), [&](const SegmentKey& a) {
+                return snd_seen_ ? answers(a, *key) : a.flow == key->flow;
+            });
+            auto later = std::upper_bound(paired.begin(), paired.end(), std::make_pair(key->flow, p.sched_ns));
+            release = release || (later != paired.end() && later->first == key->flow);
         }
+        if (!release) {
+            keep.push_back({p.sched_ns, u});
+        } else if (snd_seen_ && (!last_drain_ || p.sched_ns < newest_paired_sched_ns_)) {
+            // In the last drain, one still queued is not counted; one older than a packet
+            // that has reached the device was dropped.
+            ++snd_missing_;
+        }
+    }
+    if (keep.size() > max_held) {
+        std::sort(keep.begin(), keep.end(), std::greater<>{});  // the newest stay
+        snd_missing_ += keep.size() - max_held;
+        keep.resize(max_held);
+    }
+    for (const auto& [sched, u] : keep) {
+        const auto& [key, index] = unpaired_[u];
+        Pending& p = batch_[index];
         held_.push_back({key, p.ns, p.sched_ns, {arena_.begin() + static_cast<std::ptrdiff_t>(p.offset),
                                                  arena_.begin() + static_cast<std::ptrdiff_t>(p.offset + p.length)}});
         p.held = true;
@@ -336,9 +393,12 @@ std::size_t RawSource::drain(const std::function<void(const CapturedFrame&)>& on
     read_rx(tcp_fd_, tcp_dropped_, max_frames_per_drain);
     read_rx(icmp_fd_, icmp_dropped_, std::max<std::size_t>(1, max_frames_per_drain + stamps - batch_.size()));
     const std::size_t answers_end = batch_.size();
-    // An SND stamp queued while the answers were read: its packet's answer may be among
-    // them, and must not come before it.
-    if (!unpaired_.empty() && snd_seen_) read_tx(max_tx_stamps_per_drain);
+    // A stamp queued while the answers were read (a packet that waited in a queue, or for
+    // its next hop's address after its send call returned): its answer may be among
+    // them, and must not come before it. Under a flood every packet sent so far has
+    // usually shown its SCHED stamp by now, and nothing waits: no second read.
+    const bool stamps_due = !unpaired_.empty() || (sent_ && sent_() > tx_stamps_);
+    if (answers_end > stamps && stamps_due) read_tx(max_tx_stamps_per_drain);
     hold_unpaired(stamps, answers_end);
     std::stable_sort(batch_.begin(), batch_.end(), [](const Pending& a, const Pending& b) { return a.ns < b.ns; });
     std::size_t handed = 0;

@@ -134,9 +134,11 @@ FormatContext Connection::context_for(Direction d, const Segment& seg) const {
 }
 
 std::optional<Instant> Connection::last_syn_before(Instant t) const {
+    // The latest in time: a capture may hand a copy over after a later one (one held
+    // back for its transmit stamp).
     std::optional<Instant> best;
     for (const auto& s : syns_seen_)
-        if (s.seq == tcb_.iss() && s.t <= t) best = s.t;
+        if (s.seq == tcb_.iss() && s.t <= t && (!best || s.t > *best)) best = s.t;
     return best;
 }
 

@@ -18,12 +18,13 @@
 using namespace tcpprobe;
 
 namespace {
-/// One 40-byte IPv4+TCP RST from port `sport` to `dport` on 127.0.0.1 (checksums are not
-/// needed: the raw socket sees the packet before TCP checks it).
-std::array<std::uint8_t, 40> rst(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq) {
-    std::array<std::uint8_t, 40> p{};
+/// An IPv4+TCP segment on 127.0.0.1 from `sport` to `dport` with `payload` zero bytes
+/// (checksums are not needed: the raw socket sees the packet before TCP checks it).
+std::vector<std::uint8_t> segment(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq, std::uint32_t ack,
+                                  std::uint8_t flags, std::size_t payload = 0) {
+    std::vector<std::uint8_t> p(40 + payload);
     p[0] = 0x45;
-    p[3] = 40;
+    p[2] = static_cast<std::uint8_t>(p.size() >> 8), p[3] = static_cast<std::uint8_t>(p.size());
     p[8] = 64;
     p[9] = IPPROTO_TCP;
     const std::uint8_t lo[4] = {127, 0, 0, 1};
@@ -31,9 +32,14 @@ std::array<std::uint8_t, 40> rst(std::uint16_t sport, std::uint16_t dport, std::
     p[20] = static_cast<std::uint8_t>(sport >> 8), p[21] = static_cast<std::uint8_t>(sport);
     p[22] = static_cast<std::uint8_t>(dport >> 8), p[23] = static_cast<std::uint8_t>(dport);
     for (int i = 0; i < 4; ++i) p[24 + i] = static_cast<std::uint8_t>(seq >> (24 - 8 * i));
+    for (int i = 0; i < 4; ++i) p[28 + i] = static_cast<std::uint8_t>(ack >> (24 - 8 * i));
     p[32] = 5 << 4;
-    p[33] = 0x04;  // RST
+    p[33] = flags;
     return p;
+}
+
+std::vector<std::uint8_t> rst(std::uint16_t sport, std::uint16_t dport, std::uint32_t seq) {
+    return segment(sport, dport, seq, 0, 0x04);
 }
 }  // namespace
 
@@ -97,4 +103,38 @@ TEST_CASE("raw capture: a packet's flow, seen from our side, for what we send, a
     CHECK(io::RawSource::flow_of(icmp.data(), icmp.size(), false) == flow);
     CHECK_FALSE(io::RawSource::flow_of(icmp.data(), 40, false));  // the quote cut short
     CHECK_FALSE(io::RawSource::flow_of(ours.data(), 10, true));
+}
+
+TEST_CASE("raw capture: an answer is paired with the segment it acknowledges or an ICMP error quotes, not with its flow's others") {
+    using io::RawSource;
+    auto key = [](const std::vector<std::uint8_t>& b, bool sent) {
+        auto k = RawSource::key_of(b.data(), b.size(), sent);
+        REQUIRE(k);
+        return *k;
+    };
+    const auto syn = key(segment(40000, 80, 1000, 0, 0x02), true);
+    CHECK(syn.span == 1);
+    CHECK(RawSource::answers(key(segment(80, 40000, 7000, 1001, 0x12), false), syn));        // its SYN-ACK
+    CHECK(RawSource::answers(key(segment(80, 40000, 0, 1001, 0x14), false), syn));           // RST/ACK
+    CHECK_FALSE(RawSource::answers(key(segment(80, 40000, 7000, 1000, 0x12), false), syn));  // ack = seq: not it
+    CHECK_FALSE(RawSource::answers(key(segment(80, 40001, 7000, 1001, 0x12), false), syn));  // another flow
+    // The next probe on the same ports (another ISN): the old probe's late SYN-ACK is no answer to it.
+    const auto next = key(segment(40000, 80, 0x01000193u + 1000, 0, 0x02), true);
+    CHECK_FALSE(RawSource::answers(key(segment(80, 40000, 7000, 1001, 0x12), false), next));
+    // Data: 100 bytes from seq 5000 are acknowledged up to 5100, and a pure ACK by nothing.
+    const auto data = key(segment(40000, 80, 5000, 1, 0x18, 100), true);
+    CHECK(data.span == 100);
+    CHECK(RawSource::answers(key(segment(80, 40000, 1, 5100, 0x10), false), data));
+    CHECK_FALSE(RawSource::answers(key(segment(80, 40000, 1, 5101, 0x10), false), data));
+    const auto pure_ack = key(segment(40000, 80, 5100, 1, 0x10), true);
+    CHECK_FALSE(RawSource::answers(key(segment(80, 40000, 1, 5100, 0x10), false), pure_ack));
+    // An ICMP error quoting the SYN's first 8 TCP bytes.
+    const auto ours = segment(40000, 80, 1000, 0, 0x02);
+    std::vector<std::uint8_t> icmp(20 + 8 + 28);
+    icmp[0] = 0x45;
+    icmp[9] = IPPROTO_ICMP;
+    icmp[20] = 3, icmp[21] = 3;
+    std::copy(ours.begin(), ours.begin() + 28, icmp.begin() + 28);
+    CHECK(RawSource::answers(key(icmp, false), syn));
+    CHECK_FALSE(RawSource::answers(key(icmp, false), next));
 }

@@ -80,6 +80,18 @@ public:
     /// The flow of an IPv4 packet: one we sent (`sent`), a TCP answer (reversed), or the
     /// TCP segment an ICMP error quotes; nullopt for anything else or too short.
     static std::optional<Flow> flow_of(const std::uint8_t* b, std::size_t len, bool sent);
+    /// What pairs an answer with a segment we sent: the flow, and our segment's sequence
+    /// space (seq, and span = payload + SYN + FIN), an answer's ack, an ICMP error's
+    /// quoted seq.
+    struct SegmentKey {
+        Flow flow{};
+        std::uint32_t seq = 0, span = 0, ack = 0;
+        bool acks = false;  ///< a TCP answer with ACK set
+        bool icmp = false;  ///< an ICMP error quoting a segment (seq is the quoted one)
+    };
+    static std::optional<SegmentKey> key_of(const std::uint8_t* b, std::size_t len, bool sent);
+    /// `answer` acknowledges part of `sent` or is an ICMP error quoting it.
+    static bool answers(const SegmentKey& answer, const SegmentKey& sent);
     static constexpr std::size_t max_tx_stamps_per_drain = 4 * max_frames_per_drain;
 
 private:
@@ -88,6 +100,7 @@ private:
         std::size_t offset, length;
         std::int64_t sched_ns;  ///< a sent packet's SCHED stamp (its age while held)
         bool held = false;      ///< waits for its SND stamp in a later drain
+        bool paired = false;    ///< a sent packet whose SND stamp came in this drain
     };
     /// A sent packet whose SND stamp had not come by the end of a drain.
     struct Held {
@@ -113,7 +126,7 @@ private:
     /// How long a sent packet waits for its SND stamp before it goes with SCHED alone
     /// (a queueing discipline dropped it, or the driver does not stamp SND).
     static constexpr std::int64_t hold_limit_ns = 1'000'000'000;
-    static constexpr std::size_t max_held = 1024;
+    static constexpr std::size_t max_held = 8192;
     void read_rx(int fd, std::uint32_t& dropped, std::size_t budget);
 
     int tcp_fd_ = -1, icmp_fd_ = -1, tx_fd_ = -1;
@@ -132,7 +145,8 @@ private:
     bool snd_seen_ = false;  ///< the device stamps SND (a driver may not)
     bool last_drain_ = false;
     bool no_snd_ = false;    ///< a packet waited hold_limit_ns and the device never stamped SND
-    std::uint64_t snd_missing_ = 0;  ///< packets handed over without their SND stamp (its time: SCHED)
+    std::uint64_t snd_missing_ = 0;
+    std::int64_t newest_paired_sched_ns_ = 0;  ///< SCHED time of the newest packet that got its SND  ///< packets handed over without their SND stamp (its time: SCHED)
     Batch tx_batch_, rx_batch_;
 };
 
