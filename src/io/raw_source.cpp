@@ -301,6 +301,8 @@ void RawSource::hold_unpaired(std::size_t answers_from, std::size_t answers_to) 
     std::vector<SegmentKey> answered;
     for (std::size_t i = answers_from; i < answers_to; ++i)
         if (auto k = key_of(arena_.data() + batch_[i].offset, batch_[i].length, false)) answered.push_back(*k);
+    const auto by_flow = [](const SegmentKey& a, const SegmentKey& b) { return a.flow < b.flow; };
+    std::sort(answered.begin(), answered.end(), by_flow);
     // The latest SCHED time of a packet paired in this drain, per flow.
     std::vector<std::pair<Flow, std::int64_t>> paired;
     for (const auto& p : batch_)
@@ -315,9 +317,8 @@ void RawSource::hold_unpaired(std::size_t answers_from, std::size_t answers_to) 
         if (age > hold_limit_ns && !snd_seen_) no_snd_ = true;
         bool release = last_drain_ || (no_snd_ && !snd_seen_) || age > hold_limit_ns;
         if (!release && key) {
-            release = std::any_of(answered.begin(), answered.end(), [&](const SegmentKey& a) {
-                return snd_seen_ ? answers(a, *key) : a.flow == key->flow;
-            });
+            const auto [from, to] = std::equal_range(answered.begin(), answered.end(), *key, by_flow);
+            release = std::any_of(from, to, [&](const SegmentKey& a) { return !snd_seen_ || answers(a, *key); });
             auto later = std::upper_bound(paired.begin(), paired.end(), std::make_pair(key->flow, p.sched_ns));
             release = release || (later != paired.end() && later->first == key->flow);
         }
